@@ -1,0 +1,1 @@
+"""The command-line shell over the library; no logic of its own."""

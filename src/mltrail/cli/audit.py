@@ -1,0 +1,7 @@
+"""`mltrail audit` commands (being written; see the audit issue)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

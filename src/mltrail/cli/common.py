@@ -1,0 +1,87 @@
+"""Shared CLI plumbing: global options, output in text or JSON, error reporting.
+
+Commands call :func:`emit` to print a result (a dict for ``--json``, Rich text
+otherwise) and raise :class:`~mltrail.errors.MltrailError` for failures; :func:`run`
+in ``main`` turns those into one line on stderr and the DESIGN.md exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from mltrail.config import Home
+    from mltrail.ledger.client import Ledger
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class CliState:
+    """Options given before the command: ``mltrail --home H --debug CMD``."""
+
+    home: str | None = None
+    debug: bool = False
+    identity: str | None = None
+
+
+STATE = CliState()
+
+
+def home() -> Home:
+    """The home selected by ``--home``, ``MLTRAIL_HOME`` or discovery."""
+    from mltrail.config import find_home
+
+    return find_home(STATE.home)
+
+
+def open_ledger(identity: str | None = None) -> Ledger:
+    """Open the ledger of the current home as ``identity`` (or the home's default)."""
+    from mltrail.ledger.client import Ledger
+
+    return Ledger.open(home(), identity=identity or STATE.identity)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
+    """Print ``data`` as JSON, or call/print ``human`` for people."""
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        return
+    if human is None:
+        console.print_json(json.dumps(data, default=str))
+    elif callable(human):
+        human()
+    else:
+        console.print(human)
+
+
+def show_progress(as_json: bool) -> bool:
+    """Progress bars only on a terminal and never in JSON mode."""
+    return not as_json and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@contextmanager
+def progress(description: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar on stderr; yields ``advance(n)``. Silent when not enabled."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

@@ -1,0 +1,112 @@
+"""Home discovery and settings.
+
+A home is a ``.mltrail/`` folder, found like git's: ``--home`` or ``MLTRAIL_HOME`` if
+given, else the nearest ``.mltrail/`` walking up from the current folder. It holds
+``config.json`` (backend, chain id, registry address, default identity), ``keys/``,
+``objects/`` (content store), the embedded chain and the event index. This module
+reads and writes settings only; it never talks to a ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mltrail.errors import InputError, NotFoundError
+from mltrail.provenance.store import ContentStore, atomic_write
+
+HOME_DIR = ".mltrail"
+ENV_HOME = "MLTRAIL_HOME"
+
+
+class Settings(BaseModel):
+    """What ``config.json`` holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["embedded", "rpc"] = "embedded"
+    rpc_url: str | None = None
+    chain_id: int
+    registry: str
+    identity: str
+    lifecycle_digest: str
+
+
+class Home:
+    """Paths inside one ``.mltrail`` home."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def chain_db(self) -> Path:
+        return self.root / "chain.sqlite"
+
+    @property
+    def index_db(self) -> Path:
+        return self.root / "index.sqlite"
+
+    @property
+    def lifecycle_path(self) -> Path:
+        return self.root / "lifecycle.yaml"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def store(self) -> ContentStore:
+        return ContentStore(self.root / "objects")
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def settings(self) -> Settings:
+        if not self.config_path.exists():
+            raise NotFoundError(f"no mltrail home at {self.root}", hint="run 'mltrail init'")
+        try:
+            return Settings.model_validate_json(self.config_path.read_text())
+        except (ValidationError, ValueError) as exc:
+            raise InputError(f"malformed {self.config_path}: {exc.errors()[0]['msg']}"
+                             if isinstance(exc, ValidationError) else str(exc)) from exc
+
+    def save_settings(self, settings: Settings) -> None:
+        data = json.dumps(settings.model_dump(), indent=2, sort_keys=True) + "\n"
+        atomic_write(self.config_path, data.encode())
+
+
+def find_home(explicit: str | os.PathLike[str] | None = None,
+              start: str | os.PathLike[str] | None = None) -> Home:
+    """The home to use: explicit path, then ``$MLTRAIL_HOME``, then walk up from ``start``."""
+    if explicit is not None:
+        return Home(explicit)
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Home(env)
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / HOME_DIR
+        if (candidate / "config.json").exists():
+            return Home(candidate)
+    raise NotFoundError("not inside an mltrail home (no .mltrail/ found here or above)",
+                        hint="run 'mltrail init' or pass --home / set MLTRAIL_HOME")
+
+
+def new_home_path(explicit: str | os.PathLike[str] | None = None) -> Home:
+    """Where ``init`` creates a home: explicit, ``$MLTRAIL_HOME`` or ``./.mltrail``."""
+    if explicit is not None:
+        return Home(explicit)
+    env = os.environ.get(ENV_HOME)
+    return Home(env) if env else Home(Path.cwd() / HOME_DIR)

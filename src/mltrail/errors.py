@@ -1,0 +1,49 @@
+"""The one exception tree of mltrail.
+
+Every error a user can meet is a :class:`MltrailError` with a one-line message and an
+exit code (DESIGN.md): 1 when a verification failed, 2 for bad input or a refused
+operation. Nothing here prints or exits; the CLI does that.
+"""
+
+from __future__ import annotations
+
+
+class MltrailError(Exception):
+    """Base of all mltrail errors. ``str(err)`` is the one line a user sees."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """The message plus an optional hint on how to fix it."""
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class InputError(MltrailError):
+    """Bad input: a missing file, a malformed document, an unknown id."""
+
+
+class NotFoundError(InputError):
+    """Something named by the user does not exist (artefact id, identity, path)."""
+
+
+class RefusedError(MltrailError):
+    """An operation the rules refuse: illegal transition, missing role, revoked artefact."""
+
+
+class AuthError(RefusedError):
+    """Wrong password or unusable key."""
+
+
+class LedgerError(MltrailError):
+    """The ledger backend failed or disagrees with the home (unreachable RPC, chain mismatch)."""
+
+
+class VerificationError(MltrailError):
+    """A check failed: content mismatch, proof rejected, fraud detected. Exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Provenance: digests, the content store, Merkle anchoring."""

@@ -1,0 +1,91 @@
+"""Merkle trees for anchoring batches of fine-grained records on the ledger.
+
+RFC 6962 (Certificate Transparency) hashing: a leaf is ``SHA256(0x00 || record)``, an
+inner node ``SHA256(0x01 || left || right)``, and a tree of n leaves splits at the
+largest power of two below n. Records are canonical JSON. One ``anchor`` transaction
+puts the root and the count on chain; an inclusion proof shows one record was in it.
+This module computes; it never sends transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from mltrail.errors import InputError
+from mltrail.provenance.digest import canonical_json
+
+
+def leaf_hash(record: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + record).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def _root(leaves: Sequence[bytes]) -> bytes:
+    n = len(leaves)
+    if n == 1:
+        return leaves[0]
+    k = _split(n)
+    return node_hash(_root(leaves[:k]), _root(leaves[k:]))
+
+
+def record_bytes(record: Any) -> bytes:
+    """Canonical bytes of one record (bytes pass through, anything else is JSON)."""
+    return record if isinstance(record, bytes) else canonical_json(record)
+
+
+def merkle_root(records: Sequence[Any]) -> bytes:
+    """Root over ``records``; the root of no records is SHA256 of the empty string."""
+    if not records:
+        return hashlib.sha256(b"").digest()
+    return _root([leaf_hash(record_bytes(r)) for r in records])
+
+
+def _path(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    n = len(leaves)
+    if n == 1:
+        return []
+    k = _split(n)
+    if index < k:
+        return [*_path(leaves[:k], index), _root(leaves[k:])]
+    return [*_path(leaves[k:], index - k), _root(leaves[:k])]
+
+
+def inclusion_proof(records: Sequence[Any], index: int) -> list[bytes]:
+    """Audit path for ``records[index]`` (sibling hashes from the leaf upwards)."""
+    if not 0 <= index < len(records):
+        raise InputError(f"record index {index} out of range 0..{len(records) - 1}")
+    return _path([leaf_hash(record_bytes(r)) for r in records], index)
+
+
+def verify_inclusion(record: Any, index: int, count: int, proof: Sequence[bytes],
+                     root: bytes) -> bool:
+    """Check an RFC 6962 audit path for leaf ``index`` of a tree of ``count`` leaves."""
+    if not 0 <= index < count:
+        return False
+    node = leaf_hash(record_bytes(record))
+    fn, sn = index, count - 1
+    for sibling in proof:
+        if sn == 0:
+            return False
+        if fn % 2 == 1 or fn == sn:
+            node = node_hash(sibling, node)
+            while fn % 2 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            node = node_hash(node, sibling)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and node == root
