@@ -1,0 +1,214 @@
+"""The one training step: batch order, learning-rate schedule, optimizer, loss, replay.
+
+Owns :class:`TrainingSpec`, the part of a proof manifest that fixes how a step is
+computed, and :func:`run_steps`, the loop that both the prover (through the recorder or
+:func:`~mltrail.pol.reference.train_seeded`) and the verifier run. Everything a step
+needs comes from the spec; nothing is read from checkpoint files except tensors.
+This module does no I/O and never touches the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from mltrail.errors import InputError
+
+if TYPE_CHECKING:
+    from mltrail.pol.reference import TrainConfig
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+
+
+class TransformSpec(BaseModel):
+    """A seeded data transform applied to each batch before the forward pass.
+
+    ``gaussian_noise``: adds N(0, std²) noise drawn from a generator seeded by
+    ``(seed, global step)``, so a replay of any step draws the same noise.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["gaussian_noise"]
+    std: float = Field(ge=0.0, le=10.0)
+    seed: int
+
+
+class TrainingSpec(BaseModel):
+    """How every step of a run is computed. Stored verbatim in the proof manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: dict[str, Any]
+    optimizer: dict[str, Any]
+    schedule: dict[str, Any] = Field(default_factory=lambda: {"name": "constant"})
+    loss: Literal["cross_entropy"] = "cross_entropy"
+    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    n_samples: int = Field(ge=1)
+    data_seed: int
+    transforms: list[TransformSpec] = Field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, n_samples: int) -> TrainingSpec:
+        return cls(arch=cfg.arch, optimizer=cfg.optimizer, schedule=cfg.schedule,
+                   batch_size=cfg.batch_size, epochs=cfg.epochs, n_samples=n_samples,
+                   data_seed=cfg.data_seed)
+
+    # ---- batch order
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_samples / self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of sample indices for ``epoch`` (int64), from the data seed."""
+        raw = hashlib.sha256(f"mltrail-pol-order:{self.data_seed}:{epoch}".encode()).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(raw[:8], "little") >> 1)
+        return torch.randperm(self.n_samples, generator=gen)
+
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Indices of the samples in global ``step``."""
+        i = step % self.steps_per_epoch
+        order = self.epoch_order(self.epoch_of(step))
+        return order[i * self.batch_size:(i + 1) * self.batch_size]
+
+    # ---- schedule
+    @property
+    def base_lr(self) -> float:
+        return float(self.optimizer.get("lr", 0.0))
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate used by global ``step``."""
+        s = self.schedule
+        name = s.get("name", "constant")
+        lr = self.base_lr
+        if name == "constant":
+            return lr
+        if name == "step":
+            return lr * float(s.get("gamma", 0.1)) ** (step // int(s.get("step_size", 1)))
+        if name == "cosine":
+            lo = float(s.get("min_lr", 0.0))
+            return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * step / self.total_steps))
+        raise InputError(f"unknown schedule {name!r} (one of {', '.join(SCHEDULES)})")
+
+    # ---- optimizer
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """A fresh optimizer for ``model`` with exactly the manifest's hyperparameters."""
+        o = dict(self.optimizer)
+        name = o.pop("name", None)
+        try:
+            if name == "sgd":
+                return torch.optim.SGD(model.parameters(), lr=float(o.pop("lr")),
+                                       momentum=float(o.pop("momentum", 0.0)),
+                                       weight_decay=float(o.pop("weight_decay", 0.0)),
+                                       nesterov=bool(o.pop("nesterov", False)),
+                                       foreach=False, **_no_extra(o))
+            if name == "adam":
+                b1, b2 = o.pop("betas", (0.9, 0.999))
+                return torch.optim.Adam(model.parameters(), lr=float(o.pop("lr")),
+                                        betas=(float(b1), float(b2)),
+                                        eps=float(o.pop("eps", 1e-8)),
+                                        weight_decay=float(o.pop("weight_decay", 0.0)),
+                                        foreach=False, **_no_extra(o))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad optimizer spec {self.optimizer!r}: {exc}") from exc
+        raise InputError(f"unknown optimizer {name!r} (one of {', '.join(OPTIMIZERS)})")
+
+    def transform(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        for t in self.transforms:
+            gen = torch.Generator().manual_seed(hash_seed(t.seed, step))
+            x = x + torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) * t.std
+        return x
+
+
+def _no_extra(rest: Mapping[str, Any]) -> dict[str, Any]:
+    if rest:
+        raise InputError(f"unsupported optimizer settings: {', '.join(sorted(rest))}")
+    return {}
+
+
+def hash_seed(*parts: int) -> int:
+    raw = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(raw[:8], "little") >> 1
+
+
+def optimizer_from_spec(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The manifest form of a live optimizer's hyperparameters (read, not claimed)."""
+    g = optimizer.param_groups[0]
+    if isinstance(optimizer, torch.optim.SGD):
+        return {"name": "sgd", "lr": float(g["lr"]), "momentum": float(g["momentum"]),
+                "weight_decay": float(g["weight_decay"]), "nesterov": bool(g["nesterov"])}
+    if isinstance(optimizer, torch.optim.Adam):
+        return {"name": "adam", "lr": float(g["lr"]), "betas": [float(b) for b in g["betas"]],
+                "eps": float(g["eps"]), "weight_decay": float(g["weight_decay"])}
+    raise InputError(f"the recorder supports SGD and Adam, not {type(optimizer).__name__}")
+
+
+def train_step(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
+               x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+    """One optimisation step on batch ``(x, y)``; returns the loss (detached)."""
+    for g in opt.param_groups:
+        g["lr"] = spec.lr_at(step)
+    opt.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(spec.transform(x, step)), y)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def run_steps(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
+              x: torch.Tensor, y: torch.Tensor, start: int, end: int,
+              on_step: Callable[[int, torch.Tensor], None] | None = None) -> None:
+    """Run global steps ``start .. end-1`` on data ``(x, y)`` in the committed order."""
+    model.train()
+    dev = next(model.parameters()).device
+    for step in range(start, end):
+        idx = spec.batch_indices(step)
+        loss = train_step(spec, model, opt, x[idx].to(dev), y[idx].to(dev), step)
+        if on_step is not None:
+            on_step(step, loss)
+
+
+# --------------------------------------------------------------------------- state I/O
+
+
+def optimizer_tensors(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state keyed ``<param name>.<state key>``."""
+    out: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        for key, val in opt.state.get(p, {}).items():
+            t = val if isinstance(val, torch.Tensor) else torch.tensor(float(val))
+            out[f"{name}.{key}"] = t.detach().to("cpu").contiguous().clone()
+    return out
+
+
+def load_optimizer_tensors(model: nn.Module, opt: torch.optim.Optimizer,
+                           tensors: Mapping[str, torch.Tensor]) -> None:
+    """Inverse of :func:`optimizer_tensors` (unknown keys are an error)."""
+    params = dict(model.named_parameters())
+    used = 0
+    for name, p in params.items():
+        state: dict[str, Any] = {}
+        for key, val in tensors.items():
+            pname, _, skey = key.rpartition(".")
+            if pname == name:
+                state[skey] = val.clone().to(p.device)
+                used += 1
+        if state:
+            opt.state[p] = state
+    if used != len(tensors):
+        raise InputError("optimizer state names parameters the model does not have")
