@@ -19,7 +19,7 @@ from mltrail.errors import InputError, NotFoundError
 
 PREFIX = "sha256:"
 _CHUNK = 1 << 20
-_HEX = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
+_HEX = re.compile(r"^(?:sha256:|0x)?([0-9a-fA-F]{64})$")
 
 
 def digest_bytes(data: bytes) -> str:

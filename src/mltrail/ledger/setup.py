@@ -1,0 +1,114 @@
+"""Create a home: deploy a registry (embedded or on a node) or join an existing one.
+
+A home is built in a temporary folder beside its target and renamed into place only when
+every step succeeded, so a failed ``init`` leaves nothing behind. Joining reads the
+lifecycle the admin published on chain, so every member interprets codes the same way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from eth_utils import is_address, to_checksum_address
+
+from mltrail.config import Home, Settings
+from mltrail.errors import InputError, LedgerError
+from mltrail.identity import create_identity, unlock
+from mltrail.ledger import contracts
+from mltrail.ledger.abi import ContractABI
+from mltrail.ledger.backend import Backend
+from mltrail.lifecycle import Lifecycle, load, parse
+from mltrail.provenance.digest import to_bytes32
+
+GAS_DEPLOY, GAS_LIFECYCLE = 3_000_000, 6_000_000
+
+
+def _backend(tmp: Home, rpc_url: str | None) -> Backend:
+    if rpc_url:
+        from mltrail.ledger.rpc import RpcBackend
+
+        return RpcBackend(rpc_url)
+    from mltrail.ledger.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(tmp.chain_db, tmp.lock_path)
+
+
+def _published_lifecycle(backend: Backend, abi: ContractABI, registry: str) -> Lifecycle:
+    if not backend.code_at(registry):
+        raise LedgerError(f"no contract at {registry} on chain {backend.chain_id}")
+    try:
+        (digest,) = abi.decode_output("lifecycle_digest",
+                                      backend.call(registry, abi.encode("lifecycle_digest")))
+    except Exception as exc:  # noqa: BLE001 - any failure means it is not our registry
+        raise LedgerError(f"{registry} is not an mltrail ArtefactRegistry") from exc
+    docs = []
+    for log in backend.logs(registry, 0, backend.head()):
+        name, args = abi.decode_log(log)
+        if name == "LifecyclePublished" and args["digest"] == digest:
+            docs.append(args["document"])
+    if not docs:
+        raise LedgerError(f"registry {registry} has published no lifecycle")
+    lc = parse(docs[-1], f"lifecycle on chain at {registry}")
+    if to_bytes32(lc.digest) != digest:
+        raise LedgerError("the published lifecycle does not match its on-chain digest")
+    return lc
+
+
+def init_home(path: str | Path, password: str | None = None, lifecycle: str | Path | None = None,
+              rpc_url: str | None = None, registry: str | None = None,
+              identity: str | None = None, private_key: bytes | None = None) -> Home:
+    """Create a home at ``path``: deploy a new registry, or join ``registry`` at ``rpc_url``."""
+    target = Home(path)
+    if target.exists():
+        raise InputError(f"{target.root} is already an mltrail home")
+    if target.root.exists() and any(target.root.iterdir()):
+        raise InputError(f"{target.root} exists and is not empty")
+    if registry and not rpc_url:
+        raise InputError("--registry needs --ledger URL (joining is for shared networks)")
+    if registry and not is_address(registry):
+        raise InputError(f"not an address: {registry}")
+    if registry and lifecycle:
+        raise InputError("a joining member uses the registry's published lifecycle; "
+                         "drop --lifecycle")
+    name = identity or ("member" if registry else "admin")
+    lc = None if registry else load(lifecycle)
+    target.root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Home(tempfile.mkdtemp(prefix=f".{target.root.name}.init-", dir=target.root.parent))
+    backend: Backend | None = None
+    try:
+        backend = _backend(tmp, rpc_url)
+        address = create_identity(tmp, name, password, private_key)
+        abi = ContractABI(contracts.load("ArtefactRegistry").abi)
+        if registry:
+            registry = to_checksum_address(registry)
+            lc = _published_lifecycle(backend, abi, registry)
+        else:
+            assert lc is not None
+            account = unlock(tmp, name, password)
+            compiled = contracts.load("ArtefactRegistry")
+            rc = backend.transact(account, None, abi.encode_constructor(
+                compiled.bytecode, lc.role_mask(lc.roles)), GAS_DEPLOY)
+            assert rc.contract_address is not None
+            registry = rc.contract_address
+            keys, masks, ids, configs = lc.contract_tables()
+            backend.transact(account, registry, abi.encode(
+                "publish_lifecycle", to_bytes32(lc.digest), lc.document, keys, masks, ids,
+                configs), GAS_LIFECYCLE)
+        tmp.lifecycle_path.write_bytes(lc.document)
+        tmp.save_settings(Settings(backend="rpc" if rpc_url else "embedded", rpc_url=rpc_url,
+                                   chain_id=backend.chain_id, registry=registry, identity=name,
+                                   lifecycle_digest=lc.digest))
+        backend.close()
+        backend = None
+        del address
+        if target.root.exists():
+            target.root.rmdir()
+        tmp.root.rename(target.root)
+    except BaseException:
+        if backend is not None:
+            backend.close()
+        shutil.rmtree(tmp.root, ignore_errors=True)
+        raise
+    return target
