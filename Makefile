@@ -1,0 +1,43 @@
+# mltrail: `make demo` and `make test` set everything up on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+ANVIL   := node_modules/.anvil-installed
+JOBS    ?= 2
+
+.PHONY: setup demo test bench lint typecheck contracts clean
+
+setup: $(STAMP) $(ANVIL)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(ANVIL): package.json
+	npm install --no-audit --no-fund --silent
+	node_modules/.bin/anvil --version >/dev/null
+	touch $(ANVIL)
+
+demo: setup
+	bash demo/run.sh
+
+test: setup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python bench/ledger.py
+	@for b in bench/pol.py bench/audit.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+contracts: setup
+	$(BIN)/python -m mltrail.ledger.contracts
+
+clean:
+	rm -rf $(VENV) node_modules demo-out

@@ -1,0 +1,54 @@
+"""``mltrail id``: create, import and list identities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mltrail.cli.common import JsonOpt, console, emit, home
+from mltrail.cli.core import ask_password
+from mltrail.errors import InputError
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("create")
+def create(name: Annotated[str, typer.Argument(help="Name of the new identity.")],
+           import_key: Annotated[Path | None, typer.Option("--import-key",
+                                                           help="File with a hex private key.")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Create an encrypted keystore for NAME (password: MLTRAIL_PASSWORD or a prompt)."""
+    from mltrail.identity import create_identity
+
+    key = None
+    if import_key is not None:
+        if not import_key.is_file():
+            raise InputError(f"key file not found: {import_key}")
+        try:
+            key = bytes.fromhex(import_key.read_text().strip().removeprefix("0x"))
+        except ValueError as exc:
+            raise InputError(f"{import_key} does not hold a hex private key") from exc
+    address = create_identity(home(), name, ask_password(confirm=True), key)
+    emit({"name": name, "address": address}, as_json, f"identity [bold]{name}[/] = {address}")
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """List the identities in this home."""
+    from mltrail.identity import list_identities
+
+    h = home()
+    default = h.settings().identity
+    ids = list_identities(h)
+    data = [{"name": i.name, "address": i.address, "default": i.name == default} for i in ids]
+
+    def human() -> None:
+        t = Table("name", "address", "")
+        for d in data:
+            t.add_row(str(d["name"]), str(d["address"]), "default" if d["default"] else "")
+        console.print(t)
+
+    emit(data, as_json, human)

@@ -1,0 +1,42 @@
+"""``mltrail ledger``: check and rebuild the event index, show status."""
+
+from __future__ import annotations
+
+import typer
+
+from mltrail.cli.common import JsonOpt, emit, open_ledger
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("check")
+def check_(as_json: JsonOpt = False) -> None:
+    """Verify the block hash chain and that the index equals the chain's events (exit 1 if not)."""
+    from mltrail.ledger.check import check
+
+    with open_ledger() as led:
+        report = check(led)
+    emit(report.as_dict(), as_json, f"ledger ok: {report.blocks} blocks linked, "
+         f"{report.events} events match the index (head {report.head})")
+
+
+@app.command("reindex")
+def reindex_(as_json: JsonOpt = False) -> None:
+    """Rebuild the event index from the chain."""
+    from mltrail.ledger.check import reindex
+
+    with open_ledger() as led:
+        n = reindex(led)
+        head = led.index.last_block()
+    emit({"events": n, "head": head}, as_json, f"reindexed {n} events up to block {head}")
+
+
+@app.command("status")
+def status(as_json: JsonOpt = False) -> None:
+    """Backend, chain, registry and head of this home's ledger."""
+    with open_ledger() as led:
+        s = led.settings
+        data = {"home": str(led.home.root), "backend": s.backend, "rpc_url": s.rpc_url,
+                "chain_id": s.chain_id, "registry": s.registry, "identity": s.identity,
+                "head": led.backend.head(), "lifecycle_digest": s.lifecycle_digest}
+    emit(data, as_json)

@@ -1,0 +1,52 @@
+"""``mltrail roles``: grant, revoke and list roles (granting is the admin's)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mltrail.cli.common import JsonOpt, console, emit, open_ledger
+
+app = typer.Typer(no_args_is_help=True)
+
+Account = Annotated[str, typer.Argument(help="Address, or the name of a local identity.")]
+Role = Annotated[str, typer.Argument(help="Role name from the lifecycle.")]
+
+
+@app.command("grant")
+def grant(account: Account, role: Role, as_json: JsonOpt = False) -> None:
+    """Grant ROLE to ACCOUNT."""
+    with open_ledger() as led:
+        r = led.grant_role(account, role)
+    emit({"account": account, "role": role, **r.as_dict()}, as_json,
+         f"granted [bold]{role}[/] to {account}  tx {r.tx_hash} block {r.block} gas {r.gas_used}")
+
+
+@app.command("revoke")
+def revoke(account: Account, role: Role, as_json: JsonOpt = False) -> None:
+    """Revoke ROLE from ACCOUNT."""
+    with open_ledger() as led:
+        r = led.revoke_role(account, role)
+    emit({"account": account, "role": role, **r.as_dict()}, as_json,
+         f"revoked [bold]{role}[/] from {account}  tx {r.tx_hash} block {r.block}")
+
+
+@app.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """Every account holding a role, from the chain."""
+    from mltrail.identity import list_identities
+
+    with open_ledger() as led:
+        names = {i.address: i.name for i in list_identities(led.home)}
+        data = [{"address": a, "name": names.get(a), "roles": led.lifecycle.role_names(m)}
+                for a, m in sorted(led.roles().items())]
+
+    def human() -> None:
+        t = Table("address", "name", "roles")
+        for d in data:
+            t.add_row(str(d["address"]), str(d["name"] or ""), ", ".join(d["roles"]))
+        console.print(t)
+
+    emit(data, as_json, human)
