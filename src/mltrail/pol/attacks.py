@@ -1,0 +1,250 @@
+"""Proof forgeries, built with real code, for tests, benchmarks and the demo.
+
+Owns the adversary: :func:`forge_bundle` writes a bundle that is internally consistent
+(files, digests, hash chain, epoch roots all recomputed) around whatever checkpoints
+the forger chooses, and the spoofs of the PoL literature are built on it — the
+interpolation spoofs (lr = 0 or the honest lr), reordered / dropped / substituted
+checkpoints, edited hyperparameters, a re-signed copy, and a Zhang et al. (S&P 2022)
+style adversarial-example spoof. Nothing here is used by the prover or the verifier.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mltrail.pol.bundle import (
+    Anchor,
+    Header,
+    Manifest,
+    Record,
+    data_commitment,
+    epoch_groups,
+    epoch_root,
+    link_of,
+    load_tensors,
+    read_manifest,
+    save_tensors,
+    write_manifest,
+)
+from mltrail.pol.checks import expected_layout
+from mltrail.pol.reference import build_model, init_weights
+from mltrail.provenance.digest import digest_json
+
+State = dict[str, torch.Tensor]
+
+
+def load_states(bundle: str | Path) -> tuple[Manifest, list[tuple[State, State]]]:
+    """A bundle's manifest and every checkpoint's (model, optimizer) state."""
+    folder = Path(bundle)
+    man = read_manifest(folder)
+    return man, [(load_tensors(folder, c.files["model"], c.digests["model"]),
+                  load_tensors(folder, c.files["optim"], c.digests["optim"]))
+                 for c in man.checkpoints()]
+
+
+def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, State]],
+                 layout: list[tuple[str, int, int]] | None = None,
+                 anchor: Callable[[int, bytes, int, str], Anchor | None] | None = None
+                 ) -> Manifest:
+    """Write a self-consistent bundle with ``states`` as its checkpoints.
+
+    ``layout`` (default: what an honest recorder writes for ``header``) gives the record
+    sequence; checkpoints are taken from ``states`` in order. Batch indices are the
+    committed seeded order. Everything is re-hashed and re-chained.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = header.training
+    man = Manifest(header=header, header_digest=digest_json(header.model_dump()))
+    layout = layout if layout is not None else expected_layout(spec, header.k)
+    it = iter(states)
+    for n, (typ, step, epoch) in enumerate(layout):
+        if typ == "checkpoint":
+            model, optim = next(it)
+            files = {"model": f"checkpoints/{n:06d}.model.safetensors",
+                     "optim": f"checkpoints/{n:06d}.optim.safetensors"}
+            digests = {"model": save_tensors(folder, files["model"], model),
+                       "optim": save_tensors(folder, files["optim"], optim)}
+        else:
+            order = spec.epoch_order(epoch)
+            sizes = torch.tensor([len(spec.batch_indices(epoch * spec.steps_per_epoch + i))
+                                  for i in range(spec.steps_per_epoch)], dtype=torch.int64)
+            files = {"indices": f"indices/epoch-{epoch:04d}.safetensors"}
+            digests = {"indices": save_tensors(folder, files["indices"],
+                                               {"indices": order, "sizes": sizes})}
+        rec = Record(type=typ, seq=n, epoch=epoch, step=step, files=files,  # type: ignore[arg-type]
+                     digests=digests, prev=man.chain_head)
+        rec.link = link_of(rec)
+        man.records.append(rec)
+    for e, group in enumerate(epoch_groups(man.records)):
+        root = epoch_root(group)
+        receipt = anchor(e, root, len(group), man.header_digest) if anchor else None
+        man.anchors.append(receipt or Anchor(epoch=e, root=root.hex(), count=len(group)))
+    cks = man.checkpoints()
+    man.final_model = cks[-1].digests["model"] if cks else None
+    man.complete = True
+    write_manifest(folder, man)
+    return man
+
+
+def _lerp(a: State, b: State, t: float) -> State:
+    return {k: (a[k] + (b[k] - a[k]) * t) if a[k].is_floating_point() else b[k].clone()
+            for k in a}
+
+
+def interpolation_spoof(out: str | Path, honest: str | Path, *, lr: float | None,
+                        anchor: Callable[[int, bytes, int, str], Anchor | None] | None = None
+                        ) -> Manifest:
+    """Claim the honest bundle's final model with checkpoints linearly interpolated from a
+    fresh seeded init; ``lr=0`` is the reference-code spoof, ``lr=None`` keeps the honest
+    learning rate. Optimizer state is written as zeros (or empty for lr=0).
+    """
+    man, states = load_states(honest)
+    spec = man.header.training
+    opt = dict(spec.optimizer)
+    if lr is not None:
+        opt["lr"] = lr
+    header = man.header.model_copy(update={
+        "training": spec.model_copy(update={"optimizer": opt}), "prover": "mallory",
+        "note": "forged: interpolation"})
+    init = init_weights(build_model(spec.arch), header.init.scheme, header.init.seed or 0)
+    w0: State = {k: v.detach().clone() for k, v in init.state_dict().items()}
+    final = states[-1][0]
+    n = len(states)
+    forged = []
+    for i in range(n):
+        optim = {} if (i == 0 or lr == 0) else {k: torch.zeros_like(v)
+                                                for k, v in states[i][1].items()}
+        forged.append((_lerp(w0, final, i / (n - 1)), optim))
+    return forge_bundle(out, header, forged, anchor=anchor)
+
+
+def tamper_states(out: str | Path, honest: str | Path, how: str, *, rechain: bool,
+                  donor: str | Path | None = None) -> Manifest:
+    """Reorder (swap two middle checkpoints), drop one, or substitute one from ``donor``.
+
+    ``rechain=False`` edits the files behind the manifest's back (a naive forger);
+    ``rechain=True`` writes a fully re-hashed, re-chained bundle.
+    """
+    man, states = load_states(honest)
+    mid = len(states) // 2
+    if how == "reorder":
+        states[mid], states[mid + 1] = states[mid + 1], states[mid]
+    elif how == "drop":
+        del states[mid]
+    elif how == "substitute":
+        if donor is None:
+            raise ValueError("substitute needs a donor bundle")
+        states[mid] = load_states(donor)[1][mid]
+    else:
+        raise ValueError(how)
+    if rechain:
+        layout = expected_layout(man.header.training, man.header.k)
+        if how == "drop":
+            where = [i for i, r in enumerate(layout) if r[0] == "checkpoint"]
+            del layout[where[mid]]
+        return forge_bundle(out, man.header, states, layout=layout)
+    shutil.copytree(honest, out)
+    folder = Path(out)
+    # the files change behind the manifest; their digests in it do not
+    for c, (model, optim) in zip(man.checkpoints(), states, strict=False):
+        save_tensors(folder, c.files["model"], model)
+        save_tensors(folder, c.files["optim"], optim)
+    return man
+
+
+def edit_hyperparameters(out: str | Path, honest: str | Path, changes: dict[str, Any], *,
+                         rechain: bool) -> Manifest:
+    """Change optimizer settings in the manifest after training (naively or re-chained)."""
+    man, states = load_states(honest)
+    opt = {**man.header.training.optimizer, **changes}
+    header = man.header.model_copy(update={
+        "training": man.header.training.model_copy(update={"optimizer": opt})})
+    if rechain:
+        return forge_bundle(out, header, states)
+    shutil.copytree(honest, out)
+    edited = man.model_copy(update={"header": header})
+    write_manifest(Path(out), edited)
+    return edited
+
+
+def resign_copy(out: str | Path, honest: str | Path, prover: str,
+                anchor: Callable[[int, bytes, int, str], Anchor | None] | None = None
+                ) -> Manifest:
+    """Someone else's honest proof under a new prover name, re-chained and re-anchored."""
+    man, states = load_states(honest)
+    header = man.header.model_copy(update={"prover": prover, "note": "mine, honestly"})
+    return forge_bundle(out, header, states, anchor=anchor)
+
+
+def adversarial_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torch.Tensor,
+                      *, iters: int = 40, eps: float = 0.25, commit_perturbed: bool = False
+                      ) -> tuple[Manifest, torch.Tensor]:
+    """Zhang et al. style: interpolate the checkpoints, then perturb each batch so that
+    the manifest's own step from W_t lands on W_{t+1} (gradient matching, ``iters`` Adam
+    iterations on a perturbation bounded by ``eps``). Needs ``k = 1`` and one epoch in the
+    honest bundle's spec so that every sample's perturbation is used by exactly one step.
+
+    Returns the manifest and the perturbed inputs. ``commit_perturbed`` commits the
+    digest of the perturbed data instead of the real one.
+    """
+    from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, train_step
+
+    man, states = load_states(honest)
+    spec = man.header.training
+    if man.header.k != 1 or spec.epochs != 1:
+        raise ValueError("the adversarial spoof is built for k=1, one epoch")
+    init = init_weights(build_model(spec.arch), man.header.init.scheme, man.header.init.seed or 0)
+    w0: State = {k: v.detach().clone() for k, v in init.state_dict().items()}
+    n = len(states)
+    targets = [_lerp(w0, states[-1][0], i / (n - 1)) for i in range(n)]
+    xp = x.clone()
+    forged: list[tuple[State, State]] = [(targets[0], {})]
+    model = build_model(spec.arch)
+    model.load_state_dict(targets[0])
+    opt = spec.make_optimizer(model)
+    for step in range(spec.total_steps):
+        idx = spec.batch_indices(step)
+        delta = _match_step(model, opt, spec.lr_at(step), x[idx], y[idx], targets[step + 1],
+                            iters, eps)
+        xp[idx] = (x[idx] + delta).clamp(0, 1)
+        # commit to whatever the real step on the perturbed batch produces, from the target
+        model.load_state_dict(targets[step])
+        load_optimizer_tensors(model, opt, forged[-1][1])
+        train_step(spec, model, opt, xp[idx], y[idx], step)
+        forged.append(({k: v.detach().clone() for k, v in targets[step + 1].items()},
+                       optimizer_tensors(model, opt)))
+        model.load_state_dict(targets[step + 1])
+    header = man.header.model_copy(update={"prover": "mallory", "note": "forged: adversarial"})
+    if commit_perturbed:
+        header = header.model_copy(update={"data": data_commitment(xp, y)})
+    return forge_bundle(out, header, forged), xp
+
+
+def _match_step(model: nn.Module, opt: torch.optim.Optimizer, lr: float, xb: torch.Tensor,
+                yb: torch.Tensor, target: State, iters: int, eps: float) -> torch.Tensor:
+    """A perturbation of ``xb`` whose SGD step (lr, momentum buffer as in ``opt``) moves
+    the model's parameters towards ``target``'s."""
+    params = dict(model.named_parameters())
+    mom = float(opt.param_groups[0].get("momentum", 0.0))
+    bufs = {n: opt.state.get(p, {}).get("momentum_buffer") for n, p in params.items()}
+    want = {n: (p.detach() - target[n]) / lr for n, p in params.items()}  # desired direction
+    delta = torch.zeros_like(xb, requires_grad=True)
+    adam = torch.optim.Adam([delta], lr=0.02)
+    for _ in range(iters):
+        loss = nn.functional.cross_entropy(model(xb + delta), yb)
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        miss = sum(((mom * bufs[n] if bufs[n] is not None else 0) + g - want[n]).pow(2).sum()
+                   for n, g in zip(params, grads, strict=True))
+        adam.zero_grad()
+        miss.backward()  # type: ignore[union-attr]
+        adam.step()
+        with torch.no_grad():
+            delta.clamp_(-eps, eps)
+    return delta.detach()

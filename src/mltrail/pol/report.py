@@ -1,0 +1,123 @@
+"""The verifier's report: one verdict, the checks behind it, JSON and HTML forms.
+
+Owns :class:`Report` (and its parts) and how it is written to disk (atomically). It
+computes nothing about a proof; :mod:`mltrail.pol.verifier` fills it in.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mltrail.provenance.digest import digest_bytes
+from mltrail.provenance.store import atomic_write
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class Segment(BaseModel):
+    """One replayed segment: checkpoint ``index`` -> ``index + 1``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    epoch: int
+    start_step: int
+    end_step: int
+    chosen: Literal["top-q", "random"]
+    update_norm: float
+    error: float  # ||W' - W_next|| / ||W_next - W||
+    optim_error: float | None = None  # same for the optimizer state
+    cosine: float | None = None  # cos(W' - W, W_next - W)
+    ok: bool
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["mltrail-pol-report/1"] = "mltrail-pol-report/1"
+    verdict: Literal["accepted", "rejected"]
+    reasons: list[str] = Field(default_factory=list)
+    bundle: str
+    header_digest: str | None = None
+    chain_head: str | None = None
+    final_model: str | None = None
+    data_digest: str | None = None
+    threshold: float
+    q: int
+    r: int
+    verifier_seed: int
+    checks: list[Check] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    anchors: list[dict[str, object]] = Field(default_factory=list)
+    replay_seconds: float = 0.0
+    total_seconds: float = 0.0
+    torch_threads: int = 1
+    device: str = "cpu"
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == "accepted"
+
+    @property
+    def max_error(self) -> float:
+        return max((s.error for s in self.segments), default=0.0)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+    def digest(self) -> str:
+        """Digest of the JSON report (the evidence recorded on the ledger)."""
+        return digest_bytes(self.to_json())
+
+    def summary(self) -> str:
+        head = f"proof {self.verdict.upper()}"
+        if self.segments:
+            head += (f": {len(self.segments)} segments replayed, max error "
+                     f"{self.max_error:.3g} (threshold {self.threshold:.3g})")
+        return head if self.accepted else head + "\n  " + "\n  ".join(self.reasons)
+
+    def to_html(self) -> str:
+        e = html.escape
+        colour = "#1a7f37" if self.accepted else "#cf222e"
+        rows = "".join(
+            f"<tr><td>{e(c.name)}</td><td>{'pass' if c.ok else 'FAIL'}</td>"
+            f"<td>{e(c.detail)}</td></tr>" for c in self.checks)
+        segs = "".join(
+            f"<tr><td>{s.index}</td><td>{s.epoch}</td><td>{s.start_step}-{s.end_step}</td>"
+            f"<td>{s.chosen}</td><td>{s.update_norm:.4g}</td><td>{s.error:.3g}</td>"
+            f"<td>{'' if s.optim_error is None else f'{s.optim_error:.3g}'}</td>"
+            f"<td>{'' if s.cosine is None else f'{s.cosine:.4f}'}</td>"
+            f"<td>{'pass' if s.ok else 'FAIL'}</td></tr>" for s in self.segments)
+        reasons = "".join(f"<li>{e(r)}</li>" for r in self.reasons)
+        return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Proof-of-Learning report</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:3px 8px}}
+table{{border-collapse:collapse}}</style></head><body>
+<h1 style="color:{colour}">Proof {e(self.verdict)}</h1><ul>{reasons}</ul>
+<p>bundle {e(self.bundle)}<br>final model {e(str(self.final_model))}<br>
+data {e(str(self.data_digest))}<br>threshold {self.threshold:.3g}, Q={self.q}, R={self.r},
+verifier seed {self.verifier_seed}, replay {self.replay_seconds:.2f}s of
+{self.total_seconds:.2f}s on {e(self.device)} with {self.torch_threads} threads</p>
+<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
+<h2>Replayed segments</h2><table><tr><th>#</th><th>epoch</th><th>steps</th><th>chosen</th>
+<th>|update|</th><th>error</th><th>optimizer error</th><th>cosine</th><th>result</th></tr>
+{segs}</table></body></html>
+"""
+
+    def save(self, json_path: str | Path | None = None, html_path: str | Path | None = None
+             ) -> None:
+        if json_path is not None:
+            atomic_write(Path(json_path), self.to_json())
+        if html_path is not None:
+            atomic_write(Path(html_path), self.to_html().encode())
