@@ -1,0 +1,197 @@
+"""The reference supplier service: ``POST /v1/classify`` and ``GET /v1/model``.
+
+Owns the HTTP contract of a classification API (request validation with clear 4xx
+errors, the response shape, one signed receipt per response) and a helper that runs any
+ASGI app on a loopback socket in a background thread. It never audits anything; the
+providers in :mod:`.proxy` reuse :func:`parse_classify` so both speak the same contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from torch import nn
+
+from mltrail.audit.models import ModelCard, predict
+from mltrail.audit.receipts import public_key_b64, sign_receipt
+
+MAX_BATCH = 256
+MAX_BODY = 4 << 20
+MAX_NONCE = 128
+
+
+class ApiError(Exception):
+    """A client error with its HTTP status and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _no_constants(name: str) -> float:
+    raise ApiError(422, f"non-finite value {name} in request (inputs must be finite numbers)")
+
+
+async def read_json(request: Request, max_body: int = MAX_BODY) -> Any:
+    """The request's JSON body, or an :class:`ApiError` saying what is wrong with it."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body:
+        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {max_body}")
+    raw = await request.body()
+    if len(raw) > max_body:
+        raise ApiError(413, f"request body of {len(raw)} bytes exceeds the limit of {max_body}")
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from exc
+
+
+def parse_classify(payload: Any, input_shape: tuple[int, ...],
+                   max_batch: int = MAX_BATCH) -> tuple[np.ndarray, str | None]:
+    """Validate a classify request; return the batch (float32, N×shape) and the nonce."""
+    if not isinstance(payload, dict):
+        raise ApiError(422, "request must be a JSON object {\"inputs\": [...], \"nonce\": ...}")
+    extra = set(payload) - {"inputs", "nonce"}
+    if extra:
+        raise ApiError(422, f"unknown field(s): {', '.join(sorted(extra))}")
+    nonce = payload.get("nonce")
+    if nonce is not None and (not isinstance(nonce, str) or len(nonce) > MAX_NONCE):
+        raise ApiError(422, f"nonce must be a string of at most {MAX_NONCE} characters")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(422, "inputs must be a non-empty list")
+    if len(inputs) > max_batch:
+        raise ApiError(413, f"batch of {len(inputs)} inputs exceeds the limit of {max_batch}")
+    try:
+        arr = np.asarray(inputs, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(422, "inputs must be numeric arrays of one shape "
+                       f"{list(input_shape)} (or flat {math.prod(input_shape)})") from exc
+    size = math.prod(input_shape)
+    if arr.shape[1:] == (size,) or arr.shape[1:] == tuple(input_shape):
+        arr = arr.reshape((len(arr), *input_shape))
+    else:
+        raise ApiError(422, f"each input must have shape {list(input_shape)} or ({size},), "
+                       f"got {list(arr.shape[1:])}")
+    batch = arr.astype(np.float32)
+    if not np.isfinite(batch).all():
+        raise ApiError(422, "inputs contain non-finite values (NaN, Infinity or float32 overflow)")
+    return batch, nonce
+
+
+def outputs_of(probs: np.ndarray) -> list[dict[str, Any]]:
+    return [{"label": int(p.argmax()), "probs": [float(v) for v in p]} for p in probs]
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+def create_app(model: nn.Module, card: ModelCard, model_digest: str, key: Ed25519PrivateKey,
+               *, max_batch: int = MAX_BATCH,
+               predict_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> FastAPI:
+    """The supplier's API around ``model`` (or ``predict_fn``), signing with ``key``."""
+    app = FastAPI(title="mltrail reference classifier", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    shape = tuple(card.input_shape)
+    infer = predict_fn or (lambda b: predict(model, b))
+    info = {
+        "name": card.name, "model_digest": model_digest,
+        "public_key": public_key_b64(key.public_key()), "classes": card.classes,
+        "input_shape": list(shape), "message_class": card.message_class,
+        "claims": card.claims.model_dump(), "seed_config": card.seed_config,
+        "arch": card.arch, "max_batch": max_batch, "receipts": True,
+    }
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        return info
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/classify")
+    async def classify(request: Request) -> JSONResponse:
+        batch, nonce = parse_classify(await read_json(request), shape, max_batch)
+        outputs = outputs_of(infer(batch))
+        receipt = sign_receipt(key, model_digest=model_digest, batch=batch, outputs=outputs,
+                               nonce=nonce or "")
+        return JSONResponse({"model_digest": model_digest, "outputs": outputs,
+                             "receipt": receipt})
+
+    return app
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server on a loopback socket in a daemon thread."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def bind_loopback(port: int = 0) -> socket.socket:
+    """A listening-ready socket on 127.0.0.1 (port 0: a free one)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def serve_in_thread(app: Any, port: int = 0, timeout: float = 10.0) -> RunningServer:
+    """Start ``app`` on 127.0.0.1 and wait until it accepts connections."""
+    sock = bind_loopback(port)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.01)
+    return RunningServer(server, thread, sock.getsockname()[1])
+
+
+def serve_forever(app: Any, host: str, port: int) -> None:
+    """Run ``app`` in the foreground (the CLI's serve commands)."""
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
