@@ -181,18 +181,19 @@ class EmbeddedBackend:
             vm = self.chain.get_vm()
             tx = vm.get_transaction_builder().decode(raw)
             try:
-                result, receipts, computations = self.chain.mine_all([tx])
+                _, receipt, comp = self.chain.apply_transaction(tx)
+                if comp.is_error:
+                    self._reload()
+                    raise RefusedError(f"refused by contract: {revert_reason(bytes(comp.output))}")
+                block = self.chain.mine_block()
+            except RefusedError:
+                raise
             except Exception as exc:
                 self._reload()
                 raise LedgerError(f"embedded chain refused the transaction: {exc}") from exc
-            comp = computations[0]
-            if comp.is_error:
-                self._reload()
-                raise RefusedError(f"refused by contract: {revert_reason(bytes(comp.output))}")
             self.kv.commit()
-            block = result.imported_block
             created = comp.msg.storage_address if to is None else None
-            return self._receipt(block, 0, receipts[0],
+            return self._receipt(block, 0, receipt,
                                  to_checksum_address(created) if created else None)
 
     def _receipt(self, block: Any, index: int, receipt: Any, created: str | None) -> Receipt:
