@@ -14,6 +14,7 @@ touches the ledger.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ class AuditConfig:
     stop_on_alarm: bool = False
     robustness: dict[str, Any] | None = None   # {"eps", "query_cap", "per_class"}
     latency: dict[str, Any] | None = None      # {"rate_qps", "duration_s"}
+    on_progress: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -208,6 +210,8 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
                 keyed_hits[name].append(lab == y)
                 st.tests[name].update(float(lab != y))
         q = sl.stop
+        if cfg.on_progress is not None:
+            cfg.on_progress(len(batch))
         if alarm_at is None and any(t.rejected for n, t in st.tests.items()
                                     if n != "claimed_accuracy"):
             alarm_at = q

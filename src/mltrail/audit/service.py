@@ -171,9 +171,16 @@ class RunningServer:
 
 def bind_loopback(port: int = 0) -> socket.socket:
     """A listening-ready socket on 127.0.0.1 (port 0: a free one)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return _tcp_socket("127.0.0.1", port)
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    # proto must be IPPROTO_TCP or asyncio does not disable Nagle on accepted connections,
+    # and every response then waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
     return sock
 
 
@@ -192,6 +199,11 @@ def serve_in_thread(app: Any, port: int = 0, timeout: float = 10.0) -> RunningSe
     return RunningServer(server, thread, sock.getsockname()[1])
 
 
-def serve_forever(app: Any, host: str, port: int) -> None:
-    """Run ``app`` in the foreground (the CLI's serve commands)."""
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+def serve_forever(app: Any, host: str, port: int,
+                  on_bound: Callable[[int], None] | None = None) -> None:
+    """Run ``app`` in the foreground (the CLI's serve commands); port 0 picks a free one."""
+    sock = _tcp_socket(host, port)
+    if on_bound is not None:
+        on_bound(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
