@@ -25,6 +25,19 @@ def test_digits_split_is_fixed_and_scaled() -> None:
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
 
 
+def test_digits_are_sklearns_load_digits() -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    d = load_digits_tensors()
+    x = torch.cat([d.x_train, d.x_test]).reshape(-1, 64).numpy() * 16
+    y = torch.cat([d.y_train, d.y_test]).numpy()
+    ref = sorted(zip(map(bytes, bunch.data.astype(np.float32)), bunch.target, strict=True))
+    got = sorted(zip(map(bytes, x.astype(np.float32)), y, strict=True))
+    assert ref == got
+
+
 @pytest.mark.parametrize("arch", [{"type": "cnn"}, {"type": "mlp", "hidden": [32]},
                                   {"type": "resnet", "depth": 8, "width": 4}])
 def test_build_and_init_are_exact(arch: dict) -> None:

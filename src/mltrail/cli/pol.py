@@ -1,7 +1,309 @@
-"""`mltrail pol` commands (being written; see the pol issue)."""
+"""`mltrail pol` commands: train under the recorder, verify, dispute, calibrate.
+
+A thin shell over :mod:`mltrail.pol`: every command maps to library calls of the same
+names. ``verify`` exits 0 when the proof is accepted and 1 when it is rejected.
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, progress, show_progress
+from mltrail.errors import InputError, MltrailError, VerificationError
+
 app = typer.Typer(no_args_is_help=True)
+
+DataOpt = Annotated[str, typer.Option("--data", help="Training data: a safetensors file with "
+                                      "x and y, or 'digits' (the reference task).")]
+ARCHS: dict[str, dict[str, Any]] = {"cnn": {"type": "cnn"}, "mlp": {"type": "mlp"},
+                                    "resnet20": {"type": "resnet", "depth": 20}}
+
+
+def _home_or_none() -> Any:
+    from mltrail.cli.common import home
+
+    try:
+        h = home()
+    except MltrailError:
+        return None
+    return h if h.exists() else None
+
+
+def _arch(spec: str) -> dict[str, Any]:
+    if spec in ARCHS:
+        return dict(ARCHS[spec])
+    try:
+        arch = json.loads(spec)
+    except ValueError:
+        raise InputError(f"--arch must be one of {', '.join(ARCHS)} or a JSON spec") from None
+    if not isinstance(arch, dict):
+        raise InputError("--arch JSON must be an object")
+    return arch
+
+
+@app.command("data")
+def data_cmd(out: Annotated[Path, typer.Argument(help="Where to write the data file.")],
+             as_json: JsonOpt = False) -> None:
+    """Write the reference digits training split as a data file (x, y safetensors)."""
+    from mltrail.pol.datafile import load_data, save_data
+
+    x, y = load_data("digits")
+    digest = save_data(x, y, out)
+    emit({"path": str(out), "digest": digest, "samples": len(y)}, as_json,
+         f"wrote {len(y)} samples to {out}\n  digest {digest}")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Argument(help="New folder for the proof bundle.")],
+    data: DataOpt = "digits",
+    arch: Annotated[str, typer.Option("--arch", help="cnn, mlp, resnet20 or a JSON spec.")] = "cnn",
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adam.")] = "sgd",
+    lr: Annotated[float, typer.Option("--lr")] = 0.1,
+    momentum: Annotated[float, typer.Option("--momentum")] = 0.9,
+    schedule: Annotated[str, typer.Option("--schedule", help="constant or cosine.")] = "constant",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    k: Annotated[int, typer.Option("--k", min=1, help="Checkpoint every k steps.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Init seed (data order: seed+1).")] = 0,
+    no_init_seed: Annotated[bool, typer.Option(
+        "--no-init-seed", help="Do not commit the init seed (verifiers test it "
+        "statistically).")] = False,
+    name: Annotated[str, typer.Option("--name", help="Model name on the ledger.")] = "pol-model",
+    ledger: Annotated[bool, typer.Option("--ledger/--no-ledger", help="Anchor epochs and "
+                                         "register the model (default: if a home exists).")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model under the Proof-of-Learning recorder; anchor and register it."""
+    from mltrail.pol.bundle import data_commitment
+    from mltrail.pol.datafile import load_data
+    from mltrail.pol.recorder import record_training
+
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} exists and is not empty; choose a new folder")
+    x, y = load_data(data)
+    opt: dict[str, Any] = ({"name": "sgd", "lr": lr, "momentum": momentum}
+                           if optimizer == "sgd" else {"name": optimizer, "lr": lr})
+    sched = {"name": schedule}
+    led = open_ledger() if ledger and _home_or_none() is not None else None
+    result: dict[str, Any] = {}
+    try:
+        anchor = None
+        dataset_id = None
+        if led is not None:
+            from mltrail.pol.onchain import find_dataset, ledger_anchor
+
+            digest = data_commitment(x, y).digest
+            ds = find_dataset(led, digest)
+            if ds is None:
+                reg = led.register("dataset", digest, metadata={"name": f"{name}-data",
+                                                                "path": str(data)})
+                dataset_id = reg.artefact_id
+            else:
+                dataset_id = ds.id
+            anchor = ledger_anchor(led, dataset_id)
+        steps = -(-len(y) // batch_size) * epochs
+        with progress("training", steps, show_progress(as_json)) as advance:
+            _, man = record_training(out, x, y, arch=_arch(arch), optimizer=opt, k=k,
+                                     epochs=epochs, batch_size=batch_size, seed=seed,
+                                     commit_init_seed=not no_init_seed, schedule=sched,
+                                     anchor=anchor, prover=led.address if led else None,
+                                     anchor_artefact=dataset_id,
+                                     on_step=lambda _s: advance(1))
+        result = {"bundle": str(out), "final_model": man.final_model, "steps": steps,
+                  "checkpoints": len(man.checkpoints()), "header_digest": man.header_digest,
+                  "anchors": [a.model_dump() for a in man.anchors], "dataset_id": dataset_id}
+        if led is not None:
+            from mltrail.pol.onchain import publish_model
+
+            result.update(publish_model(led, out, name=name, parents=[dataset_id or ""]))
+    finally:
+        if led is not None:
+            led.close()
+    text = (f"trained {result['steps']} steps; proof in {out} "
+            f"({result['checkpoints']} checkpoints)\n  final model {result['final_model']}")
+    if "model_id" in result:
+        text += (f"\n  model [bold]{result['model_id']}[/] -> trained "
+                 f"(tx {result['tx_hash']} block {result['block']} gas {result['gas_used']})"
+                 f"\n  {len(result['anchors'])} epoch roots anchored on dataset "
+                 f"{result['dataset_id']}")
+    emit(result, as_json, text)
+
+
+@app.command()
+def verify(
+    bundle: Annotated[Path | None, typer.Argument(help="Proof bundle folder (default: the "
+                                                  "one the --model artefact names).")] = None,
+    data: DataOpt = "digits",
+    q: Annotated[int, typer.Option("--q", min=0, help="Top segments per epoch.")] = 1,
+    random_r: Annotated[int, typer.Option("--random", min=0, help="Random segments.")] = 1,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Override the "
+                                                    "calibrated error threshold.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model artefact the proof is "
+                                              "for: checks its digest and anchors, records "
+                                              "the verdict.")] = None,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="With --model: move an "
+                                         "accepted model to 'verified'.")] = True,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
+                                             "segment seed (default: unpredictable).")] = None,
+    device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a proof by partial replay. Exit 0: accepted; 1: rejected."""
+    from mltrail.pol.datafile import load_data
+    from mltrail.pol.verifier import verify_bundle
+
+    x, y = load_data(data)
+    led = open_ledger() if model else None
+    try:
+        expected = None
+        if led is not None and model is not None:
+            art = led.artefact(model)
+            if art.kind != "model":
+                raise InputError(f"{art.id} is a {art.kind}, not a model")
+            expected, model = art.content_digest, art.id
+            if bundle is None:
+                from mltrail.pol.onchain import bundle_for
+
+                bundle = bundle_for(led, art.id)
+        if bundle is None:
+            raise InputError("give a BUNDLE folder or --model ID")
+        with progress("replaying", q + random_r, show_progress(as_json)) as advance:
+            rep = verify_bundle(bundle, (x, y), q=q, r=random_r, threshold=threshold,
+                                seed=seed, expected_model=expected, ledger=led, device=device,
+                                progress=advance)
+        rep.save(report, html_out)
+        out: dict[str, Any] = rep.model_dump()
+        out["report_digest"] = rep.digest()
+        if led is not None and model is not None and record:
+            from mltrail.pol.onchain import record_verdict
+
+            out["ledger"] = record_verdict(led, model, rep)
+    finally:
+        if led is not None:
+            led.close()
+
+    def human() -> None:
+        for c in rep.checks:
+            console.print(f"  {'[green]pass[/]' if c.ok else '[red]FAIL[/]'}  {c.name}: "
+                          f"{c.detail}", highlight=False)
+        console.print(rep.summary(), highlight=False)
+        rec = out.get("ledger")
+        if rec and rec.get("recorded"):
+            console.print(f"  model {model} -> [bold]verified[/] (evidence "
+                          f"{rec['report_digest']}, tx {rec['tx_hash']} block {rec['block']} "
+                          f"gas {rec['gas_used']})")
+
+    emit(out, as_json, human)
+    if not rep.accepted:
+        raise VerificationError(f"proof rejected: {rep.reasons[0] if rep.reasons else '?'}")
+
+
+@app.command()
+def dispute(
+    model_id: Annotated[str, typer.Argument(help="A model artefact (any claimant's).")],
+    data: DataOpt = "digits",
+    q: Annotated[int, typer.Option("--q", min=0)] = 1,
+    random_r: Annotated[int, typer.Option("--random", min=0)] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle who trained a model: every claimant of its digest, by validity then chronology."""
+    from mltrail.pol.datafile import load_data
+    from mltrail.pol.dispute import claims_on_ledger, settle
+
+    x, y = load_data(data)
+    with open_ledger() as led:
+        digest, claims = claims_on_ledger(led, model_id)
+        decision = settle(claims, (x, y), digest, ledger=led, q=q, r=random_r)
+    emit(decision.as_dict(), as_json, "\n".join(decision.reasoning))
+    if decision.winner is None:
+        raise VerificationError("dispute undecided: no claimant is shown to have trained it")
+
+
+@app.command()
+def publish(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
+            name: Annotated[str, typer.Option("--name")] = "pol-model",
+            parent: Annotated[list[str] | None, typer.Option("--parent", "-p")] = None,
+            as_json: JsonOpt = False) -> None:
+    """Register the model a bundle proves (its final weights) and mark it trained."""
+    from mltrail.pol.onchain import publish_model
+
+    with open_ledger() as led:
+        res = publish_model(led, bundle, name=name, parents=parent or [])
+    emit(res, as_json, f"model [bold]{res['model_id']}[/] -> trained\n  content "
+         f"{res['content_digest']}\n  tx {res['tx_hash']} block {res['block']} "
+         f"gas {res['gas_used']}")
+
+
+@app.command()
+def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
+            as_json: JsonOpt = False) -> None:
+    """Show what a proof bundle claims (no verification)."""
+    from mltrail.pol.bundle import read_manifest
+
+    man = read_manifest(bundle)
+    h = man.header
+    out = {"header_digest": man.header_digest, "chain_head": man.chain_head,
+           "final_model": man.final_model, "complete": man.complete, "k": h.k,
+           "training": h.training.model_dump(), "data": h.data.model_dump(),
+           "init": h.init.model_dump(), "prover": h.prover, "torch": h.torch,
+           "device": h.device, "checkpoints": len(man.checkpoints()),
+           "anchors": [a.model_dump() for a in man.anchors]}
+    emit(out, as_json)
+
+
+@app.command()
+def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run.")] = False,
+              device: Annotated[str | None, typer.Option("--device", help="Also replay on "
+                                                         "this device (e.g. cuda).")] = None,
+              out: Annotated[Path | None, typer.Option("--out", help="Write the JSON.")] = None,
+              as_json: JsonOpt = False) -> None:
+    """Measure honest replay noise on the reference task and derive the threshold."""
+    from mltrail.pol.calibration import REFERENCE_RUNS
+    from mltrail.pol.calibration import calibrate as run_calibration
+    from mltrail.pol.datafile import load_data
+    from mltrail.provenance.store import atomic_write
+
+    runs = REFERENCE_RUNS[:1] if quick else REFERENCE_RUNS
+    if quick:
+        runs = [{**runs[0], "epochs": 1}]
+    res = run_calibration(load_data("digits"), runs, device=device)
+    if out is not None:
+        atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
+    emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "
+         f"{sum(m['segments'] for m in res['measurements'])} replays; implied threshold "
+         f"{res['threshold']:.3g} (default in use {res['default_threshold']:.3g})")
+
+
+@app.command(hidden=True)
+def forge(honest: Annotated[Path, typer.Argument(help="An honest bundle to steal from.")],
+          out: Annotated[Path, typer.Argument(help="Where to write the forgery.")],
+          how: Annotated[str, typer.Option("--how", help="interpolate, zero-lr or copy.")]
+          = "interpolate", as_json: JsonOpt = False) -> None:
+    """(Demo/test only.) Forge a proof for someone else's model."""
+    from mltrail.pol import attacks
+    from mltrail.pol.bundle import read_manifest
+
+    read_manifest(honest)
+    if out.exists():
+        raise InputError(f"{out} exists; choose a new folder")
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = Path(tmp) / "bundle"
+        if how == "interpolate":
+            man = attacks.interpolation_spoof(stage, honest, lr=None)
+        elif how == "zero-lr":
+            man = attacks.interpolation_spoof(stage, honest, lr=0.0)
+        elif how == "copy":
+            man = attacks.resign_copy(stage, honest, STATE.identity or "forger")
+        else:
+            raise InputError("--how must be interpolate, zero-lr or copy")
+        stage.rename(out)
+    emit({"bundle": str(out), "final_model": man.final_model}, as_json,
+         f"forged proof ({how}) in {out} claiming {man.final_model}")

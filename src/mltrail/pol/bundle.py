@@ -183,9 +183,30 @@ def load_tensors(folder: Path, rel: str, expected: str) -> dict[str, torch.Tenso
 
 
 def save_tensors(folder: Path, rel: str, tensors: dict[str, torch.Tensor]) -> str:
-    from mltrail.provenance.digest import save_state_dict
+    """Write a safetensors file of the bundle; returns the digest of its bytes.
 
-    return save_state_dict(tensors, folder / rel)
+    Written to a temporary name and renamed (never half-written) but not fsynced, which
+    would dominate the recording overhead; the manifest that names the file is fsynced,
+    and a file lost in a crash shows up as a digest mismatch.
+    """
+    import os
+    import tempfile
+
+    from mltrail.provenance.digest import state_dict_bytes
+
+    data = state_dict_bytes(tensors)
+    path = folder / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return digest_bytes(data)
 
 
 def pack(folder: str | Path) -> bytes:
