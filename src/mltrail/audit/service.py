@@ -86,7 +86,8 @@ def parse_classify(payload: Any, input_shape: tuple[int, ...],
     else:
         raise ApiError(422, f"each input must have shape {list(input_shape)} or ({size},), "
                        f"got {list(arr.shape[1:])}")
-    batch = arr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        batch = arr.astype(np.float32)
     if not np.isfinite(batch).all():
         raise ApiError(422, "inputs contain non-finite values (NaN, Infinity or float32 overflow)")
     return batch, nonce
