@@ -7,8 +7,13 @@ import time
 
 import numpy as np
 
-from mltrail.audit.receipts import (ReceiptVerifier, load_or_create_key, load_public_key,
-                                    public_key_b64, sign_receipt)
+from mltrail.audit.receipts import (
+    ReceiptVerifier,
+    load_or_create_key,
+    load_public_key,
+    public_key_b64,
+    sign_receipt,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 

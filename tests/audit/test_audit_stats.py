@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from mltrail.audit.stats import (BernoulliSPRT, BettingTest, binomial_exact, fixed_sample_size,
-                                 mcnemar_exact, mixture_log_wealth, sprt_stop_times)
+from mltrail.audit.stats import (
+    BernoulliSPRT,
+    BettingTest,
+    binomial_exact,
+    fixed_sample_size,
+    mcnemar_exact,
+    mixture_log_wealth,
+    sprt_stop_times,
+)
 
 ALPHA = 0.05
 

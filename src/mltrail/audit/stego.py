@@ -178,13 +178,16 @@ def evaluate_kit(clf: nn.Module, kit: StegoKit, seed: int = 1) -> dict[str, floa
     }
 
 
-def detector_auc(kit: StegoKit, seed: int = 2) -> dict[str, float]:
+def detector_auc(kit: StegoKit, seed: int = 2, max_iter: int = 200) -> dict[str, float]:
     """ROC AUC of steganalysis detectors an adversary trains, tested on true containers.
 
     ``keyless``: the adversary knows the hiding networks (Kerckhoffs) but not the key; it
     trains on covers vs containers it makes with random keys. ``leaked``: an upper bound
     where it somehow obtained labelled containers made with the true key.
     """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import roc_auc_score
     from sklearn.neural_network import MLPClassifier
 
@@ -200,9 +203,11 @@ def detector_auc(kit: StegoKit, seed: int = 2) -> dict[str, float]:
     test_y = np.r_[np.zeros(len(te_cov)), np.ones(len(te_cov2))]
     out: dict[str, float] = {}
     for name, pos in (("keyless", fake), ("leaked", kit.make(tr_cov2))):
-        det = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=seed)
-        det.fit(np.concatenate([tr_cov, pos]).reshape(-1, 64),
-                np.r_[np.zeros(len(tr_cov)), np.ones(len(pos))])
+        det = MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            det.fit(np.concatenate([tr_cov, pos]).reshape(-1, 64),
+                    np.r_[np.zeros(len(tr_cov)), np.ones(len(pos))])
         out[f"auc_{name}"] = float(roc_auc_score(test_y, det.predict_proba(test_x)[:, 1]))
     return out
 
