@@ -1,0 +1,53 @@
+"""`mltrail audit ...` in-process: exit codes, JSON, reports written, errors on one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+
+def _mltrail(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    from mltrail.cli.main import run
+
+    monkeypatch.setattr(sys, "argv", ["mltrail", *args])
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_probes_and_audit_run_exit_codes(tmp_path, monkeypatch, capsys, supplier,
+                                          make_proxy) -> None:  # type: ignore[no-untyped-def]
+    probes = tmp_path / "p.npz"
+    code, out, _ = _mltrail(monkeypatch, capsys, "audit", "probes", "make", "--out", str(probes),
+                            "--n", "64", "--json")
+    assert code == 0 and json.loads(out)["counts"] == {"benchmark": 64}
+    code, out, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target",
+                              make_proxy(supplier.url, "honest"), "--reference", supplier.url,
+                              "--probes", str(probes), "--out", str(tmp_path / "h.json"),
+                              "--html", str(tmp_path / "h.html"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["verdict"] == "pass"
+    assert "data:image/png;base64," in (tmp_path / "h.html").read_text()
+    code, out, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target",
+                              make_proxy(supplier.url, "substitute"), "--model",
+                              str(supplier.path), "--pubkey", supplier.pubkey,
+                              "--probes", str(probes), "--json")
+    assert code == 1
+    assert json.loads(out)["verdict"] == "fail"
+    assert err.strip().startswith("error: audit failed") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["audit", "run", "--target", "http://127.0.0.1:9", "--probes", "/nonexistent.npz"],
+    ["serve-proxy", "--upstream", "http://127.0.0.1:9", "--mode", "mix=2"],
+    ["audit", "probes", "make", "--out", "/tmp/x.npz", "--kit", "/nonexistent.safetensors"],
+])
+def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, args) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = _mltrail(monkeypatch, capsys, *args)
+    assert code == 2 and "Traceback" not in err and err.count("\n") <= 3
