@@ -142,7 +142,7 @@ def history(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or pre
     for e in events:
         a = dict(e.args)
         if e.name == "Registered":
-            what = f"registered as {kind.state_name(int(a['state']))}"
+            what = f"registered in state {kind.state_name(int(a['state']))}"
         elif e.name == "Transitioned":
             what = (f"{kind.state_name(int(a['from_state']))} -> "
                     f"{kind.state_name(int(a['to_state']))}")
@@ -167,7 +167,7 @@ def lineage(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or pre
         data = led.lineage(artefact_id)
 
     def label(a: dict[str, Any]) -> str:
-        return f"{a['kind']} {_short(a['id'])} [{a['state']}]"
+        return f"{a['kind']} {_short(a['id'])} ({a['state']})"
 
     def human() -> None:
         tree = Tree(f"[bold]{label(data['artefact'])}[/]")

@@ -1,0 +1,133 @@
+"""Ledger benchmark: gas per operation, throughput and latency, query time. Prints JSON.
+
+Throughput is measured on the embedded chain and on anvil with 0, 1,000 and 10,000
+artefacts already registered (``--sizes`` to change), sequential registrations from one
+identity, each waited for (one block per transaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from conftest import ANVIL_KEY, anvil_binary, free_port  # noqa: E402
+
+from mltrail.ledger.client import Ledger  # noqa: E402
+from mltrail.ledger.setup import init_home  # noqa: E402
+
+PW = "bench"
+
+
+def _digest() -> str:
+    return "sha256:" + os.urandom(32).hex()
+
+
+def gas_table(led: Ledger) -> dict[str, int]:
+    a = led.register("model", _digest())
+    b = led.register("model", _digest(), parents=[a.artefact_id])
+    parents = [led.register("model", _digest()).artefact_id for _ in range(8)]
+    c = led.register("model", _digest(), parents=parents)
+    t = led.transition(a.artefact_id, "trained", _digest())
+    n = led.anchor(a.artefact_id, os.urandom(32), 100, _digest())
+    return {"register_no_parents": a.gas_used, "register_1_parent": b.gas_used,
+            "register_8_parents": c.gas_used,
+            "per_parent": round((c.gas_used - a.gas_used) / 8),
+            "transition": t.gas_used, "anchor": n.gas_used}
+
+
+def fill(led: Ledger, target: int, have: int) -> int:
+    while have < target:
+        led.register("dataset", _digest())
+        have += 1
+    return have
+
+
+def throughput(led: Ledger, n: int) -> dict[str, float]:
+    lat = []
+    start = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        led.register("dataset", _digest())
+        lat.append((time.perf_counter() - t0) * 1000)
+    wall = time.perf_counter() - start
+    q = statistics.quantiles(lat, n=20)
+    return {"tx_per_s": round(n / wall, 1), "p50_ms": round(statistics.median(lat), 2),
+            "p95_ms": round(q[18], 2), "n": n}
+
+
+def queries(led: Ledger, n: int = 50) -> dict[str, float]:
+    """lineage and history of a model deep in a chain of derivations."""
+    root = led.register("dataset", _digest()).artefact_id
+    node = root
+    for _ in range(10):
+        node = led.register("model", _digest(), parents=[node]).artefact_id
+        led.transition(node, "trained")
+    out = {}
+    for name, fn in (("lineage_ms", lambda: led.lineage(root)),
+                     ("history_ms", lambda: led.history(node))):
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1000)
+        out[name] = round(statistics.median(ts), 2)
+    return out
+
+
+def run_backend(label: str, led: Ledger, sizes: list[int], per_point: int) -> dict[str, object]:
+    res: dict[str, object] = {"gas": gas_table(led)}
+    have = len(led.list_artefacts(limit=1_000_000))
+    points = {}
+    for size in sizes:
+        t0 = time.perf_counter()
+        have = fill(led, size, have)
+        print(f"[{label}] filled to {have} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        points[str(size)] = throughput(led, per_point)
+        have += per_point
+    res["throughput_at_artefacts"] = points
+    res["queries_at_artefacts"] = {"artefacts": have, **queries(led)}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="0,1000,10000")
+    ap.add_argument("--per-point", type=int, default=200)
+    ap.add_argument("--skip-anvil", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    out: dict[str, object] = {"targets": {"register_gas": 70_000, "per_parent_gas": 6_000,
+                                          "transition_gas": 40_000, "embedded_tx_per_s": 60,
+                                          "query_ms": 100}}
+    with tempfile.TemporaryDirectory() as d:
+        home = init_home(Path(d) / "e", PW)
+        with Ledger.open(home, password=PW) as led:
+            out["embedded"] = run_backend("embedded", led, sizes, args.per_point)
+        binary = anvil_binary()
+        if binary and not args.skip_anvil:
+            import subprocess
+
+            port = free_port()
+            proc = subprocess.Popen([binary, "--port", str(port), "--silent"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.5)
+                home = init_home(Path(d) / "a", PW, rpc_url=f"http://127.0.0.1:{port}",
+                                 private_key=bytes.fromhex(ANVIL_KEY))
+                with Ledger.open(home, password=PW) as led:
+                    out["anvil"] = run_backend("anvil", led, sizes, args.per_point)
+            finally:
+                proc.terminate()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
