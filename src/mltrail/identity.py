@@ -91,7 +91,8 @@ def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
     if not os.path.exists(path):
         raise NotFoundError(f"no identity {name!r} in {home.root}", hint="see 'mltrail id list'")
     pw = password_from_env(password)
-    keystore = json.loads(open(path).read())
+    with open(path) as fh:
+        keystore = json.load(fh)
     try:
         key = Account.decrypt(keystore, pw)
     except ValueError as exc:

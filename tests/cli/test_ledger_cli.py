@@ -101,7 +101,8 @@ def test_malformed_lifecycle_names_line_and_writes_nothing(tmp_path, cli):
 def test_custom_lifecycle_and_home_discovery(tmp_path, cli):
     lc = tmp_path / "team.yaml"
     lc.write_text("roles: [lead, dev]\nterminal: gone\nkinds:\n  notebook:\n"
-                  "    initial: draft\n    register: [dev, lead]\n    states: [draft, final, gone]\n"
+                  "    initial: draft\n    register: [dev, lead]\n"
+                  "    states: [draft, final, gone]\n"
                   "    transitions:\n      - {from: draft, to: final, roles: [lead]}\n"
                   "      - {from: '*', to: gone, roles: [lead]}\n")
     assert cli("init", "--lifecycle", str(lc), cwd=tmp_path).code == 0

@@ -45,7 +45,6 @@ def path_to(kind: str, target: str) -> list[str]:
 def world(tmp_path_factory):
     """One home for the module; every cell uses fresh artefacts, so cells stay independent."""
     from conftest import PASSWORD, make_home
-
     from mltrail.identity import create_identity
     from mltrail.ledger.client import Ledger
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ANVIL_KEY, PASSWORD, fund
 
+from conftest import ANVIL_KEY, PASSWORD, fund
 from mltrail.errors import InputError, LedgerError, RefusedError
 from mltrail.identity import create_identity
 from mltrail.ledger.check import check

@@ -73,15 +73,23 @@ def show_progress(as_json: bool) -> bool:
 
 
 @contextmanager
-def progress(description: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
+def progress(description: str, total: int | None,
+             enabled: bool) -> Iterator[Callable[[int], None]]:
     """A Rich progress bar on stderr; yields ``advance(n)``. Silent when not enabled."""
     if not enabled:
-        yield lambda n=1: None
+        yield _no_progress
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
+
+
+def _no_progress(n: int = 1) -> None:
+    """The silent stand-in for a progress bar's ``advance``."""

@@ -35,16 +35,16 @@ def _short(artefact_id: str) -> str:
 
 
 def init(
-    ledger: Annotated[str | None, typer.Option("--ledger", help="JSON-RPC URL of a shared "
-                                               "Ethereum network (default: embedded chain).")] = None,
-    registry: Annotated[str | None, typer.Option("--registry", help="Join this deployed "
-                                                 "registry instead of deploying one.")] = None,
-    lifecycle: Annotated[Path | None, typer.Option("--lifecycle", help="Your own lifecycle "
-                                                   "YAML (default: lifecycles/default.yaml).")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Name of the identity to create "
-                                             "(admin when deploying, member when joining).")] = None,
-    import_key: Annotated[Path | None, typer.Option("--import-key", help="File holding a hex "
-                                                    "private key to use (e.g. a funded one).")] = None,
+    ledger: Annotated[str | None, typer.Option(
+        "--ledger", help="JSON-RPC URL of a shared network (default: embedded chain).")] = None,
+    registry: Annotated[str | None, typer.Option(
+        "--registry", help="Join this deployed registry instead of deploying one.")] = None,
+    lifecycle: Annotated[Path | None, typer.Option(
+        "--lifecycle", help="Your own lifecycle YAML (default: lifecycles/default.yaml).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Identity to create (admin when deploying, member when joining).")] = None,
+    import_key: Annotated[Path | None, typer.Option(
+        "--import-key", help="File holding a hex private key to use (a funded one).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a home (.mltrail/) with a ledger: embedded, or on a node with --ledger."""
@@ -60,7 +60,8 @@ def init(
         except ValueError as exc:
             raise InputError(f"{import_key} does not hold a hex private key") from exc
     target = new_home_path(STATE.home)
-    home = init_home(target.root, ask_password(confirm=True), lifecycle, ledger, registry, name, key)
+    home = init_home(target.root, ask_password(confirm=True), lifecycle, ledger, registry, name,
+                     key)
     settings = home.settings()
     from mltrail.identity import address_of
 
@@ -76,8 +77,8 @@ def init(
 def register(
     path: Annotated[Path, typer.Argument(help="File or directory to register.")],
     kind: Annotated[str, typer.Option("--kind", "-k", help="dataset, model, service, ...")],
-    parent: Annotated[list[str] | None, typer.Option("--parent", "-p",
-                                                     help="Artefact it derives from.")] = None,
+    parent: Annotated[list[str] | None, typer.Option(
+        "--parent", "-p", help="Artefact it derives from.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Human name (metadata).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -96,8 +97,8 @@ def register(
 def transition(
     artefact_id: Annotated[str, typer.Argument(help="Artefact id (or unique prefix).")],
     state: Annotated[str, typer.Argument(help="Target state.")],
-    evidence: Annotated[Path | None, typer.Option("--evidence", help="File cited as "
-                                                  "evidence (stored, its digest on chain).")] = None,
+    evidence: Annotated[Path | None, typer.Option(
+        "--evidence", help="File cited as evidence (stored; its digest goes on chain).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move an artefact to STATE (if the lifecycle and your roles allow it)."""
@@ -154,7 +155,7 @@ def history(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or pre
     def human() -> None:
         t = Table("block", "event", "what", "actor")
         for r in rows:
-            t.add_row(str(r["block"]), r["event"], r["what"], str(r["actor"])[:10])
+            t.add_row(str(r["block"]), str(r["event"]), str(r["what"]), str(r["actor"])[:10])
         console.print(t)
 
     emit({"artefact_id": art.id, "events": rows}, as_json, human)

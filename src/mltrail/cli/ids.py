@@ -17,8 +17,8 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("create")
 def create(name: Annotated[str, typer.Argument(help="Name of the new identity.")],
-           import_key: Annotated[Path | None, typer.Option("--import-key",
-                                                           help="File with a hex private key.")] = None,
+           import_key: Annotated[Path | None, typer.Option(
+               "--import-key", help="File with a hex private key.")] = None,
            as_json: JsonOpt = False) -> None:
     """Create an encrypted keystore for NAME (password: MLTRAIL_PASSWORD or a prompt)."""
     from mltrail.identity import create_identity

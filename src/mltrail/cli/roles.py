@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -40,8 +40,9 @@ def list_(as_json: JsonOpt = False) -> None:
 
     with open_ledger() as led:
         names = {i.address: i.name for i in list_identities(led.home)}
-        data = [{"address": a, "name": names.get(a), "roles": led.lifecycle.role_names(m)}
-                for a, m in sorted(led.roles().items())]
+        data: list[dict[str, Any]] = [
+            {"address": a, "name": names.get(a), "roles": led.lifecycle.role_names(m)}
+            for a, m in sorted(led.roles().items())]
 
     def human() -> None:
         t = Table("address", "name", "roles")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from eth_abi import decode
 from eth_account.signers.local import LocalAccount
@@ -63,7 +63,7 @@ class Backend(Protocol):
 def sign(account: LocalAccount, chain_id: int, nonce: int, to: str | None, data: bytes,
          gas: int, max_fee: int, priority_fee: int) -> bytes:
     """Sign an EIP-1559 transaction; returns the raw bytes."""
-    tx: dict[str, object] = {
+    tx: dict[str, Any] = {
         "type": 2, "chainId": chain_id, "nonce": nonce, "gas": gas, "value": 0,
         "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority_fee, "data": data,
     }

@@ -318,7 +318,8 @@ class Ledger:
 
     def find_by_digest(self, content_digest: str) -> list[Artefact]:
         self.sync()
-        return [self._artefact(r) for r in self.index.by_digest("0x" + to_bytes32(content_digest).hex())]
+        rows = self.index.by_digest("0x" + to_bytes32(content_digest).hex())
+        return [self._artefact(r) for r in rows]
 
     def roles(self) -> dict[str, int]:
         """Role masks by address, from the chain's events."""

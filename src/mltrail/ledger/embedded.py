@@ -26,6 +26,7 @@ from eth.vm.forks import CancunVM
 from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_keys import keys
+from eth_typing import BlockNumber
 from eth_utils import to_canonical_address, to_checksum_address
 from filelock import FileLock, Timeout
 
@@ -145,7 +146,7 @@ class EmbeddedBackend:
             self.chain = EmbeddedChain(AtomicDB(self.kv))
 
     def _genesis(self) -> None:
-        params = {
+        params: dict[str, Any] = {
             "coinbase": constants.ZERO_ADDRESS, "difficulty": 0, "gas_limit": GAS_LIMIT,
             "extra_data": b"mltrail", "nonce": b"\x00" * 8, "mix_hash": constants.ZERO_HASH32,
             "timestamp": int(time.time()), "base_fee_per_gas": 0,
@@ -228,7 +229,7 @@ class EmbeddedBackend:
         want = to_canonical_address(address)
         out: list[Log] = []
         for n in range(max(from_block, 1), to_block + 1):
-            block = self.chain.get_canonical_block_by_number(n)
+            block = self.chain.get_canonical_block_by_number(BlockNumber(n))
             receipts = block.get_receipts(self.chain.chaindb)
             log_index = 0
             for i, rc in enumerate(receipts):
@@ -244,7 +245,7 @@ class EmbeddedBackend:
 
     def blocks(self, from_block: int, to_block: int) -> Iterator[BlockInfo]:
         for n in range(from_block, to_block + 1):
-            canonical = self.chain.chaindb.get_canonical_block_hash(n)
+            canonical = self.chain.chaindb.get_canonical_block_hash(BlockNumber(n))
             h = self.chain.chaindb.get_block_header_by_hash(canonical)
             recomputed = keccak(rlp.encode(h))
             yield BlockInfo(n, bytes(canonical), bytes(h.parent_hash), int(h.timestamp),
