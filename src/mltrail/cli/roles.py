@@ -51,3 +51,21 @@ def list_(as_json: JsonOpt = False) -> None:
         console.print(t)
 
     emit(data, as_json, human)
+
+
+@app.command("transfer-admin")
+def transfer_admin(account: Account, as_json: JsonOpt = False) -> None:
+    """Offer the admin seat to ACCOUNT (it must run 'roles accept-admin')."""
+    with open_ledger() as led:
+        r = led.transfer_admin(account)
+    emit({"account": account, **r.as_dict()}, as_json,
+         f"offered admin to {account}; it must run 'mltrail roles accept-admin'")
+
+
+@app.command("accept-admin")
+def accept_admin(as_json: JsonOpt = False) -> None:
+    """Accept an admin handover offered to you."""
+    with open_ledger() as led:
+        r = led.accept_admin()
+        me = led.address
+    emit({"admin": me, **r.as_dict()}, as_json, f"{me} is now the registry admin")
