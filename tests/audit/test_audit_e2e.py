@@ -29,7 +29,7 @@ def test_honest_provider_raises_no_alarm(supplier, make_proxy, bench) -> None:  
     url = make_proxy(supplier.url, "honest")
     rep = run_audit(AuditConfig(target=url, probes=bench, reference_url=supplier.url))
     assert rep["verdict"] == "pass", rep["findings"]
-    assert rep["receipts"]["valid"] == rep["queries"] // 16 + (rep["queries"] % 16 > 0)
+    assert rep["receipts"]["valid"] == rep["queries"] // 32 + (rep["queries"] % 32 > 0)
     assert rep["receipts"]["invalid"] == 0 and rep["first_alarm_at"] is None
     assert rep["sequential"]["claimed_accuracy"]["decision"] == "accept"
     html = to_html(json.loads(to_json_bytes(rep)))
@@ -90,7 +90,7 @@ def test_forged_or_replayed_receipts_are_proof_of_fraud(supplier, make_proxy, be
                                                         mode) -> None:  # type: ignore[no-untyped-def]
     url = make_proxy(supplier.url, "substitute", receipts=mode)
     rep = run_audit(AuditConfig(target=url, probes=bench, public_key=supplier.pubkey,
-                                max_queries=32, rebuild_seeded=False))
+                                max_queries=32, batch_size=8, rebuild_seeded=False))
     assert rep["verdict"] == "fail" and _fails(rep, "receipts")
     assert rep["receipts"]["invalid"] >= 1
     problems = " ".join(p for ex in rep["receipts"]["bad_examples"] for p in ex["problems"])

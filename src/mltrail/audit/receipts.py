@@ -3,8 +3,8 @@
 One receipt per response: the supplier's Ed25519 signature over the canonical JSON of
 ``{v, alg, model_digest, input_digest, input_shape, output_digest, nonce, issued_at_ms}``.
 ``input_digest`` is the SHA-256 of the batch as little-endian float32 C-order bytes;
-``output_digest`` is the digest of the canonical JSON of the returned
-``[{"label", "probs"}, ...]``. This module signs and checks receipts; it never decides
+``output_digest`` hashes the returned labels (int64) and probabilities (float64).
+This module signs and checks receipts; it never decides
 what a failed check means for an audit (the runner does).
 """
 
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mltrail.errors import InputError
-from mltrail.provenance.digest import canonical_json, digest_bytes, digest_json
+from mltrail.provenance.digest import canonical_json, digest_bytes
 from mltrail.provenance.store import atomic_write
 
 VERSION = 1
@@ -36,8 +36,17 @@ def input_digest(batch: np.ndarray) -> str:
 
 
 def output_digest(outputs: Sequence[dict[str, Any]]) -> str:
-    """Digest of ``[{"label": int, "probs": [float, ...]}, ...]`` in canonical JSON."""
-    return digest_json([{"label": int(o["label"]), "probs": list(o["probs"])} for o in outputs])
+    """Digest of ``[{"label": int, "probs": [float, ...]}, ...]``.
+
+    Hashed as binary, not JSON, so it is cheap: the labels as little-endian int64, then the
+    probabilities as little-endian float64, row by row (JSON round-trips float64 exactly,
+    so the client recomputes the same bytes from the response it parsed).
+    """
+    labels = np.array([int(o["label"]) for o in outputs], dtype="<i8")
+    probs = np.array([o["probs"] for o in outputs], dtype="<f8")
+    if probs.ndim != 2:
+        raise ValueError("ragged probabilities")
+    return digest_bytes(labels.tobytes() + probs.tobytes())
 
 
 def public_key_b64(key: Ed25519PublicKey) -> str:

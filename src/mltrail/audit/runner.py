@@ -39,7 +39,7 @@ class AuditConfig:
     model_path: str | None = None
     public_key: str | None = None
     alpha: float = 0.05
-    batch_size: int = 16
+    batch_size: int = 32
     max_queries: int | None = None
     identity_tolerance: float = 0.0
     prob_tolerance: float = 1e-3

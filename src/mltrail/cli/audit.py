@@ -112,7 +112,7 @@ def run(
     pubkey: Annotated[str | None, typer.Option("--pubkey", help="The supplier's Ed25519 "
                                                "public key (base64) to pin.")] = None,
     alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5)] = 0.05,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     max_queries: Annotated[int | None, typer.Option("--max-queries", min=1)] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=0.5,
                                              help="Allowed label disagreement rate.")] = 0.0,
