@@ -64,7 +64,7 @@ def train(
     data: DataOpt = "digits",
     arch: Annotated[str, typer.Option("--arch", help="cnn, mlp, resnet20 or a JSON spec.")] = "cnn",
     optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adam.")] = "sgd",
-    lr: Annotated[float, typer.Option("--lr")] = 0.1,
+    lr: Annotated[float, typer.Option("--lr")] = 0.05,
     momentum: Annotated[float, typer.Option("--momentum")] = 0.9,
     schedule: Annotated[str, typer.Option("--schedule", help="constant or cosine.")] = "constant",
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
@@ -266,14 +266,12 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
               out: Annotated[Path | None, typer.Option("--out", help="Write the JSON.")] = None,
               as_json: JsonOpt = False) -> None:
     """Measure honest replay noise on the reference task and derive the threshold."""
-    from mltrail.pol.calibration import REFERENCE_RUNS
     from mltrail.pol.calibration import calibrate as run_calibration
+    from mltrail.pol.calibration import reference_runs
     from mltrail.pol.datafile import load_data
     from mltrail.provenance.store import atomic_write
 
-    runs = REFERENCE_RUNS[:1] if quick else REFERENCE_RUNS
-    if quick:
-        runs = [{**runs[0], "epochs": 1}]
+    runs = reference_runs(1)[:2] if quick else reference_runs()
     res = run_calibration(load_data("digits"), runs, device=device)
     if out is not None:
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())

@@ -94,6 +94,8 @@ def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, Stat
 
 
 def _lerp(a: State, b: State, t: float) -> State:
+    if t in (0.0, 1.0):  # exact endpoints: the forged proof ends on the stolen weights
+        return {k: (a if t == 0.0 else b)[k].clone() for k in a}
     return {k: (a[k] + (b[k] - a[k]) * t) if a[k].is_floating_point() else b[k].clone()
             for k in a}
 

@@ -54,6 +54,7 @@ class Report(BaseModel):
     final_model: str | None = None
     data_digest: str | None = None
     threshold: float
+    optim_threshold: float | None = None
     q: int
     r: int
     verifier_seed: int

@@ -22,7 +22,7 @@ import torch
 from mltrail.errors import MltrailError, VerificationError
 from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
-from mltrail.pol.calibration import DEFAULT_THRESHOLD
+from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.reference import build_model
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.pol.report import Check, Report, Segment
@@ -85,9 +85,11 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
     folder = Path(bundle)
     man = read_manifest(folder)
     thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    othr = optim_threshold(thr)
     vseed = secrets.randbits(63) if seed is None else int(seed)
     rep = Report(verdict="rejected", bundle=str(folder), header_digest=man.header_digest,
                  chain_head=man.chain_head, final_model=man.final_model, threshold=thr,
+                 optim_threshold=othr,
                  q=q, r=r, verifier_seed=vseed, torch_threads=torch.get_num_threads(),
                  device=device)
     x, y = data
@@ -125,7 +127,7 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
             bad = [s for s in rep.segments if not s.ok]
             add(Check(name="replay", ok=not bad and bool(rep.segments),
                       detail=(f"{len(rep.segments)} segments, max error {rep.max_error:.3g} "
-                              f"<= {thr:.3g}") if not bad else
+                              f"<= {thr:.3g} (optimizer state <= {othr:.3g})") if not bad else
                       f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
                           f"#{s.index} (steps {s.start_step}-{s.end_step}) error {s.error:.3g}"
                           + (f", optimizer {s.optim_error:.3g}" if s.optim_error else "")
@@ -139,6 +141,12 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
     rep.verdict = "accepted" if all(c.ok for c in rep.checks) else "rejected"
     rep.total_seconds = time.perf_counter() - t0
     return rep
+
+
+def optim_threshold(threshold: float) -> float:
+    """The optimizer-state threshold that goes with a weights threshold (same ratio as
+    the calibrated defaults: optimizer state is noisier, see the calibration doc)."""
+    return threshold * DEFAULT_OPTIM_THRESHOLD / DEFAULT_THRESHOLD
 
 
 def choose_segments(man: Manifest, states: list[tuple[State, State]], q: int, r: int,
@@ -179,7 +187,7 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
             err, cos = relative_error(mr, m0, m1)
             o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
             oerr = relative_error(orr, o0z, o1)[0] if o1 or orr else None
-        ok = err <= thr and (oerr is None or oerr <= thr)
+        ok = err <= thr and (oerr is None or oerr <= optim_threshold(thr))
         rep.segments.append(Segment(index=i, epoch=spec.epoch_of(cks[i].step),
                                     start_step=cks[i].step, end_step=cks[i + 1].step,
                                     chosen=why, update_norm=norm, error=err, optim_error=oerr,

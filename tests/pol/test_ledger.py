@@ -1,0 +1,163 @@
+"""PoL on the ledger: epoch anchors, verified transition, forged proof, ownership dispute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mltrail.errors import RefusedError
+from mltrail.pol import attacks
+from mltrail.pol.bundle import read_manifest
+from mltrail.pol.dispute import Claim, claims_on_ledger, settle
+from mltrail.pol.onchain import bundle_for, ledger_anchor, publish_model, record_verdict
+from mltrail.pol.recorder import record_training
+from mltrail.pol.reference import pinned_threads
+from mltrail.pol.verifier import verify_bundle
+from mltrail.provenance.digest import digest_state_dict
+
+PW = "pw"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory):
+    """A home with alice (steward + developer), victor (verifier), mallory (developer)."""
+    from mltrail.identity import create_identity
+    from mltrail.ledger.client import Ledger
+    from mltrail.ledger.setup import init_home
+
+    root = tmp_path_factory.mktemp("pol-ledger")
+    home = init_home(root / ".mltrail", password=PW)
+    with Ledger.open(home, identity="admin", password=PW) as admin:
+        for name, roles in {"alice": ["data_steward", "model_developer"],
+                            "victor": ["verifier"], "mallory": ["model_developer"]}.items():
+            addr = create_identity(home, name, PW)
+            for role in roles:
+                admin.grant_role(addr, role)
+    opened: dict[str, Ledger] = {n: Ledger.open(home, identity=n, password=PW)
+                                 for n in ("alice", "victor", "mallory")}
+    yield root, opened
+    for led in opened.values():
+        led.close()
+
+
+@pytest.fixture(scope="module")
+def trained(chain, digits):
+    """alice registers the data, trains under the recorder with epoch anchors, publishes."""
+    root, led = chain
+    alice = led["alice"]
+    x, y = digits
+    ds = alice.register("dataset", digest_state_dict({"x": x, "y": y}),
+                        metadata={"name": "digits"})
+    with pinned_threads(1):
+        record_training(root / "alice", x, y, arch={"type": "cnn"},
+                        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9}, k=10,
+                        epochs=2, batch_size=32, seed=21,
+                        anchor=ledger_anchor(alice, ds.artefact_id), prover=alice.address,
+                        anchor_artefact=ds.artefact_id)
+    pub = publish_model(alice, root / "alice", name="cnn", parents=[ds.artefact_id])
+    return root / "alice", ds.artefact_id, pub
+
+
+def test_epoch_roots_are_anchored_as_training_runs(chain, trained) -> None:
+    _, led = chain
+    bundle, ds_id, pub = trained
+    man = read_manifest(bundle)
+    events = led["victor"].anchors(ds_id)
+    assert len(man.anchors) == 2
+    for a in man.anchors:
+        ev = next(e for e in events if e.tx_hash == a.tx_hash)
+        assert ev.args["root"].hex() == a.root and ev.args["count"] == a.count
+        assert ev.args["metadata_digest"] == man.header_digest
+        assert ev.actor == led["alice"].address
+    assert man.anchors[0].block < man.anchors[1].block  # one per epoch, as it trained
+    art = led["victor"].artefact(pub["model_id"])
+    assert art.state == "trained" and art.content_digest == man.final_model
+    assert art.parents == [ds_id]
+
+
+def test_verified_proof_moves_the_model_to_verified(chain, trained, digits) -> None:
+    _, led = chain
+    _, _, pub = trained
+    victor = led["victor"]
+    bundle = bundle_for(victor, pub["model_id"])  # fetched back from the content store
+    rep = verify_bundle(bundle, digits, q=1, r=1, expected_model=pub["content_digest"],
+                        ledger=victor)
+    assert rep.accepted, rep.reasons
+    assert [a["actor"] for a in rep.anchors] == [led["alice"].address] * 2
+    with pytest.raises(RefusedError, match="missing role"):  # only a verifier may
+        record_verdict(led["alice"], pub["model_id"], rep)
+    res = record_verdict(victor, pub["model_id"], rep)
+    assert res["recorded"] and victor.artefact(pub["model_id"]).state == "verified"
+    last = victor.history(pub["model_id"])[-1]
+    assert last.name == "Transitioned" and last.actor == victor.address
+    assert rep.digest().split(":")[1] in str(last.args["evidence_digest"])
+    assert victor.home.store.get(res["report_digest"]) == rep.to_json()
+
+
+def test_forged_proof_is_rejected_and_records_nothing(chain, trained, digits) -> None:
+    root, led = chain
+    bundle, ds_id, _ = trained
+    mallory = led["mallory"]
+    attacks.interpolation_spoof(root / "forged", bundle, lr=None,
+                                anchor=ledger_anchor(mallory, ds_id))
+    pub = publish_model(mallory, root / "forged", name="mine", parents=[ds_id])
+    rep = verify_bundle(bundle_for(led["victor"], pub["model_id"]), digits, q=1, r=1,
+                        expected_model=pub["content_digest"], ledger=led["victor"])
+    assert not rep.accepted
+    before = len(led["victor"].history(pub["model_id"]))
+    res = record_verdict(led["victor"], pub["model_id"], rep)
+    assert res == {"report_digest": rep.digest(), "recorded": False}
+    assert led["victor"].artefact(pub["model_id"]).state == "trained"
+    assert len(led["victor"].history(pub["model_id"])) == before
+
+
+def test_anchors_claimed_but_not_on_chain_are_rejected(chain, trained, digits, tmp_path):
+    _, led = chain
+    bundle, ds_id, _ = trained
+    man, states = attacks.load_states(bundle)
+    fake = attacks.forge_bundle(tmp_path / "fake", man.header, states,
+                                anchor=lambda e, root, n, h: type(man.anchors[0])(
+                                    epoch=e, root=root.hex(), count=n, artefact_id=ds_id,
+                                    tx_hash="0x" + "00" * 32, block=1, timestamp=1))
+    assert fake.anchors[0].artefact_id == ds_id
+    rep = verify_bundle(tmp_path / "fake", digits, q=1, r=0, ledger=led["victor"])
+    assert not rep.accepted and any("not anchored on the ledger" in r for r in rep.reasons)
+
+
+def test_dispute_resigned_copy_anchored_later_loses(chain, trained, digits) -> None:
+    root, led = chain
+    bundle, ds_id, pub = trained
+    mallory = led["mallory"]
+    # d) mallory re-signs alice's honest proof, re-anchors it (later) and claims the model
+    attacks.resign_copy(root / "copy", bundle, mallory.address,
+                        anchor=ledger_anchor(mallory, ds_id))
+    mine = publish_model(mallory, root / "copy", name="also-mine", parents=[ds_id])
+    assert mine["content_digest"] == pub["content_digest"] and mine["model_id"] != pub["model_id"]
+    assert verify_bundle(root / "copy", digits, q=1, r=0, ledger=led["victor"]).accepted
+    digest, claims = claims_on_ledger(led["victor"], mine["model_id"])
+    assert digest == pub["content_digest"]
+    owners = {c.claimant for c in claims}
+    assert {led["alice"].address, mallory.address} <= owners
+    decision = settle(claims, digits, digest, ledger=led["victor"], q=1, r=0)
+    assert decision.winner is not None and decision.winner.claimant == led["alice"].address
+    assert decision.winner.model_id == pub["model_id"]
+    text = "\n".join(decision.reasoning)
+    assert "earliest anchored chronology" in text and "REJECTED" in text  # the forgery
+    copy = next(c for c in claims if c.model_id == mine["model_id"])
+    assert copy.report is not None and copy.report.accepted
+    assert copy.first_anchor is not None and copy.first_anchor > decision.winner.first_anchor
+
+
+def test_dispute_plain_copy_has_no_chronology_of_its_own(chain, trained, digits) -> None:
+    """Copying the bundle byte for byte keeps alice's anchors: they are not mallory's."""
+    _, led = chain
+    bundle, _, pub = trained
+    alice, mallory = led["alice"].address, led["mallory"].address
+    claims = [Claim(claimant=mallory, bundle=bundle), Claim(claimant=alice, bundle=bundle)]
+    d = settle(claims, digits, pub["content_digest"], ledger=led["victor"], q=1, r=0)
+    assert d.winner is not None and d.winner.claimant == alice
+    assert claims[0].anchored_epochs == 0 and claims[0].first_anchor is None
+    none = settle([Claim(claimant=mallory, bundle=None)], digits, pub["content_digest"],
+                  ledger=None)
+    assert none.winner is None

@@ -1,0 +1,129 @@
+"""Every spoof of the issue, forged with real code, is rejected; for the right reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mltrail.pol import attacks
+from mltrail.pol.bundle import read_manifest
+from mltrail.pol.calibration import DEFAULT_THRESHOLD
+from mltrail.pol.report import Report
+from mltrail.pol.verifier import verify_bundle
+
+
+def _check(rep: Report, name: str) -> bool:
+    return next(c.ok for c in rep.checks if c.name == name)
+
+
+def test_a_zero_lr_interpolation_is_rejected_by_hyperparameters_and_replay(
+        tmp_path: Path, honest: Path, digits) -> None:
+    man = attacks.interpolation_spoof(tmp_path / "a", honest, lr=0.0)
+    assert man.final_model == read_manifest(honest).final_model  # claims the stolen model
+    rep = verify_bundle(tmp_path / "a", digits, q=100, r=0)  # every segment replayed
+    assert not rep.accepted
+    assert _check(rep, "chain") and _check(rep, "data") and _check(rep, "init")
+    assert not _check(rep, "hyperparameters")
+    assert any("learning rate 0 is implausible" in r for r in rep.reasons)
+    # with lr = 0 the replay stays put, so every segment misses by its whole update
+    assert all(s.error == pytest.approx(1.0, abs=1e-6) for s in rep.segments)
+
+
+def test_b_interpolation_with_the_honest_lr_is_rejected_by_replay(
+        tmp_path: Path, honest: Path, digits) -> None:
+    attacks.interpolation_spoof(tmp_path / "b", honest, lr=None)
+    rep = verify_bundle(tmp_path / "b", digits, q=1, r=1)
+    assert not rep.accepted
+    assert [c.name for c in rep.checks if not c.ok] == ["replay"]
+    assert min(s.error for s in rep.segments) > 5 * DEFAULT_THRESHOLD
+
+
+@pytest.mark.parametrize("how", ["reorder", "drop", "substitute"])
+def test_c_tampered_checkpoints_naive_forger(tmp_path: Path, honest: Path, donor: Path,
+                                             digits, how: str) -> None:
+    attacks.tamper_states(tmp_path / how, honest, how, rechain=False, donor=donor)
+    rep = verify_bundle(tmp_path / how, digits, q=1, r=1)
+    assert not rep.accepted
+    assert any("does not match its digest" in r for r in rep.reasons)
+
+
+@pytest.mark.parametrize("how", ["reorder", "drop", "substitute"])
+def test_c_tampered_checkpoints_rechained(tmp_path: Path, honest: Path, donor: Path, digits,
+                                          how: str) -> None:
+    """A forger who re-hashes and re-chains everything is still caught."""
+    attacks.tamper_states(tmp_path / how, honest, how, rechain=True, donor=donor)
+    rep = verify_bundle(tmp_path / how, digits, q=1, r=0)  # top-Q alone suffices
+    assert not rep.accepted
+    assert _check(rep, "chain")
+    if how == "drop":
+        assert not _check(rep, "layout")
+    else:
+        bad = [s for s in rep.segments if not s.ok]
+        assert bad and all(s.chosen == "top-q" for s in bad)
+        assert max(s.error for s in bad) > 5 * DEFAULT_THRESHOLD
+
+
+def test_d_resigned_copy_verifies(tmp_path: Path, honest: Path, digits) -> None:
+    """A copy is a valid proof; only the dispute (test_ledger) can tell who came first."""
+    man = attacks.resign_copy(tmp_path / "d", honest, "mallory")
+    assert man.header.prover == "mallory"
+    assert man.header_digest != read_manifest(honest).header_digest
+    assert verify_bundle(tmp_path / "d", digits, q=1, r=1).accepted
+
+
+@pytest.mark.parametrize("changes", [{"lr": 0.05}, {"momentum": 0.5}])
+def test_e_hyperparameters_edited_after_the_fact(tmp_path: Path, honest: Path, digits,
+                                                 changes: dict) -> None:
+    attacks.edit_hyperparameters(tmp_path / "naive", honest, changes, rechain=False)
+    rep = verify_bundle(tmp_path / "naive", digits, q=1, r=0)
+    assert not rep.accepted and any("header digest" in r for r in rep.reasons)
+    attacks.edit_hyperparameters(tmp_path / "rechained", honest, changes, rechain=True)
+    rep = verify_bundle(tmp_path / "rechained", digits, q=1, r=0)
+    assert not rep.accepted and _check(rep, "chain") and _check(rep, "hyperparameters")
+    assert not _check(rep, "replay")
+    assert rep.max_error > 2 * DEFAULT_THRESHOLD
+
+
+def test_e_schedule_breaking_hyperparameters(tmp_path: Path, honest: Path, digits) -> None:
+    for changes, reason in (({"lr": 50.0}, "learning rate 50 is implausible"),
+                            ({"momentum": 1.5}, "momentum must be in [0, 1)")):
+        attacks.edit_hyperparameters(tmp_path / str(changes), honest, changes, rechain=True)
+        rep = verify_bundle(tmp_path / str(changes), digits, q=1, r=0)
+        assert not rep.accepted and any(reason in r for r in rep.reasons)
+    man, states = attacks.load_states(honest)
+    spec = man.header.training.model_copy(update={"schedule": {"name": "step", "gamma": 0.0,
+                                                               "step_size": 20}})
+    attacks.forge_bundle(tmp_path / "sched", man.header.model_copy(update={"training": spec}),
+                         states)
+    rep = verify_bundle(tmp_path / "sched", digits, q=1, r=0)
+    assert not rep.accepted and any("0 < gamma <= 1" in r for r in rep.reasons)
+
+
+def test_f_adversarial_examples_spoof(tmp_path: Path, honest_k1: Path, digits) -> None:
+    """Zhang et al.: perturbed batches make interpolated steps (nearly) reproduce, but the
+    data digests bind the exact bytes and the verifier replays on the committed data."""
+    x, y = digits
+    plain = attacks.interpolation_spoof(tmp_path / "plain", honest_k1, lr=None)
+    rep_plain = verify_bundle(tmp_path / "plain", digits, q=100, r=0)
+    # 1) the forger commits the real data's digest: data check passes, replay fails
+    man, xp = attacks.adversarial_spoof(tmp_path / "f1", honest_k1, x, y, iters=25)
+    assert plain.final_model == man.final_model
+    assert float((xp - x).abs().max()) > 0  # the attack really perturbed the data
+    rep = verify_bundle(tmp_path / "f1", digits, q=100, r=0)
+    assert not rep.accepted and _check(rep, "data") and not _check(rep, "replay")
+    assert min(s.error for s in rep.segments) > 5 * DEFAULT_THRESHOLD
+    # on the forger's own perturbed batches the forged steps reproduce better than plain
+    # interpolation does: the attack works as designed, the binding defeats it
+    own = verify_bundle(tmp_path / "f1", (xp, y), q=100, r=0)
+    assert not _check(own, "data")
+    from mltrail.pol.calibration import measure
+
+    on_perturbed = [e for e, _ in measure(tmp_path / "f1", (xp, y))]
+    assert sum(on_perturbed) < 0.95 * sum(s.error for s in rep_plain.segments)
+    # 2) the forger commits the perturbed data's digest: it is not the training data
+    attacks.adversarial_spoof(tmp_path / "f2", honest_k1, x, y, iters=5,
+                              commit_perturbed=True)
+    rep = verify_bundle(tmp_path / "f2", digits, q=1, r=1)
+    assert not rep.accepted and not _check(rep, "data")
+    assert any("inputs do not match the committed digests" in r for r in rep.reasons)

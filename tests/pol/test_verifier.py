@@ -1,0 +1,120 @@
+"""The verifier on honest proofs: accepted, across thread counts; its report; worker checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mltrail.pol.attacks import load_states
+from mltrail.pol.bundle import read_manifest
+from mltrail.pol.calibration import DEFAULT_THRESHOLD
+from mltrail.pol.reference import pinned_threads
+from mltrail.pol.verifier import choose_segments, relative_error, verify_bundle, verify_update
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_honest_proof_is_accepted_whatever_the_thread_count(honest: Path, digits,
+                                                            threads: int) -> None:
+    with pinned_threads(threads):
+        rep = verify_bundle(honest, digits, q=2, r=2)
+    assert rep.accepted, rep.reasons
+    assert rep.torch_threads == threads
+    assert len(rep.segments) == 2 * 2 + 2  # top-2 in each of 2 epochs + 2 random
+    assert all(s.ok and s.error <= DEFAULT_THRESHOLD for s in rep.segments)
+    assert all(s.cosine is not None and s.cosine > 0.999 for s in rep.segments)
+    if threads == 1:  # the prover also ran on one thread: bit-exact
+        assert rep.max_error == 0.0
+
+
+def test_full_replay_accepts_and_segments_are_top_q_plus_random(honest: Path, digits) -> None:
+    man, states = load_states(honest)
+    picked = choose_segments(man, states, 1, 3, vseed=42)
+    tops = [i for i, why, _ in picked if why == "top-q"]
+    epochs = {man.header.training.epoch_of(man.checkpoints()[i].step) for i in tops}
+    assert len(tops) == 2 and epochs == {0, 1}
+    for i in tops:  # the largest update of its epoch
+        e = man.header.training.epoch_of(man.checkpoints()[i].step)
+        same = [n for j, _, n in choose_segments(man, states, 99, 0, 0)
+                if man.header.training.epoch_of(man.checkpoints()[j].step) == e]
+        assert dict((j, n) for j, _, n in picked)[i] == max(same)
+    assert len([1 for _, why, _ in picked if why == "random"]) == 3
+    seeds = {tuple(i for i, w, _ in choose_segments(man, states, 1, 3, s) if w == "random")
+             for s in range(8)}
+    assert len(seeds) > 1  # the verifier's seed decides which random segments
+    rep = verify_bundle(honest, digits, q=100, r=0)
+    assert rep.accepted and len(rep.segments) == len(man.checkpoints()) - 1
+
+
+def test_report_json_html_and_digest(tmp_path: Path, honest: Path, digits) -> None:
+    rep = verify_bundle(honest, digits, q=1, r=1, seed=7)
+    rep.save(tmp_path / "r.json", tmp_path / "r.html")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["verdict"] == "accepted" and doc["verifier_seed"] == 7
+    assert {c["name"] for c in doc["checks"]} >= {"chain", "layout", "hyperparameters", "data",
+                                                  "batch order", "init", "final model",
+                                                  "replay", "anchors"}
+    assert "Proof accepted" in (tmp_path / "r.html").read_text()
+    assert rep.digest().startswith("sha256:")
+
+
+def test_wrong_data_and_wrong_model_are_rejected(honest: Path, digits) -> None:
+    x, y = digits
+    y2 = y.clone()
+    y2[0] = (y2[0] + 1) % 10  # one label
+    rep = verify_bundle(honest, (x, y2), q=1, r=0)
+    assert not rep.accepted and any("labels do not match" in r for r in rep.reasons)
+    x2 = x.clone()
+    x2[-1, 0, 0, 0] += 1e-3  # one pixel of the last sample
+    assert not verify_bundle(honest, (x2, y), q=1, r=0).accepted
+    rep = verify_bundle(honest, digits, q=1, r=0, expected_model="sha256:" + "ab" * 32)
+    assert not rep.accepted and any("final model" in r for r in rep.reasons)
+
+
+def test_statistical_init_test_without_committed_seed(tmp_path: Path, digits,
+                                                     record_proof) -> None:
+    b = record_proof(tmp_path / "noseed", digits, seed=4, epochs=1, k=43, commit_init_seed=False)
+    assert read_manifest(b).header.init.seed is None
+    rep = verify_bundle(b, digits, q=1, r=0)
+    assert rep.accepted, rep.reasons
+    assert "KS test" in next(c.detail for c in rep.checks if c.name == "init")
+    # start from a trained model instead of a fresh init: the KS test fails
+    from mltrail.pol.attacks import forge_bundle
+
+    man, states = load_states(b)
+    states[0] = (states[-1][0], {})
+    forged = forge_bundle(tmp_path / "pretrained", man.header, states)
+    rep = verify_bundle(tmp_path / "pretrained", digits, q=1, r=0)
+    assert forged.header.init.seed is None and not rep.accepted
+    assert any(r.startswith("init:") and "KS test" in r for r in rep.reasons)
+
+
+def test_relative_error_and_cosine() -> None:
+    w = {"a": torch.zeros(3)}
+    nxt = {"a": torch.tensor([1.0, 0.0, 0.0])}
+    assert relative_error(nxt, w, nxt) == (0.0, 1.0)
+    err, cos = relative_error({"a": torch.tensor([0.0, 1.0, 0.0])}, w, nxt)
+    assert err == pytest.approx(2 ** 0.5) and cos == pytest.approx(0.0)
+    err, cos = relative_error({"a": torch.tensor([-1.0, 0.0, 0.0])}, w, nxt)
+    assert err == pytest.approx(2.0) and cos == pytest.approx(-1.0)
+    assert relative_error(w, w, w)[0] == float("inf")  # no update claimed
+
+
+def test_verify_update_catches_wrong_and_random_workers(honest: Path, digits) -> None:
+    man, states = load_states(honest)
+    spec, cks = man.header.training, man.checkpoints()
+    i = 3
+    (m0, o0), (m1, _) = states[i], states[i + 1]
+    args = (spec, cks[i].step, cks[i + 1].step, m0, o0)
+    good = verify_update(*args, m1, digits)
+    assert good.ok and good.error <= DEFAULT_THRESHOLD
+    gen = torch.Generator().manual_seed(0)
+    random_update = {k: v + torch.randn(v.shape, generator=gen) * 0.01
+                     if v.is_floating_point() else v for k, v in m0.items()}
+    lazy = {k: v + (m1[k] - v) * 0.5 if v.is_floating_point() else v for k, v in m0.items()}
+    stale = states[i + 2][0]  # an update for the wrong segment
+    for bad in (random_update, lazy, stale):
+        seg = verify_update(*args, bad, digits)
+        assert not seg.ok and seg.error > 10 * DEFAULT_THRESHOLD
