@@ -18,10 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import ANVIL_KEY, anvil_binary, free_port  # noqa: E402
-
 from mltrail.ledger.client import Ledger  # noqa: E402
 from mltrail.ledger.setup import init_home  # noqa: E402
+from testkit import ANVIL_KEY, anvil_binary, free_port  # noqa: E402
 
 PW = "bench"
 

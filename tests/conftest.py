@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,28 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "test-password"
-os.environ.setdefault("MLTRAIL_PASSWORD", PASSWORD)
-
-# One identity per role of the default lifecycle, plus admin (the deployer).
-ROLE_IDENTITIES = {
-    "steward": "data_steward", "dev": "model_developer", "verifier": "verifier",
-    "auditor": "auditor", "operator": "operator",
-}
-
-
-def make_home(path: Path):
-    """A fresh embedded home whose admin granted one role to each of ROLE_IDENTITIES."""
-    from mltrail.identity import create_identity
-    from mltrail.ledger.client import Ledger
-    from mltrail.ledger.setup import init_home
-
-    h = init_home(path / ".mltrail", password=PASSWORD)
-    with Ledger.open(h, password=PASSWORD) as admin:
-        for name, role in ROLE_IDENTITIES.items():
-            admin.grant_role(create_identity(h, name, PASSWORD), role)
-    return h
+from testkit import PASSWORD, anvil_binary, free_port, make_home
 
 
 @pytest.fixture
@@ -57,23 +34,6 @@ def open_as(home) -> Iterator[Callable[[str], object]]:
     yield _open
     for led in opened:
         led.close()
-
-
-def anvil_binary() -> str | None:
-    for candidate in (ROOT / "node_modules" / ".bin" / "anvil", shutil.which("anvil")):
-        if candidate and Path(candidate).exists():
-            return str(candidate)
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# anvil's first dev account (public test key, funded with 10,000 ETH on every anvil)
-ANVIL_KEY = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +62,6 @@ def anvil() -> Iterator[str]:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def fund(url: str, address: str, eth: int = 10) -> None:
-    """Send ``eth`` from anvil's first dev account to ``address`` (test set-up only)."""
-    from web3 import Web3
-
-    w3 = Web3(Web3.HTTPProvider(url))
-    acct = w3.eth.account.from_key(ANVIL_KEY)
-    tx = {"to": address, "value": eth * 10**18, "gas": 21_000, "chainId": w3.eth.chain_id,
-          "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
-          "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
-    w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
 
 
 class CliResult:

@@ -44,9 +44,9 @@ def path_to(kind: str, target: str) -> list[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """One home for the module; every cell uses fresh artefacts, so cells stay independent."""
-    from conftest import PASSWORD, make_home
     from mltrail.identity import create_identity
     from mltrail.ledger.client import Ledger
+    from testkit import PASSWORD, make_home
 
     home = make_home(tmp_path_factory.mktemp("cells"))
     ledgers = {name: Ledger.open(home, identity=name, password=PASSWORD)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ANVIL_KEY, PASSWORD, fund
 from mltrail.errors import InputError, LedgerError, RefusedError
 from mltrail.identity import create_identity
 from mltrail.ledger.check import check
 from mltrail.ledger.client import Ledger
 from mltrail.ledger.setup import init_home
+from testkit import ANVIL_KEY, PASSWORD, fund
 
 pytestmark = pytest.mark.xdist_group("anvil")
 
