@@ -84,6 +84,7 @@ class EventIndex:
     def __init__(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost tail is re-synced
         self.conn.executescript(_SCHEMA)
 
     @contextmanager
