@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mltrail.cli.common import JsonOpt, emit, open_ledger
+from mltrail.cli.common import JsonOpt, emit, open_ledger, progress, show_progress
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -15,7 +15,9 @@ def check_(as_json: JsonOpt = False) -> None:
     from mltrail.ledger.check import check
 
     with open_ledger() as led:
-        report = check(led)
+        total = led.backend.head() + 1
+        with progress("checking blocks", total, show_progress(as_json)) as advance:
+            report = check(led, advance)
     emit(report.as_dict(), as_json, f"ledger ok: {report.blocks} blocks linked, "
          f"{report.events} events match the index (head {report.head})")
 

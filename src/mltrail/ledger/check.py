@@ -6,6 +6,7 @@ check names the first difference and raises VerificationError (exit code 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mltrail.errors import VerificationError
@@ -23,8 +24,11 @@ class CheckReport:
         return {"ok": True, "blocks": self.blocks, "events": self.events, "head": self.head}
 
 
-def check(ledger: Ledger) -> CheckReport:
-    """Verify hash links of every block and that the index equals the chain's events."""
+def check(ledger: Ledger, advance: Callable[[int], None] | None = None) -> CheckReport:
+    """Verify hash links of every block and that the index equals the chain's events.
+
+    ``advance(1)`` is called once per block checked (for a progress bar).
+    """
     ledger.sync()
     backend = ledger.backend
     head = backend.head()
@@ -39,6 +43,8 @@ def check(ledger: Ledger) -> CheckReport:
                                     f" is not block {info.number - 1}'s hash 0x{prev.hex()}")
         prev = info.hash
         count += 1
+        if advance is not None:
+            advance(1)
     chain_events = decode_events(ledger.abi, backend.logs(ledger.registry, 0, head))
     indexed = [e for e in ledger.index.events() if e.block <= head]
     for i, (c, x) in enumerate(zip(chain_events, indexed, strict=False)):
