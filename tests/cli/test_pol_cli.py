@@ -1,0 +1,103 @@
+"""`mltrail pol` end to end through the real entry point: exit codes, JSON, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two xdist workers share two cores: keep torch to one thread each."""
+    from mltrail.pol.reference import pinned_threads
+
+    with pinned_threads(1):
+        yield
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli):
+    assert cli("init", cwd=tmp_path).code == 0
+    for name, roles in {"alice": ["data_steward", "model_developer"], "victor": ["verifier"],
+                        "mallory": ["model_developer"]}.items():
+        assert cli("id", "create", name, cwd=tmp_path).code == 0
+        for role in roles:
+            assert cli("roles", "grant", name, role, cwd=tmp_path).code == 0
+    return tmp_path
+
+
+def test_train_verify_forge_dispute(project: Path, cli) -> None:
+    r = cli("--as", "alice", "pol", "train", "b", "--epochs", "2", "--k", "20", "--json",
+            cwd=project)
+    assert r.code == 0, r.err
+    t = r.json()
+    assert {"model_id", "tx_hash", "block", "gas_used", "final_model"} <= set(t)
+    assert len(t["anchors"]) == 2 and all(a["tx_hash"] for a in t["anchors"])
+    assert cli("show", t["model_id"], "--json", cwd=project).json()["state"] == "trained"
+
+    v = cli("--as", "victor", "pol", "verify", "--model", t["model_id"], "--json",
+            "--report", "r.json", "--html", "r.html", cwd=project)
+    assert v.code == 0, v.err
+    out = v.json()
+    assert out["verdict"] == "accepted" and out["ledger"]["recorded"]
+    assert {"tx_hash", "block", "gas_used"} <= set(out["ledger"])
+    assert json.loads((project / "r.json").read_text())["verdict"] == "accepted"
+    assert (project / "r.html").read_text().startswith("<!doctype html>")
+    assert cli("show", t["model_id"], "--json", cwd=project).json()["state"] == "verified"
+
+    assert cli("--as", "mallory", "pol", "forge", "b", "forged", cwd=project).code == 0
+    p = cli("--as", "mallory", "pol", "publish", "forged", "--json", cwd=project)
+    assert p.code == 0, p.err
+    f = cli("--as", "victor", "pol", "verify", "--model", p.json()["model_id"], cwd=project)
+    assert f.code == 1
+    assert "proof rejected" in f.err and "Traceback" not in f.err
+    assert cli("show", p.json()["model_id"], "--json", cwd=project).json()["state"] == "trained"
+
+    d = cli("pol", "dispute", p.json()["model_id"], "--json", cwd=project)
+    assert d.code == 0, d.err
+    dec = d.json()
+    assert dec["winner"]["model_id"] == t["model_id"]
+    assert len(dec["claims"]) == 2 and any("wins" in line for line in dec["reasoning"])
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
+    r = cli("pol", "train", str(tmp_path / "b"), "--epochs", "1", "--k", "43", "--no-ledger",
+            "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    b = tmp_path / "b"
+    assert cli("pol", "verify", str(b), cwd=tmp_path).code == 0  # accepted, exit 0
+    cases = [
+        (["pol", "verify", str(tmp_path / "missing")], 2, "no proof bundle"),
+        (["pol", "verify", str(b), "--data", str(tmp_path / "nope.safetensors")], 2,
+         "no data file"),
+        (["pol", "train", str(b), "--no-ledger"], 2, "not empty"),
+        (["pol", "train", str(tmp_path / "c"), "--arch", "transformer", "--no-ledger"], 2,
+         "--arch"),
+    ]
+    for args, code, text in cases:
+        extra = ["--report", str(tmp_path / "rep.json")] if args[1] == "verify" else []
+        res = cli(*args, *extra, cwd=tmp_path)
+        assert res.code == code, (args, res.err)
+        assert text in res.err and "Traceback" not in res.err
+        assert len(res.err.strip().splitlines()) <= 2
+    assert not (tmp_path / "rep.json").exists() and not (tmp_path / "c").exists()
+    # a corrupt manifest, and data that are not the committed data
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text('{"header": 1}')
+    res = cli("pol", "verify", str(bad), cwd=tmp_path)
+    assert res.code == 2 and "malformed proof manifest" in res.err
+    assert cli("pol", "data", str(tmp_path / "d.safetensors"), cwd=tmp_path).code == 0
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(tmp_path / "d.safetensors")
+    t["y"][:5] = 0
+    save_file(t, tmp_path / "other.safetensors")
+    res = cli("pol", "verify", str(b), "--data", str(tmp_path / "other.safetensors"),
+              cwd=tmp_path)
+    assert res.code == 1 and "do not match the committed digests" in res.err
+    res = cli("pol", "verify", str(b), "--data", str(tmp_path / "d.safetensors"), "--json",
+              cwd=tmp_path)
+    assert res.code == 0 and res.json()["verdict"] == "accepted"
