@@ -65,14 +65,17 @@ class RpcBackend:
         base = int(latest.get("baseFeePerGas", 0))
         priority = int(self.w3.eth.max_priority_fee)
         max_fee = 2 * base + priority
-        balance = int(self.w3.eth.get_balance(sender))
-        if balance < gas * max_fee:
-            raise LedgerError(f"identity {sender} has {balance} wei on chain {self.chain_id}; "
-                              f"it needs up to {gas * max_fee} wei for this transaction",
-                              hint="fund the identity's address first")
         nonce = int(self.w3.eth.get_transaction_count(sender, "pending"))
         raw = sign(account, self.chain_id, nonce, to, data, gas, max_fee, priority)
-        tx_hash = self.w3.eth.send_raw_transaction(raw)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(raw)
+        except Exception as exc:  # noqa: BLE001 - nodes word this error differently
+            if "fund" not in str(exc).lower():
+                raise LedgerError(f"node refused the transaction: {exc}") from exc
+            balance = int(self.w3.eth.get_balance(sender))
+            raise LedgerError(f"identity {sender} has {balance} wei on chain {self.chain_id}; "
+                              f"it needs up to {gas * max_fee} wei for this transaction",
+                              hint="fund the identity's address first") from exc
         try:
             rc = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         except TimeExhausted as exc:
