@@ -72,7 +72,7 @@ def test_d_resigned_copy_verifies(tmp_path: Path, honest: Path, digits) -> None:
     assert verify_bundle(tmp_path / "d", digits, q=1, r=1).accepted
 
 
-@pytest.mark.parametrize("changes", [{"lr": 0.05}, {"momentum": 0.5}])
+@pytest.mark.parametrize("changes", [{"lr": 0.02}, {"momentum": 0.5}])
 def test_e_hyperparameters_edited_after_the_fact(tmp_path: Path, honest: Path, digits,
                                                  changes: dict) -> None:
     attacks.edit_hyperparameters(tmp_path / "naive", honest, changes, rechain=False)

@@ -219,9 +219,13 @@ def dispute(
     from mltrail.pol.dispute import claims_on_ledger, settle
 
     x, y = load_data(data)
+    from mltrail.identity import list_identities
+
     with open_ledger() as led:
+        names = {i.address.lower(): f"{i.name} ({i.address[:10]}…)"
+                 for i in list_identities(led.home)}
         digest, claims = claims_on_ledger(led, model_id)
-        decision = settle(claims, (x, y), digest, ledger=led, q=q, r=random_r)
+        decision = settle(claims, (x, y), digest, ledger=led, q=q, r=random_r, names=names)
     emit(decision.as_dict(), as_json, "\n".join(decision.reasoning))
     if decision.winner is None:
         raise VerificationError("dispute undecided: no claimant is shown to have trained it")

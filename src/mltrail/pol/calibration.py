@@ -25,7 +25,7 @@ import torch
 
 DEFAULT_THRESHOLD = 0.1
 """Accept a segment when its weights' relative error is at most this (calibration doc)."""
-DEFAULT_OPTIM_THRESHOLD = 0.5
+DEFAULT_OPTIM_THRESHOLD = 0.8
 """... and its optimizer state's relative error at most this."""
 
 

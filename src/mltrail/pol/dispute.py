@@ -35,9 +35,10 @@ class Claim:
     first_anchor: int | None = None  # block of the claimant's own anchor of epoch 0
     anchored_epochs: int = 0
     problem: str | None = None
+    label: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"claimant": self.claimant, "model_id": self.model_id,
+        return {"claimant": self.claimant, "name": self.label, "model_id": self.model_id,
                 "bundle": str(self.bundle) if self.bundle else None,
                 "registered_block": self.registered_block,
                 "verdict": self.report.verdict if self.report else "no proof",
@@ -73,31 +74,35 @@ def _chronology(claim: Claim, epochs: int) -> None:
 
 def settle(claims: list[Claim], data: tuple[torch.Tensor, torch.Tensor], model_digest: str,
            *, ledger: Ledger | None, q: int = 1, r: int = 1,
-           threshold: float | None = None) -> Decision:
-    """Verify every claim and pick the owner: valid proof, then earliest own anchors."""
+           threshold: float | None = None, names: dict[str, str] | None = None) -> Decision:
+    """Verify every claim and pick the owner: valid proof, then earliest own anchors.
+
+    ``names`` maps addresses to people's names for the reasoning text.
+    """
     why: list[str] = [f"{len(claims)} claimant(s) of model {model_digest}"]
     for c in claims:
+        c.label = (names or {}).get(c.claimant.lower(), c.claimant)
         if c.bundle is None:
             c.problem = c.problem or "no proof bundle"
-            why.append(f"- {c.claimant}: no proof ({c.problem}) -> invalid")
+            why.append(f"- {c.label}: no proof ({c.problem}) -> invalid")
             continue
         try:
             c.report = verify_bundle(c.bundle, data, q=q, r=r, threshold=threshold,
                                      expected_model=model_digest, ledger=ledger)
         except MltrailError as exc:
             c.problem = exc.message
-            why.append(f"- {c.claimant}: proof unreadable ({exc.message}) -> invalid")
+            why.append(f"- {c.label}: proof unreadable ({exc.message}) -> invalid")
             continue
         from mltrail.pol.bundle import read_manifest
 
         _chronology(c, read_manifest(c.bundle).header.training.epochs)
         if not c.report.accepted:
-            why.append(f"- {c.claimant}: proof REJECTED ({c.report.reasons[0]}) -> invalid")
+            why.append(f"- {c.label}: proof REJECTED ({c.report.reasons[0]}) -> invalid")
         elif c.first_anchor is None:
-            why.append(f"- {c.claimant}: proof accepted, but only {c.anchored_epochs} epoch "
+            why.append(f"- {c.label}: proof accepted, but only {c.anchored_epochs} epoch "
                        "root(s) anchored by this claimant -> no chronology of its own")
         else:
-            why.append(f"- {c.claimant}: proof accepted; its epoch roots were anchored by "
+            why.append(f"- {c.label}: proof accepted; its epoch roots were anchored by "
                        f"itself from block {c.first_anchor}")
     valid = [c for c in claims if c.report is not None and c.report.accepted]
     dated = sorted((c for c in valid if c.first_anchor is not None),
@@ -107,18 +112,18 @@ def settle(claims: list[Claim], data: tuple[torch.Tensor, torch.Tensor], model_d
         why.append("no claimant holds a valid proof: nobody is shown to have trained it")
     elif dated:
         if len(dated) > 1 and dated[0].first_anchor == dated[1].first_anchor:
-            why.append(f"tie: {dated[0].claimant} and {dated[1].claimant} anchored in the "
+            why.append(f"tie: {dated[0].label} and {dated[1].label} anchored in the "
                        f"same block {dated[0].first_anchor}; undecided")
         else:
             winner = dated[0]
-            later = [c.claimant for c in valid if c is not winner]
-            why.append(f"{winner.claimant} wins: valid proof with the earliest anchored "
+            later = [c.label for c in valid if c is not winner]
+            why.append(f"{winner.label} wins: valid proof with the earliest anchored "
                        f"chronology (block {winner.first_anchor})"
                        + (f"; {', '.join(later)} anchored later or not at all, which a "
                           "copier cannot back-date" if later else ""))
     elif len(valid) == 1:
         winner = valid[0]
-        why.append(f"{winner.claimant} wins by validity alone (no claimant anchored its proof)")
+        why.append(f"{winner.label} wins by validity alone (no claimant anchored its proof)")
     else:
         why.append("several valid proofs and no anchored chronology: undecided")
     return Decision(model_digest=model_digest, winner=winner, claims=claims, reasoning=why)
