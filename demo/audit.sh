@@ -26,7 +26,7 @@ mltrail serve-model "$AUD/model/model.safetensors" --port 0 --port-file "$AUD/su
   --key "$AUD/supplier.pem" &
 _audit_pids+=($!)
 SUPPLIER="http://127.0.0.1:$(_audit_wait_port "$AUD/supplier.port")"
-mltrail serve-proxy --upstream "$SUPPLIER" --mode honest --port 0 \
+mltrail serve-proxy --upstream "$SUPPLIER" --mode honest --port 0 --cheap-model "$AUD/model/cheap.safetensors" \
   --port-file "$AUD/honest.port" &
 _audit_pids+=($!)
 mltrail serve-proxy --upstream "$SUPPLIER" --mode substitute --port 0 \
@@ -49,10 +49,11 @@ for name in honest cheat; do
   eval "SVC_${name}=$sid"
 done
 
-step "The auditor probes both with held-out digits, pins the supplier's key, rebuilds the model from its seed config"
+step "The auditor probes both with held-out digits, pins the supplier's key and rebuilds the model from its seed config; for the honest provider it also checks the robustness and latency claims"
 run mltrail audit probes make --out "$AUD/probes.npz"
 run mltrail --as audrey audit run --target "$HONEST" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
-  --service "$SVC_honest" --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"
+  --service "$SVC_honest" --robustness --latency --duration 1.5 \
+  --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"
 say "mltrail --as audrey audit run --target $CHEAT ... --service ${SVC_cheat:0:12}..."
 if mltrail --as audrey audit run --target "$CHEAT" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
      --service "$SVC_cheat" --out "$AUD/report-cheat.json" --html "$DEMO_OUT/audit-cheat.html"; then

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from mltrail.audit.client import async_transport
+
 
 @dataclass
 class LatencyResult:
@@ -51,11 +53,16 @@ class LatencyResult:
 
 
 async def _load(url: str, payloads: list[dict[str, Any]], offsets: np.ndarray,
-                timeout: float) -> tuple[list[float], int, float]:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+                timeout: float, warmup: int = 8) -> tuple[list[float], int, float]:
     lat: list[float] = []
     errors = 0
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout,
+                                 transport=async_transport(256)) as http:
+        for i in range(min(warmup, len(payloads))):  # not measured, as in MLPerf
+            try:
+                await http.post("/v1/classify", json=payloads[i])
+            except httpx.HTTPError:
+                pass
         start = time.perf_counter()
 
         async def one(i: int) -> None:

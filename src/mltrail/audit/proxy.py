@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from mltrail.audit.client import async_transport
 from mltrail.audit.receipts import sign_receipt
 from mltrail.audit.service import (
     MAX_BATCH,
@@ -89,7 +90,8 @@ def create_proxy_app(upstream: str, mode: ProxyMode,
     own_key = Ed25519PrivateKey.generate()
     known = known or KnownSet()
     state: dict[str, Any] = {"info": None, "old_receipt": None}
-    http = httpx.AsyncClient(base_url=upstream.rstrip("/"), timeout=30.0)
+    http = httpx.AsyncClient(base_url=upstream.rstrip("/"), timeout=30.0,
+                             transport=async_transport())
 
     async def info() -> dict[str, Any]:
         if state["info"] is None:

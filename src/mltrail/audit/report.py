@@ -52,17 +52,19 @@ def plot_sequential(seq: dict[str, Any]) -> str | None:
     if not any(s.get("path") for s in seq.values()):
         return None
     fig, ax = plt.subplots(figsize=(7, 3.6))
+    top = 3.0 * max(float(s["threshold"]) for s in seq.values())
     for i, (name, s) in enumerate(seq.items()):
         path = [v if v is not None else 0.0 for v in s.get("path") or []]
         if not path:
             continue
         color = f"C{i}"
-        ax.plot(range(1, len(path) + 1), [max(v, -10.0) for v in path], color=color,
+        ax.plot(range(1, len(path) + 1), [min(max(v, -10.0), top) for v in path], color=color,
                 label=name)
         ax.axhline(s["threshold"], color=color, ls="--", lw=0.8)
     ax.set_xlabel("observations (queries)")
     ax.set_ylabel("log evidence (e-value / LR)")
-    ax.set_title("Sequential tests: evidence against H0 (dashed: rejection threshold)")
+    ax.set_title("Sequential tests: log evidence against H0 (dashed: rejection threshold; "
+                 "clipped to [-10, 3x threshold])", fontsize=10)
     ax.legend(fontsize=8)
     return _png(fig)
 
