@@ -116,7 +116,7 @@ def throughput(tmp: Path) -> dict[str, float]:
         probes = P.ProbeSet(np.tile(bench.x, (4, 1, 1, 1)), np.tile(bench.y, 4),
                             np.tile(bench.kind, 4))
         out = {}
-        for bs in (16, 64):
+        for bs in (16, 32, 64):
             t = time.perf_counter()
             rep = run_audit(AuditConfig(target=url, probes=probes, model_path=str(path),
                                         batch_size=bs))
@@ -131,15 +131,15 @@ def throughput(tmp: Path) -> dict[str, float]:
         proc.wait(10)
 
 
-def stego(steps: int) -> dict[str, float]:
+def stego(steps: int, adversarial: float = 0.0) -> dict[str, float]:
     from mltrail.audit.stego import detector_auc, train_stego_model
     from mltrail.pol.reference import pinned_threads
 
     t = time.perf_counter()
     with pinned_threads(1):
-        _, kit, metrics = train_stego_model(b"bench-key", steps=steps)
-    metrics["train_s"] = time.perf_counter() - t
-    return {**metrics, **detector_auc(kit), "steps": steps}
+        _, kit, metrics = train_stego_model(b"bench-key", steps=steps, adversarial=adversarial)
+        metrics["train_s"] = time.perf_counter() - t
+        return {**metrics, **detector_auc(kit), "steps": steps, "adversarial": adversarial}
 
 
 def main() -> None:
@@ -153,6 +153,7 @@ def main() -> None:
             "receipts": receipts(500 if quick else 3000),
             "throughput": throughput(Path(tmp)),
             "stego": stego(300 if quick else 600),
+            "stego_adversarial_1.0": stego(300 if quick else 600, 1.0),
         }
     print(json.dumps(res, indent=2))
 

@@ -40,6 +40,8 @@ def test_kit_and_probe_files_round_trip(stego, tmp_path) -> None:  # type: ignor
 
 
 def test_visibility_is_measured_with_keyless_and_leaked_detectors(stego) -> None:  # type: ignore[no-untyped-def]
-    res = detector_auc(stego[1], max_iter=30)
-    assert set(res) == {"auc_keyless", "auc_leaked"}
+    res = detector_auc(stego[1], steps=150)
+    assert set(res) == {"auc_keyless", "auc_leaked", "keyless_distinguishability",
+                        "leaked_distinguishability"}
     assert all(0.0 <= v <= 1.0 for v in res.values())
+    assert res["leaked_distinguishability"] >= 0.5

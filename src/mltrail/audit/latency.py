@@ -10,6 +10,7 @@ This module only measures; it never judges identity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,10 +60,8 @@ async def _load(url: str, payloads: list[dict[str, Any]], offsets: np.ndarray,
     async with httpx.AsyncClient(base_url=url, timeout=timeout,
                                  transport=async_transport(256)) as http:
         for i in range(min(warmup, len(payloads))):  # not measured, as in MLPerf
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 await http.post("/v1/classify", json=payloads[i])
-            except httpx.HTTPError:
-                pass
         start = time.perf_counter()
 
         async def one(i: int) -> None:
