@@ -45,6 +45,21 @@ def password_from_env(password: str | None) -> str:
     return pw
 
 
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """The raw private key in a file holding it as hex (``0x`` optional)."""
+    if not os.path.isfile(path):
+        raise InputError(f"key file not found: {path}")
+    with open(path) as fh:
+        text = fh.read().strip().removeprefix("0x")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise InputError(f"{path} does not hold a hex private key") from exc
+    if len(key) != 32:
+        raise InputError(f"{path} holds {len(key)} bytes; a private key is 32")
+    return key
+
+
 def create_identity(home: Home, name: str, password: str | None = None,
                     private_key: bytes | None = None) -> str:
     """Create (or import, with ``private_key``) identity ``name``; return its address."""

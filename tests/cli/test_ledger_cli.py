@@ -131,3 +131,20 @@ def test_real_process_exit_code(project):
     p = subprocess.run([str(exe), "show", "0x" + "cd" * 32], capture_output=True, text=True,
                        env=env, timeout=120)
     assert p.returncode == 2 and "unknown artefact" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_import_key(project, cli):
+    from testkit import ANVIL_KEY
+
+    key = project / "key.hex"
+    key.write_text("0x" + ANVIL_KEY + "\n")
+    r = cli("id", "create", "funded", "--import-key", str(key), "--json", cwd=project)
+    assert r.code == 0, r.err
+    assert r.json()["address"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    key.write_text("not hex")
+    r = cli("id", "create", "broken", "--import-key", str(key), cwd=project)
+    assert r.code == 2 and "does not hold a hex private key" in r.err
+    r = cli("id", "create", "funded", cwd=project)
+    assert r.code == 2 and "already exists" in r.err
+    ids = cli("id", "list", "--json", cwd=project).json()
+    assert [i["name"] for i in ids] == ["admin", "alice", "funded"]

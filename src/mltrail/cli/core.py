@@ -49,16 +49,10 @@ def init(
 ) -> None:
     """Create a home (.mltrail/) with a ledger: embedded, or on a node with --ledger."""
     from mltrail.config import new_home_path
+    from mltrail.identity import read_key_file
     from mltrail.ledger.setup import init_home
 
-    key = None
-    if import_key is not None:
-        if not import_key.is_file():
-            raise InputError(f"key file not found: {import_key}")
-        try:
-            key = bytes.fromhex(import_key.read_text().strip().removeprefix("0x"))
-        except ValueError as exc:
-            raise InputError(f"{import_key} does not hold a hex private key") from exc
+    key = read_key_file(import_key) if import_key is not None else None
     target = new_home_path(STATE.home)
     home = init_home(target.root, ask_password(confirm=True), lifecycle, ledger, registry, name,
                      key)

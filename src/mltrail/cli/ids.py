@@ -10,7 +10,6 @@ from rich.table import Table
 
 from mltrail.cli.common import JsonOpt, console, emit, home
 from mltrail.cli.core import ask_password
-from mltrail.errors import InputError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,16 +20,9 @@ def create(name: Annotated[str, typer.Argument(help="Name of the new identity.")
                "--import-key", help="File with a hex private key.")] = None,
            as_json: JsonOpt = False) -> None:
     """Create an encrypted keystore for NAME (password: MLTRAIL_PASSWORD or a prompt)."""
-    from mltrail.identity import create_identity
+    from mltrail.identity import create_identity, read_key_file
 
-    key = None
-    if import_key is not None:
-        if not import_key.is_file():
-            raise InputError(f"key file not found: {import_key}")
-        try:
-            key = bytes.fromhex(import_key.read_text().strip().removeprefix("0x"))
-        except ValueError as exc:
-            raise InputError(f"{import_key} does not hold a hex private key") from exc
+    key = read_key_file(import_key) if import_key is not None else None
     address = create_identity(home(), name, ask_password(confirm=True), key)
     emit({"name": name, "address": address}, as_json, f"identity [bold]{name}[/] = {address}")
 
