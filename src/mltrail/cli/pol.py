@@ -20,6 +20,8 @@ app = typer.Typer(no_args_is_help=True)
 
 DataOpt = Annotated[str, typer.Option("--data", help="Training data: a safetensors file with "
                                       "x and y, or 'digits' (the reference task).")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0: "
+                                         "torch's default). One is fastest for small nets.")]
 ARCHS: dict[str, dict[str, Any]] = {"cnn": {"type": "cnn"}, "mlp": {"type": "mlp"},
                                     "resnet20": {"type": "resnet", "depth": 20}}
 
@@ -32,6 +34,13 @@ def _home_or_none() -> Any:
     except MltrailError:
         return None
     return h if h.exists() else None
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def _arch(spec: str) -> dict[str, Any]:
@@ -77,6 +86,7 @@ def train(
     name: Annotated[str, typer.Option("--name", help="Model name on the ledger.")] = "pol-model",
     ledger: Annotated[bool, typer.Option("--ledger/--no-ledger", help="Anchor epochs and "
                                          "register the model (default: if a home exists).")] = True,
+    threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model under the Proof-of-Learning recorder; anchor and register it."""
@@ -86,6 +96,7 @@ def train(
 
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty; choose a new folder")
+    _threads(threads)
     x, y = load_data(data)
     opt: dict[str, Any] = ({"name": "sgd", "lr": lr, "momentum": momentum}
                            if optimizer == "sgd" else {"name": optimizer, "lr": lr})
@@ -154,12 +165,14 @@ def verify(
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
                                              "segment seed (default: unpredictable).")] = None,
     device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
+    threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a proof by partial replay. Exit 0: accepted; 1: rejected."""
     from mltrail.pol.datafile import load_data
     from mltrail.pol.verifier import verify_bundle
 
+    _threads(threads)
     x, y = load_data(data)
     led = open_ledger() if model else None
     try:
@@ -212,12 +225,14 @@ def dispute(
     data: DataOpt = "digits",
     q: Annotated[int, typer.Option("--q", min=0)] = 1,
     random_r: Annotated[int, typer.Option("--random", min=0)] = 1,
+    threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Settle who trained a model: every claimant of its digest, by validity then chronology."""
     from mltrail.pol.datafile import load_data
     from mltrail.pol.dispute import claims_on_ledger, settle
 
+    _threads(threads)
     x, y = load_data(data)
     from mltrail.identity import list_identities
 

@@ -103,7 +103,7 @@ def settle(claims: list[Claim], data: tuple[torch.Tensor, torch.Tensor], model_d
                        "root(s) anchored by this claimant -> no chronology of its own")
         else:
             why.append(f"- {c.label}: proof accepted; its epoch roots were anchored by "
-                       f"itself from block {c.first_anchor}")
+                       f"the claimant from block {c.first_anchor}")
     valid = [c for c in claims if c.report is not None and c.report.accepted]
     dated = sorted((c for c in valid if c.first_anchor is not None),
                    key=lambda c: c.first_anchor or 0)

@@ -130,8 +130,9 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
                               f"<= {thr:.3g} (optimizer state <= {othr:.3g})") if not bad else
                       f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
                           f"#{s.index} (steps {s.start_step}-{s.end_step}) error {s.error:.3g}"
-                          + (f", optimizer {s.optim_error:.3g}" if s.optim_error else "")
-                          for s in bad[:4])))
+                          + (f", optimizer state error {s.optim_error:.3g}"
+                             if s.error <= thr and s.optim_error is not None else "")
+                          for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
         else:
             add(Check(name="replay", ok=False, detail="skipped: no committed data to replay on"))
     elif structure_ok:
