@@ -54,9 +54,9 @@ run mltrail audit probes make --out "$AUD/probes.npz"
 run mltrail --as audrey audit run --target "$HONEST" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
   --service "$SVC_honest" --robustness --latency --duration 1.5 \
   --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"
-say "mltrail --as audrey audit run --target $CHEAT ... --service ${SVC_cheat:0:12}..."
+say "mltrail --as audrey audit run --target $CHEAT ... --stop-on-alarm --service ${SVC_cheat:0:12}..."
 if mltrail --as audrey audit run --target "$CHEAT" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
-     --service "$SVC_cheat" --out "$AUD/report-cheat.json" --html "$DEMO_OUT/audit-cheat.html"; then
+     --stop-on-alarm --service "$SVC_cheat" --out "$AUD/report-cheat.json" --html "$DEMO_OUT/audit-cheat.html"; then
   echo "-> unexpected: the substituting provider passed"
 else
   rc=$?

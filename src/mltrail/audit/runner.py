@@ -60,6 +60,7 @@ class _State:
     bad_receipts: list[dict[str, Any]] = field(default_factory=list)
     receipts_ok: int = 0
     receipts_missing: int = 0
+    decided_at: dict[str, int] = field(default_factory=dict)
 
     def find(self, severity: str, check: str, message: str) -> None:
         self.findings.append({"severity": severity, "check": check, "message": message})
@@ -209,12 +210,14 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
                 name = "stego" if k == P.CONTAINER else "trigger"
                 keyed_hits[name].append(lab == y)
                 st.tests[name].update(float(lab != y))
+            for name, t in st.tests.items():
+                if t.rejected and name not in st.decided_at:
+                    st.decided_at[name] = sl.start + i + 1  # the query, not the observation
         q = sl.stop
         if cfg.on_progress is not None:
             cfg.on_progress(len(batch))
-        if alarm_at is None and any(t.rejected for n, t in st.tests.items()
-                                    if n != "claimed_accuracy"):
-            alarm_at = q
+        alarms = [v for n, v in st.decided_at.items() if n != "claimed_accuracy"]
+        alarm_at = min(alarms) if alarms else None
     target.close()
     if isinstance(ref, ServiceClient):
         ref.close()
@@ -248,7 +251,8 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
                     "claimed_accuracy": "accuracy is below the supplier's claim",
                     "stego": "keyed stego probes are not recognised (not the genuine model)",
                     "trigger": "keyed trigger set is not recognised (not the genuine model)"}
-            at = s.get("rejected_at") or s.get("decided_at")
+            at = st.decided_at.get(name)
+            s["rejected_at_query"] = at
             st.find("fail", name, f"{what[name]} (sequential test rejected H0 at query {at})")
     report["sequential"] = seq
     fixed: dict[str, Any] = {}

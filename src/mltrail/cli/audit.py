@@ -195,8 +195,10 @@ def run(
         from mltrail.cli.common import console
 
         color = "green" if rep["verdict"] == "pass" else "red"
+        alarm = "no alarm" if rep["first_alarm_at"] is None else \
+            f"first alarm at query {rep['first_alarm_at']}"
         console.print(f"verdict: [bold {color}]{rep['verdict']}[/] after {rep['queries']} "
-                      f"queries (first alarm at {rep['first_alarm_at']})")
+                      f"queries ({alarm})")
         for f in rep["findings"]:
             console.print(f"  [{f['severity']}] {f['check']}: {f['message']}", highlight=False)
         if "ledger" in summary:
