@@ -51,9 +51,14 @@ done
 
 step "The auditor probes both with held-out digits, pins the supplier's key and rebuilds the model from its seed config; for the honest provider it also checks the robustness and latency claims"
 run mltrail audit probes make --out "$AUD/probes.npz"
-run mltrail --as audrey audit run --target "$HONEST" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
-  --service "$SVC_honest" --robustness --latency --duration 1.5 \
-  --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"
+say "mltrail --as audrey audit run --target $HONEST --pubkey ... --probes ... --robustness --latency --service ${SVC_honest:0:12}..."
+if ! mltrail --as audrey audit run --target "$HONEST" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
+     --service "$SVC_honest" --robustness --latency --duration 1.5 \
+     --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"; then
+  rc=$?
+  [ "$rc" -eq 1 ] || exit "$rc"
+  echo "-> unexpected: the honest provider failed (an overloaded machine can miss the latency claim)"
+fi
 say "mltrail --as audrey audit run --target $CHEAT ... --stop-on-alarm --service ${SVC_cheat:0:12}..."
 if mltrail --as audrey audit run --target "$CHEAT" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
      --stop-on-alarm --service "$SVC_cheat" --out "$AUD/report-cheat.json" --html "$DEMO_OUT/audit-cheat.html"; then

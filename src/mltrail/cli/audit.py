@@ -54,7 +54,7 @@ def make_model(
                                accuracy=round(int(acc * 100) / 100, 2),
                                robustness=M.RobustnessClaim(eps=0.2, query_cap=100,
                                                             score=int(score * 100) / 100),
-                               latency=M.LatencyClaim(rate_qps=50, p95_ms=250)))
+                               latency=M.LatencyClaim(rate_qps=30, p95_ms=1000)))
         data["accuracy"] = acc
         data["robustness_score"] = score
     elif kind == "stego":
