@@ -110,3 +110,17 @@ def test_robustness_and_latency_against_claims(supplier, bench) -> None:  # type
     assert lat["meets_claim"] is True
     html = to_html(json.loads(to_json_bytes(rep)))
     assert html.count("data:image/png;base64,") == 3
+
+
+def test_a_seed_config_that_does_not_rebuild_the_model_fails(stego, bench) -> None:  # type: ignore[no-untyped-def]
+    from mltrail.audit.models import load_model
+    from mltrail.audit.receipts import load_or_create_key
+    from mltrail.audit.service import create_app, serve_in_thread
+
+    net, card, digest = load_model(stego[0])
+    recipe = {"seed": 1, "arch": {"type": "mlp", "hidden": [64]}, "epochs": 2}
+    card = card.model_copy(update={"seed_config": recipe})  # a recipe it was not trained with
+    with serve_in_thread(create_app(net, card, digest, load_or_create_key(None))) as srv:
+        rep = run_audit(AuditConfig(target=srv.url, probes=bench, max_queries=32))
+    assert rep["reference"]["digest_matches"] is False
+    assert rep["verdict"] == "fail" and _fails(rep, "deterministic")
