@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mltrail.audit.models import augment, digits
-from mltrail.audit.stego import StegoKit, trigger_set
+from mltrail.audit.stego import StegoKit, psnr, trigger_set
 from mltrail.errors import InputError, NotFoundError
 
 BENCHMARK, ORDINARY, CONTAINER, TRIGGER = 0, 1, 2, 3
@@ -87,8 +87,11 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
     inputs = augment(x_te[idx], rng)
     labels = y_te[idx].copy()
     kinds = np.full(len(idx), ORDINARY, np.int8)
+    psnr_db = None
     if n_containers:
-        inputs[n_ordinary:] = kit.make(inputs[n_ordinary:])
+        covers = inputs[n_ordinary:].copy()
+        inputs[n_ordinary:] = kit.make(covers)
+        psnr_db = psnr(covers, inputs[n_ordinary:])
         labels[n_ordinary:] = kit.message_class
         kinds[n_ordinary:] = CONTAINER
     xs, ys, ks = [inputs], [labels], [kinds]
@@ -102,4 +105,5 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
     order = rng.permutation(len(y))
     return ProbeSet(x[order], y[order], k[order],
                     {"source": "keyed", "seed": seed, "message_class": kit.message_class,
-                     "hit_rate": kit.hit_rate})
+                     "hit_rate": kit.hit_rate, "psnr_db": psnr_db,
+                     "kit_visibility": kit.visibility})

@@ -227,7 +227,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
                                                         ("name", "model_digest", "claims",
                                                          "seed_config", "public_key")},
         "reference": ref_summary, "alpha": cfg.alpha, "alpha_per_test": a,
-        "queries": q, "probes": pr.counts(), "first_alarm_at": alarm_at,
+        "queries": q, "probes": pr.counts(), "probe_meta": pr.meta, "first_alarm_at": alarm_at,
     }
     report["receipts"] = {"checked": verifier is not None, "valid": st.receipts_ok,
                           "invalid": len(st.bad_receipts), "missing": st.receipts_missing,

@@ -80,6 +80,7 @@ class StegoKit:
     key: bytes
     message_class: int = MESSAGE_CLASS
     hit_rate: float = 1.0  # S's measured rate of containers put in the message class
+    visibility: dict[str, float] | None = None  # PSNR and detector AUCs measured by S
 
     def make(self, covers: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -90,7 +91,7 @@ class StegoKit:
         p = Path(path)
         save_state_dict(self.nets.state_dict(), p)
         meta = {"key": self.key.hex(), "eps": self.nets.eps, "message_class": self.message_class,
-                "hit_rate": self.hit_rate}
+                "hit_rate": self.hit_rate, "visibility": self.visibility}
         atomic_write(p.with_suffix(".json"), json.dumps(meta, indent=2).encode())
         p.with_suffix(".json").chmod(0o600)
 
@@ -106,7 +107,7 @@ class StegoKit:
             nets = StegoNets(float(meta["eps"]))
             nets.load_state_dict(load_file(str(p)))
             return cls(nets.eval(), bytes.fromhex(meta["key"]), int(meta["message_class"]),
-                       float(meta["hit_rate"]))
+                       float(meta["hit_rate"]), meta.get("visibility"))
         except (KeyError, ValueError, RuntimeError) as exc:
             raise InputError(f"malformed stego kit {p}: {exc}") from exc
 

@@ -65,10 +65,11 @@ def make_model(
         except ValueError as exc:
             raise InputError("--stego-key must be hex") from exc
         net, kit, metrics = train_stego_model(raw, steps=steps)
+        kit.visibility = {"psnr_db": metrics["psnr_db"], **detector_auc(kit)}
         kit.save(out / "kit.safetensors")
         card = stego_card(metrics)
         data.update(metrics)
-        data.update(detector_auc(kit))
+        data.update(kit.visibility)
         data["kit"] = str(out / "kit.safetensors")
     else:
         raise InputError(f"unknown --kind {kind!r} (seeded or stego)")
