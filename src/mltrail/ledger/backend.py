@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
 from eth_abi import decode
 from eth_account.signers.local import LocalAccount
 from eth_keys import keys
+from eth_typing import Address
 from eth_utils import to_canonical_address
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
@@ -72,7 +73,7 @@ def sign(account: LocalAccount, chain_id: int, nonce: int, to: str | None, data:
     """
     unsigned = CancunTransactionBuilder.new_unsigned_dynamic_fee_transaction(
         chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=priority_fee,
-        max_fee_per_gas=max_fee, gas=gas, to=to_canonical_address(to) if to else b"",
+        max_fee_per_gas=max_fee, gas=gas, to=to_canonical_address(to) if to else Address(b""),
         value=0, data=data, access_list=[])
     return bytes(unsigned.as_signed_transaction(keys.PrivateKey(bytes(account.key))).encode())
 
