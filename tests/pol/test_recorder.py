@@ -96,6 +96,10 @@ def test_recorder_refuses_misuse(tmp_path: Path, digits) -> None:
     with pytest.raises(InputError, match="call recorder.step"):
         for _ in rec.batches():
             pass
+    with pytest.raises(InputError, match="cannot replay optimizer settings: dampening"):
+        ProofRecorder(tmp_path / "d", model, torch.optim.SGD(model.parameters(), lr=0.1,
+                                                             momentum=0.9, dampening=0.5),
+                      digits, init_seed=0, **kw)
     with pytest.raises(InputError, match="SGD and Adam"):
         ProofRecorder(tmp_path / "c", model, torch.optim.RMSprop(model.parameters()), digits,
                       init_seed=0, **kw)

@@ -142,9 +142,14 @@ def data_commitment(x: torch.Tensor, y: torch.Tensor) -> DataCommitment:
 # --------------------------------------------------------------------------- I/O
 
 
-def write_manifest(folder: Path, manifest: Manifest) -> None:
-    data = json.dumps(manifest.model_dump(), indent=1, sort_keys=True) + "\n"
-    atomic_write(folder / MANIFEST, data.encode())
+def write_manifest(folder: Path, manifest: Manifest, durable: bool = True) -> None:
+    """Write ``manifest.json`` atomically (fsynced unless ``durable`` is False, which the
+    recorder uses for the in-progress manifest it rewrites every epoch)."""
+    data = (json.dumps(manifest.model_dump(), indent=1, sort_keys=True) + "\n").encode()
+    if durable:
+        atomic_write(folder / MANIFEST, data)
+    else:
+        _write_renamed(folder / MANIFEST, data)
 
 
 def read_manifest(folder: str | Path) -> Manifest:
@@ -189,13 +194,18 @@ def save_tensors(folder: Path, rel: str, tensors: dict[str, torch.Tensor]) -> st
     would dominate the recording overhead; the manifest that names the file is fsynced,
     and a file lost in a crash shows up as a digest mismatch.
     """
-    import os
-    import tempfile
-
     from mltrail.provenance.digest import state_dict_bytes
 
     data = state_dict_bytes(tensors)
-    path = folder / rel
+    _write_renamed(folder / rel, data)
+    return digest_bytes(data)
+
+
+def _write_renamed(path: Path, data: bytes) -> None:
+    """Temporary file + rename: never half-written, not fsynced."""
+    import os
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -206,7 +216,6 @@ def save_tensors(folder: Path, rel: str, tensors: dict[str, torch.Tensor]) -> st
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return digest_bytes(data)
 
 
 def pack(folder: str | Path) -> bytes:

@@ -182,7 +182,7 @@ class ProofRecorder:
             receipt = self.anchor_fn(epoch, root, len(group), self.manifest.header_digest)
         self.manifest.anchors.append(receipt or Anchor(epoch=epoch, root=root.hex(),
                                                        count=len(group)))
-        write_manifest(self.out, self.manifest)
+        write_manifest(self.out, self.manifest, durable=False)
 
 
 def record_training(out: str | Path, x: torch.Tensor, y: torch.Tensor, *,

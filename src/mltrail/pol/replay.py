@@ -149,6 +149,12 @@ def hash_seed(*parts: int) -> int:
 def optimizer_from_spec(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The manifest form of a live optimizer's hyperparameters (read, not claimed)."""
     g = optimizer.param_groups[0]
+    if len(optimizer.param_groups) != 1:
+        raise InputError("the recorder supports one parameter group")
+    odd = [k for k in ("dampening", "maximize", "amsgrad", "differentiable")
+           if g.get(k) not in (None, False, 0, 0.0)]
+    if odd:
+        raise InputError(f"the recorder cannot replay optimizer settings: {', '.join(odd)}")
     if isinstance(optimizer, torch.optim.SGD):
         return {"name": "sgd", "lr": float(g["lr"]), "momentum": float(g["momentum"]),
                 "weight_decay": float(g["weight_decay"]), "nesterov": bool(g["nesterov"])}
