@@ -101,3 +101,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
     res = cli("pol", "verify", str(b), "--data", str(tmp_path / "d.safetensors"), "--json",
               cwd=tmp_path)
     assert res.code == 0 and res.json()["verdict"] == "accepted"
+    # pack / unpack round trip; a tar is not a folder
+    assert cli("pol", "pack", str(b), str(tmp_path / "b.tar"), cwd=tmp_path).code == 0
+    res = cli("pol", "verify", str(tmp_path / "b.tar"), cwd=tmp_path)
+    assert res.code == 2 and "pol unpack" in res.err
+    assert cli("pol", "unpack", str(tmp_path / "b.tar"), str(tmp_path / "u"),
+               cwd=tmp_path).code == 0
+    res = cli("pol", "inspect", str(tmp_path / "u"), "--json", cwd=tmp_path)
+    assert res.code == 0 and res.json()["complete"] is True

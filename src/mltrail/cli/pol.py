@@ -279,6 +279,38 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
 
 
 @app.command()
+def pack(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
+         out: Annotated[Path, typer.Argument(help="Where to write the .tar.")],
+         as_json: JsonOpt = False) -> None:
+    """Pack a bundle folder into one deterministic tar (what the content store keeps)."""
+    from mltrail.pol.bundle import pack as pack_bundle
+    from mltrail.provenance.digest import digest_bytes
+    from mltrail.provenance.store import atomic_write
+
+    data = pack_bundle(bundle)
+    atomic_write(out, data)
+    emit({"path": str(out), "digest": digest_bytes(data), "bytes": len(data)}, as_json,
+         f"packed {bundle} into {out} ({len(data)} bytes, {digest_bytes(data)})")
+
+
+@app.command()
+def unpack(archive: Annotated[Path, typer.Argument(help="A packed bundle (.tar).")],
+           out: Annotated[Path, typer.Argument(help="New folder for the bundle.")],
+           as_json: JsonOpt = False) -> None:
+    """Unpack a packed bundle into a folder."""
+    from mltrail.pol.bundle import unpack as unpack_bundle
+
+    if not archive.is_file():
+        raise InputError(f"no such file: {archive}")
+    if out.exists():
+        raise InputError(f"{out} exists; choose a new folder")
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = unpack_bundle(archive.read_bytes(), Path(tmp) / "bundle")
+        stage.rename(out)
+    emit({"path": str(out)}, as_json, f"unpacked {archive} into {out}")
+
+
+@app.command()
 def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run.")] = False,
               device: Annotated[str | None, typer.Option("--device", help="Also replay on "
                                                          "this device (e.g. cuda).")] = None,

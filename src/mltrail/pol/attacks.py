@@ -250,3 +250,46 @@ def _match_step(model: nn.Module, opt: torch.optim.Optimizer, lr: float, xb: tor
         with torch.no_grad():
             delta.clamp_(-eps, eps)
     return delta.detach()
+
+
+def momentum_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torch.Tensor
+                   ) -> Manifest:
+    """Forge the optimizer state instead of the data (in the spirit of Fang et al.,
+    EuroS&P 2023): for k = 1 and SGD with momentum μ, record at each interpolated
+    checkpoint the momentum buffer m_t = ((W_t − W_{t+1}) / lr − g(W_t)) / μ, so that the
+    replayed weights land exactly on W_{t+1}. The first step is honest (the buffer is
+    empty at step 0). Only the optimizer-state comparison can catch it.
+    """
+    man, states = load_states(honest)
+    spec = man.header.training
+    mu = float(spec.optimizer.get("momentum", 0.0))
+    if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0:
+        raise ValueError("the momentum spoof is built for SGD with momentum and k=1")
+    model = build_model(spec.arch)
+    model.load_state_dict(states[0][0])
+    params = dict(model.named_parameters())
+
+    def grad_at(w: State, step: int) -> dict[str, torch.Tensor]:
+        model.load_state_dict(w)
+        model.zero_grad()
+        idx = spec.batch_indices(step)
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        return {n: p.grad.detach().clone() for n, p in params.items()
+                if p.grad is not None}
+
+    w0 = states[0][0]
+    g0 = grad_at(w0, 0)
+    lr0 = spec.lr_at(0)
+    w1 = {k: (v - lr0 * g0[k]) if k in g0 else v.clone() for k, v in w0.items()}
+    n = len(states)
+    targets = [w0, w1] + [_lerp(w1, states[-1][0], i / (n - 2)) for i in range(1, n - 1)]
+    forged: list[tuple[State, State]] = [(w0, {}),
+                                         (w1, {f"{k}.momentum_buffer": g0[k] for k in g0})]
+    for t in range(1, n - 1):
+        g = grad_at(targets[t], t)
+        lr = spec.lr_at(t)
+        m = {k: ((targets[t][k] - targets[t + 1][k]) / lr - g[k]) / mu for k in g}
+        forged[t] = (targets[t], {f"{k}.momentum_buffer": v for k, v in m.items()})
+        forged.append((targets[t + 1], {f"{k}.momentum_buffer": mu * m[k] + g[k] for k in g}))
+    header = man.header.model_copy(update={"prover": "mallory", "note": "forged: momentum"})
+    return forge_bundle(out, header, forged)
