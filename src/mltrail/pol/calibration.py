@@ -75,11 +75,12 @@ def measure(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, thre
 
 def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[str, Any]], *,
               threads: Sequence[int] = (2,), float64: bool = True,
-              device: str | None = None, margin: float = 8.0, floor: float = 1e-3
-              ) -> dict[str, Any]:
+              device: str | None = None, margin: float = 8.0, optim_margin: float = 3.0,
+              floor: float = 1e-3) -> dict[str, Any]:
     """Record each run (kwargs of :func:`~mltrail.pol.recorder.record_training`) on one
     thread, replay all its segments under each perturbation, return the statistics and
-    the thresholds they imply (``margin`` × the worst honest error, at least ``floor``)."""
+    the thresholds they imply (``margin`` × the worst honest error for the weights,
+    ``optim_margin`` × for the optimizer state, at least ``floor``)."""
     from mltrail.pol.recorder import record_training
     from mltrail.pol.reference import pinned_threads
 
@@ -112,7 +113,8 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
             "honest_p99": weights[int(0.99 * (len(weights) - 1))],
             "honest_median": weights[len(weights) // 2], "honest_optim_max": worst_o,
             "margin": margin, "threshold": max(floor, margin * worst),
-            "optim_threshold": max(floor, margin * worst_o),
+            "optim_margin": optim_margin,
+            "optim_threshold": max(floor, optim_margin * worst_o),
             "default_threshold": DEFAULT_THRESHOLD,
             "default_optim_threshold": DEFAULT_OPTIM_THRESHOLD}
 
