@@ -36,6 +36,11 @@ class TxResult:
     tx_hash: str
     block: int
     gas_used: int
+    timestamp: int  # the block's, unix seconds
+
+    @classmethod
+    def of(cls, rc: Receipt) -> TxResult:
+        return cls(rc.tx_hash, rc.block, rc.gas_used, rc.timestamp)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,7 +182,7 @@ class Ledger:
                             [to_bytes32(p) for p in parent_ids], to_bytes32(metadata_digest))
         except RefusedError as exc:
             raise self._explain_register(exc, kind, artefact_id) from exc
-        return Registered(rc.tx_hash, rc.block, rc.gas_used, artefact_id)
+        return Registered(rc.tx_hash, rc.block, rc.gas_used, rc.timestamp, artefact_id)
 
     def transition(self, artefact_id: str, to_state: str,
                    evidence_digest: str | None = None) -> TxResult:
@@ -190,7 +195,7 @@ class Ledger:
                             _digest32(evidence_digest))
         except RefusedError as exc:
             raise self._explain_transition(exc, art, to_state) from exc
-        return TxResult(rc.tx_hash, rc.block, rc.gas_used)
+        return TxResult.of(rc)
 
     def anchor(self, artefact_id: str, root: bytes, count: int,
                metadata_digest: str | None = None) -> TxResult:
@@ -200,7 +205,7 @@ class Ledger:
         aid = self.resolve(artefact_id)
         rc = self._send("anchor", GAS_ANCHOR, to_bytes32(aid), root, count,
                         _digest32(metadata_digest))
-        return TxResult(rc.tx_hash, rc.block, rc.gas_used)
+        return TxResult.of(rc)
 
     def _role_mask(self, role: str) -> int:
         return self.lifecycle.role_bit(role)
@@ -215,19 +220,19 @@ class Ledger:
     def grant_role(self, account: str, role: str) -> TxResult:
         """Grant ``role`` to an address (or a local identity's name). Admin only."""
         rc = self._send("grant_role", GAS_ADMIN, self._account_arg(account), self._role_mask(role))
-        return TxResult(rc.tx_hash, rc.block, rc.gas_used)
+        return TxResult.of(rc)
 
     def revoke_role(self, account: str, role: str) -> TxResult:
         rc = self._send("revoke_role", GAS_ADMIN, self._account_arg(account), self._role_mask(role))
-        return TxResult(rc.tx_hash, rc.block, rc.gas_used)
+        return TxResult.of(rc)
 
     def transfer_admin(self, account: str) -> TxResult:
         rc = self._send("transfer_admin", GAS_ADMIN, self._account_arg(account))
-        return TxResult(rc.tx_hash, rc.block, rc.gas_used)
+        return TxResult.of(rc)
 
     def accept_admin(self) -> TxResult:
         rc = self._send("accept_admin", GAS_ADMIN)
-        return TxResult(rc.tx_hash, rc.block, rc.gas_used)
+        return TxResult.of(rc)
 
     # -- refusals explained by the lifecycle ---------------------------------------------
 

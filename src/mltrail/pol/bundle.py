@@ -146,10 +146,7 @@ def write_manifest(folder: Path, manifest: Manifest, durable: bool = True) -> No
     """Write ``manifest.json`` atomically (fsynced unless ``durable`` is False, which the
     recorder uses for the in-progress manifest it rewrites every epoch)."""
     data = (json.dumps(manifest.model_dump(), indent=1, sort_keys=True) + "\n").encode()
-    if durable:
-        atomic_write(folder / MANIFEST, data)
-    else:
-        _write_renamed(folder / MANIFEST, data)
+    atomic_write(folder / MANIFEST, data, durable=durable)
 
 
 def read_manifest(folder: str | Path) -> Manifest:
@@ -197,25 +194,8 @@ def save_tensors(folder: Path, rel: str, tensors: dict[str, torch.Tensor]) -> st
     from mltrail.provenance.digest import state_dict_bytes
 
     data = state_dict_bytes(tensors)
-    _write_renamed(folder / rel, data)
+    atomic_write(folder / rel, data, durable=False)
     return digest_bytes(data)
-
-
-def _write_renamed(path: Path, data: bytes) -> None:
-    """Temporary file + rename: never half-written, not fsynced."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def pack(folder: str | Path) -> bytes:

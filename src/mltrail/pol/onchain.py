@@ -36,10 +36,9 @@ def ledger_anchor(ledger: Ledger, artefact_id: str) -> AnchorFn:
 
     def anchor(epoch: int, root: bytes, count: int, header_digest: str) -> Anchor:
         tx = ledger.anchor(aid, root, count, metadata_digest=header_digest)
-        ts = next((e.timestamp for e in reversed(ledger.anchors(aid))
-                   if e.tx_hash == tx.tx_hash), None)
         return Anchor(epoch=epoch, root=root.hex(), count=count, artefact_id=aid,
-                      tx_hash=tx.tx_hash, block=tx.block, timestamp=ts, actor=ledger.address)
+                      tx_hash=tx.tx_hash, block=tx.block, timestamp=tx.timestamp,
+                      actor=ledger.address)
 
     return anchor
 
