@@ -79,3 +79,22 @@ def test_key_file_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     k2 = load_or_create_key(tmp_path / "k.pem")
     assert public_key_b64(k1.public_key()) == public_key_b64(k2.public_key())
     assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_libsodium_signatures_equal_cryptography_signatures():
+    """Receipts are signed with libsodium; Ed25519 is deterministic, so OpenSSL agrees."""
+    import base64
+
+    import numpy as np
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mltrail.audit.receipts import sign_receipt
+    from mltrail.provenance.digest import canonical_json
+
+    key = Ed25519PrivateKey.generate()
+    batch = np.zeros((2, 1, 8, 8), dtype=np.float32)
+    outputs = [{"label": 1, "probs": [0.5, 0.5]}, {"label": 0, "probs": [0.9, 0.1]}]
+    r = sign_receipt(key, model_digest="sha256:" + "0" * 64, batch=batch, outputs=outputs,
+                     nonce="n1")
+    assert base64.b64decode(r["signature"]) == key.sign(canonical_json(r["body"]))
+    key.public_key().verify(base64.b64decode(r["signature"]), canonical_json(r["body"]))
