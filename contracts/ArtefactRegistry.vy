@@ -79,7 +79,8 @@ def _only_admin():
 
 @external
 def publish_lifecycle(digest: bytes32, document: Bytes[MAX_DOC], rule_keys: DynArray[uint256, MAX_RULES], rule_masks: DynArray[uint256, MAX_RULES], kind_ids: DynArray[uint256, 32], kind_configs: DynArray[uint256, 32]):
-    """@notice Load (or replace) the lifecycle: its document, transition rules and kinds."""
+    """@notice Load the lifecycle: its document, transition rules and kinds.
+    @dev Republishing overwrites the given keys only: to drop a rule, pass its key with mask 0."""
     self._only_admin()
     assert len(rule_keys) == len(rule_masks), "rules length mismatch"
     assert len(kind_ids) == len(kind_configs), "kinds length mismatch"
@@ -138,7 +139,10 @@ def accept_admin():
 
 @external
 def register(id: bytes32, kind: uint256, content_digest: bytes32, parents: DynArray[bytes32, MAX_PARENTS], metadata_digest: bytes32):
-    """@notice Register artefact `id` of `kind` in the kind's initial state."""
+    """@notice Register artefact `id` of `kind` in the kind's initial state.
+    @dev `id` must be keccak256(abi_encode(sender, kind, content_digest, metadata_digest)),
+         so nobody can take the id another member's registration will use."""
+    assert id == keccak256(abi_encode(msg.sender, kind, content_digest, metadata_digest)), "artefact id mismatch"
     assert self._artefacts[id] == 0, "artefact exists"
     config: uint256 = self.kinds[kind]
     assert config != 0, "unknown kind"
@@ -153,6 +157,7 @@ def register(id: bytes32, kind: uint256, content_digest: bytes32, parents: DynAr
 @external
 def transition(id: bytes32, to_state: uint256, evidence_digest: bytes32):
     """@notice Move artefact `id` to `to_state` if a role of the sender allows it."""
+    assert to_state > 0 and to_state < 256, "bad state"
     packed: uint256 = self._artefacts[id]
     assert packed != 0, "unknown artefact"
     state: uint256 = packed & 255

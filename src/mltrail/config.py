@@ -21,6 +21,7 @@ from mltrail.provenance.store import ContentStore, atomic_write
 
 HOME_DIR = ".mltrail"
 ENV_HOME = "MLTRAIL_HOME"
+ENV_PASSWORD = "MLTRAIL_PASSWORD"
 
 
 class Settings(BaseModel):

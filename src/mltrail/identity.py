@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from mltrail.config import Home
+from mltrail.config import ENV_PASSWORD, Home
 from mltrail.errors import AuthError, InputError, NotFoundError
 from mltrail.provenance.store import atomic_write
 
-ENV_PASSWORD = "MLTRAIL_PASSWORD"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # scrypt cost: 2**14 keeps unlocking near 50 ms; raise with MLTRAIL_SCRYPT_N for real keys.
 SCRYPT_N = int(os.environ.get("MLTRAIL_SCRYPT_N", str(2**14)))
@@ -67,7 +66,10 @@ def create_identity(home: Home, name: str, password: str | None = None,
     if os.path.exists(path):
         raise InputError(f"identity {name!r} already exists")
     pw = password_from_env(password)
-    acct = Account.from_key(private_key) if private_key else Account.create()
+    try:
+        acct = Account.from_key(private_key) if private_key else Account.create()
+    except ValueError as exc:
+        raise InputError(f"not a usable secp256k1 private key: {exc}") from exc
     keystore = Account.encrypt(acct.key, pw, kdf="scrypt", iterations=SCRYPT_N)
     keystore["mltrail_name"] = name
     atomic_write(home.keys_dir / f"{name}.json", json.dumps(keystore, indent=1).encode())
@@ -78,7 +80,7 @@ def list_identities(home: Home) -> list[Identity]:
     """All identities in the home, sorted by name."""
     out = []
     for p in sorted(home.keys_dir.glob("*.json")):
-        doc = json.loads(p.read_text())
+        doc = _read_keystore(p)
         out.append(Identity(p.stem, _checksum("0x" + str(doc.get("address", "")))))
     return out
 
@@ -90,6 +92,17 @@ def _checksum(address: str) -> str:
         return str(to_checksum_address(address))
     except ValueError:
         return address
+
+
+def _read_keystore(path: str | os.PathLike[str]) -> dict[str, object]:
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable keystore {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"malformed keystore {path}")
+    return doc
 
 
 def address_of(home: Home, name: str) -> str:
@@ -106,8 +119,7 @@ def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
     if not os.path.exists(path):
         raise NotFoundError(f"no identity {name!r} in {home.root}", hint="see 'mltrail id list'")
     pw = password_from_env(password)
-    with open(path) as fh:
-        keystore = json.load(fh)
+    keystore = _read_keystore(path)
     try:
         key = Account.decrypt(keystore, pw)
     except ValueError as exc:

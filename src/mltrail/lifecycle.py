@@ -145,8 +145,13 @@ def _names(value: Any, what: str, source: str, line: int | None) -> tuple[str, .
     return tuple(value)
 
 
+MAX_DOCUMENT = 16384  # the contract's Bytes[MAX_DOC]
+
+
 def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
     """Validate and compile a lifecycle document."""
+    if len(document) > MAX_DOCUMENT:
+        raise _fail(source, None, f"{len(document)} bytes; at most {MAX_DOCUMENT} go on chain")
     try:
         data = yaml.load(document.decode(), Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     except UnicodeDecodeError as exc:

@@ -148,3 +148,22 @@ def test_import_key(project, cli):
     assert r.code == 2 and "already exists" in r.err
     ids = cli("id", "list", "--json", cwd=project).json()
     assert [i["name"] for i in ids] == ["admin", "alice", "funded"]
+
+
+def test_markup_in_input_and_edited_lifecycle(project, cli):
+    r = cli("show", "[/bold]", cwd=project)
+    assert r.code == 2 and "[/bold]" in r.err and "Traceback" not in r.err
+    lc = project / ".mltrail" / "lifecycle.yaml"
+    lc.write_text(lc.read_text().replace("operator", "op"))
+    r = cli("list", cwd=project)
+    assert r.code == 2 and "edited" in r.err
+
+
+def test_oversized_lifecycle_is_refused_before_init(tmp_path, cli):
+    from mltrail.lifecycle import DEFAULT_PATH
+
+    big = tmp_path / "big.yaml"
+    big.write_text(DEFAULT_PATH.read_text() + "#" * 17_000 + "\n")
+    r = cli("init", "--lifecycle", str(big), cwd=tmp_path)
+    assert r.code == 2 and "at most 16384" in r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml"]

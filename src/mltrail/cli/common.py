@@ -49,9 +49,10 @@ def home() -> Home:
 
 def open_ledger(identity: str | None = None) -> Ledger:
     """Open the ledger of the current home as ``identity`` (or the home's default)."""
+    from mltrail.cli.core import ask_password
     from mltrail.ledger.client import Ledger
 
-    return Ledger.open(home(), identity=identity or STATE.identity)
+    return Ledger.open(home(), identity=identity or STATE.identity, password=ask_password)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:

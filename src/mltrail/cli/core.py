@@ -12,9 +12,8 @@ from rich.table import Table
 from rich.tree import Tree
 
 from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger
+from mltrail.config import ENV_PASSWORD
 from mltrail.errors import InputError
-
-ENV_PASSWORD = "MLTRAIL_PASSWORD"
 
 
 def ask_password(confirm: bool = False) -> str:

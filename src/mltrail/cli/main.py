@@ -10,6 +10,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mltrail.cli import audit, core, ids, ledger_cmd, pol, roles, serve
 from mltrail.cli.common import STATE, err_console
@@ -50,7 +51,7 @@ def run() -> None:
     except MltrailError as exc:
         if STATE.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc.diagnostics()}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(exc.diagnostics())}", highlight=False)
         sys.exit(exc.exit_code)
     except typer.Abort:
         err_console.print("aborted")
@@ -68,7 +69,7 @@ def run() -> None:
             sys.exit(2)
         if STATE.debug:
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
                           "(rerun with --debug for the traceback)", highlight=False)
         sys.exit(3)
 

@@ -29,9 +29,9 @@ def check(ledger: Ledger, advance: Callable[[int], None] | None = None) -> Check
 
     ``advance(1)`` is called once per block checked (for a progress bar).
     """
-    ledger.sync()
     backend = ledger.backend
     head = backend.head()
+    ledger.sync()  # to the head or beyond; comparisons below stop at ``head``
     prev: bytes | None = None
     count = 0
     for info in backend.blocks(0, head):

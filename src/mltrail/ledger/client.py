@@ -9,10 +9,11 @@ rule is decided by the contract.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from eth_abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 
@@ -101,7 +102,7 @@ class Ledger:
     """A session on a home's ledger as one identity."""
 
     def __init__(self, home: Home, settings: Settings, backend: Backend, lifecycle: Lifecycle,
-                 identity: str, password: str | None = None) -> None:
+                 identity: str, password: str | Callable[[], str] | None = None) -> None:
         self.home, self.settings, self.backend, self.lifecycle = home, settings, backend, lifecycle
         self.identity = identity
         self._password = password
@@ -112,11 +113,19 @@ class Ledger:
 
     @classmethod
     def open(cls, home: Home | None = None, identity: str | None = None,
-             password: str | None = None) -> Ledger:
-        """Open ``home`` (found like git's if None) as ``identity`` (the home's default)."""
+             password: str | Callable[[], str] | None = None) -> Ledger:
+        """Open ``home`` (found like git's if None) as ``identity`` (the home's default).
+
+        ``password`` may be a callable, asked only when a write needs the key.
+        """
         home = home or find_home()
         settings = home.settings()
+        if not home.lifecycle_path.is_file():
+            raise NotFoundError(f"{home.lifecycle_path} is missing; the home is damaged")
         lifecycle = parse(home.lifecycle_path.read_bytes(), str(home.lifecycle_path))
+        if lifecycle.digest != settings.lifecycle_digest:
+            raise LedgerError(f"{home.lifecycle_path} was edited: its digest is not the one "
+                              "published on chain")
         backend = open_backend(home, settings)
         return cls(home, settings, backend, lifecycle, identity or settings.identity, password)
 
@@ -136,7 +145,8 @@ class Ledger:
     def account(self) -> LocalAccount:
         """The unlocked key (decrypted on first write only)."""
         if self._account is None:
-            self._account = unlock(self.home, self.identity, self._password)
+            pw = self._password() if callable(self._password) else self._password
+            self._account = unlock(self.home, self.identity, pw)
         return self._account
 
     @property
@@ -155,16 +165,20 @@ class Ledger:
 
     def _index_receipt(self, receipt: Receipt) -> None:
         ours = [lg for lg in receipt.logs if lg.address == self.registry]
-        if self.index.last_block() == receipt.block - 1:
+        # one transaction per block only on the embedded chain; elsewhere the block may
+        # hold other members' transactions, so read the whole block's logs
+        if self.backend.kind == "embedded" and self.index.last_block() == receipt.block - 1:
             self.index.apply(decode_events(self.abi, ours), receipt.block)
         else:
             self.sync()
 
     def artefact_id_for(self, kind: str, content_digest: str, metadata_digest: str) -> str:
-        """Deterministic id: keccak(registrant, kind, content digest, metadata digest)."""
+        """keccak(abi_encode(registrant, kind, content digest, metadata digest)); the
+        contract recomputes it, so an id cannot be taken by someone else."""
         k = self.lifecycle.kind(kind)
-        raw = keccak(bytes.fromhex(self.address[2:]) + bytes([k.code]) +
-                     to_bytes32(content_digest) + _digest32(metadata_digest))
+        raw = keccak(encode(["address", "uint256", "bytes32", "bytes32"],
+                            [self.address, k.code, to_bytes32(content_digest),
+                             _digest32(metadata_digest)]))
         return "0x" + raw.hex()
 
     def register(self, kind: str, content_digest: str, parents: Sequence[str] = (),

@@ -22,7 +22,13 @@ from mltrail.ledger.backend import Backend
 from mltrail.lifecycle import Lifecycle, load, parse
 from mltrail.provenance.digest import to_bytes32
 
-GAS_DEPLOY, GAS_LIFECYCLE = 3_000_000, 6_000_000
+GAS_DEPLOY = 3_000_000
+
+
+def _lifecycle_gas(lc: Lifecycle) -> int:
+    """22,100 per new rule or kind slot, 16 per document byte (calldata) + 8 (log), slack."""
+    keys, _, ids, _ = lc.contract_tables()
+    return 500_000 + 25_000 * (len(keys) + len(ids)) + 24 * len(lc.document)
 
 
 def _backend(tmp: Home, rpc_url: str | None) -> Backend:
@@ -61,6 +67,8 @@ def init_home(path: str | Path, password: str | None = None, lifecycle: str | Pa
               identity: str | None = None, private_key: bytes | None = None) -> Home:
     """Create a home at ``path``: deploy a new registry, or join ``registry`` at ``rpc_url``."""
     target = Home(path)
+    if target.root.exists() and not target.root.is_dir():
+        raise InputError(f"{target.root} is a file, not a folder")
     if target.exists():
         raise InputError(f"{target.root} is already an mltrail home")
     if target.root.exists() and any(target.root.iterdir()):
@@ -79,15 +87,15 @@ def init_home(path: str | Path, password: str | None = None, lifecycle: str | Pa
     backend: Backend | None = None
     try:
         backend = _backend(tmp, rpc_url)
-        address = create_identity(tmp, name, password, private_key)
-        abi = ContractABI(contracts.load("ArtefactRegistry").abi)
+        create_identity(tmp, name, password, private_key)
+        compiled = contracts.load("ArtefactRegistry")
+        abi = ContractABI(compiled.abi)
         if registry:
             registry = to_checksum_address(registry)
             lc = _published_lifecycle(backend, abi, registry)
         else:
             assert lc is not None
             account = unlock(tmp, name, password)
-            compiled = contracts.load("ArtefactRegistry")
             rc = backend.transact(account, None, abi.encode_constructor(
                 compiled.bytecode, lc.role_mask(lc.roles)), GAS_DEPLOY)
             assert rc.contract_address is not None
@@ -95,14 +103,13 @@ def init_home(path: str | Path, password: str | None = None, lifecycle: str | Pa
             keys, masks, ids, configs = lc.contract_tables()
             backend.transact(account, registry, abi.encode(
                 "publish_lifecycle", to_bytes32(lc.digest), lc.document, keys, masks, ids,
-                configs), GAS_LIFECYCLE)
+                configs), _lifecycle_gas(lc))
         tmp.lifecycle_path.write_bytes(lc.document)
         tmp.save_settings(Settings(backend="rpc" if rpc_url else "embedded", rpc_url=rpc_url,
                                    chain_id=backend.chain_id, registry=registry, identity=name,
                                    lifecycle_digest=lc.digest))
         backend.close()
         backend = None
-        del address
         if target.root.exists():
             target.root.rmdir()
         tmp.root.rename(target.root)
