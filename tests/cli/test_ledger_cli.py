@@ -45,6 +45,9 @@ def test_walkthrough_with_json(project, cli):
     assert [a["id"] for a in lin["descendants"]] == [m["artefact_id"]]
     human = cli("lineage", m["artefact_id"], cwd=project)
     assert "ancestors" in human.out and "dataset" in human.out
+    assert [a["kind"] for a in cli("list", "-k", "model", "--json", cwd=project).json()] == [
+        "model"]
+    assert len(cli("list", "--limit", "1", "--json", cwd=project).json()) == 1
     assert cli("ledger", "check", cwd=project).code == 0
     assert cli("ledger", "reindex", "--json", cwd=project).json()["events"] >= 4
 

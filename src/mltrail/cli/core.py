@@ -177,10 +177,11 @@ def lineage(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or pre
 
 
 def list_(kind: Annotated[str | None, typer.Option("--kind", "-k")] = None,
+          limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
           as_json: JsonOpt = False) -> None:
     """List registered artefacts, newest first."""
     with open_ledger() as led:
-        arts = [a for a in led.list_artefacts() if kind is None or a.kind == kind]
+        arts = led.list_artefacts(limit, kind)
     data = [a.as_dict() for a in arts]
 
     def human() -> None:

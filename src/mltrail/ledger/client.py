@@ -368,6 +368,8 @@ class Ledger:
                 "ancestors": walk(self.index.parents_of),
                 "descendants": walk(self.index.children_of)}
 
-    def list_artefacts(self, limit: int = 1000) -> list[Artefact]:
+    def list_artefacts(self, limit: int = 1000, kind: str | None = None) -> list[Artefact]:
+        """Artefacts, newest first, optionally of one kind."""
         self.sync()
-        return [self._artefact(r) for r in self.index.all_artefacts(limit)]
+        code = self.lifecycle.kind(kind).code if kind else None
+        return [self._artefact(r) for r in self.index.all_artefacts(limit, code)]

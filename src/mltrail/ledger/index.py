@@ -171,9 +171,12 @@ class EventIndex:
     def roles(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.conn.execute("SELECT account, mask FROM roles")}
 
-    def all_artefacts(self, limit: int = 1000) -> list[tuple[Any, ...]]:
-        return self.conn.execute("SELECT * FROM artefacts ORDER BY block DESC LIMIT ?",
-                                 (limit,)).fetchall()
+    def all_artefacts(self, limit: int = 1000, kind: int | None = None) -> list[tuple[Any, ...]]:
+        if kind is None:
+            return self.conn.execute("SELECT * FROM artefacts ORDER BY block DESC LIMIT ?",
+                                     (limit,)).fetchall()
+        return self.conn.execute("SELECT * FROM artefacts WHERE kind=? ORDER BY block DESC "
+                                 "LIMIT ?", (kind, limit)).fetchall()
 
     def close(self) -> None:
         self.conn.close()
