@@ -33,6 +33,16 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -44,10 +54,7 @@ def _png(fig: Any) -> str:
 
 def plot_sequential(seq: dict[str, Any]) -> str | None:
     """Log-evidence of every sequential test against queries, with its threshold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     if not any(s.get("path") for s in seq.values()):
         return None
@@ -70,10 +77,7 @@ def plot_sequential(seq: dict[str, Any]) -> str | None:
 
 
 def plot_robustness(rob: dict[str, Any]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     attacks = rob.get("attacks") or []
     if not attacks:
@@ -94,10 +98,7 @@ def plot_robustness(rob: dict[str, Any]) -> str | None:
 
 
 def plot_latency(lat: dict[str, Any]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     values = lat.get("latencies_ms") or []
     if not values:
