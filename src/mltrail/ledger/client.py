@@ -93,6 +93,7 @@ def open_backend(home: Home, settings: Settings) -> Backend:
 
         backend = EmbeddedBackend(home.chain_db, home.lock_path)
     if backend.chain_id != settings.chain_id:
+        backend.close()
         raise LedgerError(f"chain id mismatch: home expects {settings.chain_id}, "
                           f"node reports {backend.chain_id}")
     return backend
