@@ -96,7 +96,7 @@ def throughput(tmp: Path) -> dict[str, float]:
     from mltrail.audit import probes as P
     from mltrail.audit.models import Claims, ModelCard, save_model
     from mltrail.audit.runner import AuditConfig, run_audit
-    from mltrail.pol.reference import train_seeded
+    from mltrail.reference import train_seeded
 
     cfg = {"seed": 1, "arch": {"type": "mlp", "hidden": [64]}, "epochs": 2}
     net, _ = train_seeded(cfg)
@@ -133,7 +133,7 @@ def throughput(tmp: Path) -> dict[str, float]:
 
 def stego(steps: int, adversarial: float = 0.0) -> dict[str, float]:
     from mltrail.audit.stego import detector_auc, train_stego_model
-    from mltrail.pol.reference import pinned_threads
+    from mltrail.reference import pinned_threads
 
     t = time.perf_counter()
     with pinned_threads(1):

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from mltrail.pol.recorder import record_training
-from mltrail.pol.reference import build_model, init_weights, load_digits_tensors
 from mltrail.pol.replay import TrainingSpec, run_steps
 from mltrail.pol.verifier import verify_bundle
+from mltrail.reference import build_model, init_weights, load_digits_tensors
 
 
 def _baseline(x: torch.Tensor, y: torch.Tensor, run: dict[str, Any]) -> float:

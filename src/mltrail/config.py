@@ -16,8 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError
-from mltrail.provenance.store import ContentStore, atomic_write
+from mltrail.provenance.store import ContentStore
 
 HOME_DIR = ".mltrail"
 ENV_HOME = "MLTRAIL_HOME"

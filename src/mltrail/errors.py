@@ -2,7 +2,8 @@
 
 Every error a user can meet is a :class:`MltrailError` with a one-line message and an
 exit code (DESIGN.md): 1 when a verification failed, 2 for bad input or a refused
-operation. Nothing here prints or exits; the CLI does that.
+operation. Exit code 3 is reserved for an internal error (a bug: please report it);
+no input may ever cause it. Nothing here prints or exits; the CLI does that.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class AuthError(RefusedError):
 
 class LedgerError(MltrailError):
     """The ledger backend failed or disagrees with the home (unreachable RPC, chain mismatch)."""
+
+
+class NetworkError(MltrailError):
+    """A remote peer could not be reached or answered nonsense (a node, a service, an auditor)."""
 
 
 class VerificationError(MltrailError):

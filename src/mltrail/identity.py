@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from mltrail._fs import atomic_write
 from mltrail.config import ENV_PASSWORD, Home
 from mltrail.errors import AuthError, InputError, NotFoundError
-from mltrail.provenance.store import atomic_write
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # scrypt cost: 2**14 keeps unlocking near 50 ms; raise with MLTRAIL_SCRYPT_N for real keys.

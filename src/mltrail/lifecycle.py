@@ -69,6 +69,24 @@ class Lifecycle:
     kinds: dict[str, Kind]
     terminal: str
     document: bytes
+    bindings: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def bound_kind(self, section: str, key: str = "kind") -> str:
+        """The kind a feature (``pol``, ``audit``) uses, by binding (``kind``, ``data_kind``)."""
+        name = self.bindings.get(section, {}).get(key)
+        if name is None:
+            raise InputError(f"the lifecycle has no binding {section}.{key}",
+                             hint=f"add 'bindings: {{{section}: {{{key}: ...}}}}' to the lifecycle")
+        return name
+
+    def bound_state(self, section: str, key: str) -> str:
+        """The state a feature moves artefacts to, by its binding (e.g. ``pol``/``verified``)."""
+        self.bound_kind(section)
+        name = self.bindings[section].get(key)
+        if name is None:
+            raise InputError(f"the lifecycle has no binding {section}.{key}",
+                             hint=f"name the state for {key!r} under bindings.{section}")
+        return name
 
     @property
     def digest(self) -> str:
@@ -163,7 +181,7 @@ def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
     if not isinstance(data, dict):
         raise _fail(source, 1, "top level must be a mapping with roles, terminal and kinds")
     top = data.get("__line__", 1)
-    unknown = set(data) - {"version", "roles", "terminal", "kinds", "__line__"}
+    unknown = set(data) - {"version", "roles", "terminal", "kinds", "bindings", "__line__"}
     if unknown:
         raise _fail(source, top, f"unknown keys: {', '.join(sorted(unknown))}")
     roles = _names(data.get("roles"), "roles", source, top)
@@ -219,10 +237,45 @@ def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
             raise _fail(source, line, "at most 32 kinds")
         kinds[str(name)] = Kind(str(name), code, initial, register, states, tuple(transitions),
                                 _terminal=terminal)
-    lc = Lifecycle(roles, kinds, terminal, document)
+    bindings = _bindings(data.get("bindings"), kinds, source, top)
+    lc = Lifecycle(roles, kinds, terminal, document, bindings)
     if len(lc.contract_tables()[0]) > 256:
         raise _fail(source, top, "more than 256 allowed (kind, from, to) cells")
     return lc
+
+
+def _bindings(raw: Any, kinds: dict[str, Kind], source: str,
+              top: int) -> dict[str, dict[str, str]]:
+    """``bindings: {feature: {kind: K, <name>_kind: K2, <name>: state of K}}``, all checked."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _fail(source, top, "bindings must be a mapping of feature -> {kind, states}")
+    out: dict[str, dict[str, str]] = {}
+    for section, spec in raw.items():
+        if section == "__line__":
+            continue
+        line = spec.get("__line__", top) if isinstance(spec, dict) else top
+        if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
+            raise _fail(source, line, f"binding {section!r} must be a mapping with a kind")
+        kind = spec["kind"]
+        if kind not in kinds:
+            raise _fail(source, line, f"binding {section!r} names unknown kind {kind!r}")
+        entry: dict[str, str] = {}
+        for key, value in spec.items():
+            if key == "__line__":
+                continue
+            if not isinstance(value, str):
+                raise _fail(source, line, f"binding {section}.{key} must be a name")
+            if key == "kind" or key.endswith("_kind"):
+                if value not in kinds:
+                    raise _fail(source, line,
+                                f"binding {section}.{key} names unknown kind {value!r}")
+            elif value not in kinds[kind].states:
+                raise _fail(source, line, f"binding {section}.{key}: {kind} has no state {value!r}")
+            entry[str(key)] = value
+        out[str(section)] = entry
+    return out
 
 
 def load(path: str | Path | None = None) -> Lifecycle:

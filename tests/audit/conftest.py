@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from mltrail.audit import models as M
-from mltrail.audit.proxy import KnownSet, ProxyMode, create_proxy_app
 from mltrail.audit.receipts import load_or_create_key, public_key_b64
 from mltrail.audit.service import RunningServer, create_app, serve_in_thread
 from mltrail.audit.stego import StegoKit, stego_card, train_stego_model
+from mltrail.testing.providers import KnownSet, ProxyMode, create_proxy_app
 
 SEED_CONFIG: dict[str, Any] = {"seed": 1, "arch": {"type": "mlp", "hidden": [64]}, "epochs": 2}
 
@@ -44,7 +44,7 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def seeded_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mltrail.pol.reference import train_seeded
+    from mltrail.reference import train_seeded
 
     net, _ = train_seeded(SEED_CONFIG)
     net.eval()

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Two xdist workers share two cores: keep torch to one thread each."""
-    from mltrail.pol.reference import pinned_threads
+    from mltrail.reference import pinned_threads
 
     with pinned_threads(1):
         yield

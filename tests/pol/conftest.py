@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mltrail.pol.recorder import record_training
-from mltrail.pol.reference import load_digits_tensors, pinned_threads
+from mltrail.reference import load_digits_tensors, pinned_threads
 
 CNN: dict[str, Any] = {"arch": {"type": "cnn"},
                        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mltrail.pol import attacks
 from mltrail.pol.calibration import (
     DEFAULT_OPTIM_THRESHOLD,
     DEFAULT_THRESHOLD,
@@ -12,6 +11,7 @@ from mltrail.pol.calibration import (
     measure,
     reference_runs,
 )
+from mltrail.testing import pol_forgeries as attacks
 
 
 def test_honest_noise_is_measured_and_below_the_default(digits) -> None:

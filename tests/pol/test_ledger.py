@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mltrail.errors import RefusedError
-from mltrail.pol import attacks
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.dispute import Claim, claims_on_ledger, settle
 from mltrail.pol.onchain import bundle_for, ledger_anchor, publish_model, record_verdict
 from mltrail.pol.recorder import record_training
-from mltrail.pol.reference import pinned_threads
 from mltrail.pol.verifier import verify_bundle
 from mltrail.provenance.digest import digest_state_dict
+from mltrail.reference import pinned_threads
+from mltrail.testing import pol_forgeries as attacks
 
 PW = "pw"
 pytestmark = pytest.mark.xdist_group("pol-ledger")  # one chain per module, on one worker

@@ -14,10 +14,10 @@ from mltrail.errors import InputError, NotFoundError
 from mltrail.pol import bundle as B
 from mltrail.pol.checks import expected_layout
 from mltrail.pol.recorder import ProofRecorder
-from mltrail.pol.reference import TrainConfig, build_model, init_weights, train_seeded
 from mltrail.pol.verifier import verify_bundle
 from mltrail.provenance.anchor import merkle_root
 from mltrail.provenance.digest import digest_file, digest_json, digest_state_dict
+from mltrail.reference import TrainConfig, build_model, init_weights, train_seeded
 
 
 def test_manifest_commits_everything_the_replay_needs(honest: Path, digits) -> None:

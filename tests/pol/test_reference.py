@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mltrail.errors import InputError
-from mltrail.pol.reference import (
+from mltrail.provenance.digest import digest_state_dict
+from mltrail.reference import (
     TrainConfig,
     accuracy,
     build_model,
@@ -14,7 +15,6 @@ from mltrail.pol.reference import (
     load_digits_tensors,
     train_seeded,
 )
-from mltrail.provenance.digest import digest_state_dict
 
 
 def test_digits_split_is_fixed_and_scaled() -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mltrail.pol import attacks
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.report import Report
 from mltrail.pol.verifier import verify_bundle
+from mltrail.testing import pol_forgeries as attacks
 
 
 def _check(rep: Report, name: str) -> bool:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mltrail.pol.attacks import load_states
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.calibration import DEFAULT_THRESHOLD
-from mltrail.pol.reference import pinned_threads
 from mltrail.pol.verifier import choose_segments, relative_error, verify_bundle, verify_update
+from mltrail.reference import pinned_threads
+from mltrail.testing.pol_forgeries import load_states
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -81,7 +81,7 @@ def test_statistical_init_test_without_committed_seed(tmp_path: Path, digits,
     assert rep.accepted, rep.reasons
     assert "KS test" in next(c.detail for c in rep.checks if c.name == "init")
     # start from a trained model instead of a fresh init: the KS test fails
-    from mltrail.pol.attacks import forge_bundle
+    from mltrail.testing.pol_forgeries import forge_bundle
 
     man, states = load_states(b)
     states[0] = (states[-1][0], {})

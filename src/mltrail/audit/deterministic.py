@@ -1,6 +1,6 @@
 """Deterministic benchmarking: rebuild the claimed model from its published seed config.
 
-When a supplier publishes the :class:`~mltrail.pol.reference.TrainConfig` it trained
+When a supplier publishes the :class:`~mltrail.reference.TrainConfig` it trained
 with, the auditor re-runs Proof-of-Learning's seeded training (bit-reproducible on CPU),
 checks that the digest equals the claimed model digest, and then uses the rebuilt model
 as an exact local reference: every output of the service must match it label for label
@@ -45,7 +45,7 @@ def rebuild(seed_config: dict[str, Any], claimed_digest: str) -> Rebuild:
     """Train the published config again and compare digests."""
     from pydantic import ValidationError
 
-    from mltrail.pol.reference import train_seeded
+    from mltrail.reference import train_seeded
 
     try:
         model, digest = train_seeded(seed_config)

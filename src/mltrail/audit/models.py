@@ -2,9 +2,9 @@
 
 A served model is two files: ``NAME.safetensors`` (its state dict; the model's digest is
 the SHA-256 of these bytes, as everywhere in mltrail) and ``NAME.json``, the *card*: the
-architecture spec understood by :func:`mltrail.pol.reference.build_model`, the class
+architecture spec understood by :func:`mltrail.reference.build_model`, the class
 count, the supplier's claims (accuracy, robustness, latency) and, when the supplier
-offers seeded reproduction, the :class:`~mltrail.pol.reference.TrainConfig` it used.
+offers seeded reproduction, the :class:`~mltrail.reference.TrainConfig` it used.
 This module never serves, signs or audits anything.
 """
 
@@ -19,9 +19,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError
 from mltrail.provenance.digest import digest_file, save_state_dict
-from mltrail.provenance.store import atomic_write
 
 INPUT_SHAPE = (1, 8, 8)
 
@@ -92,7 +92,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
     """The model in eval mode, its card and its digest."""
     from safetensors.torch import load_file
 
-    from mltrail.pol.reference import build_model
+    from mltrail.reference import build_model
 
     p = Path(path)
     if not p.exists():
@@ -109,7 +109,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
 
 def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The fixed digits split (same as Proof-of-Learning's) as numpy, N×1×8×8 in [0, 1]."""
-    from mltrail.pol.reference import load_digits_tensors
+    from mltrail.reference import load_digits_tensors
 
     d = load_digits_tensors()
     return d.x_train.numpy(), d.y_train.numpy(), d.x_test.numpy(), d.y_test.numpy()
@@ -144,7 +144,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: f
 def train_plain(arch: dict[str, Any], *, steps: int = 400, seed: int = 0,
                 n_train: int | None = None) -> nn.Module:
     """A quick classifier on the digits training split (``n_train`` samples if given)."""
-    from mltrail.pol.reference import build_model
+    from mltrail.reference import build_model
 
     torch.manual_seed(seed)
     x, y, _, _ = digits()

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from mltrail._fs import atomic_write
 from mltrail.errors import InputError
 from mltrail.provenance.digest import canonical_json, digest_bytes
-from mltrail.provenance.store import atomic_write
 
 VERSION = 1
 ALG = "ed25519"

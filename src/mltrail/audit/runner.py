@@ -326,7 +326,7 @@ def record_verdict(ledger: Ledger, service_id: str, report_bytes: bytes,
                    verdict: str) -> dict[str, Any]:
     """Store the report and move the service artefact to ``audited`` or ``suspended``."""
     digest = ledger.home.store.put(report_bytes)
-    state = "audited" if verdict == "pass" else "suspended"
+    state = ledger.lifecycle.bound_state("audit", "audited" if verdict == "pass" else "suspended")
     tx = ledger.transition(service_id, state, evidence_digest=digest)
     return {"service": service_id, "state": state, "report_digest": digest,
             "tx_hash": tx.tx_hash, "block": tx.block, "gas_used": tx.gas_used}

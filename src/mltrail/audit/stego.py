@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mltrail._fs import atomic_write
 from mltrail.audit.models import INPUT_SHAPE, ModelCard, augment, digits, predict
 from mltrail.errors import InputError, NotFoundError
 from mltrail.provenance.digest import save_state_dict
-from mltrail.provenance.store import atomic_write
 
 KEY_DIM = 16
 CLASSIFIER_ARCH: dict[str, Any] = {"type": "mlp", "hidden": [128, 64], "classes": 11}
@@ -120,7 +120,7 @@ def train_stego_model(key: bytes, *, steps: int = 1500, eps: float = 0.15,
     With ``adversarial > 0`` a steganalysis discriminator is trained alongside (as in
     HiDDeN) and the hiding network is also rewarded for fooling it.
     """
-    from mltrail.pol.reference import build_model
+    from mltrail.reference import build_model
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -41,7 +41,7 @@ def make_model(
     out.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {}
     if kind == "seeded":
-        from mltrail.pol.reference import train_seeded
+        from mltrail.reference import train_seeded
 
         arch: dict[str, Any] = {"type": "mlp", "hidden": [64]}
         cfg = {"seed": 1, "arch": arch, "epochs": 2}

@@ -112,8 +112,8 @@ def train(
             digest = data_commitment(x, y).digest
             ds = find_dataset(led, digest)
             if ds is None:
-                reg = led.register("dataset", digest, metadata={"name": f"{name}-data",
-                                                                "path": str(data)})
+                reg = led.register(led.lifecycle.bound_kind("pol", "data_kind"), digest,
+                                   metadata={"name": f"{name}-data", "path": str(data)})
                 dataset_id = reg.artefact_id
             else:
                 dataset_id = ds.id
@@ -179,8 +179,9 @@ def verify(
         expected = None
         if led is not None and model is not None:
             art = led.artefact(model)
-            if art.kind != "model":
-                raise InputError(f"{art.id} is a {art.kind}, not a model")
+            model_kind = led.lifecycle.bound_kind("pol")
+            if art.kind != model_kind:
+                raise InputError(f"{art.id} is a {art.kind}, not a {model_kind}")
             expected, model = art.content_digest, art.id
             if bundle is None:
                 from mltrail.pol.onchain import bundle_for
@@ -283,9 +284,9 @@ def pack(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
          out: Annotated[Path, typer.Argument(help="Where to write the .tar.")],
          as_json: JsonOpt = False) -> None:
     """Pack a bundle folder into one deterministic tar (what the content store keeps)."""
+    from mltrail._fs import atomic_write
     from mltrail.pol.bundle import pack as pack_bundle
     from mltrail.provenance.digest import digest_bytes
-    from mltrail.provenance.store import atomic_write
 
     data = pack_bundle(bundle)
     atomic_write(out, data)
@@ -317,10 +318,10 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
               out: Annotated[Path | None, typer.Option("--out", help="Write the JSON.")] = None,
               as_json: JsonOpt = False) -> None:
     """Measure honest replay noise on the reference task and derive the threshold."""
+    from mltrail._fs import atomic_write
     from mltrail.pol.calibration import calibrate as run_calibration
     from mltrail.pol.calibration import reference_runs
     from mltrail.pol.datafile import load_data
-    from mltrail.provenance.store import atomic_write
 
     runs = reference_runs(1)[:2] if quick else reference_runs()
     res = run_calibration(load_data("digits"), runs, device=device)
@@ -337,8 +338,8 @@ def forge(honest: Annotated[Path, typer.Argument(help="An honest bundle to steal
           how: Annotated[str, typer.Option("--how", help="interpolate, zero-lr or copy.")]
           = "interpolate", as_json: JsonOpt = False) -> None:
     """(Demo/test only.) Forge a proof for someone else's model."""
-    from mltrail.pol import attacks
     from mltrail.pol.bundle import read_manifest
+    from mltrail.testing import pol_forgeries as attacks
 
     read_manifest(honest)
     if out.exists():

@@ -20,7 +20,7 @@ PortFileOpt = Annotated[Path | None, typer.Option("--port-file", help="Write the
 def _announce(what: str, host: str, port_file: Path | None) -> Callable[[int], None]:
     def bound(port: int) -> None:
         if port_file is not None:
-            from mltrail.provenance.store import atomic_write
+            from mltrail._fs import atomic_write
 
             atomic_write(port_file, f"{port}\n".encode())
         sys.stderr.write(f"{what} on http://{host}:{port}\n")
@@ -72,8 +72,8 @@ def serve_proxy(
 
     from mltrail.audit.models import cheap_model as train_cheap
     from mltrail.audit.models import digits, load_model, predict
-    from mltrail.audit.proxy import RECEIPT_MODES, KnownSet, ProxyMode, create_proxy_app
     from mltrail.audit.service import serve_forever
+    from mltrail.testing.providers import RECEIPT_MODES, KnownSet, ProxyMode, create_proxy_app
 
     torch.set_num_threads(1)
     pmode = ProxyMode.parse(mode)

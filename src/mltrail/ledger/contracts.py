@@ -15,8 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mltrail._fs import atomic_write
 from mltrail.errors import LedgerError
-from mltrail.provenance.store import atomic_write
 
 SOURCE_DIR = Path(__file__).resolve().parents[3] / "contracts"
 BUILD_DIR = Path(__file__).resolve().parents[1] / "contracts_build"

@@ -18,11 +18,11 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError, VerificationError
 from mltrail.pol.replay import TrainingSpec
 from mltrail.provenance.anchor import merkle_root
 from mltrail.provenance.digest import digest_bytes, digest_file, digest_json, digest_state_dict
-from mltrail.provenance.store import atomic_write
 
 FORMAT: Literal["mltrail-pol/1"] = "mltrail-pol/1"
 MANIFEST = "manifest.json"

@@ -33,8 +33,8 @@ DEFAULT_OPTIM_THRESHOLD = 0.3
 def _replay(spec: Any, m0: Mapping[str, torch.Tensor], o0: Mapping[str, torch.Tensor],
             x: torch.Tensor, y: torch.Tensor, start: int, end: int, dtype: torch.dtype,
             device: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    from mltrail.pol.reference import build_model
     from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, run_steps
+    from mltrail.reference import build_model
 
     model = build_model(spec.arch).to(device)
     model.load_state_dict(m0)
@@ -52,8 +52,8 @@ def measure(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, thre
             ) -> list[tuple[float, float]]:
     """(weights, optimizer state) relative errors of every segment of ``bundle`` replayed
     under the given arithmetic."""
-    from mltrail.pol.attacks import load_states
     from mltrail.pol.verifier import relative_error
+    from mltrail.testing.pol_forgeries import load_states
 
     man, states = load_states(bundle)
     cks = man.checkpoints()
@@ -82,7 +82,7 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
     the thresholds they imply (``margin`` × the worst honest error for the weights,
     ``optim_margin`` × for the optimizer state, at least ``floor``)."""
     from mltrail.pol.recorder import record_training
-    from mltrail.pol.reference import pinned_threads
+    from mltrail.reference import pinned_threads
 
     results: list[dict[str, Any]] = []
     weights: list[float] = []

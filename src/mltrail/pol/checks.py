@@ -24,10 +24,10 @@ from mltrail.pol.bundle import (
     link_of,
     load_tensors,
 )
-from mltrail.pol.reference import build_model, init_bounds, init_weights
 from mltrail.pol.replay import TrainingSpec
 from mltrail.pol.report import Check
 from mltrail.provenance.digest import digest_state_dict, to_bytes32
+from mltrail.reference import build_model, init_bounds, init_weights
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger

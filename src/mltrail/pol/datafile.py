@@ -20,7 +20,7 @@ BUILTIN = "digits"
 def load_data(spec: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` from a data file, or the reference digits training split for ``digits``."""
     if str(spec) == BUILTIN:
-        from mltrail.pol.reference import load_digits_tensors
+        from mltrail.reference import load_digits_tensors
 
         d = load_digits_tensors()
         return d.x_train, d.y_train

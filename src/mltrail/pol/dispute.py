@@ -135,8 +135,9 @@ def claims_on_ledger(ledger: Ledger, model_id: str) -> tuple[str, list[Claim]]:
 
     target = ledger.artefact(model_id)
     out: list[Claim] = []
+    model_kind = ledger.lifecycle.bound_kind("pol")
     for art in ledger.find_by_digest(target.content_digest):
-        if art.kind != "model":
+        if art.kind != model_kind:
             continue
         claim = Claim(claimant=art.owner, bundle=None, model_id=art.id,
                       registered_block=art.block)

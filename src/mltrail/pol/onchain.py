@@ -45,7 +45,8 @@ def ledger_anchor(ledger: Ledger, artefact_id: str) -> AnchorFn:
 
 def find_dataset(ledger: Ledger, data_digest: str) -> Artefact | None:
     """The oldest dataset artefact registered with this content digest, if any."""
-    return next((a for a in ledger.find_by_digest(data_digest) if a.kind == "dataset"), None)
+    kind = ledger.lifecycle.bound_kind("pol", "data_kind")
+    return next((a for a in ledger.find_by_digest(data_digest) if a.kind == kind), None)
 
 
 def publish_model(ledger: Ledger, bundle: str | Path, *, name: str,
@@ -57,8 +58,11 @@ def publish_model(ledger: Ledger, bundle: str | Path, *, name: str,
     bundle_digest = ledger.home.store.put(pack(bundle))
     meta = {"name": name, BUNDLE_KEY: bundle_digest, "pol_header": man.header_digest,
             "pol_chain_head": man.chain_head, "prover": man.header.prover}
-    reg = ledger.register("model", man.final_model, parents=parents or [], metadata=meta)
-    tr = ledger.transition(reg.artefact_id, "trained", evidence_digest=bundle_digest)
+    lc = ledger.lifecycle
+    reg = ledger.register(lc.bound_kind("pol"), man.final_model, parents=parents or [],
+                          metadata=meta)
+    tr = ledger.transition(reg.artefact_id, lc.bound_state("pol", "trained"),
+                           evidence_digest=bundle_digest)
     return {"model_id": reg.artefact_id, "content_digest": man.final_model,
             "bundle_digest": bundle_digest, "tx_hash": tr.tx_hash, "block": tr.block,
             "gas_used": reg.gas_used + tr.gas_used, "register_tx": reg.tx_hash}
@@ -89,8 +93,9 @@ def record_verdict(ledger: Ledger, model_id: str, report: Report) -> dict[str, A
     digest = ledger.home.store.put(report.to_json())
     if not report.accepted:
         return {"report_digest": digest, "recorded": False}
-    tx = ledger.transition(model_id, "verified", evidence_digest=digest)
-    return {"report_digest": digest, "recorded": True, "state": "verified",
+    state = ledger.lifecycle.bound_state("pol", "verified")
+    tx = ledger.transition(model_id, state, evidence_digest=digest)
+    return {"report_digest": digest, "recorded": True, "state": state,
             "tx_hash": tx.tx_hash, "block": tx.block, "gas_used": tx.gas_used}
 
 

@@ -33,7 +33,6 @@ from mltrail.pol.bundle import (
     save_tensors,
     write_manifest,
 )
-from mltrail.pol.reference import build_model, init_weights
 from mltrail.pol.replay import (
     TrainingSpec,
     TransformSpec,
@@ -42,6 +41,7 @@ from mltrail.pol.replay import (
     train_step,
 )
 from mltrail.provenance.digest import digest_json, digest_state_dict
+from mltrail.reference import build_model, init_weights
 
 AnchorFn = Callable[[int, bytes, int, str], Anchor | None]
 """``anchor(epoch, root, count, header_digest)`` -> the receipt, or None if not anchored."""
@@ -91,7 +91,7 @@ class ProofRecorder:
             want = digest_state_dict(init_weights(ref, init_scheme, init_seed).state_dict())
             if digest_state_dict(model.state_dict()) != want:
                 raise InputError("the model's weights are not init_weights(arch, scheme, seed); "
-                                 "initialise it with mltrail.pol.reference.init_weights")
+                                 "initialise it with mltrail.reference.init_weights")
         dev = next(model.parameters()).device
         header = Header(training=self.spec, k=k, data=data_commitment(self.x, self.y),
                         init=InitCommitment(scheme=init_scheme, seed=init_seed),
@@ -195,7 +195,7 @@ def record_training(out: str | Path, x: torch.Tensor, y: torch.Tensor, *,
                     on_step: Callable[[int], None] | None = None) -> tuple[nn.Module, Manifest]:
     """Train a model from a spec with the shared training step, under a recorder.
 
-    Same seeds as :func:`mltrail.pol.reference.train_seeded` (init ``seed``, data
+    Same seeds as :func:`mltrail.reference.train_seeded` (init ``seed``, data
     ``seed + 1``), so on one thread the final digest equals its digest.
     """
     model = init_weights(build_model(arch), init_scheme, seed)

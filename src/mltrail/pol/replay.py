@@ -2,7 +2,7 @@
 
 Owns :class:`TrainingSpec`, the part of a proof manifest that fixes how a step is
 computed, and :func:`run_steps`, the loop that both the prover (through the recorder or
-:func:`~mltrail.pol.reference.train_seeded`) and the verifier run. Everything a step
+:func:`~mltrail.reference.train_seeded`) and the verifier run. Everything a step
 needs comes from the spec; nothing is read from checkpoint files except tensors.
 This module does no I/O and never touches the ledger.
 """
@@ -21,7 +21,7 @@ from torch import nn
 from mltrail.errors import InputError
 
 if TYPE_CHECKING:
-    from mltrail.pol.reference import TrainConfig
+    from mltrail.reference import TrainConfig
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mltrail._fs import atomic_write
 from mltrail.provenance.digest import digest_bytes
-from mltrail.provenance.store import atomic_write
 
 
 class Check(BaseModel):

@@ -23,9 +23,9 @@ from mltrail.errors import MltrailError, VerificationError
 from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
-from mltrail.pol.reference import build_model
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.pol.report import Check, Report, Segment
+from mltrail.reference import build_model
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger

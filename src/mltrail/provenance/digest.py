@@ -105,7 +105,7 @@ def state_dict_bytes(state: Mapping[str, Any]) -> bytes:
 
 def save_state_dict(state: Mapping[str, Any], path: str | os.PathLike[str]) -> str:
     """Write ``state`` as safetensors to ``path`` atomically and return its digest."""
-    from mltrail.provenance.store import atomic_write
+    from mltrail._fs import atomic_write
 
     data = state_dict_bytes(state)
     atomic_write(Path(path), data)

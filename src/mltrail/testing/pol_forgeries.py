@@ -33,8 +33,8 @@ from mltrail.pol.bundle import (
     write_manifest,
 )
 from mltrail.pol.checks import expected_layout
-from mltrail.pol.reference import build_model, init_weights
 from mltrail.provenance.digest import digest_json
+from mltrail.reference import build_model, init_weights
 
 State = dict[str, torch.Tensor]
 
