@@ -1,15 +1,14 @@
-"""Top-level commands: init, register, transition, show, history, lineage, list."""
+"""Top-level commands: init, register, transition, show, history, list."""
 
 from __future__ import annotations
 
 import getpass
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.tree import Tree
 
 from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger
 from mltrail.config import ENV_PASSWORD
@@ -76,12 +75,11 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Hash PATH and register it as an artefact of KIND."""
-    from mltrail.provenance.digest import digest_path
+    from mltrail.provenance.artefacts import register_path
 
-    digest = digest_path(path)
     with open_ledger() as led:
-        meta: dict[str, Any] = {"name": name or path.name, "path": str(path)}
-        r = led.register(kind, digest, parent or [], meta)
+        r, hashed = register_path(led, path, kind, parent or [], name)
+    digest = hashed.digest
     data = {"artefact_id": r.artefact_id, "kind": kind, "content_digest": digest, **r.as_dict()}
     emit(data, as_json, f"registered {kind} [bold]{r.artefact_id}[/]\n  content {digest}\n"
          f"  tx {r.tx_hash} block {r.block} gas {r.gas_used}")
@@ -154,28 +152,6 @@ def history(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or pre
     emit({"artefact_id": art.id, "events": rows}, as_json, human)
 
 
-def lineage(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
-            as_json: JsonOpt = False) -> None:
-    """Ancestors and descendants of an artefact."""
-    with open_ledger() as led:
-        data = led.lineage(artefact_id)
-
-    def label(a: dict[str, Any]) -> str:
-        return f"{a['kind']} {_short(a['id'])} ({a['state']})"
-
-    def human() -> None:
-        tree = Tree(f"[bold]{label(data['artefact'])}[/]")
-        up = tree.add("ancestors")
-        for a in data["ancestors"]:
-            up.add(f"{'  ' * (a['depth'] - 1)}{label(a)}")
-        down = tree.add("descendants")
-        for a in data["descendants"]:
-            down.add(f"{'  ' * (a['depth'] - 1)}{label(a)}")
-        console.print(tree)
-
-    emit(data, as_json, human)
-
-
 def list_(kind: Annotated[str | None, typer.Option("--kind", "-k")] = None,
           limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
           as_json: JsonOpt = False) -> None:
@@ -199,5 +175,4 @@ def install(app: typer.Typer) -> None:
     app.command()(transition)
     app.command()(show)
     app.command()(history)
-    app.command()(lineage)
     app.command("list")(list_)

@@ -2,9 +2,9 @@
 
 RFC 6962 (Certificate Transparency) hashing: a leaf is ``SHA256(0x00 || record)``, an
 inner node ``SHA256(0x01 || left || right)``, and a tree of n leaves splits at the
-largest power of two below n. Records are canonical JSON. One ``anchor`` transaction
-puts the root and the count on chain; an inclusion proof shows one record was in it.
-This module computes; it never sends transactions.
+largest power of two below n (built bottom-up in O(n)). Records are canonical JSON.
+One ``anchor`` transaction puts the root and the count on chain; an inclusion proof
+shows one record was in it. This module computes; it never sends transactions.
 """
 
 from __future__ import annotations
@@ -25,19 +25,35 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def _split(n: int) -> int:
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
+def levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the tree, leaves first. Building bottom-up and promoting a lone last
+    node gives exactly RFC 6962's tree (split at the largest power of two below n)."""
+    out = [list(leaves)]
+    while len(out[-1]) > 1:
+        cur = out[-1]
+        nxt = [node_hash(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+        if len(cur) % 2:
+            nxt.append(cur[-1])
+        out.append(nxt)
+    return out
 
 
 def _root(leaves: Sequence[bytes]) -> bytes:
-    n = len(leaves)
-    if n == 1:
-        return leaves[0]
-    k = _split(n)
-    return node_hash(_root(leaves[:k]), _root(leaves[k:]))
+    return levels(leaves)[-1][0]
+
+
+def _path_in(tree: list[list[bytes]], index: int) -> list[bytes]:
+    path = []
+    for level in tree[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        index >>= 1
+    return path
+
+
+def _path(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    return _path_in(levels(leaves), index)
 
 
 def record_bytes(record: Any) -> bytes:
@@ -52,14 +68,9 @@ def merkle_root(records: Sequence[Any]) -> bytes:
     return _root([leaf_hash(record_bytes(r)) for r in records])
 
 
-def _path(leaves: Sequence[bytes], index: int) -> list[bytes]:
-    n = len(leaves)
-    if n == 1:
-        return []
-    k = _split(n)
-    if index < k:
-        return [*_path(leaves[:k], index), _root(leaves[k:])]
-    return [*_path(leaves[k:], index - k), _root(leaves[:k])]
+def path_in(tree: list[list[bytes]], index: int) -> list[bytes]:
+    """Audit path of leaf ``index`` in a tree built by :func:`levels`."""
+    return _path_in(tree, index)
 
 
 def inclusion_proof(records: Sequence[Any], index: int) -> list[bytes]:

@@ -1,8 +1,10 @@
 """The one way mltrail hashes things.
 
 Digests are SHA-256, written ``sha256:<64 hex>`` for people and as 32 raw bytes on
-chain. Directories are hashed as a sorted manifest of per-file digests (``.git*``
-ignored), the shape OpenSSF model signing uses. This module never touches the ledger.
+chain. A folder's digest is the one OpenSSF model signing (``model_signing.hashing``) puts in
+its statement's subject: SHA-256 over the per-file SHA-256 digests in path order
+(``.git``, ``.gitattributes``, ``.github``, ``.gitignore`` at the top ignored, symbolic
+links refused). Files are hashed in parallel. This module never touches the ledger.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mltrail.errors import InputError, NotFoundError
@@ -38,37 +41,85 @@ def canonical_json(obj: Any) -> bytes:
 
 
 def digest_file(path: str | os.PathLike[str]) -> str:
-    """Streaming SHA-256 of one file."""
+    """Streaming SHA-256 of one file (one reused buffer, no copies)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
     return PREFIX + h.hexdigest()
 
 
-def _dir_files(root: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".git"))
-        for name in sorted(filenames):
-            if not name.startswith(".git"):
-                yield Path(dirpath) / name
+# model-signing ignores these names at the top of a folder (and everything below them)
+_GIT_PATHS = frozenset({".git", ".gitattributes", ".github", ".gitignore"})
+
+
+def _dir_files(root: Path) -> list[tuple[str, Path]]:
+    """(POSIX relative path, path) of every regular file, in model-signing's order."""
+    out: list[tuple[PurePosixPath, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        top = here == root
+        for name in list(dirnames):
+            if (here / name).is_symlink():
+                raise InputError(f"symbolic link in a registered folder: {here / name}")
+            if top and name in _GIT_PATHS:
+                dirnames.remove(name)
+        for name in filenames:
+            p = here / name
+            if p.is_symlink():
+                raise InputError(f"symbolic link in a registered folder: {p}")
+            if top and name in _GIT_PATHS:
+                continue
+            if p.is_file():
+                out.append((PurePosixPath(p.relative_to(root).as_posix()), p))
+    out.sort(key=lambda e: e[0])  # PurePosixPath order: component by component
+    return [(str(rel), p) for rel, p in out]
+
+
+def _workers() -> int:
+    return max(1, min(32, os.cpu_count() or 1))
 
 
 def dir_manifest(root: str | os.PathLike[str]) -> dict[str, str]:
-    """Per-file digests of a directory, keyed by POSIX relative path, sorted."""
-    base = Path(root)
-    entries = {p.relative_to(base).as_posix(): digest_file(p) for p in _dir_files(base)}
-    return dict(sorted(entries.items()))
+    """Per-file digests of a directory, keyed by POSIX relative path, in model-signing's
+    order. Files are hashed in parallel (hashlib releases the GIL)."""
+    files = _dir_files(Path(root))
+    if len(files) <= 1:
+        return {rel: digest_file(p) for rel, p in files}
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        digests = list(pool.map(digest_file, [p for _, p in files]))
+    return {rel: d for (rel, _), d in zip(files, digests, strict=True)}
 
 
-def digest_path(path: str | os.PathLike[str]) -> str:
-    """Digest of a file, or of a directory's sorted per-file manifest."""
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    """A folder's digest from its manifest: SHA-256 over the raw per-file digests in
+    manifest order, the subject digest OpenSSF model signing computes."""
+    h = hashlib.sha256()
+    for d in manifest.values():
+        h.update(to_bytes32(d))
+    return PREFIX + h.hexdigest()
+
+
+def digest_tree(path: str | os.PathLike[str]) -> tuple[str, dict[str, str] | None]:
+    """``(digest, manifest)`` of a path: a folder's per-file manifest, None for a file."""
     p = Path(path)
+    if p.is_symlink() and p.is_dir():
+        raise InputError(f"refusing a symbolic link to a folder: {p}")
     if not p.exists():
         raise NotFoundError(f"path does not exist: {p}")
     if p.is_dir():
-        return digest_json({"files": dir_manifest(p)})
-    return digest_file(p)
+        manifest = dir_manifest(p)
+        return manifest_digest(manifest), manifest
+    if not p.is_file():
+        raise InputError(f"not a regular file or folder: {p}")
+    return digest_file(p), None
+
+
+def digest_path(path: str | os.PathLike[str]) -> str:
+    """Digest of a file (its SHA-256), or of a folder (see :func:`manifest_digest`)."""
+    return digest_tree(path)[0]
 
 
 def to_bytes32(digest: str) -> bytes:

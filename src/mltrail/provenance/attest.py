@@ -1,0 +1,133 @@
+"""in-toto Statements (v1) with the SLSA provenance v1 predicate, in DSSE envelopes
+signed with a participant's Ethereum key.
+
+Signature scheme: the DSSE pre-authentication encoding (PAE) of the payload is signed
+as an EIP-191 personal message (``eth_account.messages.encode_defunct``); ``keyid`` is
+the signer's checksummed address and ``sig`` the base64 of the 65-byte signature. A
+verifier recovers the address and compares it with the address on chain. This module
+builds, signs and checks documents; it never sends transactions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from mltrail.errors import InputError, VerificationError
+from mltrail.provenance.digest import canonical_json, digest_bytes
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+SLSA_PREDICATE = "https://slsa.dev/provenance/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+BUILD_TYPE = "https://mltrail.dev/step/v1"
+MAX_ENVELOPE = 64 << 20
+
+
+def resource(name: str, digest: str, uri: str | None = None) -> dict[str, Any]:
+    """An in-toto ResourceDescriptor for a ``sha256:`` digest."""
+    rd: dict[str, Any] = {"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}}
+    if uri:
+        rd["uri"] = uri
+    return rd
+
+
+def statement(subjects: list[dict[str, Any]], external: dict[str, Any],
+              internal: dict[str, Any], dependencies: list[dict[str, Any]],
+              builder: str, invocation: str, started: str, finished: str,
+              byproducts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An in-toto Statement v1 whose predicate is SLSA provenance v1."""
+    run_details: dict[str, Any] = {
+        "builder": {"id": builder},
+        "metadata": {"invocationId": invocation, "startedOn": started, "finishedOn": finished}}
+    if byproducts:
+        run_details["byproducts"] = byproducts
+    return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": SLSA_PREDICATE,
+            "predicate": {"buildDefinition": {"buildType": BUILD_TYPE,
+                                              "externalParameters": external,
+                                              "internalParameters": internal,
+                                              "resolvedDependencies": dependencies},
+                          "runDetails": run_details}}
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def sign(account: LocalAccount, stmt: dict[str, Any]) -> dict[str, Any]:
+    """A DSSE envelope of ``stmt`` signed by ``account``."""
+    payload = canonical_json(stmt)
+    sig = account.sign_message(encode_defunct(pae(PAYLOAD_TYPE, payload))).signature
+    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": account.address, "sig": base64.b64encode(sig).decode()}]}
+
+
+def payload_of(envelope: dict[str, Any]) -> bytes:
+    """The raw payload bytes of an envelope (checked to be base64)."""
+    try:
+        return base64.b64decode(str(envelope["payload"]), validate=True)
+    except (KeyError, binascii.Error, ValueError) as exc:
+        raise InputError("malformed DSSE envelope: payload is not base64") from exc
+
+
+def parse_envelope(data: bytes) -> dict[str, Any]:
+    """Validate the shape of a DSSE envelope read from a file or a store."""
+    if len(data) > MAX_ENVELOPE:
+        raise InputError(f"DSSE envelope larger than {MAX_ENVELOPE} bytes")
+    try:
+        env = json.loads(data)
+    except ValueError as exc:
+        raise InputError("not a DSSE envelope: not JSON") from exc
+    if (not isinstance(env, dict) or not isinstance(env.get("payloadType"), str)
+            or not isinstance(env.get("payload"), str)
+            or not isinstance(env.get("signatures"), list) or not env["signatures"]
+            or not all(isinstance(s, dict) and isinstance(s.get("sig"), str)
+                       for s in env["signatures"])):
+        raise InputError("not a DSSE envelope: needs payloadType, payload and signatures")
+    return env
+
+
+def statement_of(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The in-toto Statement inside an envelope, with its type checked."""
+    if envelope.get("payloadType") != PAYLOAD_TYPE:
+        raise InputError(f"DSSE payloadType is {envelope.get('payloadType')!r}, "
+                         f"not {PAYLOAD_TYPE}")
+    try:
+        stmt = json.loads(payload_of(envelope))
+    except ValueError as exc:
+        raise InputError("DSSE payload is not JSON") from exc
+    if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE \
+            or not isinstance(stmt.get("subject"), list):
+        raise InputError("DSSE payload is not an in-toto Statement v1")
+    return stmt
+
+
+def signers(envelope: dict[str, Any]) -> list[str]:
+    """The addresses that really signed the envelope (each signature recovered).
+
+    A signature whose recovered address is not its ``keyid`` fails the whole check."""
+    message = encode_defunct(pae(str(envelope["payloadType"]), payload_of(envelope)))
+    out = []
+    for s in envelope["signatures"]:
+        try:
+            raw = base64.b64decode(s["sig"], validate=True)
+            addr = str(Account.recover_message(message, signature=raw))
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise VerificationError(f"DSSE signature does not verify: {exc}") from exc
+        keyid = s.get("keyid")
+        if keyid and str(keyid).lower() != addr.lower():
+            raise VerificationError(f"DSSE signature by {addr}, but keyid says {keyid}")
+        out.append(addr)
+    return out
+
+
+def statement_digest(envelope: dict[str, Any]) -> str:
+    """Digest of the signed payload bytes (what artefact metadata cites)."""
+    return digest_bytes(payload_of(envelope))

@@ -1,0 +1,259 @@
+"""Capture one step of a user's own work: what went in, what came out, how.
+
+``activity(...)`` (a ``with`` block) and :func:`run_command` (behind ``mltrail run``)
+hash the inputs before and the outputs after, record the command, times, git commit,
+Python and packages and host, build an in-toto Statement v1 with the SLSA provenance
+predicate, sign it (DSSE) with the participant's key, keep it in the content store and
+register each output with the inputs as parents. A failed step, an input that changed
+while the step ran, or a missing output registers nothing. This module never decides
+what is allowed (the contract does) and never reads outputs before the step ends.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from mltrail.errors import InputError, RefusedError
+from mltrail.provenance import attest
+from mltrail.provenance.artefacts import Hashed, register_path
+from mltrail.provenance.digest import canonical_json
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Ledger
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state(cwd: str | Path | None = None) -> dict[str, Any] | None:
+    """The commit, dirty flag and remote of the git work tree around ``cwd``, if any."""
+    here = Path(cwd or os.getcwd())
+    commit = _git(here, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = _git(here, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status), "remote": _git(here, "remote", "get-url",
+                                                                     "origin")}
+
+
+def packages() -> list[str]:
+    """``name==version`` of every installed distribution, sorted."""
+    from importlib.metadata import distributions
+
+    return sorted({f"{d.metadata['Name']}=={d.version}" for d in distributions()
+                   if d.metadata["Name"]}, key=str.lower)
+
+
+def environment() -> dict[str, Any]:
+    """Python, packages (the list and its digest), host and user."""
+    pkgs = packages()
+    return {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "host": socket.gethostname(),
+            "user": getpass.getuser(),
+            "packages_digest": "sha256:" + hashlib.sha256("\n".join(pkgs).encode()).hexdigest(),
+            "packages": pkgs}
+
+
+@dataclass
+class StepResult:
+    """What a captured step registered."""
+
+    step: str
+    statement_digest: str
+    envelope_digest: str
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "statement_digest": self.statement_digest,
+                "envelope_digest": self.envelope_digest, "inputs": self.inputs,
+                "outputs": self.outputs}
+
+
+def _hash_all(paths: Sequence[Path], what: str) -> list[Hashed]:
+    out = []
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{what} not found: {p}")
+        out.append(Hashed.of(p))
+    return out
+
+
+def _input_artefact(led: Ledger, h: Hashed, kind: str) -> tuple[str, dict[str, Any] | None]:
+    """An input's artefact id (an existing live one, ours first), registering it if none."""
+    live = [a for a in led.find_by_digest(h.digest) if a.state != led.lifecycle.terminal]
+    mine = [a for a in live if a.owner.lower() == led.address.lower()]
+    if mine or live:
+        return (mine or live)[-1].id, None
+    reg, _ = register_path(led, h, kind)
+    return reg.artefact_id, reg.as_dict()
+
+
+class Activity:
+    """A captured step. Use as ``with activity("train", inputs=..., outputs=...) as act:``.
+
+    ``act.params`` may be updated inside the block; ``act.result`` holds the
+    :class:`StepResult` after a clean exit. An exception inside the block registers
+    nothing and propagates.
+    """
+
+    def __init__(self, step: str, inputs: Sequence[str | os.PathLike[str]] = (),
+                 outputs: Sequence[str | os.PathLike[str]] = (),
+                 params: dict[str, Any] | None = None, *, ledger: Ledger | None = None,
+                 kind: str = "model", input_kind: str = "dataset",
+                 command: Sequence[str] | None = None, workdir: str | Path | None = None,
+                 extra_internal: dict[str, Any] | None = None) -> None:
+        if not step or len(step) > 200:
+            raise InputError("a step needs a name of 1 to 200 characters")
+        if not outputs:
+            raise InputError(f"step {step!r} names no output (-o PATH)")
+        self.step, self.kind, self.input_kind = step, kind, input_kind
+        self.inputs = [Path(p) for p in inputs]
+        self.outputs = [Path(p) for p in outputs]
+        self.params: dict[str, Any] = dict(params or {})
+        self.command = list(command) if command is not None else None
+        self.workdir = Path(workdir or os.getcwd())
+        self.extra_internal = extra_internal or {}
+        self.exit_code: int | None = None
+        self.result: StepResult | None = None
+        self._ledger, self._own = ledger, ledger is None
+        self._before: list[Hashed] = []
+        self._started = ""
+
+    # -- the with block ---------------------------------------------------------------------
+
+    def __enter__(self) -> Activity:
+        self._before = _hash_all(self.inputs, "input")
+        canonical_json(self.params)  # parameters must be JSON now, not after the work
+        self._started = _now()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.result = self.finish()
+
+    def finish(self) -> StepResult:
+        """Check the inputs did not change, hash the outputs, sign and register."""
+        finished = _now()
+        after = _hash_all(self.inputs, "input")
+        changed = [str(b.path) for b, a in zip(self._before, after, strict=True)
+                   if a.digest != b.digest]
+        if changed:
+            raise RefusedError(f"input changed while step {self.step!r} ran: "
+                               f"{', '.join(changed)}; nothing registered")
+        outs = _hash_all(self.outputs, "output")
+        led = self._ledger
+        if led is None:
+            from mltrail.ledger.client import Ledger
+
+            led = Ledger.open()
+        try:
+            return self._record(led, outs, finished)
+        finally:
+            if self._own:
+                led.close()
+
+    def _statement(self, led: Ledger, outs: list[Hashed], finished: str) -> dict[str, Any]:
+        deps = [attest.resource(str(h.path), h.digest, h.path.resolve().as_uri())
+                for h in self._before]
+        git = git_state(self.workdir)
+        if git:
+            code = {"name": "code", "digest": {"gitCommit": git["commit"]}}
+            if git["remote"]:
+                code["uri"] = f"git+{git['remote']}@{git['commit']}"
+            deps.append(code)
+        internal = {"environment": environment(), "git": git, "workdir": str(self.workdir),
+                    **self.extra_internal}
+        if self.command is not None:
+            internal["command"] = self.command
+            internal["exitCode"] = self.exit_code
+        return attest.statement(
+            [attest.resource(str(h.path), h.digest) for h in outs],
+            {"step": self.step, "parameters": self.params}, internal, deps,
+            builder=f"mltrail:{led.address}", invocation=str(uuid.uuid4()),
+            started=self._started, finished=finished)
+
+    def _record(self, led: Ledger, outs: list[Hashed], finished: str) -> StepResult:
+        stmt = self._statement(led, outs, finished)
+        envelope = attest.sign(led.account, stmt)
+        env_digest = led.home.store.put(canonical_json(envelope))
+        result = StepResult(self.step, attest.statement_digest(envelope), env_digest)
+        parents = []
+        for h in self._before:
+            aid, reg = _input_artefact(led, h, self.input_kind)
+            parents.append(aid)
+            result.inputs.append({"path": str(h.path), "digest": h.digest, "artefact_id": aid,
+                                  "registered": reg})
+        activity = {"step": self.step, "statement": result.statement_digest,
+                    "envelope": env_digest}
+        for h in outs:
+            out, _ = register_path(led, h, self.kind, parents, extra={"activity": activity})
+            result.outputs.append({"path": str(h.path), "digest": h.digest,
+                                   "artefact_id": out.artefact_id, "kind": self.kind,
+                                   **out.as_dict()})
+        return result
+
+
+def activity(step: str, inputs: Sequence[str | os.PathLike[str]] = (),
+             outputs: Sequence[str | os.PathLike[str]] = (),
+             params: dict[str, Any] | None = None, **kw: Any) -> Activity:
+    """Capture a step of Python code::
+
+        with mltrail.activity("train", inputs=["data.npz"], outputs=["model.pt"],
+                              params={"lr": 0.1}) as act:
+            train(...)
+        print(act.result.outputs[0]["artefact_id"])
+
+    The home is found like git's and the key unlocked with ``$MLTRAIL_PASSWORD`` unless
+    ``ledger=`` is given.
+    """
+    return Activity(step, inputs, outputs, params, **kw)
+
+
+def run_command(led: Ledger, step: str, command: Sequence[str],
+                inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[str | os.PathLike[str]],
+                params: dict[str, Any] | None = None, kind: str = "model",
+                input_kind: str = "dataset") -> tuple[int, StepResult | None]:
+    """Run ``command`` (its output streamed live) as a captured step.
+
+    Returns ``(exit code, result)``; the result is None (nothing registered) when the
+    command failed."""
+    if not command:
+        raise InputError("no command to run: put it after '--'")
+    act = Activity(step, inputs, outputs, params, ledger=led, kind=kind,
+                   input_kind=input_kind, command=command)
+    act.__enter__()
+    try:
+        proc = subprocess.run(list(command), check=False)
+    except FileNotFoundError:
+        raise InputError(f"command not found: {command[0]}") from None
+    except PermissionError:
+        raise InputError(f"command not executable: {command[0]}") from None
+    act.exit_code = proc.returncode
+    if proc.returncode != 0:
+        return proc.returncode, None
+    return 0, act.finish()

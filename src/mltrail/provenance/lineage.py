@@ -1,0 +1,100 @@
+"""Lineage graphs: an artefact's ancestors or descendants with the steps between them.
+
+Each node carries kind, state, name and short digest; each edge the activity (the step
+recorded in the child's metadata, else ``derived``). Renders as a Rich tree, JSON,
+Graphviz DOT, and SVG/PNG through the ``dot`` program. Reads the ledger and the
+store; never writes the ledger.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from mltrail.errors import InputError
+from mltrail.provenance import artefacts
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Ledger
+
+Direction = Literal["up", "down"]
+
+
+def graph(led: Ledger, artefact_id: str, direction: Direction = "up") -> dict[str, Any]:
+    """``{"root", "direction", "nodes": [...], "edges": [{"from", "to", "activity"}]}``;
+    edges point from parent to child."""
+    data = led.lineage(artefact_id)
+    others = data["ancestors"] if direction == "up" else data["descendants"]
+    rows = [{**data["artefact"], "depth": 0}, *others]
+    ids = {r["id"] for r in rows}
+    nodes, edges = [], []
+    for r in rows:
+        meta = artefacts.metadata(led.home.store, led.artefact(r["id"])) or {}
+        act = meta.get("activity") if isinstance(meta.get("activity"), dict) else None
+        step = str(act.get("step")) if act else "derived"
+        nodes.append({"id": r["id"], "kind": r["kind"], "state": r["state"],
+                      "name": str(meta.get("name", "")), "digest": r["content_digest"],
+                      "owner": r["owner"], "depth": r["depth"], "activity": act})
+        for p in r["parents"]:
+            if p in ids:
+                edges.append({"from": p, "to": r["id"], "activity": step})
+    return {"root": data["artefact"]["id"], "direction": direction, "nodes": nodes,
+            "edges": edges}
+
+
+def label(node: dict[str, Any]) -> str:
+    short = node["digest"].removeprefix("sha256:")[:12]
+    return f"{node['kind']} {node['name'] or node['id'][:10]} [{node['state']}] {short}"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(g: dict[str, Any]) -> str:
+    """Graphviz DOT source for a lineage graph."""
+    lines = ["digraph lineage {", "  rankdir=LR;",
+             '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
+             '  edge [fontname="Helvetica", fontsize=10];']
+    colours = {"dataset": "#dbeafe", "model": "#dcfce7", "service": "#fef3c7"}
+    for n in g["nodes"]:
+        text = (f"{n['kind']}: {n['name'] or n['id'][:10]}\\n{n['state']}\\n"
+                f"{n['digest'].removeprefix('sha256:')[:12]}")
+        width = ", penwidth=2" if n["id"] == g["root"] else ""
+        lines.append(f'  {_q(n["id"])} [label="{_esc_label(text)}", '
+                     f'fillcolor={_q(colours.get(n["kind"], "#f3f4f6"))}{width}];')
+    for e in g["edges"]:
+        lines.append(f"  {_q(e['from'])} -> {_q(e['to'])} [label={_q(e['activity'])}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _esc_label(text: str) -> str:
+    # keep the \n line breaks DOT understands; escape quotes only
+    return text.replace('"', '\\"')
+
+
+def dot_binary() -> str:
+    found = shutil.which("dot")
+    if not found:
+        raise InputError("Graphviz 'dot' is not installed",
+                         hint="run 'make graphviz' (apt-get install graphviz)")
+    return found
+
+
+def render(g: dict[str, Any], fmt: Literal["svg", "png"]) -> bytes:
+    """SVG or PNG bytes drawn by Graphviz."""
+    proc = subprocess.run([dot_binary(), f"-T{fmt}"], input=to_dot(g).encode(),
+                          capture_output=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise InputError(f"dot failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
+    return proc.stdout
+
+
+def write(g: dict[str, Any], fmt: Literal["svg", "png"], out: Path) -> Path:
+    from mltrail._fs import atomic_write
+
+    atomic_write(out, render(g, fmt), durable=False)
+    return out

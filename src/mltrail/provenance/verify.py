@@ -1,0 +1,165 @@
+"""Re-hash files on disk and check them against the ledger; check signed statements.
+
+Owns the answer to "did a byte change since registration, and which file?". It reads
+the chain (through :class:`~mltrail.ledger.client.Ledger`) and the content store, and
+never writes either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrail.errors import InputError, MltrailError, NotFoundError, VerificationError
+from mltrail.provenance import artefacts, attest
+from mltrail.provenance.digest import digest_tree
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Artefact, Ledger
+
+
+@dataclass
+class Diff:
+    """How a folder (or file) on disk differs from what was registered."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        parts = [f"{what} {', '.join(names)}" for what, names in
+                 (("changed", self.changed), ("added", self.added), ("removed", self.removed))
+                 if names]
+        return "; ".join(parts) or "content differs"
+
+
+@dataclass
+class Check:
+    """One path checked against one artefact (or against the whole ledger)."""
+
+    path: str
+    digest: str
+    ok: bool
+    artefact: dict[str, Any] | None = None
+    registered_by: str | None = None
+    registered_at: str | None = None
+    diff: Diff | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def diff_manifests(registered: dict[str, str], now: dict[str, str]) -> Diff:
+    return Diff(added=sorted(set(now) - set(registered)),
+                removed=sorted(set(registered) - set(now)),
+                changed=sorted(k for k in set(now) & set(registered) if now[k] != registered[k]))
+
+
+def _who(led: Ledger, address: str) -> str:
+    from mltrail.identity import list_identities
+
+    for ident in list_identities(led.home):
+        if ident.address.lower() == address.lower():
+            return f"{ident.name} ({address})"
+    return address
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _check(led: Ledger, path: Path, digest: str, manifest: dict[str, str] | None,
+           art: Artefact) -> Check:
+    c = Check(str(path), digest, digest == art.content_digest, art.as_dict(),
+              _who(led, art.owner), _when(art.timestamp))
+    if c.ok:
+        c.message = f"matches {art.kind} {art.id} ({art.state})"
+        return c
+    meta = artefacts.metadata(led.home.store, art)
+    registered = artefacts.manifest(led.home.store, meta) if meta else None
+    if manifest is None and registered is None:
+        c.diff = Diff(changed=[path.name])
+    elif manifest is not None and registered is not None:
+        c.diff = diff_manifests(registered, manifest)
+    c.message = (f"{path} does not match {art.kind} {art.id}: "
+                 + (c.diff.describe() if c.diff else
+                    "content differs (no per-file manifest in this home to name files)"))
+    return c
+
+
+def _registered_at(led: Ledger, path: Path) -> list[Artefact]:
+    """Artefacts whose metadata says they were registered from ``path`` (newest first)."""
+    want = str(path.resolve())
+    out = []
+    for art in led.list_artefacts(limit=100_000):
+        meta = artefacts.metadata(led.home.store, art)
+        if meta and meta.get("path") == want:
+            out.append(art)
+    return out
+
+
+def verify_path(led: Ledger, path: str | Path, artefact_id: str | None = None) -> Check:
+    """Re-hash ``path``; check it against ``artefact_id``, or find what it matches."""
+    p = Path(path)
+    digest, manifest = digest_tree(p)
+    if artefact_id is not None:
+        return _check(led, p, digest, manifest, led.artefact(artefact_id))
+    matches = led.find_by_digest(digest)
+    if matches:
+        return _check(led, p, digest, manifest, matches[-1])
+    known = _registered_at(led, p)
+    if known:
+        return _check(led, p, digest, manifest, known[0])
+    return Check(str(p), digest, False,
+                 message=f"{p} ({digest}) matches no artefact on the ledger")
+
+
+def verify_all(led: Ledger) -> list[Check]:
+    """Check every artefact whose location (metadata ``path``) is known to this home."""
+    out = []
+    for art in led.list_artefacts(limit=100_000):
+        meta = artefacts.metadata(led.home.store, art)
+        where = meta.get("path") if meta else None
+        if not isinstance(where, str):
+            continue
+        p = Path(where)
+        try:
+            digest, manifest = digest_tree(p)
+        except NotFoundError:
+            out.append(Check(where, "", False, art.as_dict(), _who(led, art.owner),
+                             _when(art.timestamp), message=f"{where} is missing"))
+            continue
+        except MltrailError as exc:
+            out.append(Check(where, "", False, art.as_dict(), message=exc.message))
+            continue
+        out.append(_check(led, p, digest, manifest, art))
+    return out
+
+
+def verify_envelope(led: Ledger, path: str | Path) -> dict[str, Any]:
+    """Check a DSSE statement: each signature recovers to its keyid, and each subject is
+    an artefact on chain registered by a signer. Raises VerificationError otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"statement file not found: {p}")
+    env = attest.parse_envelope(p.read_bytes())
+    stmt = attest.statement_of(env)
+    signed_by = attest.signers(env)
+    subjects = []
+    for s in stmt["subject"]:
+        hexd = s.get("digest", {}).get("sha256") if isinstance(s, dict) else None
+        if not isinstance(hexd, str):
+            raise VerificationError("a statement subject has no sha256 digest")
+        arts = [a for a in led.find_by_digest("sha256:" + hexd)
+                if a.owner.lower() in {x.lower() for x in signed_by}]
+        if not arts:
+            raise VerificationError(
+                f"subject {s.get('name')} (sha256:{hexd[:12]}) is not on chain as an artefact "
+                f"of the signer {', '.join(signed_by)}")
+        subjects.append({"name": s.get("name"), "digest": "sha256:" + hexd,
+                         "artefact_ids": [a.id for a in arts]})
+    return {"ok": True, "signers": signed_by, "statement_digest": attest.statement_digest(env),
+            "subjects": subjects, "predicate_type": stmt.get("predicateType")}
