@@ -53,7 +53,7 @@ def run(
 
     with open_ledger() as led:
         code, result = run_command(led, step, command, inputs or [], outputs or [],
-                                   _params(params), kind, input_kind)
+                                   _params(params), kind, input_kind, as_json)
     if result is None:
         err_console.print(f"[bold red]step {step!r} failed[/] with exit code {code}; "
                           "nothing registered", highlight=False)
@@ -123,14 +123,14 @@ def verify(
 
 def lineage(
     artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
-    up: Annotated[bool, typer.Option("--up", help="Ancestors (the default).")] = False,
-    down: Annotated[bool, typer.Option("--down", help="Descendants.")] = False,
+    up: Annotated[bool, typer.Option("--up", help="Ancestors only.")] = False,
+    down: Annotated[bool, typer.Option("--down", help="Descendants only.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f",
                                      help="tree, json, dot, svg or png.")] = "tree",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """An artefact's ancestors (--up) or descendants (--down), drawn or as data."""
+    """An artefact's ancestors (--up), descendants (--down) or both, drawn or as data."""
     from mltrail.provenance import lineage as lin
 
     if up and down:
@@ -140,7 +140,7 @@ def lineage(
     if fmt not in ("tree", "json", "dot", "svg", "png"):
         raise InputError(f"unknown format {fmt!r}: use tree, json, dot, svg or png")
     with open_ledger() as led:
-        g = lin.graph(led, artefact_id, "down" if down else "up")
+        g = lin.graph(led, artefact_id, "down" if down else "up" if up else "both")
     if fmt in ("svg", "png"):
         target = out or Path(f"lineage-{g['root'][2:12]}.{fmt}")
         lin.write(g, fmt, target)  # type: ignore[arg-type]
@@ -152,19 +152,26 @@ def lineage(
         _write_or_print(text(), out)
         return
     by_id = {n["id"]: n for n in g["nodes"]}
-    nxt: dict[str, list[tuple[str, str]]] = {}
+    parents: dict[str, list[tuple[str, str]]] = {}
+    children: dict[str, list[tuple[str, str]]] = {}
     for e in g["edges"]:
-        a, b = (e["to"], e["from"]) if not down else (e["from"], e["to"])
-        nxt.setdefault(a, []).append((b, e["activity"]))
+        parents.setdefault(e["to"], []).append((e["from"], e["activity"]))
+        children.setdefault(e["from"], []).append((e["to"], e["activity"]))
 
-    def grow(node: Tree, ident: str, seen: frozenset[str]) -> None:
+    def grow(node: Tree, ident: str, nxt: dict[str, list[tuple[str, str]]],
+             seen: frozenset[str]) -> None:
         for other, step in nxt.get(ident, []):
-            if other in seen:
-                continue
-            grow(node.add(f"[dim]{step}[/] {lin.label(by_id[other])}"), other, seen | {other})
+            if other not in seen:
+                grow(node.add(f"[dim]{step}[/] {lin.label(by_id[other])}"), other, nxt,
+                     seen | {other})
 
-    tree = Tree(f"[bold]{lin.label(by_id[g['root']])}[/]")
-    grow(tree, g["root"], frozenset({g["root"]}))
+    root = g["root"]
+    tree = Tree(f"[bold]{lin.label(by_id[root])}[/]")
+    if not down:
+        grow(tree.add("ancestors") if not up else tree, root, parents, frozenset({root}))
+    if not up:
+        grow(tree.add("descendants") if not down else tree, root, children,
+             frozenset({root}))
     console.print(tree)
 
 
@@ -217,17 +224,21 @@ def anchor(
 @import_app.command("dvc")
 def import_dvc(
     lock: Annotated[Path, typer.Argument(help="A dvc.lock file.")] = Path("dvc.lock"),
-    model_kind: Annotated[str, typer.Option("--kind", help="Kind of stage outputs.")] = "dataset",
+    kind: Annotated[str, typer.Option("--kind", help="Kind of stage outputs.")] = "dataset",
+    stage_kind: Annotated[list[str] | None, typer.Option(
+        "--stage-kind", help="STAGE=KIND for one stage's outputs (e.g. train=model).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash each DVC stage's deps and outs and record the stages as activities."""
     from mltrail.provenance.importers import import_dvc as do
 
+    kinds = {k: str(v) for k, v in _params(stage_kind).items()}
     with open_ledger() as led:
-        res = do(led, lock, model_kind)
+        res = do(led, lock, kind, kinds)
     emit({"stages": [r.as_dict() for r in res]}, as_json,
          "\n".join(f"stage [bold]{r.step}[/]: " + ", ".join(
-             f"{o['path']} -> {o['artefact_id'][:12]}" for o in r.outputs) for r in res))
+             f"{o['path']} -> {o['kind']} {o['artefact_id'][:12]}" for o in r.outputs)
+             for r in res))
 
 
 @import_app.command("mlflow")

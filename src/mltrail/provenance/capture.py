@@ -125,7 +125,9 @@ class Activity:
                  params: dict[str, Any] | None = None, *, ledger: Ledger | None = None,
                  kind: str = "model", input_kind: str = "dataset",
                  command: Sequence[str] | None = None, workdir: str | Path | None = None,
-                 extra_internal: dict[str, Any] | None = None) -> None:
+                 extra_internal: dict[str, Any] | None = None,
+                 code: Sequence[str | os.PathLike[str]] = (),
+                 times: tuple[str, str] | None = None) -> None:
         if not step or len(step) > 200:
             raise InputError("a step needs a name of 1 to 200 characters")
         if not outputs:
@@ -137,16 +139,20 @@ class Activity:
         self.command = list(command) if command is not None else None
         self.workdir = Path(workdir or os.getcwd())
         self.extra_internal = extra_internal or {}
+        self.code = [Path(p) for p in code]  # hashed as dependencies, never registered
+        self.times = times  # (started, finished) of work done elsewhere (imports)
         self.exit_code: int | None = None
         self.result: StepResult | None = None
         self._ledger, self._own = ledger, ledger is None
         self._before: list[Hashed] = []
+        self._code: list[Hashed] = []
         self._started = ""
 
     # -- the with block ---------------------------------------------------------------------
 
     def __enter__(self) -> Activity:
         self._before = _hash_all(self.inputs, "input")
+        self._code = _hash_all(self.code, "code file")
         canonical_json(self.params)  # parameters must be JSON now, not after the work
         self._started = _now()
         return self
@@ -159,6 +165,8 @@ class Activity:
     def finish(self) -> StepResult:
         """Check the inputs did not change, hash the outputs, sign and register."""
         finished = _now()
+        if self.times:
+            self._started, finished = self.times
         after = _hash_all(self.inputs, "input")
         changed = [str(b.path) for b, a in zip(self._before, after, strict=True)
                    if a.digest != b.digest]
@@ -179,7 +187,7 @@ class Activity:
 
     def _statement(self, led: Ledger, outs: list[Hashed], finished: str) -> dict[str, Any]:
         deps = [attest.resource(str(h.path), h.digest, h.path.resolve().as_uri())
-                for h in self._before]
+                for h in self._before + self._code]
         git = git_state(self.workdir)
         if git:
             code = {"name": "code", "digest": {"gitCommit": git["commit"]}}
@@ -237,18 +245,21 @@ def activity(step: str, inputs: Sequence[str | os.PathLike[str]] = (),
 def run_command(led: Ledger, step: str, command: Sequence[str],
                 inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[str | os.PathLike[str]],
                 params: dict[str, Any] | None = None, kind: str = "model",
-                input_kind: str = "dataset") -> tuple[int, StepResult | None]:
+                input_kind: str = "dataset",
+                stdout_to_stderr: bool = False) -> tuple[int, StepResult | None]:
     """Run ``command`` (its output streamed live) as a captured step.
 
     Returns ``(exit code, result)``; the result is None (nothing registered) when the
-    command failed."""
+    command failed. ``stdout_to_stderr`` keeps the command's output off our stdout (for
+    ``--json``)."""
     if not command:
         raise InputError("no command to run: put it after '--'")
     act = Activity(step, inputs, outputs, params, ledger=led, kind=kind,
                    input_kind=input_kind, command=command)
     act.__enter__()
     try:
-        proc = subprocess.run(list(command), check=False)
+        proc = subprocess.run(list(command), check=False,
+                              stdout=sys.stderr.fileno() if stdout_to_stderr else None)
     except FileNotFoundError:
         raise InputError(f"command not found: {command[0]}") from None
     except PermissionError:

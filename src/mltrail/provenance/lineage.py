@@ -19,15 +19,20 @@ from mltrail.provenance import artefacts
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
 
-Direction = Literal["up", "down"]
+Direction = Literal["up", "down", "both"]
 
 
-def graph(led: Ledger, artefact_id: str, direction: Direction = "up") -> dict[str, Any]:
-    """``{"root", "direction", "nodes": [...], "edges": [{"from", "to", "activity"}]}``;
-    edges point from parent to child."""
+def graph(led: Ledger, artefact_id: str, direction: Direction = "both") -> dict[str, Any]:
+    """``{"root", "direction", "nodes": [...], "edges": [{"from", "to", "activity"}]}``
+    (edges point from parent to child) plus the ledger's ``artefact``, ``ancestors`` and
+    ``descendants`` lists for the directions asked."""
     data = led.lineage(artefact_id)
-    others = data["ancestors"] if direction == "up" else data["descendants"]
-    rows = [{**data["artefact"], "depth": 0}, *others]
+    if direction == "up":
+        data["descendants"] = []
+    elif direction == "down":
+        data["ancestors"] = []
+    rows = [{**data["artefact"], "depth": 0}, *data["ancestors"],
+            *[{**d, "depth": -d["depth"]} for d in data["descendants"]]]
     ids = {r["id"] for r in rows}
     nodes, edges = [], []
     for r in rows:
@@ -41,12 +46,13 @@ def graph(led: Ledger, artefact_id: str, direction: Direction = "up") -> dict[st
             if p in ids:
                 edges.append({"from": p, "to": r["id"], "activity": step})
     return {"root": data["artefact"]["id"], "direction": direction, "nodes": nodes,
-            "edges": edges}
+            "edges": edges, "artefact": data["artefact"], "ancestors": data["ancestors"],
+            "descendants": data["descendants"]}
 
 
 def label(node: dict[str, Any]) -> str:
     short = node["digest"].removeprefix("sha256:")[:12]
-    return f"{node['kind']} {node['name'] or node['id'][:10]} [{node['state']}] {short}"
+    return f"{node['kind']} {node['name'] or node['id'][:10]} ({node['state']}) {short}"
 
 
 def _q(text: str) -> str:

@@ -1,0 +1,181 @@
+"""Import provenance teams already keep: DVC pipelines (``dvc.lock``) and MLflow runs.
+
+Each DVC stage and each MLflow run becomes a captured step (see
+:mod:`mltrail.provenance.capture`): the files are re-hashed with SHA-256 here, never
+trusted from the tool's own records; a DVC file whose MD5 no longer matches ``dvc.lock``
+is refused. Reads the tools' files and stores; never writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import yaml
+
+from mltrail.errors import InputError, RefusedError
+from mltrail.provenance.capture import Activity, StepResult
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Ledger
+
+CODE_SUFFIXES = frozenset({".py", ".sh", ".ipynb", ".r", ".jl", ".sql"})
+MAX_LOCK = 16 << 20
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _entries(stage: str, items: Any, what: str) -> list[dict[str, Any]]:
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(
+            i.get("path"), str) for i in items):
+        raise InputError(f"dvc.lock stage {stage!r}: {what} must be a list of {{path: ...}}")
+    return items
+
+
+def _check_md5(root: Path, stage: str, entry: dict[str, Any]) -> Path:
+    p = (root / entry["path"]).resolve()
+    if not p.is_relative_to(root):
+        raise InputError(f"dvc.lock stage {stage!r}: path {entry['path']!r} leaves the repo")
+    if not p.exists():
+        raise InputError(f"dvc.lock stage {stage!r}: {entry['path']} not found")
+    md5 = entry.get("md5")
+    if p.is_file() and isinstance(md5, str) and _md5(p) != md5:
+        raise RefusedError(f"{entry['path']} changed since dvc.lock recorded stage "
+                           f"{stage!r} (md5 differs); run 'dvc repro' first")
+    return p
+
+
+def _order(stages: dict[str, dict[str, Any]], root: Path) -> list[str]:
+    """Stages so that each comes after the stages producing its deps."""
+    producer = {str((root / o["path"]).resolve()): name for name, st in stages.items()
+                for o in _entries(name, st.get("outs"), "outs")}
+    done: list[str] = []
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in stack:
+            raise InputError(f"dvc.lock stages form a cycle through {name!r}")
+        for d in _entries(name, stages[name].get("deps"), "deps"):
+            up = producer.get(str((root / d["path"]).resolve()))
+            if up and up != name:
+                visit(up, (*stack, name))
+        done.append(name)
+
+    for name in stages:
+        visit(name, ())
+    return done
+
+
+def import_dvc(led: Ledger, lock: str | Path, kind: str = "dataset",
+               stage_kinds: dict[str, str] | None = None) -> list[StepResult]:
+    """Record every stage of ``dvc.lock`` as an activity (producers first)."""
+    lock = Path(lock)
+    if not lock.is_file():
+        raise InputError(f"no dvc.lock at {lock}")
+    if lock.stat().st_size > MAX_LOCK:
+        raise InputError(f"{lock} is larger than {MAX_LOCK} bytes")
+    try:
+        doc = yaml.safe_load(lock.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{lock} is not YAML: {str(exc).splitlines()[0]}") from exc
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    if not isinstance(stages, dict) or not stages or not all(
+            isinstance(v, dict) for v in stages.values()):
+        raise InputError(f"{lock} has no stages")
+    root = lock.resolve().parent
+    results = []
+    for name in _order(stages, root):
+        st = stages[name]
+        deps = [_check_md5(root, name, d) for d in _entries(name, st.get("deps"), "deps")]
+        outs = [_check_md5(root, name, o) for o in _entries(name, st.get("outs"), "outs")]
+        if not outs:
+            continue
+        code = [d for d in deps if d.is_file() and d.suffix.lower() in CODE_SUFFIXES]
+        data = [d for d in deps if d not in code]
+        params: dict[str, Any] = {}
+        for values in (st.get("params") or {}).values():
+            if isinstance(values, dict):
+                params.update(values)
+        cmd = st.get("cmd")
+        act = Activity(str(name), data, outs, params, ledger=led,
+                       kind=(stage_kinds or {}).get(name, kind), workdir=root, code=code,
+                       extra_internal={"dvc": {"stage": name, "cmd": cmd, "lock": str(lock)}})
+        with act:
+            pass
+        assert act.result is not None
+        results.append(act.result)
+    return results
+
+
+def _local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+def _iso(ms: int | None) -> str:
+    when = datetime.fromtimestamp((ms or 0) / 1000, UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def import_mlflow(led: Ledger, run_id: str, tracking_uri: str,
+                  kind: str = "model") -> StepResult:
+    """Record a finished local MLflow run: params, local input datasets, artefacts."""
+    try:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+    except ImportError as exc:
+        raise InputError("MLflow is not installed: pip install 'mltrail[import]'") from exc
+    try:
+        run = MlflowClient(tracking_uri).get_run(run_id)
+    except MlflowException as exc:
+        raise InputError(f"MLflow run {run_id} not found at {tracking_uri}: "
+                         f"{str(exc).splitlines()[0][:200]}") from exc
+    if run.info.status != "FINISHED":
+        raise RefusedError(f"MLflow run {run_id} is {run.info.status}, not FINISHED; "
+                           "nothing registered")
+    art_dir = _local_path(run.info.artifact_uri or "")
+    if art_dir is None or not art_dir.is_dir():
+        raise InputError(f"MLflow run {run_id}: artefacts are not in a local folder "
+                         f"({run.info.artifact_uri})")
+    outputs = sorted(p for p in art_dir.iterdir() if not p.name.startswith("."))
+    if not outputs:
+        raise InputError(f"MLflow run {run_id} logged no artefacts")
+    inputs, datasets = [], []
+    for di in run.inputs.dataset_inputs if run.inputs else []:
+        ds = di.dataset
+        try:
+            source = json.loads(ds.source)
+        except ValueError:
+            source = {}
+        uri = source.get("uri") if isinstance(source, dict) else None
+        local = _local_path(uri) if isinstance(uri, str) else None
+        if local is not None and local.exists():
+            inputs.append(local)
+        datasets.append({"name": ds.name, "digest": ds.digest, "source_type": ds.source_type,
+                         "source": ds.source, "tags": {t.key: t.value for t in di.tags}})
+    extra = {"mlflow": {"run_id": run_id, "run_name": run.info.run_name,
+                        "experiment_id": run.info.experiment_id, "tracking_uri": tracking_uri,
+                        "metrics": dict(run.data.metrics), "datasets": datasets,
+                        "user": run.info.user_id}}
+    act = Activity(run.info.run_name or f"mlflow-{run_id[:8]}", inputs, outputs,
+                   dict(run.data.params), ledger=led, kind=kind, extra_internal=extra,
+                   times=(_iso(run.info.start_time), _iso(run.info.end_time)))
+    with act:
+        pass
+    assert act.result is not None
+    return act.result
