@@ -242,6 +242,13 @@ def activity(step: str, inputs: Sequence[str | os.PathLike[str]] = (),
     return Activity(step, inputs, outputs, params, **kw)
 
 
+def _stderr_fd() -> int:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests, notebooks)
+        return 2
+
+
 def run_command(led: Ledger, step: str, command: Sequence[str],
                 inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[str | os.PathLike[str]],
                 params: dict[str, Any] | None = None, kind: str = "model",
@@ -259,7 +266,7 @@ def run_command(led: Ledger, step: str, command: Sequence[str],
     act.__enter__()
     try:
         proc = subprocess.run(list(command), check=False,
-                              stdout=sys.stderr.fileno() if stdout_to_stderr else None)
+                              stdout=_stderr_fd() if stdout_to_stderr else None)
     except FileNotFoundError:
         raise InputError(f"command not found: {command[0]}") from None
     except PermissionError:
