@@ -1,0 +1,71 @@
+"""`mltrail verify`: one flipped byte is caught, the file named, exit 1; DSSE checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from eth_account import Account
+
+from mltrail.provenance import attest
+
+
+def _flip(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_byte_in_file_and_in_folder(project, cli):
+    home = project / ".mltrail"
+    (project / "model.bin").write_bytes(bytes(range(256)) * 8)
+    f = cli("register", "model.bin", "-k", "model", "--json", home=home, cwd=project).json()
+    d = cli("register", "raw", "-k", "dataset", "--json", home=home, cwd=project).json()
+    ok = cli("verify", "raw", "--json", home=home, cwd=project)
+    assert ok.code == 0, ok.err
+    check = ok.json()["checks"][0]
+    assert check["artefact"]["id"] == d["artefact_id"] and check["registered_by"].startswith(
+        "admin")
+    _flip(project / "model.bin")
+    bad = cli("verify", "model.bin", f["artefact_id"], home=home, cwd=project)
+    assert bad.code == 1 and "changed model.bin" in bad.err
+    # without an id: nothing matches the new bytes, found by where it was registered
+    bad = cli("verify", "model.bin", home=home, cwd=project)
+    assert bad.code == 1 and f["artefact_id"] in bad.err
+    _flip(project / "raw" / "sub" / "c.csv")
+    (project / "raw" / "b.csv").unlink()
+    (project / "raw" / "new.csv").write_text("1\n")
+    bad = cli("verify", "raw", "--json", home=home, cwd=project)
+    assert bad.code == 1
+    diff = bad.json()["checks"][0]["diff"]
+    assert diff == {"changed": ["sub/c.csv"], "removed": ["b.csv"], "added": ["new.csv"]}
+    everything = cli("verify", "--all", "--json", home=home, cwd=project)
+    assert everything.code == 1 and len(everything.json()["checks"]) == 2
+    assert cli("verify", home=home, cwd=project).code == 2  # nothing to check named
+    assert cli("verify", "missing.bin", home=home, cwd=project).code == 2
+
+
+def test_dsse_statement_checked_against_chain(project, cli):
+    home = project / ".mltrail"
+    r = cli("run", "--step", "s", "-i", "raw", "-o", "o.txt", "--json", "--", "sh", "-c",
+            "echo 1 > o.txt", home=home, cwd=project).json()
+    exp = cli("export", r["outputs"][0]["artefact_id"], "-f", "in-toto", home=home,
+              cwd=project)
+    env = json.loads(exp.out.splitlines()[0])
+    (project / "s.json").write_text(json.dumps(env))
+    good = cli("verify", "--statement", "s.json", "--json", home=home, cwd=project)
+    assert good.code == 0 and good.json()["subjects"][0]["artefact_ids"] == [
+        r["outputs"][0]["artefact_id"]]
+    # payload changed after signing
+    stmt = attest.statement_of(env)
+    stmt["predicate"]["buildDefinition"]["externalParameters"]["parameters"] = {"lr": 9}
+    forged = dict(env, payload=base64.b64encode(json.dumps(stmt).encode()).decode())
+    (project / "f.json").write_text(json.dumps(forged))
+    assert cli("verify", "--statement", "f.json", home=home, cwd=project).code == 1
+    # re-signed by a key that registered nothing: signature fine, not the on-chain owner
+    resigned = attest.sign(Account.create(), stmt)
+    (project / "f.json").write_text(json.dumps(resigned))
+    bad = cli("verify", "--statement", "f.json", home=home, cwd=project)
+    assert bad.code == 1 and "not on chain as an artefact of the signer" in bad.err
+    (project / "f.json").write_text('{"payload": 1}')
+    assert cli("verify", "--statement", "f.json", home=home, cwd=project).code == 2
