@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ANVIL   := node_modules/.anvil-installed
 JOBS    ?= 2
 
-.PHONY: setup demo test bench lint typecheck contracts clean
+.PHONY: setup demo test bench lint typecheck contracts clean graphviz
 
 setup: $(STAMP) $(ANVIL)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,import]'
 	touch $(STAMP)
 
 $(ANVIL): package.json
@@ -22,15 +22,19 @@ $(ANVIL): package.json
 	node_modules/.bin/anvil --version >/dev/null
 	touch $(ANVIL)
 
-demo: setup
+demo: setup graphviz
 	bash demo/run.sh
 
-test: setup
+test: setup graphviz
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider
 
-bench: setup
+bench: setup graphviz
 	$(BIN)/python bench/ledger.py
-	@for b in bench/pol.py bench/audit.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+	@for b in bench/pol.py bench/audit.py bench/capture.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+
+# Graphviz's `dot` draws lineage pictures; installed once (Debian) when missing.
+graphviz:
+	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
 
 lint: setup
 	$(BIN)/ruff check src tests bench
