@@ -75,11 +75,18 @@ def _check(led: Ledger, path: Path, digest: str, manifest: dict[str, str] | None
            art: Artefact) -> Check:
     c = Check(str(path), digest, digest == art.content_digest, art.as_dict(),
               _who(led, art.owner), _when(art.timestamp))
-    if c.ok:
-        c.message = f"matches {art.kind} {art.id} ({art.state})"
-        return c
     meta = artefacts.metadata(led.home.store, art)
     registered = artefacts.manifest(led.home.store, meta) if meta else None
+    if c.ok and manifest is not None and registered is not None and registered != manifest:
+        # the folder digest (model-signing's) binds the files' bytes in path order but not
+        # their names; the manifest, bound on chain through the metadata digest, does
+        c.ok = False
+    if c.ok:
+        unnamed = manifest is not None and registered is None
+        c.message = (f"matches {art.kind} {art.id} ({art.state})"
+                     + ("; file names not checked (no manifest in this home)" if unnamed
+                        else ""))
+        return c
     if manifest is None and registered is None:
         c.diff = Diff(changed=[path.name])
     elif manifest is not None and registered is not None:
