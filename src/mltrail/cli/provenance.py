@@ -39,6 +39,8 @@ def run(
     inputs: Annotated[list[Path] | None, typer.Option("-i", "--input", help="Input path.")] = None,
     outputs: Annotated[list[Path] | None, typer.Option(
         "-o", "--output", help="Output path (registered as an artefact).")] = None,
+    code: Annotated[list[Path] | None, typer.Option(
+        "-c", "--code", help="Code file (hashed as a dependency, not registered).")] = None,
     params: Annotated[list[str] | None, typer.Option(
         "-p", "--param", help="Parameter key=value (value parsed as JSON if it can be).")] = None,
     kind: Annotated[str, typer.Option("--kind", "-k", help="Kind of the outputs.")] = "model",
@@ -52,12 +54,12 @@ def run(
     from mltrail.provenance.capture import run_command
 
     with open_ledger() as led:
-        code, result = run_command(led, step, command, inputs or [], outputs or [],
-                                   _params(params), kind, input_kind, as_json)
+        rc, result = run_command(led, step, command, inputs or [], outputs or [],
+                                 _params(params), kind, input_kind, as_json, code or [])
     if result is None:
-        err_console.print(f"[bold red]step {step!r} failed[/] with exit code {code}; "
+        err_console.print(f"[bold red]step {step!r} failed[/] with exit code {rc}; "
                           "nothing registered", highlight=False)
-        sys.exit(code)
+        sys.exit(rc)
     data = result.as_dict()
 
     def human() -> None:

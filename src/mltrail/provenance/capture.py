@@ -267,8 +267,8 @@ def _stderr_fd() -> int:
 def run_command(led: Ledger, step: str, command: Sequence[str],
                 inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[str | os.PathLike[str]],
                 params: dict[str, Any] | None = None, kind: str = "model",
-                input_kind: str = "dataset",
-                stdout_to_stderr: bool = False) -> tuple[int, StepResult | None]:
+                input_kind: str = "dataset", stdout_to_stderr: bool = False,
+                code: Sequence[str | os.PathLike[str]] = ()) -> tuple[int, StepResult | None]:
     """Run ``command`` (its output streamed live) as a captured step.
 
     Returns ``(exit code, result)``; the result is None (nothing registered) when the
@@ -277,7 +277,7 @@ def run_command(led: Ledger, step: str, command: Sequence[str],
     if not command:
         raise InputError("no command to run: put it after '--'")
     act = Activity(step, inputs, outputs, params, ledger=led, kind=kind,
-                   input_kind=input_kind, command=command)
+                   input_kind=input_kind, command=command, code=code)
     act.__enter__()
     try:
         proc = subprocess.run(list(command), check=False,
