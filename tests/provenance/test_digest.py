@@ -54,3 +54,13 @@ def test_symlinks_refused(tmp_path):
     (tmp_path / "d" / "link").symlink_to(tmp_path / "target")
     with pytest.raises(InputError, match="symbolic link"):
         digest_path(tmp_path / "d")
+
+
+def test_unreadable_file_is_an_input_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads everything")
+    f = tmp_path / "locked"
+    f.write_text("x")
+    f.chmod(0)
+    with pytest.raises(InputError, match="cannot read"):
+        digest_path(f)

@@ -109,12 +109,15 @@ def digest_tree(path: str | os.PathLike[str]) -> tuple[str, dict[str, str] | Non
         raise InputError(f"refusing a symbolic link to a folder: {p}")
     if not p.exists():
         raise NotFoundError(f"path does not exist: {p}")
-    if p.is_dir():
-        manifest = dir_manifest(p)
-        return manifest_digest(manifest), manifest
-    if not p.is_file():
-        raise InputError(f"not a regular file or folder: {p}")
-    return digest_file(p), None
+    try:
+        if p.is_dir():
+            manifest = dir_manifest(p)
+            return manifest_digest(manifest), manifest
+        if not p.is_file():
+            raise InputError(f"not a regular file or folder: {p}")
+        return digest_file(p), None
+    except OSError as exc:
+        raise InputError(f"cannot read {exc.filename or p}: {exc.strerror or exc}") from exc
 
 
 def digest_path(path: str | os.PathLike[str]) -> str:
