@@ -161,7 +161,7 @@ def merkle(led: Ledger, art: str, count: int) -> dict[str, float]:
 def tamper_rates(tmp: Path, led: Ledger, seeds: int) -> dict[str, dict[str, float]]:
     out = {}
     for name, fn in {**TAMPERS, **BENIGN}.items():
-        flagged = named = 0
+        flagged = named = digest_changed = 0
         for seed in range(seeds):
             rng = random.Random(f"{name}-{seed}")
             root = tmp / f"t-{name}-{seed}"
@@ -172,6 +172,7 @@ def tamper_rates(tmp: Path, led: Ledger, seeds: int) -> dict[str, dict[str, floa
             reg, _ = register_path(led, root, "dataset")
             touched = set(fn(root, rng).split("<->"))
             c = verify_path(led, root, reg.artefact_id)
+            digest_changed += c.digest != led.artefact(reg.artefact_id).content_digest
             if not c.ok:
                 flagged += 1
                 d = c.diff
@@ -179,7 +180,8 @@ def tamper_rates(tmp: Path, led: Ledger, seeds: int) -> dict[str, dict[str, floa
                 named += touched <= names | {n.removesuffix(".moved") for n in names}
             shutil.rmtree(root)
         key = "false_alarm_rate" if name in BENIGN else "detection_rate"
-        out[name] = {key: flagged / seeds, "named_rate": named / seeds, "seeds": seeds}
+        out[name] = {key: flagged / seeds, "named_rate": named / seeds,
+                     "folder_digest_alone_rate": digest_changed / seeds, "seeds": seeds}
     return out
 
 
