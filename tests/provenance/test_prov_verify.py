@@ -8,6 +8,7 @@ import json
 from eth_account import Account
 
 from mltrail.provenance import attest
+from testkit import PASSWORD
 
 
 def _flip(path) -> None:
@@ -39,6 +40,11 @@ def test_flipped_byte_in_file_and_in_folder(project, cli):
     assert bad.code == 1
     diff = bad.json()["checks"][0]["diff"]
     assert diff == {"changed": ["sub/c.csv"], "removed": ["b.csv"], "added": ["new.csv"]}
+    from mltrail.config import Home
+    from mltrail.ledger.client import Ledger
+
+    with Ledger.open(Home(home), password=PASSWORD) as led:  # a location nobody can find
+        led.register("dataset", "sha256:" + "ab" * 32, metadata={"path": "digits"})
     everything = cli("verify", "--all", "--json", home=home, cwd=project)
     assert everything.code == 1 and len(everything.json()["checks"]) == 2
     assert cli("verify", home=home, cwd=project).code == 2  # nothing to check named

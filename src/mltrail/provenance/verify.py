@@ -125,13 +125,14 @@ def verify_path(led: Ledger, path: str | Path, artefact_id: str | None = None) -
 
 
 def verify_all(led: Ledger) -> list[Check]:
-    """Check every artefact whose location (metadata ``path``) is known to this home."""
+    """Check every artefact whose location (an absolute metadata ``path``) is known to
+    this home."""
     out = []
     for art in led.list_artefacts(limit=100_000):
         meta = artefacts.metadata(led.home.store, art)
         where = meta.get("path") if meta else None
-        if not isinstance(where, str):
-            continue
+        if not isinstance(where, str) or not Path(where).is_absolute():
+            continue  # no location, or one relative to a folder nobody recorded
         p = Path(where)
         try:
             digest, manifest = digest_tree(p)
