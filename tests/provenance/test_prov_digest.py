@@ -64,3 +64,10 @@ def test_unreadable_file_is_an_input_error(tmp_path):
     f.chmod(0)
     with pytest.raises(InputError, match="cannot read"):
         digest_path(f)
+
+
+def test_special_file_is_an_input_error(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        digest_path(fifo)

@@ -10,6 +10,7 @@ import pytest
 
 from mltrail.provenance import artefacts, attest
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 dvc_repo = pytest.importorskip("dvc.repo")
 mlflow = pytest.importorskip("mlflow")
 
