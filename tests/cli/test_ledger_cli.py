@@ -54,7 +54,8 @@ def test_walkthrough_with_json(project, cli):
 
 @pytest.mark.parametrize("args,needle", [
     (["show", "0x" + "ab" * 32], "unknown artefact"),
-    (["show", "zz-not-hex"], "not an artefact id"),
+    (["show", "zz-not-hex"], "unknown artefact"),  # not hex: looked up as a name
+    (["show", "0xzz"], "not an artefact id"),
     (["register", "missing.txt", "--kind", "dataset"], "path does not exist"),
     (["register", "model.bin", "--kind", "spaceship"], "unknown kind"),
     (["roles", "grant", "alice", "emperor"], "unknown role"),

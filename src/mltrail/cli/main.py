@@ -1,13 +1,21 @@
 """The ``mltrail`` command: global options and the command groups.
 
-Each group lives in its own module; this one only wires them together and turns
-:class:`~mltrail.errors.MltrailError` into one line and an exit code.
+Each group lives in its own module; this one only wires them together and turns every
+failure into one line on stderr and an exit code (DESIGN.md): 0 success, 1 a
+verification failed, 2 bad input, a usage error or a refused operation, 3 an internal
+error (a bug, please report it; ``--debug`` shows the traceback). It must never print a
+traceback for any input without ``--debug``.
+
+Typer ships its own copy of Click (``typer._click``); its usage errors derive from the
+public :class:`typer.TyperException`, which is what is caught here (pinned in
+pyproject.toml: ``typer>=0.29,<0.30``). A stand-alone ``click`` may also be installed by
+other packages; its exceptions are caught too, in case an older typer is used.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -25,14 +33,29 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("mltrail")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            v = "unknown"
+        sys.stdout.write(f"mltrail {v}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     home: Annotated[str | None, typer.Option("--home", help="The .mltrail home to use.",
                                              envvar="MLTRAIL_HOME")] = None,
     identity: Annotated[str | None, typer.Option("--as", help="Act as this identity.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", is_eager=True,
+        callback=_version)] = False,
 ) -> None:
-    STATE.home, STATE.identity, STATE.debug = home, identity, debug
+    STATE.home, STATE.identity, STATE.debug = home or None, identity, debug
 
 
 core.install(app)
@@ -44,8 +67,25 @@ app.add_typer(pol.app, name="pol", help="Proof-of-Learning: train, verify, dispu
 app.add_typer(audit.app, name="audit", help="Audit an inference service.")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _usage_error(exc: Exception) -> NoReturn:
+    """A usage error from Typer's (or Click's) parser: one line, exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        err_console.print(ctx.get_help(), markup=False, highlight=False)  # bare group: help
+        sys.exit(2)
+    fmt = getattr(exc, "format_message", None)
+    message = _one_line(fmt() if callable(fmt) else str(exc))
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    err_console.print(f"[bold red]error:[/] {escape(message)}{escape(where)}", highlight=False)
+    sys.exit(2)
+
+
 def run() -> None:
-    """Entry point: run the app, mapping mltrail errors to one line and an exit code."""
+    """Entry point: run the app, mapping every failure to one line and an exit code."""
     try:
         app(standalone_mode=False)
     except MltrailError as exc:
@@ -53,24 +93,29 @@ def run() -> None:
             raise
         err_console.print(f"[bold red]error:[/] {escape(exc.diagnostics())}", highlight=False)
         sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(2)
+    except typer.TyperException as exc:  # typer's own click: usage errors, bad values
+        _usage_error(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors and anything unforeseen
-        import click
+    except Exception as exc:  # a stand-alone click's usage errors, and anything unforeseen
+        if "click" in sys.modules:
+            import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
+            if isinstance(exc, click.exceptions.ClickException):
+                _usage_error(exc)
         if STATE.debug:
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
-                          "(rerun with --debug for the traceback)", highlight=False)
+        err_console.print(f"[bold red]internal error (please report):[/] {type(exc).__name__}: "
+                          f"{escape(_one_line(str(exc)))} (rerun with --debug for the traceback)",
+                          highlight=False)
         sys.exit(3)
 
 
