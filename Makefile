@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-$(ANVIL): package.json
-	npm install --no-audit --no-fund --silent
+$(ANVIL): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
 	node_modules/.bin/anvil --version >/dev/null
 	touch $(ANVIL)
 
@@ -30,7 +30,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/ledger.py
-	@for b in bench/pol.py bench/audit.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+	@for b in bench/pol.py bench/audit.py bench/cli.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
 
 lint: setup
 	$(BIN)/ruff check src tests bench

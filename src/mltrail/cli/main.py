@@ -14,23 +14,30 @@ other packages; its exceptions are caught too, in case an older typer is used.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 
-from mltrail.cli import audit, core, ids, ledger_cmd, pol, roles, serve
 from mltrail.cli.common import STATE, err_console
 from mltrail.errors import MltrailError
 
-app = typer.Typer(
-    name="mltrail",
-    help="Accountable ML: a provenance ledger, Proof-of-Learning and inference audits.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+# Top-level commands, by the module whose ``install(app)`` adds them.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "mltrail.cli.core": ("init", "register", "transition", "show", "history", "lineage", "list"),
+    "mltrail.cli.serve": ("serve-model", "serve-proxy"),
+}
+# Command groups: name -> (module holding ``app``, help).
+GROUPS: dict[str, tuple[str, str]] = {
+    "id": ("mltrail.cli.ids", "Participants' identities (encrypted keystores)."),
+    "roles": ("mltrail.cli.roles", "Grant, revoke and list roles."),
+    "ledger": ("mltrail.cli.ledger_cmd", "Check the ledger, rebuild its index, show its status."),
+    "pol": ("mltrail.cli.pol", "Proof-of-Learning: train, verify, dispute."),
+    "audit": ("mltrail.cli.audit", "Audit an inference service."),
+}
+_GLOBAL_WITH_VALUE = ("--home", "--as")
 
 
 def _version(value: bool) -> None:
@@ -45,7 +52,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _global(
     home: Annotated[str | None, typer.Option("--home", help="The .mltrail home to use.",
                                              envvar="MLTRAIL_HOME")] = None,
@@ -58,13 +64,45 @@ def _global(
     STATE.home, STATE.identity, STATE.debug = home or None, identity, debug
 
 
-core.install(app)
-serve.install(app)
-app.add_typer(ids.app, name="id", help="Participants' identities (encrypted keystores).")
-app.add_typer(roles.app, name="roles", help="Grant, revoke and list roles.")
-app.add_typer(ledger_cmd.app, name="ledger", help="Check or rebuild the ledger's event index.")
-app.add_typer(pol.app, name="pol", help="Proof-of-Learning: train, verify, dispute.")
-app.add_typer(audit.app, name="audit", help="Audit an inference service.")
+def _first_command(argv: list[str]) -> str | None:
+    """The command word in ``argv`` (global options and their values skipped)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or only what ``command`` needs.
+
+    Typer inspects every registered function's signature on each run, so building only the
+    needed part keeps a read command fast. An unknown or absent command gets the whole app
+    (for help, and for "no such command" with suggestions).
+    """
+    app = typer.Typer(name="mltrail", no_args_is_help=True, pretty_exceptions_enable=False,
+                      add_completion=False,
+                      help="Accountable ML: a provenance ledger, Proof-of-Learning and "
+                           "inference audits.")
+    app.callback()(_global)
+    known = command in GROUPS or any(command in names for names in COMMANDS.values())
+    for module, names in COMMANDS.items():
+        if not known or command in names:
+            importlib.import_module(module).install(app)
+    for name, (module, help_text) in GROUPS.items():
+        if not known or command == name:
+            app.add_typer(importlib.import_module(module).app, name=name, help=help_text)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole app, for tools that want ``mltrail.cli.main:app``
+        return build_app()
+    raise AttributeError(name)
 
 
 def _one_line(text: str) -> str:
@@ -87,7 +125,7 @@ def _usage_error(exc: Exception) -> NoReturn:
 def run() -> None:
     """Entry point: run the app, mapping every failure to one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        build_app(_first_command(sys.argv[1:]))(standalone_mode=False)
     except MltrailError as exc:
         if STATE.debug:
             raise
