@@ -26,7 +26,13 @@ from typing import Any
 
 from mltrail._fs import regular_file
 from mltrail.config import Home, Settings
-from mltrail.errors import InputError, LedgerError, MltrailError, NotFoundError
+from mltrail.errors import (
+    InputError,
+    LedgerError,
+    MltrailError,
+    NotFoundError,
+    VerificationError,
+)
 from mltrail.lifecycle import Lifecycle, parse
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -41,32 +47,38 @@ def _damaged_home(what: str) -> InputError:
     return InputError(f"home damaged: {what}")
 
 
+def _chain_damaged(what: str) -> VerificationError:
+    """The chain file's damage, worded as the ledger client words it (exit 1)."""
+    return VerificationError(f"ledger damaged: {what}")
+
+
 def _sqlite_file(path: Path, what: str, required: bool) -> bool:
-    """Whether ``path`` is a SQLite file; a missing one is fine unless ``required``."""
+    """Whether ``path`` is a SQLite file; a missing one is fine unless ``required``.
+
+    A damaged chain file is ``ledger damaged`` (exit 1, as the client reports it); a
+    damaged index is ``home damaged`` (exit 2: the index is a cache, rebuilt from the chain).
+    """
+    fail = _chain_damaged if what == "chain file" else _damaged_home
     if not path.exists() and not path.is_symlink():
         if required:
-            raise _damaged_home(f"{what} {path} is missing")
+            raise fail(f"{what} {path} is missing")
         return False
     try:
         regular_file(path, what)
         with open(path, "rb") as fh:
             magic = fh.read(16)
     except MltrailError as exc:
-        raise _damaged_home(exc.message) from exc
+        raise fail(f"{exc.message}") from exc
     except OSError as exc:
-        raise _damaged_home(f"cannot read {what} {path}: {exc.strerror}") from exc
+        raise fail(f"cannot read {what} {path}: {exc.strerror}") from exc
     if magic != _SQLITE_MAGIC:
-        raise _damaged_home(f"{what} {path} is not a SQLite database"
-                            + (" (empty)" if not magic else ""))
+        raise fail(f"{what} {path} is unreadable (not a SQLite database"
+                   + (", empty)" if not magic else ")"))
     return True
 
 
-def load_home(home: Home) -> tuple[Settings, Lifecycle]:
-    """A home's settings and lifecycle, after checking its files are what they should be.
-
-    Damage (a folder where a file belongs, garbage, a bad address, an edited lifecycle,
-    a missing or non-SQLite chain file) is one line: never an internal error.
-    """
+def load_settings(home: Home) -> Settings:
+    """A home's ``config.json``, checked (a folder, garbage or a bad address is one line)."""
     if home.root.exists() and not home.root.is_dir():
         raise InputError(f"{home.root} is not a folder, so not an mltrail home")
     if not home.config_path.exists() and not home.config_path.is_symlink():
@@ -83,16 +95,33 @@ def load_home(home: Home) -> tuple[Settings, Lifecycle]:
                             "address")
     if settings.backend == "rpc" and not re.match(r"^https?://", settings.rpc_url or ""):
         raise _damaged_home(f"{home.config_path}: rpc backend without an http(s) rpc_url")
+    return settings
+
+
+def load_home(home: Home) -> tuple[Settings, Lifecycle]:
+    """A home's settings and lifecycle, after checking its files are what they should be.
+
+    Damage (a folder where a file belongs, garbage, a bad address, an edited lifecycle,
+    a missing or non-SQLite chain file) is one line: never an internal error.
+    """
+    settings = load_settings(home)
     try:
         regular_file(home.lifecycle_path, "lifecycle")
         lifecycle = parse(home.lifecycle_path.read_bytes(), str(home.lifecycle_path))
     except NotFoundError as exc:
         raise _damaged_home(f"{home.lifecycle_path} is missing") from exc
+    except InputError as exc:
+        if exc.message.startswith("lifecycle "):  # a folder, a FIFO, a dangling link
+            raise _damaged_home(exc.message) from exc
+        raise
     except OSError as exc:
         raise _damaged_home(f"cannot read {home.lifecycle_path}: {exc.strerror}") from exc
     if lifecycle.digest != settings.lifecycle_digest:
         raise LedgerError(f"{home.lifecycle_path} was edited: its digest is not the one "
                           "published on chain")
+    for folder in (home.keys_dir, home.root / "objects"):
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise _damaged_home(f"{folder} is not a folder")
     if settings.backend == "embedded":
         _sqlite_file(home.chain_db, "chain file", required=True)
     _sqlite_file(home.index_db, "index file", required=False)
