@@ -144,7 +144,7 @@ def register(
     data = {"artefact_id": r.artefact_id, "name": art_name, "kind": kind,
             "content_digest": digest, **tx_fields(r)}
     label = f" [bold]{escape(art_name)}[/]" if art_name else ""
-    emit(data, as_json, f"registered {kind}{label} {r.artefact_id}\n  content {digest}\n"
+    emit(data, as_json, f"registered {escape(kind)}{label} {r.artefact_id}\n  content {digest}\n"
          f"  tx {r.tx_hash} block {r.block} gas {r.gas_used} at {data['timestamp']}")
 
 
