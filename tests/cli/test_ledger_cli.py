@@ -368,3 +368,39 @@ def test_atomic_write_honours_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_reader_head_from_chain_meta_or_pyevm_keys(project):
+    """The index is current only when its last block is the chain's head, by number and
+    (when the index remembers it) by hash; the head comes from chain.sqlite's meta table,
+    or py-evm's canonical-head key for a chain written before that table."""
+    import sqlite3
+
+    from mltrail.config import Home
+    from mltrail.ledger.reader import Head, IndexReader, embedded_head
+
+    home = Home(project / ".mltrail")
+    pyevm = embedded_head(home.chain_db)
+    assert pyevm is not None and pyevm.hash and pyevm.hash.startswith("0x")
+    reader = IndexReader.open(home)
+    assert reader is not None
+    last = reader.head
+    reader.close()
+    chain = sqlite3.connect(home.chain_db)
+    chain.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    chain.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?), ('head_hash', ?)",
+                  (str(last), pyevm.hash))
+    chain.commit()
+    assert embedded_head(home.chain_db) == Head(last, pyevm.hash)
+    assert IndexReader.open(home) is not None
+    chain.execute("UPDATE meta SET value=? WHERE key='head'", (str(last + 1),))
+    chain.commit()
+    assert IndexReader.open(home) is None  # the chain moved on: fall back and sync
+    chain.execute("UPDATE meta SET value=? WHERE key='head'", (str(last),))
+    chain.commit()
+    index = sqlite3.connect(home.index_db)
+    index.execute("INSERT OR REPLACE INTO meta VALUES ('last_hash', ?)", ("0x" + "00" * 32,))
+    index.commit()
+    assert IndexReader.open(home) is None  # same height, another block: not current
+    index.close()
+    chain.close()
