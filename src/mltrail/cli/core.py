@@ -89,16 +89,21 @@ def _default_name(path: Path) -> str | None:
     return n if ok and not looks_like_id(n) else None
 
 
-def _resolve(led: Any, ref: str) -> str:
-    """Full id from an id, a prefix or a name, after syncing ``led``'s index."""
+def _lookup(led: Any, ref: str) -> tuple[str, str | None]:
+    """Full id and name from an id, a prefix or a name, after syncing ``led``'s index."""
     from mltrail.ledger.reader import IndexReader
 
     led.sync()
     reader = IndexReader.open(led.home, led.settings, led.lifecycle, require_current=False)
     if reader is None:
-        return str(led.resolve(ref))
+        return str(led.resolve(ref)), None
     with reader:
-        return reader.resolve(ref)
+        view = reader.artefact(ref)
+        return view.id, view.name
+
+
+def _resolve(led: Any, ref: str) -> str:
+    return _lookup(led, ref)[0]
 
 
 @contextmanager
@@ -164,11 +169,11 @@ def transition(
         regular_file(evidence, "evidence file")
         digest = digest_file(evidence)
     with open_ledger() as led:
-        before = led.artefact(_resolve(led, artefact))
+        aid, name = _lookup(led, artefact)
+        before = led.artefact(aid)
         r = led.transition(before.id, state, digest)
         if evidence is not None:  # stored only once the chain accepted the transition
             led.home.store.put_file(evidence)
-    name = getattr(before, "name", None)
     data = {"artefact_id": before.id, "name": name, "from": before.state, "to": state,
             "evidence_digest": digest, **tx_fields(r)}
     label = escape(name) if name else _short(before.id)
@@ -217,17 +222,23 @@ def _what(kind: Any, e: dict[str, Any]) -> str:
 def history(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
             as_json: JsonOpt = False) -> None:
     """Every event about an artefact, oldest first."""
+    from mltrail.identity import names_by_address
+
     with read_index() as reader:
         art, events = reader.history(artefact)
         kind = reader.lifecycle.kind(art.kind)
-    rows = [{**e, "what": _what(kind, e)} for e in events]
+        local = names_by_address(reader.home)
+    rows = [{**e, "what": _what(kind, e), "actor_name": local.get(str(e["actor"]).lower())}
+            for e in events]
 
     def human() -> None:
         console.print(f"[bold]{escape(art.kind)} {escape(art.name or '')}[/] {art.id}")
         t = Table("block", "time (UTC)", "event", "what", "actor")
         for r in rows:
+            who = str(r["actor"])[:10]
             t.add_row(str(r["block"]), str(r["timestamp"]), str(r["event"]),
-                      escape(str(r["what"])), str(r["actor"])[:10])
+                      escape(str(r["what"])),
+                      f"{escape(r['actor_name'])} ({who})" if r["actor_name"] else who)
         console.print(t)
 
     emit({"artefact_id": art.id, "name": art.name, "events": rows}, as_json, human)
