@@ -58,7 +58,12 @@ def _sqlite_file(path: Path, what: str, required: bool) -> bool:
     A damaged chain file is ``ledger damaged`` (exit 1, as the client reports it); a
     damaged index is ``home damaged`` (exit 2: the index is a cache, rebuilt from the chain).
     """
-    fail = _chain_damaged if what == "chain file" else _damaged_home
+    def fail(message: str) -> MltrailError:
+        if what == "chain file":
+            return _chain_damaged(message)
+        return InputError(f"home damaged: {message}",
+                          hint=f"remove {path}: the next command rebuilds it from the chain")
+
     if not path.exists() and not path.is_symlink():
         if required:
             raise fail(f"{what} {path} is missing")
