@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,import]'
 	touch $(STAMP)
 
-$(ANVIL): package.json
-	npm install --no-audit --no-fund --silent
+$(ANVIL): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
 	node_modules/.bin/anvil --version >/dev/null
 	touch $(ANVIL)
 
@@ -30,7 +30,7 @@ test: setup graphviz
 
 bench: setup graphviz
 	$(BIN)/python bench/ledger.py
-	@for b in bench/pol.py bench/audit.py bench/capture.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+	@for b in bench/pol.py bench/audit.py bench/cli.py bench/capture.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
 
 # Graphviz's `dot` draws lineage pictures; installed once (Debian) when missing.
 graphviz:

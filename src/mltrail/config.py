@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -68,8 +69,9 @@ class Home:
     def lock_path(self) -> Path:
         return self.root / "lock"
 
-    @property
+    @cached_property
     def store(self) -> ContentStore:
+        """The home's one content store (one instance, so discard_on_failure sees every put)."""
         return ContentStore(self.root / "objects")
 
     def exists(self) -> bool:

@@ -1,9 +1,11 @@
 """The one exception tree of mltrail.
 
 Every error a user can meet is a :class:`MltrailError` with a one-line message and an
-exit code (DESIGN.md): 1 when a verification failed, 2 for bad input or a refused
-operation. Exit code 3 is reserved for an internal error (a bug: please report it);
-no input may ever cause it. Nothing here prints or exits; the CLI does that.
+exit code (DESIGN.md): 1 when a verification failed, 2 for bad input, a usage error or a
+refused operation. Exit code 3 means an internal error: an exception outside this tree,
+which is a bug in mltrail (the CLI prints "internal error (please report)"; ``--debug``
+shows the traceback). No input may ever cause it. Nothing here prints or exits; the CLI
+does that.
 """
 
 from __future__ import annotations

@@ -11,14 +11,17 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-
-from mltrail._fs import atomic_write
+from mltrail._fs import atomic_write, regular_file
 from mltrail.config import ENV_PASSWORD, Home
 from mltrail.errors import AuthError, InputError, NotFoundError
 
+if TYPE_CHECKING:  # eth-account is imported only when a key is made or unlocked
+    from eth_account.signers.local import LocalAccount
+
+_ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
+_MAX_KEYSTORE = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # scrypt cost: 2**14 keeps unlocking near 50 ms; raise with MLTRAIL_SCRYPT_N for real keys.
 SCRYPT_N = int(os.environ.get("MLTRAIL_SCRYPT_N", str(2**14)))
@@ -46,12 +49,11 @@ def password_from_env(password: str | None) -> str:
 
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """The raw private key in a file holding it as hex (``0x`` optional)."""
-    if not os.path.isfile(path):
-        raise InputError(f"key file not found: {path}")
-    with open(path) as fh:
-        text = fh.read().strip().removeprefix("0x")
+    regular_file(path, "key file")
+    with open(path, "rb") as fh:
+        raw = fh.read(1024)
     try:
-        key = bytes.fromhex(text)
+        key = bytes.fromhex(raw.decode("ascii").strip().removeprefix("0x"))
     except ValueError as exc:
         raise InputError(f"{path} does not hold a hex private key") from exc
     if len(key) != 32:
@@ -62,9 +64,13 @@ def read_key_file(path: str | os.PathLike[str]) -> bytes:
 def create_identity(home: Home, name: str, password: str | None = None,
                     private_key: bytes | None = None) -> str:
     """Create (or import, with ``private_key``) identity ``name``; return its address."""
+    from eth_account import Account
+
     path = _path(home, name)
-    if os.path.exists(path):
+    if os.path.lexists(path):
         raise InputError(f"identity {name!r} already exists")
+    if home.keys_dir.exists() and not home.keys_dir.is_dir():
+        raise InputError(f"{home.keys_dir} is not a folder; the home is damaged")
     pw = password_from_env(password)
     try:
         acct = Account.from_key(private_key) if private_key else Account.create()
@@ -72,16 +78,31 @@ def create_identity(home: Home, name: str, password: str | None = None,
         raise InputError(f"not a usable secp256k1 private key: {exc}") from exc
     keystore = Account.encrypt(acct.key, pw, kdf="scrypt", iterations=SCRYPT_N)
     keystore["mltrail_name"] = name
-    atomic_write(home.keys_dir / f"{name}.json", json.dumps(keystore, indent=1).encode())
+    atomic_write(home.keys_dir / f"{name}.json", json.dumps(keystore, indent=1).encode(),
+                 mode=0o600)
     return str(acct.address)
 
 
 def list_identities(home: Home) -> list[Identity]:
     """All identities in the home, sorted by name."""
     out = []
+    if home.keys_dir.exists() and not home.keys_dir.is_dir():
+        raise InputError(f"{home.keys_dir} is not a folder; the home is damaged")
     for p in sorted(home.keys_dir.glob("*.json")):
         doc = _read_keystore(p)
-        out.append(Identity(p.stem, _checksum("0x" + str(doc.get("address", "")))))
+        out.append(Identity(p.stem, _checksum("0x" + str(doc["address"]).removeprefix("0x"))))
+    return out
+
+
+def names_by_address(home: Home) -> dict[str, str]:
+    """Local identity names keyed by lower-case ``0x`` address (no checksum: no eth-utils)."""
+    out = {}
+    for p in sorted(home.keys_dir.glob("*.json")) if home.keys_dir.is_dir() else []:
+        try:
+            doc = _read_keystore(p)
+        except InputError:
+            continue  # a damaged keystore names nobody; 'mltrail id list' reports it
+        out["0x" + str(doc["address"]).lower().removeprefix("0x")] = p.stem
     return out
 
 
@@ -95,13 +116,17 @@ def _checksum(address: str) -> str:
 
 
 def _read_keystore(path: str | os.PathLike[str]) -> dict[str, object]:
+    """A keystore's JSON, checked for the fields every use needs (address, crypto)."""
+    regular_file(path, "keystore")
     try:
-        with open(path) as fh:
-            doc = json.load(fh)
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(_MAX_KEYSTORE))
     except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable keystore {path}: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise InputError(f"malformed keystore {path}")
+        raise InputError(f"unreadable keystore {path}: {exc}".splitlines()[0]) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("crypto"), dict) \
+            or not _ADDRESS.match(str(doc.get("address", ""))):
+        raise InputError(f"malformed keystore {path}: not an Ethereum keystore (v3) with an "
+                         "address and a crypto section")
     return doc
 
 
@@ -115,6 +140,8 @@ def address_of(home: Home, name: str) -> str:
 
 def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
     """Decrypt identity ``name``'s key."""
+    from eth_account import Account
+
     path = _path(home, name)
     if not os.path.exists(path):
         raise NotFoundError(f"no identity {name!r} in {home.root}", hint="see 'mltrail id list'")
@@ -123,5 +150,9 @@ def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
     try:
         key = Account.decrypt(keystore, pw)
     except ValueError as exc:
-        raise AuthError(f"wrong password for identity {name!r}") from exc
+        if "mac mismatch" in str(exc).lower():
+            raise AuthError(f"wrong password for identity {name!r}") from exc
+        raise InputError(f"malformed keystore {path}: {exc}".splitlines()[0]) from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"malformed keystore {path}: missing or bad {exc}") from exc
     return Account.from_key(key)

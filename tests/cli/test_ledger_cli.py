@@ -54,7 +54,8 @@ def test_walkthrough_with_json(project, cli):
 
 @pytest.mark.parametrize("args,needle", [
     (["show", "0x" + "ab" * 32], "unknown artefact"),
-    (["show", "zz-not-hex"], "not an artefact id"),
+    (["show", "zz-not-hex"], "unknown artefact"),  # not hex: looked up as a name
+    (["show", "0xzz"], "not an artefact id"),
     (["register", "missing.txt", "--kind", "dataset"], "path does not exist"),
     (["register", "model.bin", "--kind", "spaceship"], "unknown kind"),
     (["roles", "grant", "alice", "emperor"], "unknown role"),
@@ -170,3 +171,236 @@ def test_oversized_lifecycle_is_refused_before_init(tmp_path, cli):
     r = cli("init", "--lifecycle", str(big), cwd=tmp_path)
     assert r.code == 2 and "at most 16384" in r.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.yaml"]
+
+
+# -- issue 9: every input gets exit 0, 1 or 2 and one line ------------------------------------
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "Usage"),  # bare command: help, exit 2 as click does
+    (["show"], "Missing argument"),
+    (["bogus"], "No such command"),
+    (["list", "--bogus"], "No such option"),
+    (["list", "--limit", "x"], "Invalid value for '--limit'"),
+    (["list", "--limit", "99999999999999999999999"], "Invalid value for '--limit'"),
+    (["list", "--limit", "0"], "Invalid value for '--limit'"),
+    (["show", "a", "b"], "unexpected extra argument"),
+    (["roles"], "Usage"),
+    (["--home"], "requires an argument"),
+])
+def test_usage_errors_exit_2(tmp_path, cli, args, needle):
+    r = cli(*args, cwd=tmp_path)
+    assert r.code == 2, (r.out, r.err)
+    assert needle in r.err + r.out and "Traceback" not in r.err and "internal" not in r.err
+    if needle != "Usage":
+        assert len(r.err.strip().splitlines()) == 1
+
+
+def test_version(cli, tmp_path):
+    from importlib.metadata import version
+
+    r = cli("--version", cwd=tmp_path)
+    assert r.code == 0 and r.out.strip() == f"mltrail {version('mltrail')}"
+
+
+def _damage(home: Path, what: str) -> None:
+    import shutil
+
+    target = {"config-dir": "config.json", "config-garbage": "config.json",
+              "index-dir": "index.sqlite", "index-garbage": "index.sqlite",
+              "chain-dir": "chain.sqlite", "chain-garbage": "chain.sqlite",
+              "chain-empty": "chain.sqlite", "chain-missing": "chain.sqlite",
+              "keystore-empty": "keys/admin.json", "lifecycle-dir": "lifecycle.yaml",
+              "keys-file": "keys", "objects-file": "objects"}[what]
+    p = home / target
+    for extra in (p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    if p.is_dir():
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+    if what.endswith("-dir"):
+        p.mkdir()
+    elif what.endswith("-garbage") or what == "keys-file" or what == "objects-file":
+        p.write_text("garbage\n")
+    elif what == "chain-empty":
+        p.write_bytes(b"")
+    elif what == "keystore-empty":
+        p.write_text("{}")
+
+
+@pytest.mark.parametrize("what", ["config-dir", "config-garbage", "index-dir", "index-garbage",
+                                  "chain-dir", "chain-garbage", "chain-empty", "chain-missing",
+                                  "keystore-empty", "lifecycle-dir", "keys-file", "objects-file"])
+def test_damaged_home_is_one_line(project, cli, what):
+    _damage(project / ".mltrail", what)
+    for args in (["list"], ["roles", "list"], ["--as", "alice", "register", "model.bin",
+                                                "-k", "model"], ["id", "list"]):
+        r = cli(*args, cwd=project)
+        assert r.code in (0, 1, 2), (args, r.err)
+        assert "Traceback" not in r.err and "internal error" not in r.err, (args, r.err)
+        if r.code:
+            assert len(r.err.strip().splitlines()) <= 2, r.err
+    r = cli("list", cwd=project)
+    if what.startswith("chain"):
+        assert r.code == 1 and "ledger damaged" in r.err and "chain.sqlite" in r.err
+    elif what not in ("keystore-empty", "keys-file", "objects-file"):
+        assert r.code == 2 and "damaged" in r.err
+
+
+def test_bad_registry_address_and_home_under_a_file(project, cli, tmp_path):
+    cfg = project / ".mltrail" / "config.json"
+    cfg.write_text(cfg.read_text().replace('"registry": "0x', '"registry": "0xzz'))
+    r = cli("list", cwd=project)
+    assert r.code == 2 and "not an address" in r.err
+    r = cli("--home", str(project / "model.bin" / "h"), "init", cwd=tmp_path)
+    assert r.code == 2 and "is not a folder" in r.err
+
+
+@pytest.mark.parametrize("special", ["fifo", "device", "dangling", "dangling-in-dir", "dir"])
+def test_special_files_are_refused_before_reading(project, cli, special):
+    target = project / "special"
+    if special == "fifo":
+        os.mkfifo(target)
+    elif special == "device":
+        target = Path("/dev/zero")
+    elif special == "dangling":
+        target.symlink_to(project / "nowhere")
+    elif special == "dangling-in-dir":
+        target.mkdir()
+        (target / "f").write_text("x")
+        (target / "link").symlink_to(project / "nowhere")
+    else:
+        target.mkdir()
+    head = _head(cli, project)
+    r = cli("--as", "alice", "register", str(target), "-k", "dataset", cwd=project)
+    if special == "dir":  # an empty folder is a fine dataset
+        assert r.code == 0, r.err
+        return
+    assert r.code == 2 and "Traceback" not in r.err, r.err
+    assert any(w in r.err for w in ("FIFO", "device", "dangling")), r.err
+    ev = cli("transition", "0x" + "ab" * 32, "trained", "--evidence", str(target), cwd=project)
+    assert ev.code == 2 and "evidence" in ev.err
+    assert _head(cli, project) == head
+
+
+def _objects(project: Path) -> set[str]:
+    return {str(p) for p in (project / ".mltrail" / "objects").rglob("*") if p.is_file()}
+
+
+def test_refused_writes_leave_no_objects(project, cli):
+    before = _objects(project)
+    r = cli("register", "model.bin", "-k", "model", "--name", "x", cwd=project,
+            env={"MLTRAIL_PASSWORD": "wrong"})
+    assert r.code == 2 and "wrong password" in r.err
+    r = cli("--as", "steward", "register", "model.bin", "-k", "model", cwd=project)
+    assert r.code == 2  # no such identity
+    m = cli("--as", "alice", "register", "model.bin", "-k", "model", "--json",
+            cwd=project).json()["artefact_id"]
+    after_register = _objects(project)
+    assert len(after_register) == len(before) + 1  # the metadata document
+    (project / "evidence.txt").write_text("not allowed")
+    r = cli("--as", "alice", "transition", m, "deployed", "--evidence", "evidence.txt",
+            cwd=project)
+    assert r.code == 2 and "not allowed" in r.err
+    assert _objects(project) == after_register
+    r = cli("--as", "alice", "transition", m, "trained", "--evidence", "evidence.txt",
+            cwd=project)
+    assert r.code == 0 and len(_objects(project)) == len(after_register) + 1
+
+
+def test_names_and_iso_times(project, cli):
+    import re
+
+    ds = cli("--as", "alice", "register", "data", "-k", "dataset", "--name", "digits", "--json",
+             cwd=project).json()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ds["timestamp"])
+    m = cli("--as", "alice", "register", "model.bin", "-k", "model", "--parent", "digits",
+            "--name", "[red]cnn", "--json", cwd=project).json()
+    assert cli("--as", "alice", "transition", "[red]cnn", "trained", cwd=project).code == 0
+    shown = cli("show", "[red]cnn", "--json", cwd=project).json()
+    assert shown["id"] == m["artefact_id"] and shown["name"] == "[red]cnn"
+    assert shown["parents"] == [ds["artefact_id"]] and shown["state"] == "trained"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown["timestamp"])
+    human = cli("show", "[red]cnn", cwd=project)
+    assert "[red]cnn" in human.out  # escaped, not eaten as markup
+    listed = cli("list", cwd=project)
+    assert "digits" in listed.out and "[red]cnn" in listed.out
+    hist = cli("history", "digits", "--json", cwd=project).json()
+    assert hist["name"] == "digits" and hist["events"][0]["timestamp"].endswith("Z")
+    lin = cli("lineage", "digits", "--json", cwd=project).json()
+    assert [a["name"] for a in lin["descendants"]] == ["[red]cnn"]
+    assert "[red]cnn" in cli("lineage", "digits", cwd=project).out
+    unnamed = cli("--as", "alice", "register", "data/a.csv", "-k", "dataset", "--json",
+                  cwd=project).json()
+    assert unnamed["name"] == "a.csv"  # the file's name by default
+
+
+def test_reads_skip_the_evm_when_the_index_is_current(project, cli):
+    """show/history/lineage/list/roles list/ledger status import neither py-evm, web3 nor
+    eth-account once the index is at the head; a lagging index is synced first."""
+    cli("--as", "alice", "register", "data", "-k", "dataset", "--name", "ds", cwd=project)
+    env = dict(os.environ, MLTRAIL_HOME=str(project / ".mltrail"))
+    probe = ("import sys\nfrom mltrail.cli.main import run\nsys.argv = ['mltrail', *sys.argv[1:]]"
+             "\ntry:\n    run()\nexcept SystemExit as e:\n    code = e.code\n"
+             "heavy = sorted(m for m in ('eth', 'web3', 'eth_account', 'eth_keyfile', 'py_ecc')"
+             " if m in sys.modules)\nprint('HEAVY', heavy, file=sys.stderr)\n")
+    for args in (["show", "ds"], ["history", "ds"], ["lineage", "ds"], ["list"],
+                 ["roles", "list"], ["ledger", "status"]):
+        p = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0 and "HEAVY []" in p.stderr, (args, p.stderr)
+    for p in (project / ".mltrail").glob("index.sqlite*"):  # no index: it lags the chain
+        p.unlink()
+    p = subprocess.run([sys.executable, "-c", probe, "show", "ds"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert "HEAVY ['eth'" in p.stderr  # the full client synced it ...
+    assert cli("show", "ds", cwd=project).code == 0  # ... and the artefact is back
+
+
+def test_atomic_write_honours_umask(tmp_path):
+    from mltrail._fs import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "report.json", b"{}")
+        atomic_write(tmp_path / "secret", b"k", mode=0o600)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_reader_head_from_chain_meta_or_pyevm_keys(project):
+    """The index is current only when its last block is the chain's head, by number and
+    (when the index remembers it) by hash; the head comes from chain.sqlite's meta table,
+    or py-evm's canonical-head key for a chain written before that table."""
+    import sqlite3
+
+    from mltrail.config import Home
+    from mltrail.ledger.reader import Head, IndexReader, embedded_head
+
+    home = Home(project / ".mltrail")
+    pyevm = embedded_head(home.chain_db)
+    assert pyevm is not None and pyevm.hash and pyevm.hash.startswith("0x")
+    reader = IndexReader.open(home)
+    assert reader is not None
+    last = reader.head
+    reader.close()
+    chain = sqlite3.connect(home.chain_db)
+    chain.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    chain.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?), ('head_hash', ?)",
+                  (str(last), pyevm.hash))
+    chain.commit()
+    assert embedded_head(home.chain_db) == Head(last, pyevm.hash)
+    assert IndexReader.open(home) is not None
+    chain.execute("UPDATE meta SET value=? WHERE key='head'", (str(last + 1),))
+    chain.commit()
+    assert IndexReader.open(home) is None  # the chain moved on: fall back and sync
+    chain.execute("UPDATE meta SET value=? WHERE key='head'", (str(last),))
+    chain.commit()
+    index = sqlite3.connect(home.index_db)
+    index.execute("INSERT OR REPLACE INTO meta VALUES ('last_hash', ?)", ("0x" + "00" * 32,))
+    index.commit()
+    assert IndexReader.open(home) is None  # same height, another block: not current
+    index.close()
+    chain.close()

@@ -107,8 +107,7 @@ def load_or_create_key(path: str | Path | None) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     atomic_write(p, key.private_bytes(serialization.Encoding.PEM,
                                       serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    p.chmod(0o600)
+                                      serialization.NoEncryption()), mode=0o600)
     return key
 
 

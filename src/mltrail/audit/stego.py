@@ -92,8 +92,7 @@ class StegoKit:
         save_state_dict(self.nets.state_dict(), p)
         meta = {"key": self.key.hex(), "eps": self.nets.eps, "message_class": self.message_class,
                 "hit_rate": self.hit_rate, "visibility": self.visibility}
-        atomic_write(p.with_suffix(".json"), json.dumps(meta, indent=2).encode())
-        p.with_suffix(".json").chmod(0o600)
+        atomic_write(p.with_suffix(".json"), json.dumps(meta, indent=2).encode(), mode=0o600)
 
     @classmethod
     def load(cls, path: str | Path) -> StegoKit:

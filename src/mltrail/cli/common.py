@@ -21,6 +21,7 @@ from rich.console import Console
 if TYPE_CHECKING:
     from mltrail.config import Home
     from mltrail.ledger.client import Ledger
+    from mltrail.ledger.reader import IndexReader
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -48,11 +49,61 @@ def home() -> Home:
 
 
 def open_ledger(identity: str | None = None) -> Ledger:
-    """Open the ledger of the current home as ``identity`` (or the home's default)."""
-    from mltrail.cli.core import ask_password
-    from mltrail.ledger.client import Ledger
+    """Open the ledger of the current home as ``identity`` (or the home's default).
 
-    return Ledger.open(home(), identity=identity or STATE.identity, password=ask_password)
+    The home's files are checked first (:func:`mltrail.ledger.reader.load_home`), so a
+    damaged home is one line, never an internal error.
+    """
+    import sqlite3
+
+    from mltrail.cli.core import ask_password
+    from mltrail.errors import InputError
+    from mltrail.ledger.client import Ledger
+    from mltrail.ledger.reader import load_home
+
+    h = home()
+    load_home(h)
+    try:
+        return Ledger.open(h, identity=identity or STATE.identity, password=ask_password)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"home damaged: {h.root}: {exc}") from exc
+
+
+def read_index() -> IndexReader:
+    """A reader of the current home's index, brought up to the chain's head.
+
+    When the index is current this touches neither py-evm nor eth-account (the fast path);
+    otherwise the full ledger syncs the index from the chain first.
+    """
+    from mltrail.errors import LedgerError
+    from mltrail.ledger.reader import IndexReader, load_home
+
+    h = home()
+    settings, lifecycle = load_home(h)
+    reader = IndexReader.open(h, settings, lifecycle)
+    if reader is not None:
+        return reader
+    with open_ledger() as led:
+        led.sync()
+    reader = IndexReader.open(h, settings, lifecycle, require_current=False)
+    if reader is None:
+        raise LedgerError(f"cannot read the index {h.index_db} after syncing it")
+    return reader
+
+
+def iso(timestamp: int) -> str:
+    """A block timestamp as ISO 8601 UTC."""
+    from mltrail.ledger.reader import iso_time
+
+    return iso_time(timestamp)
+
+
+def tx_fields(result: Any) -> dict[str, Any]:
+    """A write's ``tx_hash``, ``block``, ``gas_used`` and ISO ``timestamp``."""
+    data = dict(result.as_dict())
+    if isinstance(data.get("timestamp"), int):
+        data["timestamp"] = iso(data["timestamp"])
+    return data
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger
+from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, read_index, tx_fields
 from mltrail.config import ENV_PASSWORD
 from mltrail.errors import InputError
 
@@ -51,7 +52,17 @@ def init(
     from mltrail.ledger.setup import init_home
 
     key = read_key_file(import_key) if import_key is not None else None
+    if lifecycle is not None:
+        from mltrail._fs import regular_file
+
+        regular_file(lifecycle, "lifecycle")
     target = new_home_path(STATE.home)
+    for folder in (target.root, *target.root.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "a dangling link" if not folder.exists() else "not a folder"
+                raise InputError(f"cannot create a home at {target.root}: {folder} is {what}")
+            break
     home = init_home(target.root, ask_password(confirm=True), lifecycle, ledger, registry, name,
                      key)
     settings = home.settings()
@@ -62,108 +73,165 @@ def init(
             "address": address_of(home, settings.identity),
             "lifecycle_digest": settings.lifecycle_digest}
     verb = "joined registry" if registry else "deployed registry"
-    emit(data, as_json, f"initialised [bold]{home.root}[/] ({settings.backend}); {verb} "
-         f"{settings.registry}; identity [bold]{settings.identity}[/] = {data['address']}")
+    emit(data, as_json, f"initialised [bold]{escape(str(home.root))}[/] ({settings.backend}); "
+         f"{verb} {settings.registry}; identity [bold]{settings.identity}[/] = {data['address']}")
+
+
+def _default_name(path: Path) -> str | None:
+    """The file's name as the artefact's name, when it makes a usable one."""
+    from mltrail.ledger.reader import looks_like_id
+
+    n = path.resolve().name
+    ok = n and n.isprintable() and n == n.strip() and len(n.encode()) <= 64
+    return n if ok and not looks_like_id(n) else None
+
+
+def _lookup(led: Any, ref: str) -> tuple[str, str | None]:
+    """Full id and name from an id, a prefix or a name, after syncing ``led``'s index."""
+    from mltrail.ledger.reader import IndexReader
+
+    led.sync()
+    reader = IndexReader.open(led.home, led.settings, led.lifecycle, require_current=False)
+    if reader is None:
+        return str(led.resolve(ref)), None
+    with reader:
+        view = reader.artefact(ref)
+        return view.id, view.name
+
+
+def _resolve(led: Any, ref: str) -> str:
+    return _lookup(led, ref)[0]
 
 
 def register(
     path: Annotated[Path, typer.Argument(help="File or directory to register.")],
     kind: Annotated[str, typer.Option("--kind", "-k", help="dataset, model, service, ...")],
     parent: Annotated[list[str] | None, typer.Option(
-        "--parent", "-p", help="Artefact it derives from.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Human name (metadata).")] = None,
+        "--parent", "-p", help="Artefact it derives from (id, prefix or name).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name shared on chain (default: the file's name).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hash PATH and register it as an artefact of KIND."""
+    from mltrail._fs import readable_tree
     from mltrail.provenance.artefacts import register_path
 
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"path does not exist: {path}")
+    readable_tree(path, "path")
+    art_name = name if name is not None else _default_name(path)
     with open_ledger() as led:
-        r, hashed = register_path(led, path, kind, parent or [], name)
+        parents = [_resolve(led, p) for p in parent or []]
+        with led.home.store.discard_on_failure():
+            r, hashed = register_path(led, path, kind, parents, art_name)
     digest = hashed.digest
-    data = {"artefact_id": r.artefact_id, "kind": kind, "content_digest": digest, **r.as_dict()}
-    emit(data, as_json, f"registered {kind} [bold]{r.artefact_id}[/]\n  content {digest}\n"
-         f"  tx {r.tx_hash} block {r.block} gas {r.gas_used}")
+    data = {"artefact_id": r.artefact_id, "name": art_name, "kind": kind,
+            "content_digest": digest, **tx_fields(r)}
+    label = f" [bold]{escape(art_name)}[/]" if art_name else ""
+    emit(data, as_json, f"registered {escape(kind)}{label} {r.artefact_id}\n  content {digest}\n"
+         f"  tx {r.tx_hash} block {r.block} gas {r.gas_used} at {data['timestamp']}")
 
 
 def transition(
-    artefact_id: Annotated[str, typer.Argument(help="Artefact id (or unique prefix).")],
+    artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
     state: Annotated[str, typer.Argument(help="Target state.")],
     evidence: Annotated[Path | None, typer.Option(
         "--evidence", help="File cited as evidence (stored; its digest goes on chain).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move an artefact to STATE (if the lifecycle and your roles allow it)."""
+    from mltrail._fs import regular_file
+    from mltrail.provenance.digest import digest_file
+
+    digest = None
+    if evidence is not None:
+        regular_file(evidence, "evidence file")
+        digest = digest_file(evidence)
     with open_ledger() as led:
-        digest = None
-        if evidence is not None:
-            if not evidence.is_file():
-                raise InputError(f"evidence file not found: {evidence}")
-            digest = led.home.store.put_file(evidence)
-        before = led.artefact(artefact_id)
+        aid, name = _lookup(led, artefact)
+        before = led.artefact(aid)
         r = led.transition(before.id, state, digest)
-    data = {"artefact_id": before.id, "from": before.state, "to": state,
-            "evidence_digest": digest, **r.as_dict()}
-    emit(data, as_json, f"{_short(before.id)} {before.state} -> [bold]{state}[/]  "
+        if evidence is not None:  # stored only once the chain accepted the transition
+            led.home.store.put_file(evidence)
+    data = {"artefact_id": before.id, "name": name, "from": before.state, "to": state,
+            "evidence_digest": digest, **tx_fields(r)}
+    label = escape(name) if name else _short(before.id)
+    emit(data, as_json, f"{label} {before.state} -> [bold]{escape(state)}[/]  "
          f"tx {r.tx_hash} block {r.block} gas {r.gas_used}")
 
 
-def show(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
+def show(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
          as_json: JsonOpt = False) -> None:
     """Show an artefact's current state and digests."""
-    with open_ledger() as led:
-        art = led.artefact(artefact_id)
-    data = art.as_dict()
+    with read_index() as reader:
+        data = reader.artefact(artefact).as_dict()
 
     def human() -> None:
         t = Table(show_header=False, box=None)
         for k, v in data.items():
-            t.add_row(f"[bold]{k}[/]", ", ".join(v) if isinstance(v, list) else str(v))
+            text = ", ".join(v) if isinstance(v, list) else ("" if v is None else str(v))
+            t.add_row(f"[bold]{k}[/]", escape(text))
         console.print(t)
 
     emit(data, as_json, human)
 
 
-def history(artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
+def _what(kind: Any, e: dict[str, Any]) -> str:
+    a = e["args"]
+    try:
+        if e["event"] == "Registered":
+            return f"registered in state {kind.state_name(int(a['state']))}"
+        if e["event"] == "Transitioned":
+            return (f"{kind.state_name(int(a['from_state']))} -> "
+                    f"{kind.state_name(int(a['to_state']))}")
+        if e["event"] == "Anchored":
+            return f"anchored {a['count']} records, root {str(a['root'])[:18]}"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return str(e["event"])
+
+
+def history(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
             as_json: JsonOpt = False) -> None:
     """Every event about an artefact, oldest first."""
-    with open_ledger() as led:
-        art = led.artefact(artefact_id)
-        kind = led.lifecycle.kind(art.kind)
-        events = led.history(art.id)
-    rows = []
-    for e in events:
-        a = dict(e.args)
-        if e.name == "Registered":
-            what = f"registered in state {kind.state_name(int(a['state']))}"
-        elif e.name == "Transitioned":
-            what = (f"{kind.state_name(int(a['from_state']))} -> "
-                    f"{kind.state_name(int(a['to_state']))}")
-        else:
-            what = f"anchored {a['count']} records, root {str(a['root'])[:18]}"
-        rows.append({"block": e.block, "timestamp": e.timestamp, "event": e.name,
-                     "actor": e.actor, "tx_hash": e.tx_hash, "what": what, "args": a})
+    from mltrail.identity import names_by_address
+
+    with read_index() as reader:
+        art, events = reader.history(artefact)
+        kind = reader.lifecycle.kind(art.kind)
+        local = names_by_address(reader.home)
+    rows = [{**e, "what": _what(kind, e), "actor_name": local.get(str(e["actor"]).lower())}
+            for e in events]
 
     def human() -> None:
-        t = Table("block", "event", "what", "actor")
+        console.print(f"[bold]{escape(art.kind)} {escape(art.name or '')}[/] {art.id}")
+        t = Table("block", "time (UTC)", "event", "what", "actor")
         for r in rows:
-            t.add_row(str(r["block"]), str(r["event"]), str(r["what"]), str(r["actor"])[:10])
+            who = str(r["actor"])[:10]
+            t.add_row(str(r["block"]), str(r["timestamp"]), str(r["event"]),
+                      escape(str(r["what"])),
+                      f"{escape(r['actor_name'])} ({who})" if r["actor_name"] else who)
         console.print(t)
 
-    emit({"artefact_id": art.id, "events": rows}, as_json, human)
+    emit({"artefact_id": art.id, "name": art.name, "events": rows}, as_json, human)
+
+
+MAX_LIMIT = 1_000_000
 
 
 def list_(kind: Annotated[str | None, typer.Option("--kind", "-k")] = None,
-          limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+          limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT)] = 1000,
           as_json: JsonOpt = False) -> None:
     """List registered artefacts, newest first."""
-    with open_ledger() as led:
-        arts = led.list_artefacts(limit, kind)
+    with read_index() as reader:
+        arts = reader.artefacts(limit, kind)
     data = [a.as_dict() for a in arts]
 
     def human() -> None:
-        t = Table("id", "kind", "state", "block", "content")
+        t = Table("id", "name", "kind", "state", "block", "time (UTC)")
         for a in arts:
-            t.add_row(_short(a.id), a.kind, a.state, str(a.block), a.content_digest[:19])
+            t.add_row(_short(a.id), escape(a.name or ""), a.kind, a.state, str(a.block),
+                      a.timestamp)
         console.print(t)
 
     emit(data, as_json, human)

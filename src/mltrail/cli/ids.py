@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mltrail.cli.common import JsonOpt, console, emit, home
@@ -31,16 +32,17 @@ def create(name: Annotated[str, typer.Argument(help="Name of the new identity.")
 def list_(as_json: JsonOpt = False) -> None:
     """List the identities in this home."""
     from mltrail.identity import list_identities
+    from mltrail.ledger.reader import load_settings
 
     h = home()
-    default = h.settings().identity
+    default = load_settings(h).identity
     ids = list_identities(h)
     data = [{"name": i.name, "address": i.address, "default": i.name == default} for i in ids]
 
     def human() -> None:
         t = Table("name", "address", "")
         for d in data:
-            t.add_row(str(d["name"]), str(d["address"]), "default" if d["default"] else "")
+            t.add_row(escape(str(d["name"])), str(d["address"]), "default" if d["default"] else "")
         console.print(t)
 
     emit(data, as_json, human)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mltrail.cli.common import JsonOpt, emit, open_ledger, progress, show_progress
+from mltrail.cli.common import JsonOpt, emit, open_ledger, progress, read_index, show_progress
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -36,9 +36,9 @@ def reindex_(as_json: JsonOpt = False) -> None:
 @app.command("status")
 def status(as_json: JsonOpt = False) -> None:
     """Backend, chain, registry and head of this home's ledger."""
-    with open_ledger() as led:
-        s = led.settings
-        data = {"home": str(led.home.root), "backend": s.backend, "rpc_url": s.rpc_url,
+    with read_index() as reader:
+        s = reader.settings
+        data = {"home": str(reader.home.root), "backend": s.backend, "rpc_url": s.rpc_url,
                 "chain_id": s.chain_id, "registry": s.registry, "identity": s.identity,
-                "head": led.backend.head(), "lifecycle_digest": s.lifecycle_digest}
+                "head": reader.head, "lifecycle_digest": s.lifecycle_digest}
     emit(data, as_json)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.tree import Tree
 
-from mltrail.cli.common import JsonOpt, console, emit, err_console, open_ledger
+from mltrail.cli.common import JsonOpt, console, emit, err_console, open_ledger, read_index
 from mltrail.errors import InputError, VerificationError
 
 import_app = typer.Typer(no_args_is_help=True)
@@ -124,7 +125,7 @@ def verify(
 
 
 def lineage(
-    artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
+    artefact_id: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
     up: Annotated[bool, typer.Option("--up", help="Ancestors only.")] = False,
     down: Annotated[bool, typer.Option("--down", help="Descendants only.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f",
@@ -141,8 +142,8 @@ def lineage(
         fmt = "json"
     if fmt not in ("tree", "json", "dot", "svg", "png"):
         raise InputError(f"unknown format {fmt!r}: use tree, json, dot, svg or png")
-    with open_ledger() as led:
-        g = lin.graph(led, artefact_id, "down" if down else "up" if up else "both")
+    with read_index() as reader:  # the fast path: no EVM when the index is current
+        g = lin.graph(reader, artefact_id, "down" if down else "up" if up else "both")
     if fmt in ("svg", "png"):
         target = out or Path(f"lineage-{g['root'][2:12]}.{fmt}")
         lin.write(g, fmt, target)  # type: ignore[arg-type]
@@ -164,11 +165,12 @@ def lineage(
              seen: frozenset[str]) -> None:
         for other, step in nxt.get(ident, []):
             if other not in seen:
-                grow(node.add(f"[dim]{step}[/] {lin.label(by_id[other])}"), other, nxt,
+                grow(node.add(f"[dim]{escape(step)}[/] {escape(lin.label(by_id[other]))}"),
+                     other, nxt,
                      seen | {other})
 
     root = g["root"]
-    tree = Tree(f"[bold]{lin.label(by_id[root])}[/]")
+    tree = Tree(f"[bold]{escape(lin.label(by_id[root]))}[/]")
     if not down:
         grow(tree.add("ancestors") if not up else tree, root, parents, frozenset({root}))
     if not up:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from mltrail.cli.common import JsonOpt, console, emit, open_ledger
+from mltrail.cli.common import JsonOpt, console, emit, open_ledger, read_index, tx_fields
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -20,8 +21,9 @@ def grant(account: Account, role: Role, as_json: JsonOpt = False) -> None:
     """Grant ROLE to ACCOUNT."""
     with open_ledger() as led:
         r = led.grant_role(account, role)
-    emit({"account": account, "role": role, **r.as_dict()}, as_json,
-         f"granted [bold]{role}[/] to {account}  tx {r.tx_hash} block {r.block} gas {r.gas_used}")
+    emit({"account": account, "role": role, **tx_fields(r)}, as_json,
+         f"granted [bold]{escape(role)}[/] to {escape(account)}  tx {r.tx_hash} block {r.block} "
+         f"gas {r.gas_used}")
 
 
 @app.command("revoke")
@@ -29,25 +31,26 @@ def revoke(account: Account, role: Role, as_json: JsonOpt = False) -> None:
     """Revoke ROLE from ACCOUNT."""
     with open_ledger() as led:
         r = led.revoke_role(account, role)
-    emit({"account": account, "role": role, **r.as_dict()}, as_json,
-         f"revoked [bold]{role}[/] from {account}  tx {r.tx_hash} block {r.block}")
+    emit({"account": account, "role": role, **tx_fields(r)}, as_json,
+         f"revoked [bold]{escape(role)}[/] from {escape(account)}  tx {r.tx_hash} block {r.block}")
 
 
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
     """Every account holding a role, from the chain."""
-    from mltrail.identity import list_identities
+    from mltrail.identity import names_by_address
 
-    with open_ledger() as led:
-        names = {i.address: i.name for i in list_identities(led.home)}
+    with read_index() as reader:
+        masks = reader.roles()
+        names = names_by_address(reader.home)
         data: list[dict[str, Any]] = [
-            {"address": a, "name": names.get(a), "roles": led.lifecycle.role_names(m)}
-            for a, m in sorted(led.roles().items())]
+            {"address": a, "name": names.get(a.lower()), "roles": reader.lifecycle.role_names(m)}
+            for a, m in sorted(masks.items())]
 
     def human() -> None:
         t = Table("address", "name", "roles")
         for d in data:
-            t.add_row(str(d["address"]), str(d["name"] or ""), ", ".join(d["roles"]))
+            t.add_row(str(d["address"]), escape(str(d["name"] or "")), ", ".join(d["roles"]))
         console.print(t)
 
     emit(data, as_json, human)
@@ -58,8 +61,8 @@ def transfer_admin(account: Account, as_json: JsonOpt = False) -> None:
     """Offer the admin seat to ACCOUNT (it must run 'roles accept-admin')."""
     with open_ledger() as led:
         r = led.transfer_admin(account)
-    emit({"account": account, **r.as_dict()}, as_json,
-         f"offered admin to {account}; it must run 'mltrail roles accept-admin'")
+    emit({"account": account, **tx_fields(r)}, as_json,
+         f"offered admin to {escape(account)}; it must run 'mltrail roles accept-admin'")
 
 
 @app.command("accept-admin")
@@ -68,4 +71,4 @@ def accept_admin(as_json: JsonOpt = False) -> None:
     with open_ledger() as led:
         r = led.accept_admin()
         me = led.address
-    emit({"admin": me, **r.as_dict()}, as_json, f"{me} is now the registry admin")
+    emit({"admin": me, **tx_fields(r)}, as_json, f"{me} is now the registry admin")

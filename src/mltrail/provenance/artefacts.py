@@ -19,6 +19,7 @@ from mltrail.provenance.digest import canonical_json, digest_tree
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Artefact, Ledger, Registered
+    from mltrail.ledger.reader import ArtefactView
     from mltrail.provenance.store import ContentStore
 
 # bounds before allocation: metadata and manifests are read from a store others may fill
@@ -80,7 +81,7 @@ def _json_blob(store: ContentStore, digest: str, what: str) -> dict[str, Any]:
     return doc
 
 
-def metadata(store: ContentStore, art: Artefact) -> dict[str, Any] | None:
+def metadata(store: ContentStore, art: Artefact | ArtefactView) -> dict[str, Any] | None:
     """An artefact's metadata, or None when its blob is not in this home's store."""
     if int(art.metadata_digest.removeprefix("sha256:"), 16) == 0:
         return {}

@@ -18,11 +18,13 @@ from mltrail.provenance import artefacts
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
+    from mltrail.ledger.reader import IndexReader
 
 Direction = Literal["up", "down", "both"]
 
 
-def graph(led: Ledger, artefact_id: str, direction: Direction = "both") -> dict[str, Any]:
+def graph(led: Ledger | IndexReader, artefact_id: str,
+          direction: Direction = "both") -> dict[str, Any]:
     """``{"root", "direction", "nodes": [...], "edges": [{"from", "to", "activity"}]}``
     (edges point from parent to child) plus the ledger's ``artefact``, ``ancestors`` and
     ``descendants`` lists for the directions asked."""
@@ -40,7 +42,8 @@ def graph(led: Ledger, artefact_id: str, direction: Direction = "both") -> dict[
         act = meta.get("activity") if isinstance(meta.get("activity"), dict) else None
         step = str(act.get("step")) if act else "derived"
         nodes.append({"id": r["id"], "kind": r["kind"], "state": r["state"],
-                      "name": str(meta.get("name", "")), "digest": r["content_digest"],
+                      "name": str(meta.get("name") or r.get("name") or ""),
+                      "digest": r["content_digest"],
                       "owner": r["owner"], "depth": r["depth"], "activity": act})
         for p in r["parents"]:
             if p in ids:

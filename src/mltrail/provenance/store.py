@@ -8,6 +8,8 @@ only; what they mean is recorded on the ledger.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mltrail._fs import atomic_write
@@ -20,6 +22,21 @@ class ContentStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._fresh: list[list[Path]] = []  # objects first stored inside discard_on_failure
+
+    @contextmanager
+    def discard_on_failure(self) -> Iterator[None]:
+        """Objects first stored inside the block are removed again if it raises, so a
+        refused write leaves no orphan blobs behind."""
+        self._fresh.append([])
+        try:
+            yield
+        except BaseException:
+            for path in self._fresh[-1]:
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            self._fresh.pop()
 
     def _path(self, digest: str) -> Path:
         hexd = to_bytes32(digest).hex()
@@ -31,6 +48,8 @@ class ContentStore:
         path = self._path(digest)
         if not path.exists():
             atomic_write(path, data)
+            if self._fresh:
+                self._fresh[-1].append(path)
         return digest
 
     def put_file(self, src: str | os.PathLike[str]) -> str:

@@ -1,0 +1,105 @@
+"""CLI latency: the installed ``mltrail`` command, read and write commands, as a user runs them.
+
+Each command runs as a fresh process (``--repeat`` times, interleaved with ``python -c
+pass`` so a loaded machine slows both alike) on an embedded home holding a few
+artefacts. Prints JSON: median wall and CPU (user + sys) milliseconds per command, each
+also as a ratio to the median of ``python -c pass`` in the same run, and the load average
+(wall times on a shared machine follow its load; CPU times much less). Targets (issue 9):
+reads < 300 ms, writes < 1 s; ``targets_met`` compares the wall medians with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXE = str(Path(sys.executable).with_name("mltrail"))
+READS = [["show", "ds"], ["history", "ds"], ["lineage", "ds"], ["list"], ["roles", "list"],
+         ["ledger", "status"], ["show", "ds", "--json"], ["list", "--json"]]
+READ_TARGET_MS, WRITE_TARGET_MS = 300.0, 1000.0
+
+
+CPU: dict[str, list[float]] = {}
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, label: str | None = None) -> float:
+    """Wall milliseconds of one run; its CPU milliseconds (user + sys) go to CPU[label]."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    dt = (time.perf_counter() - t0) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+    if label is not None:
+        CPU.setdefault(label, []).append(1000 * (after.ru_utime - before.ru_utime
+                                                 + after.ru_stime - before.ru_stime))
+    return dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = dict(os.environ, MLTRAIL_HOME=str(root / ".mltrail"), MLTRAIL_PASSWORD="bench")
+        env.pop("MLTRAIL_SCRYPT_N", None)
+        setup = [[EXE, "init"], [EXE, "id", "create", "alice"],
+                 [EXE, "roles", "grant", "alice", "data_steward"],
+                 [EXE, "roles", "grant", "alice", "model_developer"]]
+        for cmd in setup:
+            _run(cmd, env, root)
+        (root / "data.csv").write_text("x,y\n1,2\n")
+        _run([EXE, "--as", "alice", "register", "data.csv", "-k", "dataset", "--name", "ds"],
+             env, root)
+        for i in range(3):
+            (root / f"m{i}.bin").write_bytes(os.urandom(64))
+            _run([EXE, "--as", "alice", "register", f"m{i}.bin", "-k", "model", "--parent", "ds",
+                  "--name", f"m{i}"], env, root)
+        times: dict[str, list[float]] = {"python -c pass": []}
+        for r in range(args.repeat):
+            times["python -c pass"].append(_run([sys.executable, "-c", "pass"], env, root,
+                                                "python -c pass"))
+            for cmd in READS:
+                label = " ".join(cmd)
+                times.setdefault(label, []).append(_run([EXE, *cmd], env, root, label))
+            f = root / f"w{r}.bin"
+            f.write_bytes(os.urandom(64))
+            times.setdefault("register (write)", []).append(_run(
+                [EXE, "--as", "alice", "register", str(f), "-k", "model", "--name", f"w{r}"],
+                env, root, "register (write)"))
+            times.setdefault("transition (write)", []).append(_run(
+                [EXE, "--as", "alice", "transition", f"w{r}", "trained"], env, root,
+                "transition (write)"))
+    base = statistics.median(times["python -c pass"])
+    medians = {k: round(statistics.median(v), 1) for k, v in times.items()}
+    cpu = {k: round(statistics.median(v), 1) for k, v in CPU.items()}
+    cpu_base = max(cpu["python -c pass"], 1.0)
+    reads = {k: v for k, v in medians.items() if k != "python -c pass" and "write" not in k}
+    writes = {k: v for k, v in medians.items() if "write" in k}
+    out = {
+        "bench": "cli", "repeat": args.repeat, "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "median_ms": medians,
+        "ratio_to_python_c_pass": {k: round(v / base, 1) for k, v in medians.items()},
+        "median_cpu_ms": cpu,
+        "cpu_ratio_to_python_c_pass": {k: round(v / cpu_base, 1) for k, v in cpu.items()},
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "targets_ms": {"read": READ_TARGET_MS, "write": WRITE_TARGET_MS},
+        "targets_met": {"reads": max(reads.values()) < READ_TARGET_MS,
+                        "writes": max(writes.values()) < WRITE_TARGET_MS},
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
