@@ -183,7 +183,8 @@ def read_manifest(folder: str | Path) -> Manifest:
             raise InputError(f"malformed proof manifest {mpath}: not JSON") from exc
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"malformed proof manifest {mpath}: {where}: {err['msg']}") from exc
+        text = f"{where}: {err['msg']}".encode("unicode_escape").decode()[:300]
+        raise InputError(f"malformed proof manifest {mpath}: {text}") from exc
 
 
 def bundle_path(folder: Path, rel: str) -> Path:
