@@ -200,10 +200,9 @@ def bundle_path(folder: Path, rel: str) -> Path:
             raise VerificationError(f"bundle file {rel!r} is a symbolic link")
     if not cur.is_file():
         raise VerificationError(f"bundle file missing: {rel}")
-    try:
-        cur.resolve().relative_to(folder.resolve())
-    except ValueError:
-        raise VerificationError(f"bundle file {rel!r} is outside the bundle") from None
+    root = os.path.realpath(folder)
+    if not os.path.realpath(cur).startswith(root.rstrip(os.sep) + os.sep):
+        raise VerificationError(f"bundle file {rel!r} is outside the bundle")
     return cur
 
 

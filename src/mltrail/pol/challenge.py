@@ -68,9 +68,11 @@ def random_count(pool: int, segments: int, miss_rate: float, forged: float) -> i
     if not 0.0 < forged <= 1.0:
         raise InputError("--forged must be in (0, 1]")
     bad = min(forged_count(segments, forged), pool)
+    p = 1.0  # miss_probability(pool, bad, r), updated term by term
     for r in range(pool + 1):
-        if miss_probability(pool, bad, r) <= miss_rate:
+        if p <= miss_rate or r > pool - bad:
             return r
+        p *= (pool - bad - r) / (pool - r)
     return pool
 
 

@@ -12,6 +12,7 @@ own randomness). It reads anchors from a ledger when given one but never writes 
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -66,9 +67,11 @@ def relative_error(replayed: Mapping[str, torch.Tensor], start: Mapping[str, tor
 
 def replay_segment(spec: TrainingSpec, model_state: State, optim_state: State,
                    x: torch.Tensor, y: torch.Tensor, start: int, end: int,
-                   device: str = "cpu") -> tuple[State, State]:
-    """Run steps ``start..end-1`` from the given states; returns the new states (CPU)."""
-    model = build_model(spec.arch).to(device)
+                   device: str = "cpu", model: torch.nn.Module | None = None
+                   ) -> tuple[State, State]:
+    """Run steps ``start..end-1`` from the given states; returns the new states (CPU).
+    ``model`` (built from ``spec.arch`` on ``device``) is reused when given."""
+    model = build_model(spec.arch).to(device) if model is None else model
     model.load_state_dict(model_state)
     opt = spec.make_optimizer(model)
     load_optimizer_tensors(model, opt, optim_state)
@@ -187,12 +190,13 @@ def load_all_states(folder: Path, man: Manifest) -> list[tuple[State, State]]:
     keys = OPTIMIZER_KEYS.get(str(spec.optimizer.get("name")), ())
     limit = 8 * sum(math.prod(s) for s in shapes.values()) + (1 << 20)
     out = []
+    real = Path(os.path.realpath(folder))
     for n, c in enumerate(man.checkpoints()):
         if set(c.files) != {"model", "optim"} or set(c.digests) != {"model", "optim"}:
             raise VerificationError(f"checkpoint record {n} names files other than model "
                                     "and optim")
-        model = load_tensors(folder, c.files["model"], c.digests["model"], shapes, limit)
-        optim = load_tensors(folder, c.files["optim"], c.digests["optim"], None, 2 * limit)
+        model = load_tensors(real, c.files["model"], c.digests["model"], shapes, limit)
+        optim = load_tensors(real, c.files["optim"], c.digests["optim"], None, 2 * limit)
         for key, t in optim.items():
             pname, _, skey = key.rpartition(".")
             if pname not in per or skey not in keys or (
@@ -238,10 +242,12 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
     chosen, score, rule = plan(man, states, q, r, miss_rate, forged, rep.verifier_seed,
                                len(rep.prior_rejections))
     rep.r, rep.r_rule = int(rule["r"]), rule
+    model = build_model(spec.arch).to(device)
     for i, why in chosen:
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         try:
-            mr, orr = replay_segment(spec, m0, o0, x, y, cks[i].step, cks[i + 1].step, device)
+            mr, orr = replay_segment(spec, m0, o0, x, y, cks[i].step, cks[i + 1].step, device,
+                                     model)
         except (RuntimeError, MltrailError, KeyError, ValueError) as exc:
             rep.reasons.append(f"segment #{i} cannot be replayed: {exc}".splitlines()[0])
             err, cos, oerr = math.inf, None, None
