@@ -127,7 +127,7 @@ verifier seed {self.verifier_seed}, replay {self.replay_seconds:.2f}s of
 {self.total_seconds:.2f}s on {e(self.device)} with {self.torch_threads} threads</p>
 <h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
 <h2>Replayed segments</h2><table><tr><th>#</th><th>epoch</th><th>steps</th><th>chosen</th>
-<th>|update|</th><th>error</th><th>optimizer error</th><th>cosine</th><th>result</th></tr>
+<th>state change</th><th>error</th><th>optimizer error</th><th>cosine</th><th>result</th></tr>
 {segs}</table></body></html>
 """
 
