@@ -68,6 +68,8 @@ def random_count(pool: int, segments: int, miss_rate: float, forged: float) -> i
     if not 0.0 < forged <= 1.0:
         raise InputError("--forged must be in (0, 1]")
     bad = min(forged_count(segments, forged), pool)
+    if bad <= 0:  # nothing left to draw: every segment is replayed anyway
+        return 0
     p = 1.0  # miss_probability(pool, bad, r), updated term by term
     for r in range(pool + 1):
         if p <= miss_rate or r > pool - bad:
