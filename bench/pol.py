@@ -8,11 +8,17 @@ synthetic 32×32×3 data for a few hundred steps. For each:
   k = 100);
 * ``size``: bytes per checkpoint (model + optimizer safetensors) vs the raw state
   (float32 parameters and buffers), and the whole bundle;
-* ``verify``: verification time (Q = 1 per epoch, R = 1) as a fraction of training time
-  vs the ideal (Q·E + R)·k / total steps.
+* ``verify``: verification time at the default miss rate (Q = 1 per epoch, R from
+  ``--miss-rate 0.01 --forged 0.1``, plus the final segment and predecessors) as a
+  fraction of training time, and as a multiple of the ideal (Q·E + R)·k / total steps;
+* ``detection`` (issue 7): one forged segment out of N (N = 10, 100, 1,000; tiny MLP,
+  k = 1) over ``--seeds`` verifier seeds: measured detection vs the hypergeometric
+  prediction, for R from the stated target, the default R and R = pool/10;
+* ``adversaries``: the forged optimizer-state segment and small-update fakes at 1, 2 and
+  5 of 43 segments (digits MLP, k = 1) over the same seeds, and re-submission shopping
+  (5 attempts, with and without the prior-rejection rule).
 
-Runs on one CPU thread unless ``--threads``; about 5 minutes on one core (the ResNet
-runs 160 steps of batch 16 on 1280 synthetic images).
+Runs on one CPU thread unless ``--threads``; about 10 minutes on one core.
 """
 
 from __future__ import annotations
@@ -78,21 +84,23 @@ def bench_task(name: str, x: torch.Tensor, y: torch.Tensor, run: dict[str, Any],
             res["overhead"].append({"k": k, "recorded_s": round(best, 3),
                                     "overhead_pct": round(100 * (best - base) / base, 1)})
             out = Path(tmp) / f"k{k}-0"
-            man = verify_bundle(out, (x, y), q=1, r=1, seed=0)
+            man = verify_bundle(out, (x, y), q=1, seed=0)  # R from the default miss rate
             cks = len([f for f in (out / "checkpoints").iterdir()]) // 2
             per_ck = _dir_size(out / "checkpoints") / cks
             segs = len(man.segments)
-            ideal = sum(s.end_step - s.start_step for s in man.segments) / steps
-            naive_ideal = min(1.0, (run["epochs"] + 1) * k / steps)
+            replayed = sum(s.end_step - s.start_step for s in man.segments) / steps
+            ideal = min(1.0, (run["epochs"] + man.r) * k / steps)  # (Q·E + R)·k / steps
             res["verify"].append({
-                "k": k, "verdict": man.verdict, "segments": segs,
+                "k": k, "verdict": man.verdict, "segments": segs, "r": man.r,
+                "r_rule": man.r_rule,
                 "replay_s": round(man.replay_seconds, 3),
                 "total_s": round(man.total_seconds, 3),
                 "replay_fraction": round(man.replay_seconds / base, 4),
                 "total_fraction": round(man.total_seconds / base, 4),
+                "replayed_steps_fraction": round(replayed, 4),
                 "ideal_fraction": round(ideal, 4),
-                "ideal_fraction_formula": round(naive_ideal, 4),
                 "replay_vs_ideal": round(man.replay_seconds / base / ideal, 3),
+                "total_vs_ideal": round(man.total_seconds / base / ideal, 3),
                 "max_error": man.max_error})
             if k == 100 or k == spe:
                 res.setdefault("size", []).append({
@@ -104,11 +112,116 @@ def bench_task(name: str, x: torch.Tensor, y: torch.Tensor, run: dict[str, Any],
     return res
 
 
+def _tiny(n: int, out: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """An honest k = 1 proof of N = ``n`` segments: a 4-4-2 MLP, batch 1, one epoch."""
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 1, 2, 2, generator=gen)
+    y = (x.reshape(n, -1).sum(1) > 0).long()
+    record_training(out, x, y, arch={"type": "mlp", "in_features": 4, "hidden": [4],
+                                     "classes": 2},
+                    optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9}, k=1, epochs=1,
+                    batch_size=1, seed=n)
+    return x, y
+
+
+def _rate(bundle: Path, data: tuple[torch.Tensor, torch.Tensor], seeds: int,
+          **kw: Any) -> tuple[float, dict[str, Any]]:
+    caught, rule = 0, {}
+    for s in range(seeds):
+        rep = verify_bundle(bundle, data, seed=1_000_003 * s + 17, **kw)
+        caught += not rep.accepted
+        rule = rep.r_rule
+    return caught / seeds, rule
+
+
+def bench_detection(seeds: int) -> list[dict[str, Any]]:
+    """One forged segment of N: measured over ``seeds`` verifier seeds vs predicted."""
+    from mltrail.pol import challenge as ch
+    from mltrail.testing.pol_adversaries import forged_segment
+    from mltrail.testing.pol_forgeries import load_states
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (10, 100, 1000):
+            honest = Path(tmp) / f"h{n}"
+            x, y = _tiny(n, honest)
+            man, states = load_states(honest)
+            epochs = [0] * n
+            score = ch.scores(ch.state_changes(states))
+            fixed = {i for i, w in ch.choose_segments(epochs, score, 1, 0, 0)
+                     if w != "predecessor"}
+            order = sorted((i for i in range(1, n - 2) if i not in fixed and i + 1 not in fixed),
+                           key=lambda i: score[i])
+            j = order[len(order) // 2]  # a segment of median size, as a cheater would pick
+            bad = Path(tmp) / f"f{n}"
+            forged_segment(bad, honest, x, y, j)
+            pool = ch.pool_size(epochs, score, 1)
+            for label, kw in (("stated target: --forged 1/N --miss-rate 0.01",
+                               {"forged": 1 / n, "miss_rate": 0.01}),
+                              ("default (--forged 0.1 --miss-rate 0.01)", {}),
+                              ("R = pool/10", {"r": max(1, pool // 10)})):
+                rate, rule = _rate(bad, (x, y), seeds, **kw)
+                r = int(rule.get("r", 0))
+                out.append({
+                    "N": n, "forged_segment": j, "mode": label, "pool": pool, "r": r,
+                    "seeds": seeds, "measured_detection": rate,
+                    "predicted_detection": round(1 - ch.miss_probability(pool, 1, r), 4),
+                    "predicted_with_predecessors": round(
+                        1 - ch.miss_probability(pool, 2, r), 4)})
+                print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    return out
+
+
+def bench_adversaries(seeds: int) -> dict[str, Any]:
+    """Issue 7's adversaries on the digits MLP (k = 1, 43 segments) over ``seeds`` seeds."""
+    from mltrail.pol import challenge as ch
+    from mltrail.testing import pol_adversaries as adv
+
+    d = load_digits_tensors()
+    x, y = d.x_train, d.y_train
+    res: dict[str, Any] = {"seeds": seeds}
+    with tempfile.TemporaryDirectory() as tmp:
+        honest = Path(tmp) / "honest"
+        record_training(honest, x, y, arch={"type": "mlp", "hidden": [32]},
+                        optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9}, k=1, epochs=1,
+                        batch_size=32, seed=3)
+        adv.forged_optimizer_segment(Path(tmp) / "opt", honest, x, y, 20)
+        rate, rule = _rate(Path(tmp) / "opt", (x, y), seeds)
+        res["forged_optimizer_state"] = {"measured_detection": rate, "r": rule.get("r"),
+                                         "predicted_detection": 1.0}
+        res["small_update_fakes"] = []
+        for count in (1, 2, 5):
+            _, fakes = adv.small_update_fakes(Path(tmp) / f"s{count}", honest, count, seed=count)
+            rate, rule = _rate(Path(tmp) / f"s{count}", (x, y), seeds)
+            pool, r = int(rule["pool"]), int(rule["r"])
+            res["small_update_fakes"].append({
+                "fakes": count, "of": 43, "r": r, "pool": pool, "measured_detection": rate,
+                "predicted_detection_min": round(1 - ch.miss_probability(pool, 2 * count, r), 4)})
+        _, _ = adv.small_update_fakes(Path(tmp) / "shop", honest, 1, seed=7)
+        shop: dict[str, Any] = {"attempts": 5, "fakes": 1}
+        for rule_on in (False, True):
+            wins = 0
+            for s in range(seeds):
+                for attempt in range(5):
+                    rep = verify_bundle(Path(tmp) / "shop", (x, y), seed=7919 * s + attempt,
+                                        prior_rejections=["x"] * attempt if rule_on else [])
+                    if rep.accepted:
+                        wins += 1
+                        break
+            shop["cheater_success_with_rule" if rule_on else "cheater_success_without_rule"] \
+                = wins / seeds
+        res["resubmission_shopping"] = shop
+    print(json.dumps(res), file=sys.stderr, flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="digits only")
+    ap.add_argument("--seeds", type=int, default=50, help="verifier seeds per rate")
+    ap.add_argument("--only", choices=["all", "cost", "detection"], default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     d = load_digits_tensors()
@@ -117,6 +230,13 @@ def main() -> None:
                            "machine": platform.machine(), "python": sys.version.split()[0],
                            "tasks": []}
     t0 = time.perf_counter()
+    if args.only in ("all", "detection"):
+        out["detection"] = bench_detection(args.seeds)
+        out["adversaries"] = bench_adversaries(args.seeds)
+    if args.only == "detection":
+        out["bench_seconds"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(out, indent=2))
+        return
     out["tasks"].append(bench_task("digits-cnn", d.x_train, d.y_train,
                                    {"arch": {"type": "cnn"}, "optimizer": sgd, "epochs": 6,
                                     "batch_size": 32, "seed": 0}, args.repeat))

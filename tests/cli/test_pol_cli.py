@@ -36,26 +36,37 @@ def test_train_verify_forge_dispute(project: Path, cli) -> None:
     assert {"model_id", "tx_hash", "block", "gas_used", "final_model"} <= set(t)
     assert len(t["anchors"]) == 2 and all(a["tx_hash"] for a in t["anchors"])
     assert cli("show", t["model_id"], "--json", cwd=project).json()["state"] == "trained"
+    assert t["init_seed_block"] is not None  # the init seed was fixed by a block
 
+    # the public challenge needs a block after the publication: refused until it exists
+    early = cli("--as", "victor", "pol", "verify", "--model", t["model_id"], cwd=project)
+    assert early.code == 2 and "not mined yet" in early.err
+    assert cli("--as", "mallory", "pol", "forge", "b", "forged", cwd=project).code == 0
+    p = cli("--as", "mallory", "pol", "publish", "forged", "--json", cwd=project)
+    assert p.code == 0, p.err
+    # no --data: the proof's dataset artefact names the reference data, with those bytes
     v = cli("--as", "victor", "pol", "verify", "--model", t["model_id"], "--json",
             "--report", "r.json", "--html", "r.html", cwd=project)
     assert v.code == 0, v.err
     out = v.json()
     assert out["verdict"] == "accepted" and out["ledger"]["recorded"]
+    assert out["init_origin"] == "ledger" and out["challenge"]["source"] == "ledger"
     assert {"tx_hash", "block", "gas_used"} <= set(out["ledger"])
     assert json.loads((project / "r.json").read_text())["verdict"] == "accepted"
     assert (project / "r.html").read_text().startswith("<!doctype html>")
     assert cli("show", t["model_id"], "--json", cwd=project).json()["state"] == "verified"
+    again = cli("--as", "victor", "pol", "verify", "--model", t["model_id"], "--no-record",
+                "--json", cwd=project)
+    assert again.json()["verifier_seed"] == out["verifier_seed"]  # the same public challenge
 
-    assert cli("--as", "mallory", "pol", "forge", "b", "forged", cwd=project).code == 0
-    p = cli("--as", "mallory", "pol", "publish", "forged", "--json", cwd=project)
-    assert p.code == 0, p.err
-    f = cli("--as", "victor", "pol", "verify", "--model", p.json()["model_id"], cwd=project)
+    f = cli("--as", "victor", "pol", "verify", "--model", p.json()["model_id"], "--data",
+            "digits", cwd=project)
     assert f.code == 1
     assert "proof rejected" in f.err and "Traceback" not in f.err
-    assert cli("show", p.json()["model_id"], "--json", cwd=project).json()["state"] == "trained"
+    assert cli("show", p.json()["model_id"], "--json", cwd=project).json()["state"] == \
+        "rejected"
 
-    d = cli("pol", "dispute", p.json()["model_id"], "--json", cwd=project)
+    d = cli("pol", "dispute", p.json()["model_id"], "--data", "digits", "--json", cwd=project)
     assert d.code == 0, d.err
     dec = d.json()
     assert dec["winner"]["model_id"] == t["model_id"]
@@ -67,9 +78,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
             "--json", cwd=tmp_path)
     assert r.code == 0, r.err
     b = tmp_path / "b"
-    assert cli("pol", "verify", str(b), cwd=tmp_path).code == 0  # accepted, exit 0
+    assert cli("pol", "verify", str(b), "--data", "digits", cwd=tmp_path).code == 0  # accepted
     cases = [
-        (["pol", "verify", str(tmp_path / "missing")], 2, "no proof bundle"),
+        (["pol", "verify", str(b)], 2, "--data is required"),
+        (["pol", "verify", str(tmp_path / "missing"), "--data", "digits"], 2, "no proof bundle"),
         (["pol", "verify", str(b), "--data", str(tmp_path / "nope.safetensors")], 2,
          "no data file"),
         (["pol", "train", str(b), "--no-ledger"], 2, "not empty"),
@@ -87,7 +99,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text('{"header": 1}')
-    res = cli("pol", "verify", str(bad), cwd=tmp_path)
+    res = cli("pol", "verify", str(bad), "--data", "digits", cwd=tmp_path)
     assert res.code == 2 and "malformed proof manifest" in res.err
     assert cli("pol", "data", str(tmp_path / "d.safetensors"), cwd=tmp_path).code == 0
     from safetensors.torch import load_file, save_file
@@ -103,9 +115,22 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
     assert res.code == 0 and res.json()["verdict"] == "accepted"
     # pack / unpack round trip; a tar is not a folder
     assert cli("pol", "pack", str(b), str(tmp_path / "b.tar"), cwd=tmp_path).code == 0
-    res = cli("pol", "verify", str(tmp_path / "b.tar"), cwd=tmp_path)
+    res = cli("pol", "verify", str(tmp_path / "b.tar"), "--data", "digits", cwd=tmp_path)
     assert res.code == 2 and "pol unpack" in res.err
     assert cli("pol", "unpack", str(tmp_path / "b.tar"), str(tmp_path / "u"),
                cwd=tmp_path).code == 0
     res = cli("pol", "inspect", str(tmp_path / "u"), "--json", cwd=tmp_path)
     assert res.code == 0 and res.json()["complete"] is True
+
+
+def test_failed_train_leaves_nothing_and_the_next_run_works(tmp_path: Path, cli) -> None:
+    """A run that fails part way (here: an optimizer the replay cannot honour) leaves no
+    partial bundle behind, so the same command with a fix succeeds."""
+    out = tmp_path / "b"
+    r = cli("pol", "train", str(out), "--epochs", "1", "--k", "43", "--no-ledger",
+            "--optimizer", "rmsprop", cwd=tmp_path)
+    assert r.code == 2 and "Traceback" not in r.err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    r = cli("pol", "train", str(out), "--epochs", "1", "--k", "43", "--no-ledger", "--json",
+            cwd=tmp_path)
+    assert r.code == 0, r.err and (out / "manifest.json").is_file()

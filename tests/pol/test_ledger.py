@@ -7,9 +7,16 @@ import pytest
 from mltrail.errors import RefusedError
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.dispute import Claim, claims_on_ledger, settle
-from mltrail.pol.onchain import bundle_for, ledger_anchor, publish_model, record_verdict
+from mltrail.pol.onchain import (
+    bundle_for,
+    ledger_anchor,
+    public_challenge,
+    publish_model,
+    record_verdict,
+    start_training,
+)
 from mltrail.pol.recorder import record_training
-from mltrail.pol.verifier import verify_bundle
+from mltrail.pol.verifier import plan, verify_bundle
 from mltrail.provenance.digest import digest_state_dict
 from mltrail.reference import pinned_threads
 from mltrail.testing import pol_forgeries as attacks
@@ -46,15 +53,18 @@ def trained(chain, digits):
     root, led = chain
     alice = led["alice"]
     x, y = digits
-    ds = alice.register("dataset", digest_state_dict({"x": x, "y": y}),
-                        metadata={"name": "digits"})
+    digest = digest_state_dict({"x": x, "y": y})
+    ds = alice.register("dataset", digest, metadata={"name": "digits"})
+    iseed, origin = start_training(alice, ds.artefact_id, data_digest=digest, data_seed=22,
+                                   arch={"type": "cnn"})
     with pinned_threads(1):
         record_training(root / "alice", x, y, arch={"type": "cnn"},
                         optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9}, k=10,
-                        epochs=2, batch_size=32, seed=21,
+                        epochs=2, batch_size=32, seed=21, init_seed=iseed, init_origin=origin,
                         anchor=ledger_anchor(alice, ds.artefact_id), prover=alice.address,
                         anchor_artefact=ds.artefact_id)
     pub = publish_model(alice, root / "alice", name="cnn", parents=[ds.artefact_id])
+    alice.anchor(ds.artefact_id, b"\0" * 32, 1)  # a later block: the public challenge's
     return root / "alice", ds.artefact_id, pub
 
 
@@ -80,9 +90,13 @@ def test_verified_proof_moves_the_model_to_verified(chain, trained, digits) -> N
     _, _, pub = trained
     victor = led["victor"]
     bundle = bundle_for(victor, pub["model_id"])  # fetched back from the content store
-    rep = verify_bundle(bundle, digits, q=1, r=1, expected_model=pub["content_digest"],
+    challenge, prior = public_challenge(victor, pub["model_id"])
+    assert prior == [] and challenge.block == victor.artefact(pub["model_id"]).block + 2
+    assert public_challenge(led["mallory"], pub["model_id"])[0] == challenge  # anyone's view
+    rep = verify_bundle(bundle, digits, challenge=challenge, expected_model=pub["content_digest"],
                         ledger=victor)
     assert rep.accepted, rep.reasons
+    assert rep.init_origin == "ledger" and rep.verifier_seed == challenge.seed
     assert [a["actor"] for a in rep.anchors] == [led["alice"].address] * 2
     with pytest.raises(RefusedError, match="missing role"):  # only a verifier may
         record_verdict(led["alice"], pub["model_id"], rep)
@@ -94,21 +108,39 @@ def test_verified_proof_moves_the_model_to_verified(chain, trained, digits) -> N
     assert victor.home.store.get(res["report_digest"]) == rep.to_json()
 
 
-def test_forged_proof_is_rejected_and_records_nothing(chain, trained, digits) -> None:
+def test_forged_proof_is_rejected_on_the_ledger_and_resubmission_is_seen(
+        chain, trained, digits) -> None:
     root, led = chain
     bundle, ds_id, _ = trained
-    mallory = led["mallory"]
+    mallory, victor = led["mallory"], led["victor"]
     attacks.interpolation_spoof(root / "forged", bundle, lr=None,
                                 anchor=ledger_anchor(mallory, ds_id))
     pub = publish_model(mallory, root / "forged", name="mine", parents=[ds_id])
-    rep = verify_bundle(bundle_for(led["victor"], pub["model_id"]), digits, q=1, r=1,
-                        expected_model=pub["content_digest"], ledger=led["victor"])
+    mallory.anchor(ds_id, b"\1" * 32, 1)  # any later transaction mines the challenge block
+    challenge, prior = public_challenge(victor, pub["model_id"])
+    rep = verify_bundle(bundle_for(victor, pub["model_id"]), digits, challenge=challenge,
+                        expected_model=pub["content_digest"], ledger=victor)
     assert not rep.accepted
-    before = len(led["victor"].history(pub["model_id"]))
-    res = record_verdict(led["victor"], pub["model_id"], rep)
-    assert res == {"report_digest": rep.digest(), "recorded": False}
-    assert led["victor"].artefact(pub["model_id"]).state == "trained"
-    assert len(led["victor"].history(pub["model_id"])) == before
+    res = record_verdict(victor, pub["model_id"], rep)
+    assert res["recorded"] and res["state"] == "rejected"
+    assert victor.artefact(pub["model_id"]).state == "rejected"  # visible to everyone
+    last = victor.history(pub["model_id"])[-1]
+    assert rep.digest().split(":")[1] in str(last.args["evidence_digest"])
+    # re-submission: the same bundle under a new name is a new artefact, with its own
+    # challenge; the earlier rejection of the same weights halves the miss rate
+    again = publish_model(mallory, root / "forged", name="mine-again", parents=[ds_id])
+    with pytest.raises(RefusedError, match="not mined yet"):
+        public_challenge(victor, again["model_id"])
+    mallory.anchor(ds_id, b"\2" * 32, 1)
+    ch2, prior2 = public_challenge(victor, again["model_id"])
+    assert prior2 == [pub["model_id"]] and ch2.seed != challenge.seed
+    rep2 = verify_bundle(bundle_for(victor, again["model_id"]), digits, challenge=ch2,
+                         prior_rejections=prior2, ledger=victor)
+    assert not rep2.accepted
+    man, states = attacks.load_states(bundle)
+    once = plan(man, states, 1, None, 0.01, 0.1, 0, prior=0)[2]
+    twice = plan(man, states, 1, None, 0.01, 0.1, 0, prior=len(prior2))[2]
+    assert twice["effective_miss_rate"] == pytest.approx(0.005) and twice["r"] >= once["r"]
 
 
 def test_anchors_claimed_but_not_on_chain_are_rejected(chain, trained, digits, tmp_path):
@@ -133,7 +165,9 @@ def test_dispute_resigned_copy_anchored_later_loses(chain, trained, digits) -> N
                         anchor=ledger_anchor(mallory, ds_id))
     mine = publish_model(mallory, root / "copy", name="also-mine", parents=[ds_id])
     assert mine["content_digest"] == pub["content_digest"] and mine["model_id"] != pub["model_id"]
-    assert verify_bundle(root / "copy", digits, q=1, r=0, ledger=led["victor"]).accepted
+    # the copy cannot take over alice's start anchor: it binds her as the prover
+    copied = verify_bundle(root / "copy", digits, q=1, r=0, ledger=led["victor"])
+    assert not copied.accepted and copied.reasons[0].startswith("init: the start anchor")
     digest, claims = claims_on_ledger(led["victor"], mine["model_id"])
     assert digest == pub["content_digest"]
     owners = {c.claimant for c in claims}
@@ -147,8 +181,7 @@ def test_dispute_resigned_copy_anchored_later_loses(chain, trained, digits) -> N
     assert all(c.claimant == mallory.address for c in rejected)  # a forgery, if one ran
     assert ("REJECTED" in text) == bool(rejected)
     copy = next(c for c in claims if c.model_id == mine["model_id"])
-    assert copy.report is not None and copy.report.accepted
-    assert copy.first_anchor is not None and copy.first_anchor > decision.winner.first_anchor
+    assert copy.report is not None and not copy.report.accepted
 
 
 def test_dispute_plain_copy_has_no_chronology_of_its_own(chain, trained, digits) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from mltrail.pol import challenge as ch
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.calibration import DEFAULT_THRESHOLD
-from mltrail.pol.verifier import choose_segments, relative_error, verify_bundle, verify_update
+from mltrail.pol.verifier import relative_error, verify_bundle, verify_update
 from mltrail.reference import pinned_threads
 from mltrail.testing.pol_forgeries import load_states
 
@@ -22,30 +23,49 @@ def test_honest_proof_is_accepted_whatever_the_thread_count(honest: Path, digits
         rep = verify_bundle(honest, digits, q=2, r=2)
     assert rep.accepted, rep.reasons
     assert rep.torch_threads == threads
-    assert len(rep.segments) == 2 * 2 + 2  # top-2 in each of 2 epochs + 2 random
+    whys = {s.chosen for s in rep.segments}
+    assert {"top-q", "final", "random", "predecessor"} <= whys
     assert all(s.ok and s.error <= DEFAULT_THRESHOLD for s in rep.segments)
     assert all(s.cosine is not None and s.cosine > 0.999 for s in rep.segments)
     if threads == 1:  # the prover also ran on one thread: bit-exact
         assert rep.max_error == 0.0
+    if threads == 1:  # R from the stated miss rate: with the defaults it still passes
+        auto = verify_bundle(honest, digits)
+        assert auto.accepted and auto.r == auto.r_rule["r"]
+        assert auto.r_rule["predicted_miss"] <= 0.01
 
 
-def test_full_replay_accepts_and_segments_are_top_q_plus_random(honest: Path, digits) -> None:
+def test_selection_top_q_final_random_and_predecessors(honest: Path, digits) -> None:
     man, states = load_states(honest)
-    picked = choose_segments(man, states, 1, 3, vseed=42)
-    tops = [i for i, why, _ in picked if why == "top-q"]
-    epochs = {man.header.training.epoch_of(man.checkpoints()[i].step) for i in tops}
-    assert len(tops) == 2 and epochs == {0, 1}
-    for i in tops:  # the largest update of its epoch
-        e = man.header.training.epoch_of(man.checkpoints()[i].step)
-        same = [n for j, _, n in choose_segments(man, states, 99, 0, 0)
-                if man.header.training.epoch_of(man.checkpoints()[j].step) == e]
-        assert dict((j, n) for j, _, n in picked)[i] == max(same)
-    assert len([1 for _, why, _ in picked if why == "random"]) == 3
-    seeds = {tuple(i for i, w, _ in choose_segments(man, states, 1, 3, s) if w == "random")
-             for s in range(8)}
-    assert len(seeds) > 1  # the verifier's seed decides which random segments
+    spec, cks = man.header.training, man.checkpoints()
+    epochs = [spec.epoch_of(cks[i].step) for i in range(len(cks) - 1)]
+    score = ch.scores(ch.state_changes(states))
+    picked = ch.choose_segments(epochs, score, 1, 3, seed=42)
+    why = dict(picked)
+    tops = [i for i, w in picked if w == "top-q"]
+    assert len(tops) == 2 and {epochs[i] for i in tops} == {0, 1}
+    for i in tops:  # the largest change of the whole state in its epoch
+        assert score[i] == max(score[j] for j in range(len(score)) if epochs[j] == epochs[i])
+    assert why[len(score) - 1] in ("final", "top-q")  # the final segment, always
+    assert all(i - 1 in why for i, w in picked if i > 0 and w != "predecessor")
+    assert [w for _, w in picked].count("random") == 3
+    runs = {tuple(i for i, w in ch.choose_segments(epochs, score, 1, 3, s) if w == "random")
+            for s in range(8)}
+    assert len(runs) > 1  # the verifier's seed decides which random segments
     rep = verify_bundle(honest, digits, q=100, r=0)
     assert rep.accepted and len(rep.segments) == len(man.checkpoints()) - 1
+
+
+def test_r_formula() -> None:
+    # hypergeometric: C(P-F, R) / C(P, R)
+    assert ch.miss_probability(10, 1, 3) == pytest.approx(7 / 10)
+    assert ch.miss_probability(10, 2, 3) == pytest.approx((8 * 7 * 6) / (10 * 9 * 8))
+    assert ch.forged_count(13, 0.1) == 2 and ch.forged_count(5, 0.1) == 1
+    r = ch.random_count(1000, 1000, 0.01, 0.1)
+    assert ch.miss_probability(1000, 100, r) <= 0.01 < ch.miss_probability(1000, 100, r - 1)
+    assert 40 <= r <= 45  # about ln(0.01) / ln(0.9) = 43.7
+    assert ch.random_count(10, 10, 0.01, 0.1) == 10  # one fake in ten: replay all of them
+    assert ch.random_count(0, 1, 0.01, 0.1) == 0  # no pool left (top-Q and final cover all)
 
 
 def test_report_json_html_and_digest(tmp_path: Path, honest: Path, digits) -> None:
@@ -79,6 +99,7 @@ def test_statistical_init_test_without_committed_seed(tmp_path: Path, digits,
     assert read_manifest(b).header.init.seed is None
     rep = verify_bundle(b, digits, q=1, r=0)
     assert rep.accepted, rep.reasons
+    assert rep.init_origin == "unseeded" and "unseeded init" in rep.summary()
     assert "KS test" in next(c.detail for c in rep.checks if c.name == "init")
     # start from a trained model instead of a fresh init: the KS test fails
     from mltrail.testing.pol_forgeries import forge_bundle
@@ -88,7 +109,8 @@ def test_statistical_init_test_without_committed_seed(tmp_path: Path, digits,
     forged = forge_bundle(tmp_path / "pretrained", man.header, states)
     rep = verify_bundle(tmp_path / "pretrained", digits, q=1, r=0)
     assert forged.header.init.seed is None and not rep.accepted
-    assert any(r.startswith("init:") and "KS test" in r for r in rep.reasons)
+    assert any(r.startswith("init:") and ("KS test" in r or "outside U(" in r)
+               for r in rep.reasons)
 
 
 def test_relative_error_and_cosine() -> None:

@@ -7,19 +7,26 @@ names. ``verify`` exits 0 when the proof is accepted and 1 when it is rejected.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, progress, show_progress
 from mltrail.errors import InputError, MltrailError, VerificationError
+from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RATE
 
 app = typer.Typer(no_args_is_help=True)
 
 DataOpt = Annotated[str, typer.Option("--data", help="Training data: a safetensors file with "
                                       "x and y, or 'digits' (the reference task).")]
+NeedDataOpt = Annotated[str | None, typer.Option(
+    "--data", help="The training data the proof commits to: a safetensors file with x and y, "
+    "or 'digits' (the reference task). Required unless --model names a proof whose dataset "
+    "artefact on the ledger records a file with exactly the committed bytes.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0: "
                                          "torch's default). One is fastest for small nets.")]
 ARCHS: dict[str, dict[str, Any]] = {"cnn": {"type": "cnn"}, "mlp": {"type": "mlp"},
@@ -94,7 +101,7 @@ def train(
     from mltrail.pol.datafile import load_data
     from mltrail.pol.recorder import record_training
 
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not empty; choose a new folder")
     _threads(threads)
     x, y = load_data(data)
@@ -103,9 +110,12 @@ def train(
     sched = {"name": schedule}
     led = open_ledger() if ledger and _home_or_none() is not None else None
     result: dict[str, Any] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
         anchor = None
         dataset_id = None
+        init_seed, origin = None, None
         if led is not None:
             from mltrail.pol.onchain import find_dataset, ledger_anchor
 
@@ -118,22 +128,33 @@ def train(
             else:
                 dataset_id = ds.id
             anchor = ledger_anchor(led, dataset_id)
+            if not no_init_seed:
+                from mltrail.pol.onchain import start_training
+
+                init_seed, origin = start_training(led, dataset_id, data_digest=digest,
+                                                   data_seed=seed + 1, arch=_arch(arch))
         steps = -(-len(y) // batch_size) * epochs
         with progress("training", steps, show_progress(as_json)) as advance:
-            _, man = record_training(out, x, y, arch=_arch(arch), optimizer=opt, k=k,
+            _, man = record_training(stage, x, y, arch=_arch(arch), optimizer=opt, k=k,
                                      epochs=epochs, batch_size=batch_size, seed=seed,
                                      commit_init_seed=not no_init_seed, schedule=sched,
                                      anchor=anchor, prover=led.address if led else None,
-                                     anchor_artefact=dataset_id,
-                                     on_step=lambda _s: advance(1))
+                                     anchor_artefact=dataset_id, init_seed=init_seed,
+                                     init_origin=origin, on_step=lambda _s: advance(1))
+        if out.exists():
+            out.rmdir()
+        stage.rename(out)
         result = {"bundle": str(out), "final_model": man.final_model, "steps": steps,
                   "checkpoints": len(man.checkpoints()), "header_digest": man.header_digest,
-                  "anchors": [a.model_dump() for a in man.anchors], "dataset_id": dataset_id}
+                  "anchors": [a.model_dump() for a in man.anchors], "dataset_id": dataset_id,
+                  "init_seed_block": origin.block if origin else None}
         if led is not None:
             from mltrail.pol.onchain import publish_model
 
             result.update(publish_model(led, out, name=name, parents=[dataset_id or ""]))
     finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
         if led is not None:
             led.close()
     text = (f"trained {result['steps']} steps; proof in {out} "
@@ -150,34 +171,57 @@ def train(
 def verify(
     bundle: Annotated[Path | None, typer.Argument(help="Proof bundle folder (default: the "
                                                   "one the --model artefact names).")] = None,
-    data: DataOpt = "digits",
+    data: NeedDataOpt = None,
     q: Annotated[int, typer.Option("--q", min=0, help="Top segments per epoch.")] = 1,
-    random_r: Annotated[int, typer.Option("--random", min=0, help="Random segments.")] = 1,
+    random_r: Annotated[int | None, typer.Option(
+        "--random", min=0, help="Random segments (default: computed from --miss-rate and "
+        "--forged).")] = None,
+    miss_rate: Annotated[float, typer.Option(
+        "--miss-rate", help="Accepted chance of missing a proof with a fraction --forged of "
+        "fake segments.")] = DEFAULT_MISS_RATE,
+    forged: Annotated[float, typer.Option("--forged", help="Fraction of fake segments the "
+                                          "miss rate is stated for.")] = DEFAULT_FORGED,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Override the "
                                                     "calibrated error threshold.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model artefact the proof is "
-                                              "for: checks its digest and anchors, records "
-                                              "the verdict.")] = None,
-    record: Annotated[bool, typer.Option("--record/--no-record", help="With --model: move an "
-                                         "accepted model to 'verified'.")] = True,
+                                              "for: checks its digest, anchors and init "
+                                              "seed, takes the public challenge from the "
+                                              "ledger, records the verdict.")] = None,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="With --model: record "
+                                         "the verdict (verified or rejected).")] = True,
+    delay: Annotated[int, typer.Option("--delay", min=1, help="With --model: the challenge "
+                                       "block is this many blocks after publication.")]
+    = DEFAULT_DELAY,
+    secret: Annotated[str | None, typer.Option(
+        "--secret", help="With --model: mix a verifier secret (hex, or 'random') into the "
+        "public challenge; the report reveals it.")] = None,
+    allow_unseeded: Annotated[bool, typer.Option(
+        "--allow-unseeded", help="Move an accepted proof whose init seed was not fixed by "
+        "the ledger to verified anyway.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
-                                             "segment seed (default: unpredictable).")] = None,
+                                             "segment seed (overrides the challenge).")] = None,
     device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a proof by partial replay. Exit 0: accepted; 1: rejected."""
-    from mltrail.pol.datafile import load_data
     from mltrail.pol.verifier import verify_bundle
 
     _threads(threads)
-    x, y = load_data(data)
+    if bundle is None and model is None:
+        raise InputError("give a BUNDLE folder or --model ID")
+    if data is None and model is None:
+        raise InputError("--data is required: the training data the proof commits to (a "
+                         "data file, or 'digits' for the reference task)")
     led = open_ledger() if model else None
     try:
-        expected = None
+        expected, challenge = None, None
+        prior: list[str] = []
         if led is not None and model is not None:
+            from mltrail.pol.onchain import public_challenge
+
             art = led.artefact(model)
             model_kind = led.lifecycle.bound_kind("pol")
             if art.kind != model_kind:
@@ -187,11 +231,15 @@ def verify(
                 from mltrail.pol.onchain import bundle_for
 
                 bundle = bundle_for(led, art.id)
-        if bundle is None:
-            raise InputError("give a BUNDLE folder or --model ID")
-        with progress("replaying", q + random_r, show_progress(as_json)) as advance:
-            rep = verify_bundle(bundle, (x, y), q=q, r=random_r, threshold=threshold,
-                                seed=seed, expected_model=expected, ledger=led, device=device,
+            challenge, prior = public_challenge(led, art.id, delay=delay,
+                                                secret=_secret(secret))
+        assert bundle is not None
+        x, y = _data_for(data, bundle, led)
+        with progress("replaying", None, show_progress(as_json)) as advance:
+            rep = verify_bundle(bundle, (x, y), q=q, r=random_r, miss_rate=miss_rate,
+                                forged=forged, threshold=threshold, seed=seed,
+                                challenge=challenge, prior_rejections=prior,
+                                expected_model=expected, ledger=led, device=device,
                                 progress=advance)
         rep.save(report, html_out)
         out: dict[str, Any] = rep.model_dump()
@@ -199,31 +247,88 @@ def verify(
         if led is not None and model is not None and record:
             from mltrail.pol.onchain import record_verdict
 
-            out["ledger"] = record_verdict(led, model, rep)
+            out["ledger"] = record_verdict(led, model, rep, allow_unseeded=allow_unseeded)
     finally:
         if led is not None:
             led.close()
 
     def human() -> None:
+        ch = rep.challenge or {}
+        if ch.get("source") == "ledger":
+            console.print(f"  challenge: block {ch['block']} hash {str(ch['block_hash'])[:18]}… "
+                          f"(publication + {delay})"
+                          + (f", verifier secret {ch['secret']}" if ch.get("secret") else "")
+                          + f" -> seed {rep.verifier_seed}", highlight=False)
+        rule = rep.r_rule
+        if "miss_rate" in rule:
+            console.print(f"  R = {rep.r} random of {rule['pool']} segments: a proof with "
+                          f"{rule['forged_segments']} fake of {rule['segments']} escapes with "
+                          f"probability {rule['predicted_miss']:.3g} <= "
+                          f"{rule['effective_miss_rate']:.3g}"
+                          + (f" ({len(rep.prior_rejections)} earlier rejection(s) of these "
+                             "weights)" if rep.prior_rejections else ""), highlight=False)
         for c in rep.checks:
             console.print(f"  {'[green]pass[/]' if c.ok else '[red]FAIL[/]'}  {c.name}: "
-                          f"{c.detail}", highlight=False)
-        console.print(rep.summary(), highlight=False)
+                          f"{escape(c.detail)}", highlight=False)
+        console.print(escape(rep.summary()), highlight=False)
         rec = out.get("ledger")
         if rec and rec.get("recorded"):
-            console.print(f"  model {model} -> [bold]verified[/] (evidence "
+            console.print(f"  model {model} -> [bold]{rec['state']}[/] (evidence "
                           f"{rec['report_digest']}, tx {rec['tx_hash']} block {rec['block']} "
                           f"gas {rec['gas_used']})")
+        elif rec:
+            console.print(f"  not recorded: {rec['why']}")
 
     emit(out, as_json, human)
     if not rep.accepted:
         raise VerificationError(f"proof rejected: {rep.reasons[0] if rep.reasons else '?'}")
 
 
+def _secret(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    if text == "random":
+        import secrets
+
+        return secrets.token_bytes(32)
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise InputError("--secret must be hex or 'random'") from None
+    if not raw:
+        raise InputError("--secret must not be empty")
+    return raw
+
+
+def _data_for(data: str | None, bundle: Path, led: Any) -> tuple[Any, Any]:
+    """The verifier's data: ``--data``, else the file the proof's dataset artefact names on
+    the ledger if it holds exactly the committed bytes."""
+    from mltrail.pol.datafile import load_data
+
+    if data is not None:
+        return load_data(data)
+    from mltrail.pol.bundle import data_commitment, read_manifest
+    from mltrail.pol.onchain import find_dataset, metadata
+
+    want = read_manifest(bundle).header.data.digest
+    ds = find_dataset(led, want) if led is not None else None
+    path = metadata(led, ds).get("path") if ds is not None else None
+    if path:
+        try:
+            x, y = load_data(str(path))
+            if data_commitment(x, y).digest == want:
+                return x, y
+        except MltrailError:
+            pass
+    raise InputError(f"--data is required: the proof commits to data {want[:19]}…, and no "
+                     "dataset artefact on the ledger names a file with those bytes")
+
+
 @app.command()
 def dispute(
     model_id: Annotated[str, typer.Argument(help="A model artefact (any claimant's).")],
-    data: DataOpt = "digits",
+    data: Annotated[str, typer.Option("--data", help="The training data the proofs commit "
+                                      "to: a data file, or 'digits'.")],
     q: Annotated[int, typer.Option("--q", min=0)] = 1,
     random_r: Annotated[int, typer.Option("--random", min=0)] = 1,
     threads: ThreadsOpt = 1,

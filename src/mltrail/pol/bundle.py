@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError, VerificationError
+from mltrail.pol.limits import MAX_MANIFEST_BYTES, MAX_TAR_MEMBERS, safetensors_header
 from mltrail.pol.replay import TrainingSpec
 from mltrail.provenance.anchor import merkle_root
 from mltrail.provenance.digest import digest_bytes, digest_file, digest_json, digest_state_dict
@@ -44,9 +46,20 @@ class DataCommitment(_Strict):
     dtype: str
 
 
+class InitOrigin(_Strict):
+    """Where a ledger-derived init seed comes from: the prover's start anchor (made before
+    step 0) on ``artefact_id``; the seed is derived from the hash of its ``block``."""
+
+    artefact_id: str
+    block: int = Field(ge=0)
+    tx_hash: str
+    root: str  # hex of the anchored 32-byte root (binds data, prover, arch, scheme)
+
+
 class InitCommitment(_Strict):
     scheme: str
     seed: int | None = None  # None: the verifier runs a statistical test instead
+    origin: InitOrigin | None = None  # None: a seed the prover chose
 
 
 class Header(_Strict):
@@ -159,28 +172,74 @@ def read_manifest(folder: str | Path) -> Manifest:
     mpath = path / MANIFEST
     if not mpath.exists():
         raise InputError(f"{path} is not a proof bundle (no {MANIFEST})")
+    if mpath.is_symlink() or not mpath.is_file():
+        raise InputError(f"{mpath} is not a regular file")
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InputError(f"{mpath} is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
     try:
         return Manifest.model_validate_json(mpath.read_bytes())
-    except ValidationError as exc:
+    except (ValueError, RecursionError) as exc:
+        if not isinstance(exc, ValidationError):
+            raise InputError(f"malformed proof manifest {mpath}: not JSON") from exc
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"malformed proof manifest {mpath}: {where}: {err['msg']}") from exc
+        text = f"{where}: {err['msg']}".encode("unicode_escape").decode()[:300]
+        raise InputError(f"malformed proof manifest {mpath}: {text}") from exc
 
 
-def load_tensors(folder: Path, rel: str, expected: str) -> dict[str, torch.Tensor]:
-    """Load a safetensors file of the bundle after checking its digest."""
+def bundle_path(folder: Path, rel: str) -> Path:
+    """``folder / rel`` if it names a regular file inside the bundle (no absolute path, no
+    ``..``, no symbolic link on the way); otherwise :class:`VerificationError`."""
+    parts = Path(rel).parts
+    if not rel or Path(rel).is_absolute() or ".." in parts or "\\" in rel or "\0" in rel:
+        raise VerificationError(f"bundle file {rel!r} is outside the bundle")
+    cur = folder
+    for part in parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise VerificationError(f"bundle file {rel!r} is a symbolic link")
+    if not cur.is_file():
+        raise VerificationError(f"bundle file missing: {rel}")
+    root = os.path.realpath(folder)
+    if not os.path.realpath(cur).startswith(root.rstrip(os.sep) + os.sep):
+        raise VerificationError(f"bundle file {rel!r} is outside the bundle")
+    return cur
+
+
+def load_tensors(folder: Path, rel: str, expected: str,
+                 shapes: dict[str, tuple[int, ...]] | None = None, max_bytes: int | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Load a safetensors file of the bundle after checking its place, size and digest.
+
+    With ``shapes``, the file's header must name exactly these tensors with these shapes
+    (checked before any tensor is loaded); ``max_bytes`` bounds the file's size.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    path = folder / rel
-    if not path.is_file() or ".." in Path(rel).parts:
-        raise VerificationError(f"bundle file missing: {rel}")
+    path = bundle_path(folder, rel)
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise VerificationError(f"bundle file {rel} is larger than its tensors can be")
     raw = path.read_bytes()
     if digest_bytes(raw) != expected:
         raise VerificationError(f"bundle file {rel} does not match its digest in the manifest")
     try:
+        head = safetensors_header(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"bundle file {rel} is not valid safetensors ({exc})") from exc
+    if shapes is not None:
+        got = {n: tuple(s) for n, (_, s) in head.items()}
+        if got != shapes:
+            missing = sorted(set(shapes) - set(got))
+            extra = sorted(set(got) - set(shapes))
+            wrong = sorted(n for n in set(got) & set(shapes) if got[n] != shapes[n])
+            what = "; ".join(f"{label} {', '.join(names[:3])}" for label, names in
+                             (("missing", missing), ("unexpected", extra),
+                              ("wrong shape", wrong)) if names)
+            raise VerificationError(f"bundle file {rel} does not fit the architecture: {what}")
+    try:
         return load(raw)
-    except (SafetensorError, ValueError) as exc:
+    except (SafetensorError, ValueError, RuntimeError) as exc:
         raise VerificationError(f"bundle file {rel} is not valid safetensors") from exc
 
 
@@ -198,13 +257,29 @@ def save_tensors(folder: Path, rel: str, tensors: dict[str, torch.Tensor]) -> st
     return digest_bytes(data)
 
 
+def _bundle_files(base: Path) -> list[Path]:
+    """Every regular file under ``base``, never following a link (a link is refused)."""
+    out: list[Path] = []
+    for root, dirs, files in os.walk(base, followlinks=False):
+        for name in dirs + files:
+            p = Path(root) / name
+            if p.is_symlink():
+                raise InputError(f"refusing to pack {p}: it is a symbolic link")
+            if name in files and not p.is_file():
+                raise InputError(f"refusing to pack {p}: not a regular file")
+        out += [Path(root) / f for f in files]
+    return sorted(out)
+
+
 def pack(folder: str | Path) -> bytes:
-    """Deterministic tar of a bundle folder (sorted names, zeroed times and owners)."""
+    """Deterministic tar of a bundle folder (sorted names, zeroed times and owners).
+
+    Links are never followed: a bundle holding one is refused."""
     base = Path(folder)
     read_manifest(base)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for p in sorted(q for q in base.rglob("*") if q.is_file()):
+        for p in _bundle_files(base):
             rel = p.relative_to(base).as_posix()
             info = tarfile.TarInfo(rel)
             data = p.read_bytes()
@@ -214,18 +289,42 @@ def pack(folder: str | Path) -> bytes:
 
 
 def unpack(data: bytes, dest: str | Path) -> Path:
-    """Extract a packed bundle into ``dest`` (plain files only, no absolute paths)."""
+    """Extract a packed bundle into ``dest``: plain files only, no absolute or ``..``
+    paths, no sparse members, at most ``MAX_TAR_MEMBERS`` members whose sizes together
+    fit in the archive (checked before each member is read)."""
     out = Path(dest)
+    seen: set[str] = set()
+    total = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-            for m in tar.getmembers():
-                if not m.isfile() or m.name.startswith("/") or ".." in Path(m.name).parts:
-                    raise InputError(f"refusing bundle member {m.name!r}")
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for n, m in enumerate(tar):
+                name = m.name
+                if n >= MAX_TAR_MEMBERS:
+                    raise InputError(f"more than {MAX_TAR_MEMBERS} members in the bundle")
+                if not m.isreg() or m.issparse() or name.startswith("/") or ".." in \
+                        Path(name).parts or "\0" in name or "\\" in name or name in seen \
+                        or not Path(name).parts:
+                    raise InputError(f"refusing bundle member {name!r}")
+                total += m.size
+                if m.size < 0 or total > len(data):
+                    raise InputError(f"bundle member {name!r} declares more bytes than the "
+                                     "archive holds")
+                seen.add(name)
                 fh = tar.extractfile(m)
-                assert fh is not None
-                atomic_write(out / m.name, fh.read())
-    except tarfile.TarError as exc:
-        raise InputError(f"not a packed proof bundle: {exc}") from exc
+                if fh is None:
+                    raise InputError(f"refusing bundle member {name!r}")
+                body = fh.read(m.size + 1)
+                if len(body) != m.size:
+                    raise InputError(f"bundle member {name!r} is truncated")
+                target = out / name
+                if any(p.is_symlink() or (p.exists() and not p.is_dir())
+                       for p in list(target.parents)[:len(Path(name).parts) - 1]):
+                    raise InputError(f"refusing bundle member {name!r}")
+                atomic_write(target, body)
+    except (tarfile.TarError, EOFError, ValueError, UnicodeError) as exc:
+        raise InputError(f"not a packed proof bundle: {str(exc).splitlines()[0]}") from exc
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        raise InputError(f"bundle members clash: {exc}") from exc
     read_manifest(out)
     return out
 

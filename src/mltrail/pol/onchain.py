@@ -2,12 +2,18 @@
 
 Owns the few ledger calls PoL makes, all through :class:`~mltrail.ledger.client.Ledger`:
 
+* :func:`start_training` — the start anchor made before step 0, whose block fixes the
+  init seed (:func:`mltrail.pol.challenge.init_seed_from`);
 * :func:`ledger_anchor` — the recorder's anchor callback (epoch roots on the training
   dataset's artefact, with the manifest header digest as metadata);
+* :func:`public_challenge` — the verifier's seed from a block mined after the model's
+  publication (and an optional verifier secret), and the earlier rejections of the same
+  weights;
 * :func:`publish_model` — the packed bundle into the content store, the model artefact
   registered with the final weights' digest and moved to ``trained``;
-* :func:`record_verdict` — an accepted report moves the model to ``verified`` with the
-  report's digest as evidence; a rejected one is only stored;
+* :func:`record_verdict` — the report's digest is the evidence of a move to the bound
+  ``verified`` state (accepted, with a ledger-fixed init unless allowed otherwise) or to
+  the bound ``rejected`` state (rejected), so a re-submission is visible to everyone;
 * :func:`bundle_for` — fetch a model's proof bundle back from the store.
 
 Rules (who may do what) are the contract's; this module only sends and reads.
@@ -19,10 +25,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import InputError, NotFoundError
-from mltrail.pol.bundle import Anchor, Manifest, pack, read_manifest, unpack
+from mltrail.errors import InputError, LedgerError, NotFoundError, RefusedError
+from mltrail.pol.bundle import Anchor, InitOrigin, Manifest, pack, read_manifest, unpack
+from mltrail.pol.challenge import DEFAULT_DELAY, challenge_seed, init_seed_from, start_root
 from mltrail.pol.recorder import AnchorFn
 from mltrail.pol.report import Report
+from mltrail.pol.verifier import Challenge
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Artefact, Ledger
@@ -41,6 +49,58 @@ def ledger_anchor(ledger: Ledger, artefact_id: str) -> AnchorFn:
                       actor=ledger.address)
 
     return anchor
+
+
+def block_hash(ledger: Ledger, number: int) -> bytes:
+    """The hash of block ``number`` (checked against its header where the backend can)."""
+    blocks = list(ledger.backend.blocks(number, number))
+    if not blocks or not blocks[0].hash_ok:
+        raise LedgerError(f"block {number} cannot be read or its hash does not match")
+    return blocks[0].hash
+
+
+def start_training(ledger: Ledger, dataset_id: str, *, data_digest: str, data_seed: int,
+                   arch: dict[str, Any], scheme: str = "uniform_fan_in"
+                   ) -> tuple[int, InitOrigin]:
+    """Anchor the start of a training run on ``dataset_id`` before step 0; returns the init
+    seed the anchor's block fixes and the origin to commit in the proof header."""
+    aid = ledger.resolve(dataset_id)
+    root = start_root(data_digest, ledger.address, data_seed, arch, scheme)
+    tx = ledger.anchor(aid, root, 0)
+    seed = init_seed_from(block_hash(ledger, tx.block), root)
+    return seed, InitOrigin(artefact_id=aid, block=tx.block, tx_hash=tx.tx_hash, root=root.hex())
+
+
+def public_challenge(ledger: Ledger, model_id: str, *, delay: int = DEFAULT_DELAY,
+                     secret: bytes | None = None) -> tuple[Challenge, list[str]]:
+    """The challenge for a published proof and the earlier rejected publications of the
+    same weights.
+
+    The seed comes from the hash of block ``registration + delay`` (refused until that
+    block exists), the model id, its bundle digest and an optional verifier ``secret``.
+    The same published proof always gets the same public challenge.
+    """
+    if delay < 1:
+        raise InputError("--delay must be at least 1 block after publication")
+    art = ledger.artefact(model_id)
+    bundle = metadata(ledger, art).get(BUNDLE_KEY)
+    if not bundle:
+        raise NotFoundError(f"model {art.id} names no proof bundle")
+    target = art.block + delay
+    head = ledger.backend.head()
+    if head < target:
+        raise RefusedError(f"the public challenge for {art.id[:10]}… is fixed by block "
+                           f"{target}, not mined yet (head {head}); verify after "
+                           f"{target - head} more block(s)")
+    bh = block_hash(ledger, target)
+    ch = Challenge(seed=challenge_seed(art.id, str(bundle), bh, secret), source="ledger",
+                   model_id=art.id, bundle_digest=str(bundle), block=target,
+                   block_hash="0x" + bh.hex(), secret=secret.hex() if secret else None)
+    rejected = ledger.lifecycle.bound_state("pol", "rejected")
+    prior = [a.id for a in ledger.find_by_digest(art.content_digest)
+             if a.id != art.id and a.kind == art.kind and a.state == rejected
+             and a.block < art.block]
+    return ch, prior
 
 
 def find_dataset(ledger: Ledger, data_digest: str) -> Artefact | None:
@@ -88,12 +148,18 @@ def bundle_for(ledger: Ledger, model_id: str, cache: str | Path | None = None) -
     return unpack(ledger.home.store.get(str(digest)), dest)
 
 
-def record_verdict(ledger: Ledger, model_id: str, report: Report) -> dict[str, Any]:
-    """Store the report; if the proof was accepted, move the model to ``verified``."""
+def record_verdict(ledger: Ledger, model_id: str, report: Report, *,
+                   allow_unseeded: bool = False) -> dict[str, Any]:
+    """Store the report and record the verdict with its digest as evidence: a rejected
+    proof moves the model to the bound ``rejected`` state; an accepted one to ``verified``
+    if its init seed was fixed by the ledger (or ``allow_unseeded``), else nothing moves."""
     digest = ledger.home.store.put(report.to_json())
-    if not report.accepted:
-        return {"report_digest": digest, "recorded": False}
-    state = ledger.lifecycle.bound_state("pol", "verified")
+    if report.accepted and report.init_origin != "ledger" and not allow_unseeded:
+        return {"report_digest": digest, "recorded": False,
+                "why": f"accepted, {report.qualifier}: not moved to verified without "
+                       "--allow-unseeded"}
+    key = "verified" if report.accepted else "rejected"
+    state = ledger.lifecycle.bound_state("pol", key)
     tx = ledger.transition(model_id, state, evidence_digest=digest)
     return {"report_digest": digest, "recorded": True, "state": state,
             "tx_hash": tx.tx_hash, "block": tx.block, "gas_used": tx.gas_used}

@@ -24,6 +24,7 @@ from mltrail.pol.bundle import (
     Anchor,
     Header,
     InitCommitment,
+    InitOrigin,
     Manifest,
     Record,
     data_commitment,
@@ -71,7 +72,7 @@ class ProofRecorder:
                  init_scheme: str = "uniform_fan_in", schedule: dict[str, Any] | None = None,
                  transforms: list[dict[str, Any]] | None = None, anchor: AnchorFn | None = None,
                  prover: str | None = None, anchor_artefact: str | None = None,
-                 note: str | None = None) -> None:
+                 note: str | None = None, init_origin: InitOrigin | None = None) -> None:
         self.out = Path(out)
         if (self.out / "manifest.json").exists():
             raise InputError(f"{self.out} already holds a proof bundle; choose a new folder")
@@ -94,7 +95,9 @@ class ProofRecorder:
                                  "initialise it with mltrail.reference.init_weights")
         dev = next(model.parameters()).device
         header = Header(training=self.spec, k=k, data=data_commitment(self.x, self.y),
-                        init=InitCommitment(scheme=init_scheme, seed=init_seed),
+                        init=InitCommitment(scheme=init_scheme, seed=init_seed,
+                                            origin=init_origin if init_seed is not None
+                                            else None),
                         torch=torch.__version__, device=str(dev.type), prover=prover,
                         anchor_artefact=anchor_artefact,
                         note=note or f"recorded {_dt.datetime.now(_dt.UTC).isoformat()}")
@@ -191,22 +194,26 @@ def record_training(out: str | Path, x: torch.Tensor, y: torch.Tensor, *,
                     commit_init_seed: bool = True, schedule: dict[str, Any] | None = None,
                     transforms: list[dict[str, Any]] | None = None,
                     anchor: AnchorFn | None = None, prover: str | None = None,
-                    anchor_artefact: str | None = None,
+                    anchor_artefact: str | None = None, init_seed: int | None = None,
+                    init_origin: InitOrigin | None = None,
                     on_step: Callable[[int], None] | None = None) -> tuple[nn.Module, Manifest]:
     """Train a model from a spec with the shared training step, under a recorder.
 
     Same seeds as :func:`mltrail.reference.train_seeded` (init ``seed``, data
-    ``seed + 1``), so on one thread the final digest equals its digest.
+    ``seed + 1``), so on one thread the final digest equals its digest. ``init_seed``
+    (with its ``init_origin``, see :func:`mltrail.pol.onchain.start_training`) replaces
+    ``seed`` for the initial weights.
     """
-    model = init_weights(build_model(arch), init_scheme, seed)
+    iseed = seed if init_seed is None else init_seed
+    model = init_weights(build_model(arch), init_scheme, iseed)
     probe = TrainingSpec(arch=arch, optimizer=optimizer, batch_size=batch_size, epochs=epochs,
                          n_samples=len(y), data_seed=seed + 1)
     opt = probe.make_optimizer(model)
     rec = ProofRecorder(out, model, opt, (x, y), arch=arch, k=k, epochs=epochs,
                         batch_size=batch_size, data_seed=seed + 1,
-                        init_seed=seed if commit_init_seed else None, init_scheme=init_scheme,
+                        init_seed=iseed if commit_init_seed else None, init_scheme=init_scheme,
                         schedule=schedule, transforms=transforms, anchor=anchor, prover=prover,
-                        anchor_artefact=anchor_artefact)
+                        anchor_artefact=anchor_artefact, init_origin=init_origin)
     spec = rec.spec
     for xb, yb in rec.batches():
         step = rec.steps_done

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from torch import nn
 
 from mltrail.errors import InputError
@@ -55,6 +55,7 @@ class TrainingSpec(BaseModel):
     n_samples: int = Field(ge=1)
     data_seed: int
     transforms: list[TransformSpec] = Field(default_factory=list)
+    _order: tuple[tuple[int, int, int], torch.Tensor] | None = PrivateAttr(default=None)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, n_samples: int) -> TrainingSpec:
@@ -76,9 +77,12 @@ class TrainingSpec(BaseModel):
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The permutation of sample indices for ``epoch`` (int64), from the data seed."""
-        raw = hashlib.sha256(f"mltrail-pol-order:{self.data_seed}:{epoch}".encode()).digest()
-        gen = torch.Generator().manual_seed(int.from_bytes(raw[:8], "little") >> 1)
-        return torch.randperm(self.n_samples, generator=gen)
+        key = (self.data_seed, self.n_samples, epoch)
+        if self._order is None or self._order[0] != key:
+            raw = hashlib.sha256(f"mltrail-pol-order:{self.data_seed}:{epoch}".encode()).digest()
+            gen = torch.Generator().manual_seed(int.from_bytes(raw[:8], "little") >> 1)
+            self._order = (key, torch.randperm(self.n_samples, generator=gen))
+        return self._order[1].clone()
 
     def batch_indices(self, step: int) -> torch.Tensor:
         """Indices of the samples in global ``step``."""

@@ -34,8 +34,8 @@ class Segment(BaseModel):
     epoch: int
     start_step: int
     end_step: int
-    chosen: Literal["top-q", "random"]
-    update_norm: float
+    chosen: Literal["top-q", "random", "final", "predecessor"]
+    update_norm: float  # change of the whole state, each part scaled by its median
     error: float  # ||W' - W_next|| / ||W_next - W||
     optim_error: float | None = None  # same for the optimizer state
     cosine: float | None = None  # cos(W' - W, W_next - W)
@@ -58,6 +58,10 @@ class Report(BaseModel):
     q: int
     r: int
     verifier_seed: int
+    challenge: dict[str, object] | None = None  # where the seed came from (recheckable)
+    r_rule: dict[str, float | int] = Field(default_factory=dict)  # how R was chosen
+    prior_rejections: list[str] = Field(default_factory=list)  # same weights, rejected before
+    init_origin: Literal["ledger", "seed", "unseeded"] | None = None
     checks: list[Check] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
     anchors: list[dict[str, object]] = Field(default_factory=list)
@@ -81,8 +85,19 @@ class Report(BaseModel):
         """Digest of the JSON report (the evidence recorded on the ledger)."""
         return digest_bytes(self.to_json())
 
+    @property
+    def qualifier(self) -> str | None:
+        """``unseeded init`` / ``init seed not from the ledger`` for an accepted proof whose
+        initial weights the prover could have chosen or dated freely."""
+        if not self.accepted:
+            return None
+        return {"unseeded": "unseeded init", "seed": "init seed not from the ledger"
+                }.get(self.init_origin or "")
+
     def summary(self) -> str:
         head = f"proof {self.verdict.upper()}"
+        if self.qualifier:
+            head += f" ({self.qualifier})"
         if self.segments:
             head += (f": {len(self.segments)} segments replayed, max error "
                      f"{self.max_error:.3g} (threshold {self.threshold:.3g})")
@@ -112,7 +127,7 @@ verifier seed {self.verifier_seed}, replay {self.replay_seconds:.2f}s of
 {self.total_seconds:.2f}s on {e(self.device)} with {self.torch_threads} threads</p>
 <h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
 <h2>Replayed segments</h2><table><tr><th>#</th><th>epoch</th><th>steps</th><th>chosen</th>
-<th>|update|</th><th>error</th><th>optimizer error</th><th>cosine</th><th>result</th></tr>
+<th>state change</th><th>error</th><th>optimizer error</th><th>cosine</th><th>result</th></tr>
 {segs}</table></body></html>
 """
 

@@ -3,26 +3,31 @@
 Owns :func:`verify_bundle` (one verdict and a :class:`~mltrail.pol.report.Report`) and
 :func:`verify_update` (a coordinator's spot check of an untrusted worker's update).
 Hyperparameters come only from the manifest header; checkpoint files supply tensors
-and nothing else. The verifier chooses its random segments with its own unpredictable
-seed. It reads anchors from a ledger when given one but never writes to it (that is
-:mod:`mltrail.pol.onchain`).
+and nothing else, checked for names and shapes before they are loaded. Which segments
+are replayed is :mod:`mltrail.pol.challenge`'s rule, from a seed the prover cannot steer
+(a ledger block after publication, see :mod:`mltrail.pol.onchain`, or the verifier's
+own randomness). It reads anchors from a ledger when given one but never writes to it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from mltrail.errors import MltrailError, VerificationError
+from mltrail.pol import challenge as challenge_mod
 from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
+from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.pol.report import Check, Report, Segment
 from mltrail.reference import build_model
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
 
 State = dict[str, torch.Tensor]
+OPTIMIZER_KEYS = {"sgd": ("momentum_buffer",), "adam": ("step", "exp_avg", "exp_avg_sq")}
 
 
 def _flat(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -61,9 +67,11 @@ def relative_error(replayed: Mapping[str, torch.Tensor], start: Mapping[str, tor
 
 def replay_segment(spec: TrainingSpec, model_state: State, optim_state: State,
                    x: torch.Tensor, y: torch.Tensor, start: int, end: int,
-                   device: str = "cpu") -> tuple[State, State]:
-    """Run steps ``start..end-1`` from the given states; returns the new states (CPU)."""
-    model = build_model(spec.arch).to(device)
+                   device: str = "cpu", model: torch.nn.Module | None = None
+                   ) -> tuple[State, State]:
+    """Run steps ``start..end-1`` from the given states; returns the new states (CPU).
+    ``model`` (built from ``spec.arch`` on ``device``) is reused when given."""
+    model = build_model(spec.arch).to(device) if model is None else model
     model.load_state_dict(model_state)
     opt = spec.make_optimizer(model)
     load_optimizer_tensors(model, opt, optim_state)
@@ -72,76 +80,131 @@ def replay_segment(spec: TrainingSpec, model_state: State, optim_state: State,
             optimizer_tensors(model, opt))
 
 
+@dataclass
+class Challenge:
+    """Where the verifier's random seed came from (revealed in the report)."""
+
+    seed: int
+    source: Literal["ledger", "verifier"]
+    model_id: str | None = None
+    bundle_digest: str | None = None
+    block: int | None = None
+    block_hash: str | None = None
+    secret: str | None = None  # hex; revealed after the verdict so anyone can recheck
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
 def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, q: int = 1,
-                  r: int = 1, threshold: float | None = None, seed: int | None = None,
-                  expected_model: str | None = None, ledger: Ledger | None = None,
-                  device: str = "cpu", progress: Callable[[int], None] | None = None) -> Report:
+                  r: int | None = None, miss_rate: float = DEFAULT_MISS_RATE,
+                  forged: float = DEFAULT_FORGED, threshold: float | None = None,
+                  seed: int | None = None, challenge: Challenge | None = None,
+                  prior_rejections: Sequence[str] = (), expected_model: str | None = None,
+                  ledger: Ledger | None = None, device: str = "cpu",
+                  progress: Callable[[int], None] | None = None) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
-    Returns a report whose verdict is ``accepted`` only if every check passes. Raises
-    :class:`~mltrail.errors.InputError` only when the bundle cannot be read at all.
+    ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
+    with a fraction ``forged`` of fake segments at most ``miss_rate`` (halved for each of
+    ``prior_rejections``, earlier rejected publications of the same weights). The random
+    seed is ``seed``, else ``challenge.seed``, else unpredictable. Checks run in order and
+    stop at the first failure. Returns a report whose verdict is ``accepted`` only if
+    every check passes; raises :class:`~mltrail.errors.InputError` only when the bundle
+    cannot be read at all.
     """
     t0 = time.perf_counter()
     folder = Path(bundle)
     man = read_manifest(folder)
     thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     othr = optim_threshold(thr)
-    vseed = secrets.randbits(63) if seed is None else int(seed)
+    if seed is not None:
+        challenge = Challenge(seed=int(seed), source="verifier")
+    elif challenge is None:
+        challenge = Challenge(seed=secrets.randbits(63), source="verifier")
     rep = Report(verdict="rejected", bundle=str(folder), header_digest=man.header_digest,
                  chain_head=man.chain_head, final_model=man.final_model, threshold=thr,
-                 optim_threshold=othr,
-                 q=q, r=r, verifier_seed=vseed, torch_threads=torch.get_num_threads(),
-                 device=device)
+                 optim_threshold=othr, q=q, r=r if r is not None else 0,
+                 verifier_seed=challenge.seed, challenge=challenge.as_dict(),
+                 prior_rejections=list(prior_rejections),
+                 torch_threads=torch.get_num_threads(), device=device)
     x, y = data
 
-    def add(c: Check) -> bool:
-        rep.checks.append(c)
-        if not c.ok:
-            rep.reasons.append(f"{c.name}: {c.detail}")
-        return c.ok
+    def run(*steps: Callable[[], Check]) -> bool:
+        for step in steps:
+            c = step()
+            rep.checks.append(c)
+            if not c.ok:
+                rep.reasons.append(f"{c.name}: {c.detail}")
+                return False
+        return True
 
-    structure_ok = add(checks.chain(man))
-    structure_ok &= add(checks.schedule(man))
-    add(checks.hyperparameters(man.header.training, man.header.k))
-    anchor_check, rep.anchors = checks.anchors(man, ledger)
-    add(anchor_check)
-    data_ok = add(checks.data(man, x, y))
+    spec = man.header.training
+    ok = run(lambda: checks.bounds(man),
+             lambda: checks.chain(man),
+             lambda: checks.schedule(man),
+             lambda: checks.hyperparameters(spec, man.header.k),
+             lambda: checks.data(man, x, y),
+             lambda: checks.declared(man, x, y))
     rep.data_digest = man.header.data.digest
-    add(checks.batch_order(folder, man))
+    if ok:
+        anchor_check, rep.anchors = checks.anchors(man, ledger)
+        ok = run(lambda: anchor_check, lambda: checks.batch_order(folder, man))
     states: list[tuple[State, State]] = []
-    if structure_ok:
+    if ok:
         try:
-            states = [(load_tensors(folder, c.files["model"], c.digests["model"]),
-                       load_tensors(folder, c.files["optim"], c.digests["optim"]))
-                      for c in man.checkpoints()]
+            states = load_all_states(folder, man)
         except VerificationError as exc:
-            add(Check(name="files", ok=False, detail=exc.message))
-            states = []
-    if states:
-        add(checks.init(man, states[0][0], states[0][1]))
-        add(checks.final(man, expected_model))
-        if data_ok:
-            t1 = time.perf_counter()
-            _replay(man, states, x, y, rep, q, r, thr, vseed, device, progress)
-            rep.replay_seconds = time.perf_counter() - t1
-            bad = [s for s in rep.segments if not s.ok]
-            add(Check(name="replay", ok=not bad and bool(rep.segments),
-                      detail=(f"{len(rep.segments)} segments, max error {rep.max_error:.3g} "
-                              f"<= {thr:.3g} (optimizer state <= {othr:.3g})") if not bad else
-                      f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
-                          f"#{s.index} (steps {s.start_step}-{s.end_step}) error {s.error:.3g}"
-                          + (f", optimizer state error {s.optim_error:.3g}"
-                             if s.error <= thr and s.optim_error is not None else "")
-                          for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
-        else:
-            add(Check(name="replay", ok=False, detail="skipped: no committed data to replay on"))
-    elif structure_ok:
-        add(Check(name="replay", ok=False, detail="skipped: checkpoints unreadable"))
-    else:
-        add(Check(name="replay", ok=False, detail="skipped: the bundle's structure is broken"))
-    rep.verdict = "accepted" if all(c.ok for c in rep.checks) else "rejected"
+            failed = Check(name="files", ok=False, detail=exc.message)
+            ok = run(lambda: failed)
+    if ok:
+        init_check, rep.init_origin = checks.init(man, states[0][0], states[0][1], ledger)
+        ok = run(lambda: init_check, lambda: checks.final(man, expected_model))
+    if ok:
+        t1 = time.perf_counter()
+        _replay(man, states, x, y, rep, q, r, miss_rate, forged, thr, device, progress)
+        rep.replay_seconds = time.perf_counter() - t1
+        bad = [s for s in rep.segments if not s.ok]
+        run(lambda: Check(
+            name="replay", ok=not bad and bool(rep.segments),
+            detail=(f"{len(rep.segments)} segments, max error {rep.max_error:.3g} <= {thr:.3g} "
+                    f"(optimizer state <= {othr:.3g})") if not bad else
+            f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
+                f"#{s.index} (steps {s.start_step}-{s.end_step}, {s.chosen}) error "
+                f"{s.error:.3g}" + (f", optimizer state error {s.optim_error:.3g}"
+                                    if s.error <= thr and s.optim_error is not None else "")
+                for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
+    rep.verdict = "accepted" if ok and all(c.ok for c in rep.checks) else "rejected"
     rep.total_seconds = time.perf_counter() - t0
     return rep
+
+
+def load_all_states(folder: Path, man: Manifest) -> list[tuple[State, State]]:
+    """Every checkpoint's (model, optimizer) tensors, each file's names and shapes checked
+    against the architecture and optimizer before it is loaded."""
+    spec = man.header.training
+    with torch.device("meta"):
+        ref = build_model(spec.arch)
+    shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    per = {n: tuple(p.shape) for n, p in ref.named_parameters()}
+    keys = OPTIMIZER_KEYS.get(str(spec.optimizer.get("name")), ())
+    limit = 8 * sum(math.prod(s) for s in shapes.values()) + (1 << 20)
+    out = []
+    real = Path(os.path.realpath(folder))
+    for n, c in enumerate(man.checkpoints()):
+        if set(c.files) != {"model", "optim"} or set(c.digests) != {"model", "optim"}:
+            raise VerificationError(f"checkpoint record {n} names files other than model "
+                                    "and optim")
+        model = load_tensors(real, c.files["model"], c.digests["model"], shapes, limit)
+        optim = load_tensors(real, c.files["optim"], c.digests["optim"], None, 2 * limit)
+        for key, t in optim.items():
+            pname, _, skey = key.rpartition(".")
+            if pname not in per or skey not in keys or (
+                    t.dim() > 0 and tuple(t.shape) != per[pname]):
+                raise VerificationError(f"checkpoint {n}: optimizer state {key!r} does not "
+                                        "fit the architecture and optimizer")
+        out.append((model, optim))
+    return out
 
 
 def optim_threshold(threshold: float) -> float:
@@ -150,37 +213,41 @@ def optim_threshold(threshold: float) -> float:
     return threshold * DEFAULT_OPTIM_THRESHOLD / DEFAULT_THRESHOLD
 
 
-def choose_segments(man: Manifest, states: list[tuple[State, State]], q: int, r: int,
-                    vseed: int) -> list[tuple[int, Literal["top-q", "random"], float]]:
-    """Top-``q`` segments per epoch by update size, plus ``r`` others at random."""
+def plan(man: Manifest, states: list[tuple[State, State]], q: int, r: int | None,
+         miss_rate: float, forged: float, seed: int, prior: int = 0
+         ) -> tuple[list[tuple[int, Why]], list[float], dict[str, float | int]]:
+    """The segments to replay, the score of each segment, and how R was chosen."""
     spec = man.header.training
     cks = man.checkpoints()
-    norms = [float((_flat(states[i + 1][0]) - _flat(states[i][0])).norm())
-             for i in range(len(cks) - 1)]
-    by_epoch: dict[int, list[int]] = {}
-    for i in range(len(cks) - 1):
-        by_epoch.setdefault(spec.epoch_of(cks[i].step), []).append(i)
-    chosen: dict[int, Literal["top-q", "random"]] = {}
-    for idxs in by_epoch.values():
-        for i in sorted(idxs, key=lambda j: -norms[j])[:q]:
-            chosen[i] = "top-q"
-    rest = [i for i in range(len(cks) - 1) if i not in chosen]
-    import random
-
-    for i in random.Random(vseed).sample(rest, min(r, len(rest))):
-        chosen[i] = "random"
-    return [(i, chosen[i], norms[i]) for i in sorted(chosen)]
+    epochs = [spec.epoch_of(cks[i].step) for i in range(len(cks) - 1)]
+    score = challenge_mod.scores(challenge_mod.state_changes(states))
+    pool = challenge_mod.pool_size(epochs, score, q)
+    target = miss_rate / 2 ** prior
+    rule: dict[str, float | int] = {"segments": len(score), "pool": pool}
+    if r is None:
+        r = challenge_mod.random_count(pool, len(score), target, forged)
+        rule.update(miss_rate=miss_rate, effective_miss_rate=target, forged=forged,
+                    forged_segments=challenge_mod.forged_count(len(score), forged))
+    rule.update(r=r, predicted_miss=challenge_mod.miss_probability(
+        pool, challenge_mod.forged_count(len(score), forged), r))
+    return challenge_mod.choose_segments(epochs, score, q, r, seed), score, rule
 
 
 def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
-            y: torch.Tensor, rep: Report, q: int, r: int, thr: float, vseed: int, device: str,
+            y: torch.Tensor, rep: Report, q: int, r: int | None, miss_rate: float,
+            forged: float, thr: float, device: str,
             progress: Callable[[int], None] | None) -> None:
     spec = man.header.training
     cks = man.checkpoints()
-    for i, why, norm in choose_segments(man, states, q, r, vseed):
+    chosen, score, rule = plan(man, states, q, r, miss_rate, forged, rep.verifier_seed,
+                               len(rep.prior_rejections))
+    rep.r, rep.r_rule = int(rule["r"]), rule
+    model = build_model(spec.arch).to(device)
+    for i, why in chosen:
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         try:
-            mr, orr = replay_segment(spec, m0, o0, x, y, cks[i].step, cks[i + 1].step, device)
+            mr, orr = replay_segment(spec, m0, o0, x, y, cks[i].step, cks[i + 1].step, device,
+                                     model)
         except (RuntimeError, MltrailError, KeyError, ValueError) as exc:
             rep.reasons.append(f"segment #{i} cannot be replayed: {exc}".splitlines()[0])
             err, cos, oerr = math.inf, None, None
@@ -191,8 +258,8 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
         ok = err <= thr and (oerr is None or oerr <= optim_threshold(thr))
         rep.segments.append(Segment(index=i, epoch=spec.epoch_of(cks[i].step),
                                     start_step=cks[i].step, end_step=cks[i + 1].step,
-                                    chosen=why, update_norm=norm, error=err, optim_error=oerr,
-                                    cosine=cos, ok=ok))
+                                    chosen=why, update_norm=score[i], error=err,
+                                    optim_error=oerr, cosine=cos, ok=ok))
         if progress is not None:
             progress(1)
 
