@@ -244,14 +244,18 @@ class Ledger:
                  name: str | None = None) -> Registered:
         """Register an artefact of ``kind`` whose bytes hash to ``content_digest``.
 
-        ``name`` (default: ``metadata["name"]`` if given) goes on chain in the
+        ``name`` (default: ``metadata["name"]`` if it is a valid name) goes on chain in the
         ``Registered`` event, so every member can use it in place of the id. Parents are
         sent sorted; the same parent twice is refused.
         """
         k = self.lifecycle.kind(kind)
         if name is None and isinstance((metadata or {}).get("name"), str):
-            name = str((metadata or {})["name"])
-        if name is not None:
+            implicit = str((metadata or {})["name"])
+            try:  # a name taken from metadata (often a file name) goes on chain if valid
+                name = check_name(implicit)
+            except InputError:
+                name = None
+        elif name is not None:
             check_name(name)
         if len(parents) > 32:
             raise InputError("at most 32 parents")

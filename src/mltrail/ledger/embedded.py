@@ -37,7 +37,7 @@ from eth_typing import BlockNumber
 from eth_utils import to_canonical_address, to_checksum_address
 from filelock import FileLock, Timeout
 
-from mltrail.errors import LedgerError, RefusedError
+from mltrail.errors import LedgerError, RefusedError, VerificationError
 from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
 CHAIN_ID = 31_415
@@ -56,16 +56,26 @@ class EmbeddedChain(MiningChain):
 class SqliteKV(BaseDB):
     """A py-evm key-value database in one SQLite table, with buffered commits."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            self._setup(create)
+        except BaseException:
+            self.conn.close()
+            raise
+        self.pending: dict[bytes, bytes | None] = {}
+        self.cache: dict[bytes, bytes] = {}
+        self._version = self._data_version()
+
+    def _setup(self, create: bool) -> None:
+        if not create and self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='kv'").fetchone() is None:
+            raise damaged("chain file holds no chain (emptied or replaced?)")
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
                           "value TEXT NOT NULL)")
-        self.pending: dict[bytes, bytes | None] = {}
-        self.cache: dict[bytes, bytes] = {}
-        self._version = self._data_version()
 
     def _data_version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -86,7 +96,7 @@ class SqliteKV(BaseDB):
             return value
         if key in self.cache:
             return self.cache[key]
-        row = self.conn.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
+        row = self._query("SELECT v FROM kv WHERE k=?", key)
         if row is None:
             raise KeyError(key)
         value = bytes(row[0])
@@ -108,7 +118,13 @@ class SqliteKV(BaseDB):
             return self.pending[key] is not None
         if key in self.cache:
             return True
-        return self.conn.execute("SELECT 1 FROM kv WHERE k=?", (key,)).fetchone() is not None
+        return self._query("SELECT 1 FROM kv WHERE k=?", key) is not None
+
+    def _query(self, sql: str, key: bytes) -> Any:
+        try:
+            return self.conn.execute(sql, (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise damaged(f"chain file is unreadable ({exc})") from exc
 
     def commit(self, meta: dict[str, str] | None = None) -> None:
         """Write every pending change (and ``meta`` rows) in one SQLite transaction."""
@@ -153,7 +169,7 @@ class EmbeddedBackend:
         if not create and not self.path.is_file():
             raise damaged(f"chain file {self.path} is missing")
         try:
-            self.kv = SqliteKV(self.path)
+            self.kv = SqliteKV(self.path, create)
         except sqlite3.DatabaseError as exc:
             raise damaged(f"chain file {self.path} is unreadable ({exc})") from exc
         self.lock = FileLock(str(lock_path or self.path.with_suffix(".lock")), timeout=lock_timeout)
@@ -218,7 +234,7 @@ class EmbeddedBackend:
                     self._reload()
                     raise RefusedError(f"refused by contract: {revert_reason(bytes(comp.output))}")
                 block = self.chain.mine_block()
-            except RefusedError:
+            except (RefusedError, VerificationError):
                 raise
             except Exception as exc:
                 self._reload()
