@@ -31,9 +31,8 @@ from mltrail.errors import (
     VerificationError,
 )
 from mltrail.identity import unlock
-from mltrail.ledger import contracts
+from mltrail.ledger import contracts, explain, trust
 from mltrail.ledger.abi import ContractABI
-from mltrail.ledger import trust
 from mltrail.ledger.backend import Backend, Receipt, damaged
 from mltrail.ledger.index import EventIndex, IndexedEvent, decode_events
 from mltrail.lifecycle import Lifecycle, parse
@@ -273,7 +272,7 @@ class Ledger:
                             name or "", expect="Registered", id=artefact_id, kind=k.code,
                             state=k.state_code(k.initial))
         except RefusedError as exc:
-            raise self._explain_register(exc, kind, artefact_id, parent_ids) from exc
+            raise explain.register(self, exc, kind, artefact_id, parent_ids) from exc
         return Registered(rc.tx_hash, rc.block, rc.gas_used, rc.timestamp, artefact_id)
 
     def transition(self, artefact_id: str, to_state: str,
@@ -287,7 +286,7 @@ class Ledger:
                             _digest32(evidence_digest), expect="Transitioned", id=art.id,
                             to_state=code)
         except RefusedError as exc:
-            raise self._explain_transition(exc, art, to_state) from exc
+            raise explain.transition(self, exc, art, to_state) from exc
         return TxResult.of(rc)
 
     def anchor(self, artefact_id: str, root: bytes, count: int,
@@ -303,7 +302,7 @@ class Ledger:
                             _digest32(metadata_digest), expect="Anchored", id=aid,
                             root="0x" + root.hex())
         except RefusedError as exc:
-            raise self._explain_anchor(exc, aid) from exc
+            raise explain.anchor(self, exc, aid) from exc
         return TxResult.of(rc)
 
     def _role_mask(self, role: str) -> int:
@@ -360,56 +359,6 @@ class Ledger:
         (uri,) = self.abi.decode_output("profile", self.backend.call(
             self.registry, self.abi.encode("profile", self._account_arg(address))))
         return str(uri) or None
-
-    # -- refusals explained by the lifecycle ---------------------------------------------
-
-    def _my_roles(self) -> list[str]:
-        return self.lifecycle.role_names(self.roles().get(self.address, 0))
-
-    def _explain_register(self, exc: RefusedError, kind: str, artefact_id: str,
-                          parents: Sequence[str] = ()) -> RefusedError:
-        k = self.lifecycle.kind(kind)
-        if "parent kind" in exc.message:
-            kinds = sorted({self.artefact(p).kind for p in parents})
-            return RefusedError(f"{exc.message}: a {kind} may derive from "
-                                f"{', '.join(k.parents) or 'nothing'}, not {', '.join(kinds)}")
-        if "parent revoked" in exc.message:
-            gone = [p for p in parents if self.artefact(p).state == self.lifecycle.terminal]
-            return RefusedError(f"{exc.message}: {', '.join(gone) or 'a parent'} is "
-                                f"{self.lifecycle.terminal}")
-        if "missing role" in exc.message:
-            return RefusedError(f"{exc.message}: registering a {kind} needs one of "
-                                f"{', '.join(k.register_roles)}; you ({self.identity}) have "
-                                f"{', '.join(self._my_roles()) or 'no role'}")
-        if "exists" in exc.message:
-            return RefusedError(f"{exc.message}: you already registered this {kind} "
-                                f"as {artefact_id}")
-        return exc
-
-    def _explain_transition(self, exc: RefusedError, art: Artefact, to: str) -> RefusedError:
-        k = self.lifecycle.kind(art.kind)
-        rule = k.rule(art.state, to)
-        if "missing role" in exc.message or "not the owner" in exc.message:
-            return RefusedError(f"{exc.message}: {art.kind} {art.state} -> {to} may be taken by "
-                                f"{rule.describe()}; you ({self.identity}) have "
-                                f"{', '.join(self._my_roles()) or 'no role'}"
-                                + ("" if art.owner == self.address else
-                                   f" and {art.id[:10]} is owned by {art.owner}"))
-        if "not allowed" in exc.message:
-            nxt = sorted({t for t in k.states if k.allowed(art.state, t)})
-            return RefusedError(f"{exc.message}: {art.kind} cannot go {art.state} -> {to}; "
-                                f"from {art.state} it may go to {', '.join(nxt) or 'nothing'}")
-        return exc
-
-    def _explain_anchor(self, exc: RefusedError, artefact_id: str) -> RefusedError:
-        if "missing role" not in exc.message:
-            return exc
-        art = self.artefact(artefact_id)
-        roles = self.lifecycle.kind(art.kind).anchor
-        return RefusedError(f"{exc.message}: only the owner of {artefact_id[:10]} "
-                            + (f"or a holder of {', '.join(roles)} " if roles else "")
-                            + f"may anchor on a {art.kind}; you ({self.identity}) have "
-                            f"{', '.join(self._my_roles()) or 'no role'}")
 
     # -- reads ------------------------------------------------------------------------------
 
