@@ -65,8 +65,8 @@ def test_anvil_restarted_between_two_commands(tmp_path: Path, cli, redeploy: boo
         assert w.code == 1 and "ledger damaged" in w.err, (w.code, w.err)
         r = cli("ledger", "check", home=home.root)
         assert r.code == 1 and "ledger damaged" in r.err and "reindex" not in r.err
-        with Ledger.open(home, password=PASSWORD) as admin:
-            with pytest.raises(VerificationError, match="ledger damaged"):
-                reindex(admin)
+        with Ledger.open(home, password=PASSWORD) as admin, \
+                pytest.raises(VerificationError, match="ledger damaged"):
+            reindex(admin)
     finally:
         _stop(proc)

@@ -11,7 +11,7 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("check")
 def check_(as_json: JsonOpt = False) -> None:
-    """Verify the whole ledger: chain re-executed, pins, index and contract state (exit 1 if not)."""
+    """Verify the whole ledger: chain, pins, index and contract state (exit 1 if not)."""
     from mltrail.ledger.check import check
 
     with open_ledger() as led:

@@ -77,16 +77,28 @@ def _index_differs(what: str) -> VerificationError:
     return VerificationError(f"index differs from chain: {what}", hint=REINDEX)
 
 
+_KEY_COLUMNS = {"events": 2, "parents": 2}  # other tables: the first column is the key
+
+
 def _compare_tables(stored: EventIndex, expected: EventIndex) -> None:
     for table in TABLES:
         have, want = stored.table_rows(table), expected.table_rows(table)
         if have == want:
             continue
-        extra = [r for r in have if r not in want]
-        missing = [r for r in want if r not in have]
-        if extra:
-            raise _index_differs(f"table {table} has a row the chain does not: {extra[0]!r}"[:300])
-        raise _index_differs(f"table {table} lacks a row the chain has: {missing[0]!r}"[:300])
+        n = _KEY_COLUMNS.get(table, 1)
+        cols = [r[1] for r in stored.conn.execute(f"PRAGMA table_info({table})")]
+        have_by = {tuple(r[:n]): r for r in have}
+        want_by = {tuple(r[:n]): r for r in want}
+        for key, row in have_by.items():
+            where = f"table {table}, row {'/'.join(map(str, key))}"
+            if key not in want_by:
+                raise _index_differs(f"{where} is not on chain")
+            diff = [f"{c} is {a!r}, the chain says {b!r}"
+                    for c, a, b in zip(cols, row, want_by[key], strict=False) if a != b]
+            if diff:
+                raise _index_differs(f"{where}: " + "; ".join(diff)[:300])
+        key = next(k for k in want_by if k not in have_by)
+        raise _index_differs(f"table {table} lacks row {'/'.join(map(str, key))} of the chain")
 
 
 def _compare_views(ledger: Ledger, expected: EventIndex) -> int:

@@ -37,12 +37,13 @@ def code_hash(backend: Backend, registry: str) -> str:
     return _hex(keccak(backend.code_at(registry)))
 
 
-def check_code(backend: Backend, registry: str, joining: bool = False) -> None:
-    """The registry holds exactly the compiled contract (else damage, or a refusal to join)."""
-    found = code_hash(backend, registry)
-    if found == expected_code_hash():
-        return
+def check_code(backend: Backend, registry: str, joining: bool = False) -> str:
+    """The registry holds exactly the compiled contract (else damage, or a refusal to join);
+    returns its code hash."""
     code = backend.code_at(registry)
+    found = _hex(keccak(code))
+    if found == expected_code_hash():
+        return found
     what = ("no contract" if not code else
             f"code with hash {found}, not mltrail's ArtefactRegistry v2 ({expected_code_hash()})")
     if joining:
@@ -59,7 +60,7 @@ def new_pins(backend: Backend, registry: str) -> Pins:
 
 def check_pins(home: Home, backend: Backend, registry: str) -> Pins:
     """Compare the node with what ``home`` pinned; pin now if the home has no pins yet."""
-    check_code(backend, registry)
+    found = check_code(backend, registry)
     pins = home.pins()
     if pins is None:
         pins = new_pins(backend, registry)
@@ -69,7 +70,7 @@ def check_pins(home: Home, backend: Backend, registry: str) -> Pins:
     if genesis != pins.genesis_hash:
         raise damaged(f"genesis block is {genesis}, the home was built on {pins.genesis_hash} "
                       f"(chain replaced or node reset; pinned in {home.pins_path})")
-    if code_hash(backend, registry) != pins.registry_code_hash:
+    if found != pins.registry_code_hash:
         raise damaged(f"registry {registry} code changed since {home.pins_path} was written")
     head = backend.head()
     if head < pins.head:
