@@ -416,7 +416,9 @@ class Ledger:
             raise InputError(f"ambiguous artefact name {text!r}: "
                              + ", ".join(named) + "; use an id")
         if not named:
-            raise NotFoundError(f"unknown artefact {artefact_id}")
+            raise NotFoundError(f"unknown artefact {artefact_id}" + (
+                "" if _looks_like_id(text) else
+                ": not an artefact id, id prefix or name known to this ledger"))
         return named[0]
 
     def _artefact(self, row: tuple[Any, ...]) -> Artefact:
