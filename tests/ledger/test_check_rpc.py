@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import socket
+import json
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,17 @@ def _start(port: int) -> subprocess.Popen[bytes]:
     assert binary, "anvil not installed: run 'make setup'"
     proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--silent"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
+    deadline = time.time() + 60
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}", headers={"Content-Type": "application/json"},
+        data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}).encode())
+    while time.time() < deadline and proc.poll() is None:
+        try:  # answering JSON-RPC, not only accepting connections
+            with urllib.request.urlopen(request, timeout=1) as reply:  # noqa: S310 - loopback
+                if json.loads(reply.read()).get("result"):
+                    return proc
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.2)
     proc.kill()
     raise AssertionError("anvil did not start")
 
