@@ -1,21 +1,29 @@
 # pragma version ~=0.4.3
 """
-@title ArtefactRegistry
-@notice Every dataset, model and service is a state machine held here. The admin loads a
-        lifecycle (kinds, transitions, role masks); members with the right roles register
-        artefacts and move them between states. One packed storage slot per artefact;
-        digests, parents, evidence and actors live in events, so history comes from logs.
+@title ArtefactRegistry (version 2)
+@notice Every dataset, model and service is a state machine held here. The admin publishes
+        a lifecycle once (kinds, transitions, who may take each, parent kinds, anchor roles);
+        members register artefacts (and own them) and move them between states. One packed
+        storage slot per artefact; digests, parents, names, evidence and actors live in
+        events, so history comes from logs.
 @dev    Packed artefact slot: owner << 96 | registered_block << 24 | 1 << 16 | kind << 8 | state.
-        Rule key: kind << 16 | from_state << 8 | to_state -> mask of roles allowed.
+        Rule key: kind << 16 | from_state << 8 | to_state -> rule value:
+          bits 0..119 roles that may take it alone, bits 120..239 roles that may take it
+          on an artefact they own, bit 255 the owner may take it without a role.
         Kind config: register_role_mask << 8 | initial_state (0 = unknown kind).
+        kind_parents[kind]: bit k set when an artefact of kind k may be a parent.
+        kind_anchors[kind]: roles that may anchor on an artefact of the kind (its owner may).
         State 255 is terminal (revoked): nothing leaves it.
 """
 
+VERSION: public(constant(uint256)) = 2
 MAX_PARENTS: constant(uint256) = 32
 MAX_RULES: constant(uint256) = 256
+MAX_KINDS: constant(uint256) = 32
 MAX_DOC: constant(uint256) = 16384
 REVOKED: constant(uint256) = 255
 EXISTS: constant(uint256) = 65536
+ROLE_BITS: constant(uint256) = 1329227995784915872903807060280344575  # 2**120 - 1
 
 event Registered:
     id: indexed(bytes32)
@@ -25,6 +33,7 @@ event Registered:
     content_digest: bytes32
     metadata_digest: bytes32
     parents: DynArray[bytes32, MAX_PARENTS]
+    name: String[64]
 
 event Transitioned:
     id: indexed(bytes32)
@@ -49,23 +58,42 @@ event AdminChanged:
     previous: indexed(address)
     admin: indexed(address)
 
+event AdminOffered:
+    admin: indexed(address)
+    candidate: indexed(address)
+
+event AdminOfferCancelled:
+    admin: indexed(address)
+    candidate: indexed(address)
+
 event LifecyclePublished:
     digest: indexed(bytes32)
     actor: indexed(address)
+    tables_digest: bytes32
     document: Bytes[MAX_DOC]
+
+event ProfileSet:
+    account: indexed(address)
+    uri: String[256]
 
 admin: public(address)
 pending_admin: public(address)
+admin_roles: public(uint256)
 roles: public(HashMap[address, uint256])
 rules: public(HashMap[uint256, uint256])
 kinds: public(HashMap[uint256, uint256])
+kind_parents: public(HashMap[uint256, uint256])
+kind_anchors: public(HashMap[uint256, uint256])
 lifecycle_digest: public(bytes32)
+tables_digest: public(bytes32)
+profile: public(HashMap[address, String[256]])
 _artefacts: HashMap[bytes32, uint256]
 
 
 @deploy
 def __init__(admin_roles: uint256):
     self.admin = msg.sender
+    self.admin_roles = admin_roles
     self.roles[msg.sender] = admin_roles
     log AdminChanged(previous=empty(address), admin=msg.sender)
     log RolesChanged(account=msg.sender, actor=msg.sender, roles=admin_roles)
@@ -78,19 +106,31 @@ def _only_admin():
 
 
 @external
-def publish_lifecycle(digest: bytes32, document: Bytes[MAX_DOC], rule_keys: DynArray[uint256, MAX_RULES], rule_masks: DynArray[uint256, MAX_RULES], kind_ids: DynArray[uint256, 32], kind_configs: DynArray[uint256, 32]):
-    """@notice Load the lifecycle: its document, transition rules and kinds.
-    @dev Republishing overwrites the given keys only: to drop a rule, pass its key with mask 0."""
+def publish_lifecycle(document: Bytes[MAX_DOC], rule_keys: DynArray[uint256, MAX_RULES], rule_values: DynArray[uint256, MAX_RULES], kind_ids: DynArray[uint256, MAX_KINDS], kind_configs: DynArray[uint256, MAX_KINDS], kind_parents: DynArray[uint256, MAX_KINDS], kind_anchors: DynArray[uint256, MAX_KINDS]):
+    """@notice Load the lifecycle once: its document and the tables derived from it.
+    @dev The document's sha256 and the keccak of the ABI-encoded tables are stored, so every
+         member can derive the tables from the document and compare. A new lifecycle
+         means a new registry: publishing twice could leave stale rules behind."""
     self._only_admin()
-    assert len(rule_keys) == len(rule_masks), "rules length mismatch"
-    assert len(kind_ids) == len(kind_configs), "kinds length mismatch"
+    assert self.lifecycle_digest == empty(bytes32), "lifecycle already published"
+    assert len(rule_keys) == len(rule_values), "rules length mismatch"
+    n: uint256 = len(kind_ids)
+    assert n == len(kind_configs) and n == len(kind_parents) and n == len(kind_anchors), "kinds length mismatch"
     for i: uint256 in range(len(rule_keys), bound=MAX_RULES):
-        self.rules[rule_keys[i]] = rule_masks[i]
-    for i: uint256 in range(len(kind_ids), bound=32):
-        assert kind_ids[i] > 0 and kind_ids[i] < 256, "bad kind id"
-        self.kinds[kind_ids[i]] = kind_configs[i]
+        assert self.rules[rule_keys[i]] == 0, "duplicate rule"
+        self.rules[rule_keys[i]] = rule_values[i]
+    for i: uint256 in range(n, bound=MAX_KINDS):
+        k: uint256 = kind_ids[i]
+        assert k > 0 and k <= MAX_KINDS, "bad kind id"
+        assert self.kinds[k] == 0, "duplicate kind"
+        self.kinds[k] = kind_configs[i]
+        self.kind_parents[k] = kind_parents[i]
+        self.kind_anchors[k] = kind_anchors[i]
+    digest: bytes32 = sha256(document)
+    tables: bytes32 = keccak256(abi_encode(rule_keys, rule_values, kind_ids, kind_configs, kind_parents, kind_anchors))
     self.lifecycle_digest = digest
-    log LifecyclePublished(digest=digest, actor=msg.sender, document=document)
+    self.tables_digest = tables
+    log LifecyclePublished(digest=digest, actor=msg.sender, tables_digest=tables, document=document)
 
 
 @external
@@ -125,38 +165,78 @@ def revoke_role(account: address, role: uint256):
 def transfer_admin(new_admin: address):
     """@notice First step of an admin handover; `new_admin` must accept."""
     self._only_admin()
+    assert new_admin != empty(address), "zero address"
+    assert new_admin != msg.sender, "already the admin"
     self.pending_admin = new_admin
+    log AdminOffered(admin=msg.sender, candidate=new_admin)
+
+
+@external
+def cancel_admin_transfer():
+    """@notice Withdraw a pending admin handover."""
+    self._only_admin()
+    candidate: address = self.pending_admin
+    assert candidate != empty(address), "no pending admin"
+    self.pending_admin = empty(address)
+    log AdminOfferCancelled(admin=msg.sender, candidate=candidate)
 
 
 @external
 def accept_admin():
-    """@notice Second step of an admin handover."""
-    assert msg.sender == self.pending_admin, "not the pending admin"
-    log AdminChanged(previous=self.admin, admin=msg.sender)
+    """@notice Second step of an admin handover: the admin position and its role bits move."""
+    assert msg.sender == self.pending_admin and msg.sender != empty(address), "not the pending admin"
+    previous: address = self.admin
+    bits: uint256 = self.admin_roles
+    old_roles: uint256 = self.roles[previous] & ~bits
+    new_roles: uint256 = self.roles[msg.sender] | bits
+    self.roles[previous] = old_roles
+    self.roles[msg.sender] = new_roles
     self.admin = msg.sender
     self.pending_admin = empty(address)
+    log AdminChanged(previous=previous, admin=msg.sender)
+    log RolesChanged(account=previous, actor=msg.sender, roles=old_roles)
+    log RolesChanged(account=msg.sender, actor=msg.sender, roles=new_roles)
 
 
 @external
-def register(id: bytes32, kind: uint256, content_digest: bytes32, parents: DynArray[bytes32, MAX_PARENTS], metadata_digest: bytes32):
-    """@notice Register artefact `id` of `kind` in the kind's initial state.
+def set_profile(uri: String[256]):
+    """@notice Publish where this member's node can be reached (members only)."""
+    assert self.roles[msg.sender] != 0, "missing role"
+    self.profile[msg.sender] = uri
+    log ProfileSet(account=msg.sender, uri=uri)
+
+
+@external
+def register(id: bytes32, kind: uint256, content_digest: bytes32, parents: DynArray[bytes32, MAX_PARENTS], metadata_digest: bytes32, name: String[64]):
+    """@notice Register artefact `id` of `kind` in the kind's initial state; the sender owns it.
     @dev `id` must be keccak256(abi_encode(sender, kind, content_digest, metadata_digest)),
-         so nobody can take the id another member's registration will use."""
+         so nobody can take the id another member's registration will use. Parents must be
+         strictly increasing (no duplicates), known, not revoked, of a kind the lifecycle
+         allows as a parent of `kind`."""
     assert id == keccak256(abi_encode(msg.sender, kind, content_digest, metadata_digest)), "artefact id mismatch"
     assert self._artefacts[id] == 0, "artefact exists"
     config: uint256 = self.kinds[kind]
     assert config != 0, "unknown kind"
     assert self.roles[msg.sender] & (config >> 8) != 0, "missing role"
-    for p: bytes32 in parents:
-        assert self._artefacts[p] != 0, "parent unknown"
+    if len(parents) > 0:
+        allowed: uint256 = self.kind_parents[kind]
+        prev: uint256 = 0
+        for p: bytes32 in parents:
+            pv: uint256 = convert(p, uint256)
+            assert pv > prev, "duplicate or unsorted parents"
+            prev = pv
+            packed: uint256 = self._artefacts[p]
+            assert packed != 0, "parent unknown"
+            assert packed & 255 != REVOKED, "parent revoked"
+            assert allowed & (1 << ((packed >> 8) & 255)) != 0, "parent kind not allowed"
     state: uint256 = config & 255
     self._artefacts[id] = (convert(msg.sender, uint256) << 96) | (block.number << 24) | EXISTS | (kind << 8) | state
-    log Registered(id=id, actor=msg.sender, kind=kind, state=state, content_digest=content_digest, metadata_digest=metadata_digest, parents=parents)
+    log Registered(id=id, actor=msg.sender, kind=kind, state=state, content_digest=content_digest, metadata_digest=metadata_digest, parents=parents, name=name)
 
 
 @external
 def transition(id: bytes32, to_state: uint256, evidence_digest: bytes32):
-    """@notice Move artefact `id` to `to_state` if a role of the sender allows it."""
+    """@notice Move artefact `id` to `to_state` if the rule of the cell allows the sender."""
     assert to_state > 0 and to_state < 256, "bad state"
     packed: uint256 = self._artefacts[id]
     assert packed != 0, "unknown artefact"
@@ -165,16 +245,23 @@ def transition(id: bytes32, to_state: uint256, evidence_digest: bytes32):
     kind: uint256 = (packed >> 8) & 255
     allowed: uint256 = self.rules[(kind << 16) | (state << 8) | to_state]
     assert allowed != 0, "transition not allowed"
-    assert self.roles[msg.sender] & allowed != 0, "missing role"
+    r: uint256 = self.roles[msg.sender]
+    if r & allowed & ROLE_BITS == 0:
+        assert (allowed >> 255) == 1 or r & (allowed >> 120) & ROLE_BITS != 0, "missing role"
+        assert msg.sender == convert(packed >> 96, address), "not the owner"
     self._artefacts[id] = (packed & ~convert(255, uint256)) | to_state
     log Transitioned(id=id, actor=msg.sender, from_state=state, to_state=to_state, evidence_digest=evidence_digest)
 
 
 @external
 def anchor(id: bytes32, root: bytes32, count: uint256, metadata_digest: bytes32):
-    """@notice Put the Merkle root of `count` records about artefact `id` on chain."""
-    assert self._artefacts[id] != 0, "unknown artefact"
-    assert self.roles[msg.sender] != 0, "missing role"
+    """@notice Put the Merkle root of `count` records about artefact `id` on chain.
+    @dev Only the owner and the roles the lifecycle names for the kind may anchor; the
+         event records the sender, and readers look anchors up per sender."""
+    packed: uint256 = self._artefacts[id]
+    assert packed != 0, "unknown artefact"
+    if msg.sender != convert(packed >> 96, address):
+        assert self.roles[msg.sender] & self.kind_anchors[(packed >> 8) & 255] != 0, "missing role"
     log Anchored(id=id, actor=msg.sender, root=root, count=count, metadata_digest=metadata_digest)
 
 

@@ -53,3 +53,61 @@ def test_custom_bindings_parse() -> None:
 def test_bad_bindings_are_refused_with_line(bad: str, reason: str) -> None:
     with pytest.raises(InputError, match=reason):
         lifecycle.parse((BASE + bad).encode(), "x.yaml")
+
+
+OWNED = """
+roles: [admin, dev, checker]
+kinds:
+  thing:
+    initial: new
+    register: [dev]
+    parents: [thing, other]
+    anchor: [checker]
+    states: [new, good, bad, revoked]
+    transitions:
+      - {from: new, to: good, roles: [dev], by: owner_and_role}
+      - {from: new, to: good, roles: [checker]}
+      - {from: good, to: bad, by: owner}
+  other:
+    initial: a
+    register: [dev]
+    states: [a, revoked]
+"""
+
+
+def test_who_may_take_a_transition_parents_and_anchors() -> None:
+    lc = lifecycle.parse(OWNED.encode())
+    thing = lc.kind("thing")
+    rule = thing.rule("new", "good")
+    assert rule.roles == ("checker",) and rule.owner_roles == ("dev",) and not rule.owner
+    assert thing.rule("good", "bad") == lifecycle.Rule(owner=True)
+    assert not thing.rule("good", "new")
+    assert lc.rule_value(rule) == 0b100 | 0b010 << lifecycle.OWNER_ROLES_SHIFT
+    assert lc.rule_value(thing.rule("good", "bad")) == lifecycle.OWNER_FLAG
+    keys, values, ids, configs, parents, anchors = lc.contract_tables()
+    assert parents == [0b110, 0] and anchors == [0b100, 0]
+    assert len(lc.tables_digest) == 32
+
+
+@pytest.mark.parametrize("old, new, reason", [
+    ("by: owner_and_role", "by: anyone", "by must be one of"),
+    ("{from: new, to: good, roles: [checker]}", "{from: new, to: good}",
+     "transition roles must be a non-empty list"),
+    ("parents: [thing, other]", "parents: [thing, nope]", "unknown kind 'nope' in parents"),
+    ("anchor: [checker]", "anchor: [boss]", "unknown role 'boss' in anchor"),
+    ("anchor: [checker]", "anchor: checker", "anchor roles of thing must be a non-empty list"),
+])
+def test_bad_owner_rules_are_refused(old: str, new: str, reason: str) -> None:
+    assert old in OWNED
+    with pytest.raises(InputError, match=reason):
+        lifecycle.parse(OWNED.replace(old, new, 1).encode(), "x.yaml")
+
+
+def test_default_lifecycle_lets_pol_anchor_on_its_training_data() -> None:
+    lc = lifecycle.load()
+    assert "model_developer" in lc.kind("dataset").anchor
+    assert "model_developer" in lc.kind("model").anchor
+    assert lc.kind("model").parents == ("dataset", "model")
+    assert lc.kind("service").parents == ("model",)
+    assert lc.kind("model").rule("registered", "trained").owner_roles == ("model_developer",)
+    assert lc.kind("model").rule("trained", "verified").roles == ("verifier",)

@@ -3,8 +3,10 @@
 A home is a ``.mltrail/`` folder, found like git's: ``--home`` or ``MLTRAIL_HOME`` if
 given, else the nearest ``.mltrail/`` walking up from the current folder. It holds
 ``config.json`` (backend, chain id, registry address, default identity), ``keys/``,
-``objects/`` (content store), the embedded chain and the event index. This module
-reads and writes settings only; it never talks to a ledger.
+``objects/`` (content store), the embedded chain and the event index, and ``pins.json``:
+what the home remembers of its chain (genesis hash, registry code hash, the highest head
+it saw), kept outside the chain database so a replaced or reset chain is noticed. This
+module reads and writes settings only; it never talks to a ledger.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ class Settings(BaseModel):
     lifecycle_digest: str
 
 
+class Pins(BaseModel):
+    """What ``pins.json`` holds: the chain this home was built on, as last seen.
+
+    ``head``/``head_hash`` only ever rise (a write or a check raises them); a node whose
+    block ``head`` has another hash, or whose head is lower, was reset or forked.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    genesis_hash: str
+    registry_code_hash: str
+    head: int = 0
+    head_hash: str | None = None
+    verified_head: int = 0  # the highest head a full ``ledger check`` passed
+
+
 class Home:
     """Paths inside one ``.mltrail`` home."""
 
@@ -64,6 +82,23 @@ class Home:
     @property
     def lifecycle_path(self) -> Path:
         return self.root / "lifecycle.yaml"
+
+    @property
+    def pins_path(self) -> Path:
+        return self.root / "pins.json"
+
+    def pins(self) -> Pins | None:
+        """The pins, or None for a home made before pins existed."""
+        if not self.pins_path.exists():
+            return None
+        try:
+            return Pins.model_validate_json(self.pins_path.read_bytes())
+        except (ValidationError, ValueError, OSError) as exc:
+            raise InputError(f"malformed {self.pins_path}: {exc}".splitlines()[0]) from exc
+
+    def save_pins(self, pins: Pins) -> None:
+        data = json.dumps(pins.model_dump(), indent=2, sort_keys=True) + "\n"
+        atomic_write(self.pins_path, data.encode(), durable=False)
 
     @property
     def lock_path(self) -> Path:

@@ -7,6 +7,11 @@ explain a refusal the contract already made.
 
 Codes: roles are bits (``1 << i`` in file order); kinds are 1..n in file order; a
 kind's states are 1..m in file order, except the terminal state, which is 255.
+
+Who may take a transition (``by``): ``role`` (any holder of a listed role, the default),
+``owner_and_role`` (a holder of a listed role on an artefact it registered) or ``owner``
+(the registrant, whatever its roles). Per kind, ``parents`` names the kinds an artefact
+may derive from and ``anchor`` the roles that may anchor on it besides its owner.
 """
 
 from __future__ import annotations
@@ -25,11 +30,38 @@ TERMINAL_CODE = 255
 WILDCARD = "*"
 
 
+BY = ("role", "owner_and_role", "owner")
+OWNER_FLAG = 1 << 255  # rule value: the owner may take it without a role
+OWNER_ROLES_SHIFT = 120  # rule value: bits 120..239 are roles that must also own the artefact
+MAX_ROLES = 120
+
+
 @dataclass(frozen=True)
 class Transition:
     source: str
     target: str
     roles: tuple[str, ...]
+    by: str = "role"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may take one (from, to) cell: roles alone, roles on their own artefacts, owner."""
+
+    roles: tuple[str, ...] = ()
+    owner_roles: tuple[str, ...] = ()
+    owner: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.roles or self.owner_roles or self.owner)
+
+    def describe(self) -> str:
+        parts = [", ".join(self.roles)] if self.roles else []
+        if self.owner_roles:
+            parts.append(f"the owner holding {', '.join(self.owner_roles)}")
+        if self.owner:
+            parts.append("the owner")
+        return " or ".join(parts) or "nobody"
 
 
 @dataclass(frozen=True)
@@ -40,6 +72,8 @@ class Kind:
     register_roles: tuple[str, ...]
     states: tuple[str, ...]
     transitions: tuple[Transition, ...]
+    parents: tuple[str, ...] = ()
+    anchor: tuple[str, ...] = ()
 
     def state_code(self, state: str) -> int:
         if state not in self.states:
@@ -61,6 +95,19 @@ class Kind:
             if t.target == target and t.source in (source, WILDCARD) and source != self._terminal:
                 roles += [r for r in t.roles if r not in roles]
         return tuple(roles)
+
+    def rule(self, source: str, target: str) -> Rule:
+        """Who may take ``source -> target``, merged over every transition covering it."""
+        roles: list[str] = []
+        owner_roles: list[str] = []
+        owner = False
+        for t in self.transitions:
+            if t.target == target and t.source in (source, WILDCARD) and source != self._terminal:
+                if t.by == "owner":
+                    owner = True
+                dest = owner_roles if t.by == "owner_and_role" else roles
+                dest += [r for r in t.roles if r not in dest]
+        return Rule(tuple(roles), tuple(r for r in owner_roles if r not in roles), owner)
 
 
 @dataclass(frozen=True)
@@ -117,23 +164,40 @@ class Lifecycle:
                 return k
         raise InputError(f"unknown kind code {code}")
 
-    def contract_tables(self) -> tuple[list[int], list[int], list[int], list[int]]:
-        """(rule keys, rule masks, kind ids, kind configs) for ``publish_lifecycle``."""
+    def rule_value(self, rule: Rule) -> int:
+        """A cell's value in the contract's rule table (see the contract's @dev)."""
+        return (self.role_mask(rule.roles)
+                | self.role_mask(rule.owner_roles) << OWNER_ROLES_SHIFT
+                | (OWNER_FLAG if rule.owner else 0))
+
+    def contract_tables(self) -> tuple[list[int], ...]:
+        """(rule keys, rule values, kind ids, kind configs, kind parents, kind anchors):
+        the arguments of ``publish_lifecycle`` after the document, in this order."""
         keys: list[int] = []
-        masks: list[int] = []
+        values: list[int] = []
         for k in self.kinds.values():
             for source in k.states:
                 if source == self.terminal:
                     continue
                 for target in k.states:
-                    roles = k.allowed(source, target)
-                    if roles:
+                    rule = k.rule(source, target)
+                    if rule:
                         keys.append(k.code << 16 | k.state_code(source) << 8 | k.state_code(target))
-                        masks.append(self.role_mask(roles))
-        ids = [k.code for k in self.kinds.values()]
-        configs = [self.role_mask(k.register_roles) << 8 | k.state_code(k.initial)
-                   for k in self.kinds.values()]
-        return keys, masks, ids, configs
+                        values.append(self.rule_value(rule))
+        kinds = list(self.kinds.values())
+        ids = [k.code for k in kinds]
+        configs = [self.role_mask(k.register_roles) << 8 | k.state_code(k.initial) for k in kinds]
+        parents = [sum(1 << self.kinds[p].code for p in k.parents) for k in kinds]
+        anchors = [self.role_mask(k.anchor) for k in kinds]
+        return keys, values, ids, configs, parents, anchors
+
+    @property
+    def tables_digest(self) -> bytes:
+        """keccak256 of the ABI-encoded tables: what the contract stores at publication."""
+        from eth_abi import encode
+        from eth_utils import keccak
+
+        return keccak(encode(["uint256[]"] * 6, list(self.contract_tables())))
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -163,6 +227,12 @@ def _names(value: Any, what: str, source: str, line: int | None) -> tuple[str, .
     return tuple(value)
 
 
+def _optional_names(value: Any, what: str, source: str, line: int | None) -> tuple[str, ...]:
+    if value is None or value == []:
+        return ()
+    return _names(value, what, source, line)
+
+
 MAX_DOCUMENT = 16384  # the contract's Bytes[MAX_DOC]
 
 
@@ -185,8 +255,8 @@ def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
     if unknown:
         raise _fail(source, top, f"unknown keys: {', '.join(sorted(unknown))}")
     roles = _names(data.get("roles"), "roles", source, top)
-    if len(roles) > 200:
-        raise _fail(source, top, "at most 200 roles")
+    if len(roles) > MAX_ROLES:
+        raise _fail(source, top, f"at most {MAX_ROLES} roles")
     terminal = data.get("terminal", "revoked")
     if not isinstance(terminal, str):
         raise _fail(source, top, "terminal must be a state name")
@@ -200,7 +270,8 @@ def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
         line = spec.get("__line__") if isinstance(spec, dict) else kinds_raw["__line__"]
         if not isinstance(spec, dict):
             raise _fail(source, line, f"kind {name!r} must be a mapping")
-        extra = set(spec) - {"initial", "register", "states", "transitions", "__line__"}
+        extra = set(spec) - {"initial", "register", "states", "transitions", "parents", "anchor",
+                             "__line__"}
         if extra:
             raise _fail(source, line, f"kind {name!r} has unknown keys: {', '.join(sorted(extra))}")
         states = _names(spec.get("states"), f"states of {name}", source, line)
@@ -218,8 +289,11 @@ def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
         transitions = []
         for t in spec.get("transitions") or []:
             tline = t.get("__line__", line) if isinstance(t, dict) else line
-            if not isinstance(t, dict) or set(t) - {"from", "to", "roles", "__line__"}:
-                raise _fail(source, tline, "a transition is {from, to, roles}")
+            if not isinstance(t, dict) or set(t) - {"from", "to", "roles", "by", "__line__"}:
+                raise _fail(source, tline, "a transition is {from, to, roles, by}")
+            by = t.get("by", "role")
+            if by not in BY:
+                raise _fail(source, tline, f"by must be one of {', '.join(BY)}, not {by!r}")
             src, dst = t.get("from"), t.get("to")
             if src != WILDCARD and src not in states:
                 raise _fail(source, tline, f"unknown state {src!r} in {name}")
@@ -227,16 +301,27 @@ def parse(document: bytes, source: str = "<lifecycle>") -> Lifecycle:
                 raise _fail(source, tline, f"unknown state {dst!r} in {name}")
             if src == terminal:
                 raise _fail(source, tline, f"{terminal!r} is terminal: no transition may leave it")
-            troles = _names(t.get("roles"), "transition roles", source, tline)
+            troles = (() if by == "owner" and t.get("roles") is None
+                      else _names(t.get("roles"), "transition roles", source, tline))
             for r in troles:
                 if r not in roles:
                     raise _fail(source, tline, f"unknown role {r!r}")
-            transitions.append(Transition(src, dst, troles))
+            transitions.append(Transition(src, dst, troles, by))
+        anchor = _optional_names(spec.get("anchor"), f"anchor roles of {name}", source, line)
+        for r in anchor:
+            if r not in roles:
+                raise _fail(source, line, f"unknown role {r!r} in anchor of {name}")
+        parents = _optional_names(spec.get("parents"), f"parents of {name}", source, line)
         code = len(kinds) + 1
         if code > 32:
             raise _fail(source, line, "at most 32 kinds")
         kinds[str(name)] = Kind(str(name), code, initial, register, states, tuple(transitions),
-                                _terminal=terminal)
+                                parents, anchor, _terminal=terminal)
+    for k in kinds.values():
+        for p in k.parents:
+            if p not in kinds:
+                raise _fail(source, kinds_raw[k.name].get("__line__"),
+                            f"unknown kind {p!r} in parents of {k.name}")
     bindings = _bindings(data.get("bindings"), kinds, source, top)
     lc = Lifecycle(roles, kinds, terminal, document, bindings)
     if len(lc.contract_tables()[0]) > 256:

@@ -1,9 +1,11 @@
-"""Every (kind, from, to, role) cell of the default lifecycle, allowed and refused.
+"""Every (kind, from, to, role, owner or not) cell of the default lifecycle, allowed and refused.
 
 Each role is held by exactly one identity (conftest.ROLE_IDENTITIES, admin holds 'admin'
-and all other roles, so admin is tested via a dedicated admin-only identity). An allowed
-cell must succeed and move the artefact; a refused one must raise RefusedError and leave
-the chain head unchanged.
+and all other roles, so admin is tested via a dedicated admin-only identity). A role the
+cell allows alone moves anyone's artefact; a role it allows with ownership (``by:
+owner_and_role``) moves only its holder's own artefacts and is refused "not the owner" on
+another's. An allowed cell must succeed and move the artefact; a refused one must raise
+RefusedError and leave the chain head unchanged.
 """
 
 from __future__ import annotations
@@ -62,12 +64,16 @@ def world(tmp_path_factory):
 _counter = itertools.count(1)
 
 
-def fresh_at(world, kind: str, state: str) -> str:
-    root = world["root"]
+def fresh_at(world, kind: str, state: str, owner: str = "root") -> str:
+    """A new artefact of ``kind`` registered by ``owner`` and walked to ``state``: each step
+    by root when a role alone may take it, else by the owner (who must be allowed)."""
+    k = LC.kind(kind)
     digest = "sha256:" + f"{next(_counter):064x}"
-    aid = root.register(kind, digest).artefact_id
+    aid = world[owner].register(kind, digest).artefact_id
+    here = k.initial
     for s in path_to(kind, state):
-        root.transition(aid, s)
+        world["root" if k.rule(here, s).roles else owner].transition(aid, s)
+        here = s
     return aid
 
 
@@ -94,19 +100,24 @@ def test_transition_cells(world, kind, source):
     probe = fresh_at(world, kind, source)
     checked = 0
     for target in k.states:
-        allowed = k.allowed(source, target)
+        rule = k.rule(source, target)
         for role, who in ROLE_HOLDER.items():
             led = world[who]
-            if role in allowed:
+            if role in rule.roles:
                 aid = fresh_at(world, kind, source)
                 led.transition(aid, target)
                 assert led.artefact(aid).state == target
             else:
+                if role in rule.owner_roles:  # allowed on its own artefact only
+                    own = fresh_at(world, kind, source, owner=who)
+                    led.transition(own, target)
+                    assert led.artefact(own).state == target
                 head = led.backend.head()
                 with pytest.raises(RefusedError) as err:
                     led.transition(probe, target)
                 expected = ("artefact revoked" if source == LC.terminal else
-                            "missing role" if allowed else "transition not allowed")
+                            "not the owner" if role in rule.owner_roles else
+                            "missing role" if rule else "transition not allowed")
                 assert expected in str(err.value)
                 assert led.backend.head() == head
                 assert led.artefact(probe).state == source

@@ -34,7 +34,7 @@ def test_contract_rejects_forged_ids_and_out_of_range_states(open_as):
     digest = "sha256:" + os.urandom(32).hex()
     squat = os.urandom(32)  # not keccak(sender, kind, digests)
     with pytest.raises(RefusedError, match="artefact id mismatch"):
-        dev._send("register", 200_000, squat, 2, to_bytes32(digest), [], b"\x00" * 32)
+        dev._send("register", 200_000, squat, 2, to_bytes32(digest), [], b"\x00" * 32, "")
     aid = dev.register("model", digest).artefact_id
     head = dev.backend.head()
     # 2 | 1 << 8 would keep the rule key of registered -> trained and corrupt the kind

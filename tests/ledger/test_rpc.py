@@ -96,7 +96,7 @@ def test_chain_id_mismatch_and_unfunded(network, tmp_path):
                   registry=network["registry"], identity="carol")
     with Ledger.open(b, password=PASSWORD) as carol, \
             Ledger.open(network["a"], password=PASSWORD) as admin:
-        admin.grant_role(carol.address, "auditor")
+        admin.grant_role(carol.address, "verifier")
         with pytest.raises(LedgerError, match="has 0 wei"):
             carol.anchor(network["alice"].register(
                 "model", "sha256:" + "6d" * 32).artefact_id, b"\x01" * 32, 1)

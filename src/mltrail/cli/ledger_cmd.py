@@ -11,20 +11,22 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("check")
 def check_(as_json: JsonOpt = False) -> None:
-    """Verify the block hash chain and that the index equals the chain's events (exit 1 if not)."""
+    """Verify the whole ledger: chain, pins, index and contract state (exit 1 if not)."""
     from mltrail.ledger.check import check
 
     with open_ledger() as led:
         total = led.backend.head() + 1
         with progress("checking blocks", total, show_progress(as_json)) as advance:
             report = check(led, advance)
-    emit(report.as_dict(), as_json, f"ledger ok: {report.blocks} blocks linked, "
-         f"{report.events} events match the index (head {report.head})")
+    how = "re-executed from genesis" if report.rows else "linked and pinned"
+    emit(report.as_dict(), as_json, f"ledger ok: {report.blocks} blocks {how}, "
+         f"{report.events} events and {report.artefacts} artefacts match the index and the "
+         f"contract (head {report.head})")
 
 
 @app.command("reindex")
 def reindex_(as_json: JsonOpt = False) -> None:
-    """Rebuild the event index from the chain."""
+    """Rebuild the event index from the chain (refused when the chain itself is damaged)."""
     from mltrail.ledger.check import reindex
 
     with open_ledger() as led:

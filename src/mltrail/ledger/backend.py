@@ -18,6 +18,8 @@ from eth_keys import keys
 from eth_typing import Address
 from eth_utils import to_canonical_address
 
+from mltrail.errors import VerificationError
+
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 
 
@@ -40,6 +42,7 @@ class Receipt:
     timestamp: int
     logs: tuple[Log, ...]
     contract_address: str | None = None
+    block_hash: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,16 @@ class Backend(Protocol):
     def code_at(self, address: str) -> bytes: ...
     def logs(self, address: str, from_block: int, to_block: int) -> list[Log]: ...
     def blocks(self, from_block: int, to_block: int) -> Iterator[BlockInfo]: ...
+    def block_hash(self, number: int) -> bytes: ...
     def close(self) -> None: ...
+
+
+def damaged(what: str) -> VerificationError:
+    """The one error for a chain that is not the one the home was built on (exit 1).
+
+    Never hints at ``reindex``: rebuilding the index from a damaged chain launders it.
+    """
+    return VerificationError(f"ledger damaged: {what}")
 
 
 def sign(account: LocalAccount, chain_id: int, nonce: int, to: str | None, data: bytes,

@@ -1,17 +1,38 @@
-"""Check a ledger against itself: the block hash chain, and the index against chain events.
+"""Check a whole ledger: the chain against the home's pins and itself, then the index.
 
-``check`` never repairs; ``reindex`` rebuilds the index from the chain's logs. A failed
-check names the first difference and raises VerificationError (exit code 1).
+``check`` verifies, in order, and names the first failure:
+
+1. the node against ``pins.json``: genesis hash, registry code hash (also equal to the
+   compiled contract), a head not below the highest head the home saw, with that block's
+   hash unchanged (``trust.check_pins``);
+2. the chain itself: embedded, every content-addressed row and every block re-executed
+   from genesis (``verify.py``); rpc, each block's parent link;
+3. the published lifecycle: on-chain digest = sha256 of the home's document, on-chain
+   tables = the tables derived from it;
+4. the index, every table and row (events, artefacts, parents, roles, meta; rows above the
+   head included) equal to an index rebuilt from the chain's events, and each artefact's
+   owner, kind, state and block and each account's roles equal to the contract's views.
+
+Chain failures are ``ledger damaged: ...`` (exit 1) and never suggest ``reindex``; index
+failures (exit 1) do, since the index is a cache. ``reindex`` refuses a damaged chain.
+Nothing here repairs the chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mltrail.errors import VerificationError
+from mltrail.ledger import trust
+from mltrail.ledger.backend import damaged
 from mltrail.ledger.client import Ledger
-from mltrail.ledger.index import decode_events
+from mltrail.ledger.index import TABLES, EventIndex, decode_events
+from mltrail.provenance.digest import to_bytes32
+
+REINDEX = "the chain checks out; run 'mltrail ledger reindex' to rebuild the index from it"
 
 
 @dataclass(frozen=True)
@@ -19,53 +40,121 @@ class CheckReport:
     blocks: int
     events: int
     head: int
+    artefacts: int = 0
+    rows: int = 0  # content-addressed rows of the embedded chain checked
 
     def as_dict(self) -> dict[str, int | bool]:
-        return {"ok": True, "blocks": self.blocks, "events": self.events, "head": self.head}
+        return {"ok": True, "blocks": self.blocks, "events": self.events, "head": self.head,
+                "artefacts": self.artefacts, "rows": self.rows}
+
+
+def verify_chain(ledger: Ledger, advance: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Steps 1-3; returns (head, content-addressed rows checked)."""
+    backend = ledger.backend
+    head = backend.head()
+    trust.check_pins(ledger.home, backend, ledger.registry)
+    rows = 0
+    if backend.kind == "embedded":
+        from mltrail.ledger.embedded import EmbeddedBackend
+        from mltrail.ledger.verify import verify_embedded
+
+        assert isinstance(backend, EmbeddedBackend)
+        rows = verify_embedded(backend, head, advance)
+    else:
+        prev: bytes | None = None
+        for info in backend.blocks(0, head):
+            if prev is not None and info.parent_hash != prev:
+                raise damaged(f"block {info.number}: parent hash 0x{info.parent_hash.hex()} is "
+                              f"not block {info.number - 1}'s hash 0x{prev.hex()}")
+            prev = info.hash
+            if advance is not None:
+                advance(1)
+    trust.check_lifecycle(backend, ledger.abi, ledger.registry, ledger.lifecycle)
+    return head, rows
+
+
+def _index_differs(what: str) -> VerificationError:
+    return VerificationError(f"index differs from chain: {what}", hint=REINDEX)
+
+
+_KEY_COLUMNS = {"events": 2, "parents": 2}  # other tables: the first column is the key
+
+
+def _compare_tables(stored: EventIndex, expected: EventIndex) -> None:
+    for table in TABLES:
+        have, want = stored.table_rows(table), expected.table_rows(table)
+        if have == want:
+            continue
+        n = _KEY_COLUMNS.get(table, 1)
+        cols = [r[1] for r in stored.conn.execute(f"PRAGMA table_info({table})")]
+        have_by = {tuple(r[:n]): r for r in have}
+        want_by = {tuple(r[:n]): r for r in want}
+        for key, row in have_by.items():
+            where = f"table {table}, row {'/'.join(map(str, key))}"
+            if key not in want_by:
+                raise _index_differs(f"{where} is not on chain")
+            diff = [f"{c} is {a!r}, the chain says {b!r}"
+                    for c, a, b in zip(cols, row, want_by[key], strict=False) if a != b]
+            if diff:
+                raise _index_differs(f"{where}: " + "; ".join(diff)[:300])
+        key = next(k for k in want_by if k not in have_by)
+        raise _index_differs(f"table {table} lacks row {'/'.join(map(str, key))} of the chain")
+
+
+def _compare_views(ledger: Ledger, expected: EventIndex) -> int:
+    """Each artefact and role mask of the rebuilt index equals the contract's views."""
+    abi, call, registry = ledger.abi, ledger.backend.call, ledger.registry
+
+    def view(fn: str, *args: Any) -> tuple[Any, ...]:
+        return abi.decode_output(fn, call(registry, abi.encode(fn, *args)))
+
+    rows = expected.table_rows("artefacts")
+    for row in rows:
+        owner, kind, state, block = view("artefact", to_bytes32(row[0]))
+        if (owner.lower(), kind, state, block) != (str(row[3]).lower(), row[1], row[2], row[7]):
+            raise damaged(f"artefact {row[0]}: the contract holds owner {owner}, kind {kind}, "
+                          f"state {state}, block {block}; its events say owner {row[3]}, "
+                          f"kind {row[1]}, state {row[2]}, block {row[7]}")
+    for account, mask in expected.table_rows("roles"):
+        (held,) = view("roles", account)
+        if held != int(mask):
+            raise damaged(f"roles of {account}: the contract holds {held}, its events say {mask}")
+    return len(rows)
+
+
+def check_index(ledger: Ledger, head: int) -> tuple[int, int]:
+    """Step 4; returns (events, artefacts)."""
+    index = ledger.index
+    last = index.last_block()
+    if last <= head and index.last_hash() in (None, "0x" + ledger.backend.block_hash(last).hex()):
+        ledger.sync()  # a stale index is not damage; catch it up first
+    events = decode_events(ledger.abi, ledger.backend.logs(ledger.registry, 0, head))
+    expected = EventIndex(Path(":memory:"))
+    try:
+        expected.apply(events, head, ledger.backend.block_hash(head))
+        _compare_tables(index, expected)
+        artefacts = _compare_views(ledger, expected)
+    finally:
+        expected.close()
+    return len(events), artefacts
 
 
 def check(ledger: Ledger, advance: Callable[[int], None] | None = None) -> CheckReport:
-    """Verify hash links of every block and that the index equals the chain's events.
+    """Verify the whole ledger (see the module docstring); ``advance(1)`` per block checked.
 
-    ``advance(1)`` is called once per block checked (for a progress bar).
+    On success the checked head is pinned as verified in the home's ``pins.json``.
     """
-    backend = ledger.backend
-    head = backend.head()
-    ledger.sync()  # to the head or beyond; comparisons below stop at ``head``
-    prev: bytes | None = None
-    count = 0
-    for info in backend.blocks(0, head):
-        if not info.hash_ok:
-            raise VerificationError(f"block {info.number}: stored header does not hash to "
-                                    f"0x{info.hash.hex()}")
-        if prev is not None and info.parent_hash != prev:
-            raise VerificationError(f"block {info.number}: parent hash 0x{info.parent_hash.hex()}"
-                                    f" is not block {info.number - 1}'s hash 0x{prev.hex()}")
-        prev = info.hash
-        count += 1
-        if advance is not None:
-            advance(1)
-    chain_events = decode_events(ledger.abi, backend.logs(ledger.registry, 0, head))
-    indexed = [e for e in ledger.index.events() if e.block <= head]
-    for i, (c, x) in enumerate(zip(chain_events, indexed, strict=False)):
-        if c.key() != x.key():
-            raise VerificationError(f"index differs from chain at event {i} (block {c.block}, "
-                                    f"log {c.log_index}): chain has {c.name} for "
-                                    f"{c.artefact_id}, index has {x.name} for {x.artefact_id}",
-                                    hint="run 'mltrail ledger reindex'")
-    if len(chain_events) != len(indexed):
-        which = "chain" if len(chain_events) > len(indexed) else "index"
-        extra = (chain_events if which == "chain" else indexed)[min(len(chain_events),
-                                                                    len(indexed))]
-        raise VerificationError(f"the {which} has more events: first extra is {extra.name} "
-                                f"in block {extra.block}", hint="run 'mltrail ledger reindex'")
-    if ledger.index.last_block() < head:
-        raise VerificationError(f"index stops at block {ledger.index.last_block()}, chain at "
-                                f"{head}", hint="run 'mltrail ledger reindex'")
-    return CheckReport(count, len(chain_events), head)
+    head, rows = verify_chain(ledger, advance)
+    n_events, n_artefacts = check_index(ledger, head)
+    pins = ledger.home.pins()
+    if pins is not None:
+        trust.raise_head(ledger.home, pins, head, ledger.backend.block_hash(head), verified=True)
+    return CheckReport(head + 1, n_events, head, n_artefacts, rows)
 
 
 def reindex(ledger: Ledger) -> int:
-    """Drop the index and rebuild it from the chain; returns the number of events."""
+    """Drop the index and rebuild it from the chain, after checking the chain (steps 1-3):
+    a damaged chain is refused, never laundered into a fresh index."""
+    verify_chain(ledger)
     ledger.index.clear()
     return ledger.sync()

@@ -1,9 +1,14 @@
 """Typed operations on the ArtefactRegistry, the same for every backend.
 
 ``Ledger`` is what the CLI, the server and other packages call: register, transition,
-anchor, roles, and reads served from the event index after catching it up with the
-chain. It encodes names with the lifecycle and explains refusals with it, but every
+anchor, roles, profiles, and reads served from the event index after catching it up with
+the chain. It encodes names with the lifecycle and explains refusals with it, but every
 rule is decided by the contract.
+
+Writes are confirmed, not assumed: before sending, the node is compared with the home's
+pins (genesis, registry code, the highest head seen; ``trust.py``); after mining, the
+receipt must hold the expected event from the registry with the expected artefact, state
+and actor, or the write fails with exit 1 saying what the node answered.
 """
 
 from __future__ import annotations
@@ -18,11 +23,17 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 
 from mltrail.config import Home, Settings, find_home
-from mltrail.errors import InputError, LedgerError, NotFoundError, RefusedError
+from mltrail.errors import (
+    InputError,
+    LedgerError,
+    NotFoundError,
+    RefusedError,
+    VerificationError,
+)
 from mltrail.identity import unlock
-from mltrail.ledger import contracts
+from mltrail.ledger import contracts, explain, trust
 from mltrail.ledger.abi import ContractABI
-from mltrail.ledger.backend import Backend, Receipt
+from mltrail.ledger.backend import Backend, Receipt, damaged
 from mltrail.ledger.index import EventIndex, IndexedEvent, decode_events
 from mltrail.lifecycle import Lifecycle, parse
 from mltrail.provenance.digest import canonical_json, to_bytes32
@@ -30,6 +41,24 @@ from mltrail.provenance.digest import canonical_json, to_bytes32
 ZERO32 = b"\x00" * 32
 GAS_REGISTER, GAS_PER_PARENT, GAS_TRANSITION, GAS_ANCHOR, GAS_ADMIN = (
     150_000, 15_000, 100_000, 100_000, 300_000)
+MAX_NAME = 64  # bytes of UTF-8: the contract's String[64]
+MAX_PROFILE = 256
+
+
+def check_name(name: str) -> str:
+    """A registration name: 1..64 bytes of printable text, not taken for an id."""
+    if not isinstance(name, str) or not name or len(name.encode()) > MAX_NAME:
+        raise InputError(f"an artefact name is 1 to {MAX_NAME} bytes of text")
+    if not name.isprintable() or name != name.strip():
+        raise InputError(f"artefact name {name!r} has unprintable or surrounding blank characters")
+    if _looks_like_id(name):
+        raise InputError(f"artefact name {name!r} looks like an id (hex); choose another")
+    return name
+
+
+def _looks_like_id(text: str) -> bool:
+    ident = text.lower().removeprefix("0x")
+    return len(ident) >= 6 and all(c in "0123456789abcdef" for c in ident)
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,7 @@ class Artefact:
     metadata_digest: str
     block: int
     timestamp: int
+    name: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +121,7 @@ def open_backend(home: Home, settings: Settings) -> Backend:
     else:
         from mltrail.ledger.embedded import EmbeddedBackend
 
-        backend = EmbeddedBackend(home.chain_db, home.lock_path)
+        backend = EmbeddedBackend(home.chain_db, home.lock_path)  # damage if missing
     if backend.chain_id != settings.chain_id:
         backend.close()
         raise LedgerError(f"chain id mismatch: home expects {settings.chain_id}, "
@@ -158,18 +188,44 @@ class Ledger:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def _send(self, fn: str, gas: int, *args: Any) -> Receipt:
+    def _send(self, fn: str, gas: int, *args: Any, expect: str | None = None,
+              **want: Any) -> Receipt:
+        """Send one call to the registry after checking the node against the pins, then
+        confirm that the receipt holds event ``expect`` with the ``want`` arguments."""
         data = self.abi.encode(fn, *args)
-        receipt = self.backend.transact(self.account, self.registry, data, gas)
+        account = self.account  # unlock before the checks: a wrong password costs nothing
+        pins = trust.check_pins(self.home, self.backend, self.registry)
+        receipt = self.backend.transact(account, self.registry, data, gas)
+        self._confirm(receipt, expect or fn, want)
+        trust.raise_head(self.home, pins, receipt.block, receipt.block_hash)
         self._index_receipt(receipt)
         return receipt
+
+    def _confirm(self, receipt: Receipt, name: str, want: dict[str, Any]) -> None:
+        ours = [lg for lg in receipt.logs if lg.address == self.registry]
+        try:
+            events = decode_events(self.abi, ours)
+        except LedgerError as exc:
+            raise VerificationError(f"write not confirmed: transaction {receipt.tx_hash} in "
+                                    f"block {receipt.block}: {exc}") from exc
+        want = {"actor": self.address, **want}
+        for ev in events:
+            fields = {"id": ev.artefact_id, "actor": ev.actor, **ev.args}
+            if ev.name == name and all(fields.get(k) == v for k, v in want.items()):
+                return
+        answered = "; ".join(f"{e.name}({e.artefact_id or ''} by {e.actor})" for e in events)
+        raise VerificationError(
+            f"write not confirmed: transaction {receipt.tx_hash} in block {receipt.block} "
+            f"holds {answered or 'no event from the registry'} ({len(receipt.logs)} logs), "
+            f"expected {name} with " + ", ".join(f"{k}={v}" for k, v in want.items()))
 
     def _index_receipt(self, receipt: Receipt) -> None:
         ours = [lg for lg in receipt.logs if lg.address == self.registry]
         # one transaction per block only on the embedded chain; elsewhere the block may
         # hold other members' transactions, so read the whole block's logs
         if self.backend.kind == "embedded" and self.index.last_block() == receipt.block - 1:
-            self.index.apply(decode_events(self.abi, ours), receipt.block)
+            self.index.apply(decode_events(self.abi, ours), receipt.block,
+                             receipt.block_hash or None)
         else:
             self.sync()
 
@@ -183,20 +239,40 @@ class Ledger:
         return "0x" + raw.hex()
 
     def register(self, kind: str, content_digest: str, parents: Sequence[str] = (),
-                 metadata: dict[str, Any] | None = None) -> Registered:
-        """Register an artefact of ``kind`` whose bytes hash to ``content_digest``."""
+                 metadata: dict[str, Any] | None = None,
+                 name: str | None = None) -> Registered:
+        """Register an artefact of ``kind`` whose bytes hash to ``content_digest``.
+
+        ``name`` (default: ``metadata["name"]`` if it is a valid name) goes on chain in the
+        ``Registered`` event, so every member can use it in place of the id. Parents are
+        sent sorted; the same parent twice is refused.
+        """
         k = self.lifecycle.kind(kind)
-        parent_ids = [self.resolve(p) for p in parents]
-        if len(parent_ids) > 32:
+        if name is None and isinstance((metadata or {}).get("name"), str):
+            implicit = str((metadata or {})["name"])
+            try:  # a name taken from metadata (often a file name) goes on chain if valid
+                name = check_name(implicit)
+            except InputError:
+                name = None
+        elif name is not None:
+            check_name(name)
+        if len(parents) > 32:
             raise InputError("at most 32 parents")
+        parent_ids = [self.resolve(p) for p in parents]
+        if len(set(parent_ids)) != len(parent_ids):
+            dup = next(p for p in parent_ids if parent_ids.count(p) > 1)
+            raise InputError(f"parent {dup} is listed twice")
+        parent_ids.sort(key=lambda p: int(p, 16))
         metadata_digest = self.home.store.put(canonical_json(metadata or {}))
         artefact_id = self.artefact_id_for(kind, content_digest, metadata_digest)
         try:
             rc = self._send("register", GAS_REGISTER + GAS_PER_PARENT * len(parent_ids),
                             to_bytes32(artefact_id), k.code, to_bytes32(content_digest),
-                            [to_bytes32(p) for p in parent_ids], to_bytes32(metadata_digest))
+                            [to_bytes32(p) for p in parent_ids], to_bytes32(metadata_digest),
+                            name or "", expect="Registered", id=artefact_id, kind=k.code,
+                            state=k.state_code(k.initial))
         except RefusedError as exc:
-            raise self._explain_register(exc, kind, artefact_id) from exc
+            raise explain.register(self, exc, kind, artefact_id, parent_ids) from exc
         return Registered(rc.tx_hash, rc.block, rc.gas_used, rc.timestamp, artefact_id)
 
     def transition(self, artefact_id: str, to_state: str,
@@ -207,9 +283,10 @@ class Ledger:
         code = k.state_code(to_state)
         try:
             rc = self._send("transition", GAS_TRANSITION, to_bytes32(art.id), code,
-                            _digest32(evidence_digest))
+                            _digest32(evidence_digest), expect="Transitioned", id=art.id,
+                            to_state=code)
         except RefusedError as exc:
-            raise self._explain_transition(exc, art, to_state) from exc
+            raise explain.transition(self, exc, art, to_state) from exc
         return TxResult.of(rc)
 
     def anchor(self, artefact_id: str, root: bytes, count: int,
@@ -217,9 +294,15 @@ class Ledger:
         """Put the Merkle root of ``count`` records about an artefact on chain."""
         if len(root) != 32:
             raise InputError("a Merkle root is 32 bytes")
+        if not 0 <= count < 2**256:
+            raise InputError("an anchor's record count must be a non-negative integer")
         aid = self.resolve(artefact_id)
-        rc = self._send("anchor", GAS_ANCHOR, to_bytes32(aid), root, count,
-                        _digest32(metadata_digest))
+        try:
+            rc = self._send("anchor", GAS_ANCHOR, to_bytes32(aid), root, count,
+                            _digest32(metadata_digest), expect="Anchored", id=aid,
+                            root="0x" + root.hex())
+        except RefusedError as exc:
+            raise explain.anchor(self, exc, aid) from exc
         return TxResult.of(rc)
 
     def _role_mask(self, role: str) -> int:
@@ -234,89 +317,115 @@ class Ledger:
 
     def grant_role(self, account: str, role: str) -> TxResult:
         """Grant ``role`` to an address (or a local identity's name). Admin only."""
-        rc = self._send("grant_role", GAS_ADMIN, self._account_arg(account), self._role_mask(role))
+        who = self._account_arg(account)
+        rc = self._send("grant_role", GAS_ADMIN, who, self._role_mask(role),
+                        expect="RolesChanged", account=who)
         return TxResult.of(rc)
 
     def revoke_role(self, account: str, role: str) -> TxResult:
-        rc = self._send("revoke_role", GAS_ADMIN, self._account_arg(account), self._role_mask(role))
+        who = self._account_arg(account)
+        rc = self._send("revoke_role", GAS_ADMIN, who, self._role_mask(role),
+                        expect="RolesChanged", account=who)
         return TxResult.of(rc)
 
     def transfer_admin(self, account: str) -> TxResult:
-        rc = self._send("transfer_admin", GAS_ADMIN, self._account_arg(account))
+        """Offer the admin position (and its role bits) to ``account``; it must accept."""
+        who = self._account_arg(account)
+        rc = self._send("transfer_admin", GAS_ADMIN, who, expect="AdminOffered", actor=None,
+                        admin=self.address, candidate=who)
+        return TxResult.of(rc)
+
+    def cancel_admin_transfer(self) -> TxResult:
+        """Withdraw a pending admin offer."""
+        rc = self._send("cancel_admin_transfer", GAS_ADMIN, expect="AdminOfferCancelled",
+                        actor=None, admin=self.address)
         return TxResult.of(rc)
 
     def accept_admin(self) -> TxResult:
-        rc = self._send("accept_admin", GAS_ADMIN)
+        rc = self._send("accept_admin", GAS_ADMIN, expect="AdminChanged", actor=None,
+                        admin=self.address)
         return TxResult.of(rc)
 
-    # -- refusals explained by the lifecycle ---------------------------------------------
+    def set_profile(self, url: str) -> TxResult:
+        """Publish where this member's node can be reached (any member with a role)."""
+        if not isinstance(url, str) or len(url.encode()) > MAX_PROFILE or not url.isprintable():
+            raise InputError(f"a profile is at most {MAX_PROFILE} bytes of printable text")
+        rc = self._send("set_profile", GAS_ADMIN, url, expect="ProfileSet", actor=None,
+                        account=self.address, uri=url)
+        return TxResult.of(rc)
 
-    def _my_roles(self) -> list[str]:
-        return self.lifecycle.role_names(self.roles().get(self.address, 0))
-
-    def _explain_register(self, exc: RefusedError, kind: str, artefact_id: str) -> RefusedError:
-        k = self.lifecycle.kind(kind)
-        if "missing role" in exc.message:
-            return RefusedError(f"{exc.message}: registering a {kind} needs one of "
-                                f"{', '.join(k.register_roles)}; you ({self.identity}) have "
-                                f"{', '.join(self._my_roles()) or 'no role'}")
-        if "exists" in exc.message:
-            return RefusedError(f"{exc.message}: you already registered this {kind} "
-                                f"as {artefact_id}")
-        return exc
-
-    def _explain_transition(self, exc: RefusedError, art: Artefact, to: str) -> RefusedError:
-        k = self.lifecycle.kind(art.kind)
-        allowed = k.allowed(art.state, to)
-        if "missing role" in exc.message:
-            return RefusedError(f"{exc.message}: {art.kind} {art.state} -> {to} needs one of "
-                                f"{', '.join(allowed)}; you ({self.identity}) have "
-                                f"{', '.join(self._my_roles()) or 'no role'}")
-        if "not allowed" in exc.message:
-            nxt = sorted({t for t in k.states if k.allowed(art.state, t)})
-            return RefusedError(f"{exc.message}: {art.kind} cannot go {art.state} -> {to}; "
-                                f"from {art.state} it may go to {', '.join(nxt) or 'nothing'}")
-        return exc
+    def profile(self, address: str) -> str | None:
+        """The profile a member published (None if none), read from the contract."""
+        (uri,) = self.abi.decode_output("profile", self.backend.call(
+            self.registry, self.abi.encode("profile", self._account_arg(address))))
+        return str(uri) or None
 
     # -- reads ------------------------------------------------------------------------------
 
     def sync(self) -> int:
-        """Catch the index up with the chain; returns the number of new events."""
+        """Catch the index up with the chain; returns the number of new events.
+
+        A node whose head is below the index's, or whose block at the index's last block
+        has another hash, was reset or forked: that is damage, never re-synced over.
+        """
         head = self.backend.head()
         last = self.index.last_block()
+        if last > head:
+            raise damaged(f"chain head is block {head}, but the index already holds block "
+                          f"{last} (chain truncated, node reset or forked)")
+        known = self.index.last_hash()
+        if known and last and "0x" + self.backend.block_hash(last).hex() != known:
+            raise damaged(f"block {last} is not the block the index was built from "
+                          "(node reset or forked)")
         if head <= last:
             return 0
         events = decode_events(self.abi, self.backend.logs(self.registry, last + 1, head))
-        self.index.apply(events, head)
+        self.index.apply(events, head, self.backend.block_hash(head))
         return len(events)
 
     def resolve(self, artefact_id: str) -> str:
-        """Full id from an id or a unique prefix of at least 6 hex digits."""
-        ident = artefact_id.strip().lower()
-        if not ident.startswith("0x"):
-            ident = "0x" + ident
-        try:
-            int(ident, 16)
-        except ValueError:
-            raise InputError(f"not an artefact id: {artefact_id!r}") from None
+        """Full id from an id, a unique prefix of at least 6 hex digits, or a unique name."""
+        if not isinstance(artefact_id, str) or not artefact_id.strip():
+            raise InputError("an artefact id or name is required")
+        text = artefact_id.strip()
         self.sync()
-        if len(ident) == 66:
-            if self.index.artefact_row(ident) is None:
-                raise NotFoundError(f"unknown artefact {artefact_id}")
-            return ident
-        if len(ident) < 8:
-            raise InputError(f"artefact id prefix {artefact_id!r} too short (6 hex digits min)")
-        found = self.index.resolve_prefix(ident)
-        if not found:
-            raise NotFoundError(f"unknown artefact {artefact_id}")
-        if len(found) > 1:
-            raise InputError(f"ambiguous artefact id prefix {artefact_id}")
-        return found[0]
+        if _looks_like_id(text) or text.lower().startswith("0x"):
+            ident = text.lower()
+            if not ident.startswith("0x"):
+                ident = "0x" + ident
+            try:
+                int(ident, 16)
+            except ValueError:
+                raise InputError(f"not an artefact id: {artefact_id!r}") from None
+            if len(ident) == 66:
+                if self.index.artefact_row(ident) is None:
+                    raise NotFoundError(f"unknown artefact {artefact_id}")
+                return ident
+            if len(ident) > 66:
+                raise InputError(f"not an artefact id: {artefact_id!r} (too long)")
+            if len(ident) < 8:
+                raise InputError(f"artefact id prefix {artefact_id!r} too short "
+                                 "(6 hex digits min)")
+            found = self.index.resolve_prefix(ident)
+            if len(found) > 1:
+                raise InputError(f"ambiguous artefact id prefix {artefact_id}")
+            if found:
+                return found[0]
+        named = self.index.by_name(text)
+        if len(named) > 1:
+            raise InputError(f"ambiguous artefact name {text!r}: "
+                             + ", ".join(named) + "; use an id")
+        if not named:
+            raise NotFoundError(f"unknown artefact {artefact_id}" + (
+                "" if _looks_like_id(text) else
+                ": not an artefact id, id prefix or name known to this ledger"))
+        return named[0]
 
     def _artefact(self, row: tuple[Any, ...]) -> Artefact:
         k = self.lifecycle.kind_by_code(int(row[1]))
         return Artefact(row[0], k.name, k.state_name(int(row[2])), row[3], _sha(row[4]),
-                        json.loads(row[6]), _sha(row[5]), int(row[7]), int(row[8]))
+                        json.loads(row[6]), _sha(row[5]), int(row[7]), int(row[8]),
+                        row[9] if len(row) > 9 else None)
 
     def artefact(self, artefact_id: str) -> Artefact:
         row = self.index.artefact_row(self.resolve(artefact_id))
@@ -326,9 +435,15 @@ class Ledger:
     def history(self, artefact_id: str) -> list[Event]:
         return self.index.events(self.resolve(artefact_id))
 
-    def anchors(self, artefact_id: str) -> list[Event]:
+    def anchors(self, artefact_id: str, actor: str | None = None) -> list[Event]:
+        """Anchors on an artefact, oldest first; only those sent by ``actor`` (an address or
+        a local identity's name) if given. Per-sender lookups make front-running useless:
+        an anchor someone else sent first is not the owner's anchor."""
+        who = self._account_arg(actor) if actor is not None else None
         out = []
         for ev in self.index.events(self.resolve(artefact_id), "Anchored"):
+            if who is not None and ev.actor != who:
+                continue
             args = dict(ev.args)
             args["root"] = bytes.fromhex(str(args["root"])[2:])
             args["metadata_digest"] = _sha(str(args["metadata_digest"]))

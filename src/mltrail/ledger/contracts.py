@@ -30,6 +30,14 @@ class CompiledContract:
     bytecode: bytes
     source_sha256: str
     compiler: str
+    runtime: bytes = b""  # the code a deployment leaves on chain (no immutables)
+
+    @property
+    def code_hash(self) -> bytes:
+        """keccak256 of the runtime code: what ``check`` expects at the registry address."""
+        from eth_utils import keccak
+
+        return keccak(self.runtime)
 
 
 def source_digest(name: str) -> str:
@@ -41,9 +49,10 @@ def compile_contract(name: str) -> CompiledContract:
     import vyper
 
     src = (SOURCE_DIR / f"{name}.vy").read_text()
-    out = vyper.compile_code(src, output_formats=["abi", "bytecode"])
+    out = vyper.compile_code(src, output_formats=["abi", "bytecode", "bytecode_runtime"])
     return CompiledContract(name, out["abi"], bytes.fromhex(out["bytecode"].removeprefix("0x")),
-                            source_digest(name), f"vyper-{vyper.__version__}")
+                            source_digest(name), f"vyper-{vyper.__version__}",
+                            bytes.fromhex(out["bytecode_runtime"].removeprefix("0x")))
 
 
 def build_all() -> list[Path]:
@@ -52,7 +61,8 @@ def build_all() -> list[Path]:
     for name in CONTRACTS:
         c = compile_contract(name)
         doc = {"name": c.name, "abi": c.abi, "bytecode": c.bytecode.hex(),
-               "source_sha256": c.source_sha256, "compiler": c.compiler}
+               "source_sha256": c.source_sha256, "compiler": c.compiler,
+               "runtime": c.runtime.hex()}
         path = BUILD_DIR / f"{name}.json"
         atomic_write(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
         written.append(path)
@@ -68,7 +78,8 @@ def load(name: str) -> CompiledContract:
                           hint="run 'python -m mltrail.ledger.contracts'")
     doc = json.loads(path.read_text())
     return CompiledContract(doc["name"], doc["abi"], bytes.fromhex(doc["bytecode"]),
-                            doc["source_sha256"], doc["compiler"])
+                            doc["source_sha256"], doc["compiler"],
+                            bytes.fromhex(doc.get("runtime", "")))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ block, so a crash (even ``kill -9``) leaves the chain at its last committed bloc
 never half-written. A transaction that would revert is not mined: its writes are
 dropped and the revert reason is raised. Writers in several processes are serialised by
 a file lock and reload the head after taking it.
+
+Besides the key-value table ``kv``, chain.sqlite holds a plain table
+``meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)`` with ``head`` (the head block number,
+decimal) and ``head_hash`` (``0x`` + hex), written in the same SQLite transaction as each
+mined block: a reader learns the head without py-evm (the CLI's fast read path does).
+Opening never creates a chain unless asked to (``create=True``, by ``init``): a deleted,
+emptied or unreadable chain.sqlite is reported as damage, never silently replaced.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from eth_typing import BlockNumber
 from eth_utils import to_canonical_address, to_checksum_address
 from filelock import FileLock, Timeout
 
-from mltrail.errors import LedgerError, RefusedError
-from mltrail.ledger.backend import BlockInfo, Log, Receipt, revert_reason, sign
+from mltrail.errors import LedgerError, RefusedError, VerificationError
+from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
 CHAIN_ID = 31_415
 GAS_LIMIT = 30_000_000
@@ -49,14 +56,26 @@ class EmbeddedChain(MiningChain):
 class SqliteKV(BaseDB):
     """A py-evm key-value database in one SQLite table, with buffered commits."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
+        try:
+            self._setup(create)
+        except BaseException:
+            self.conn.close()
+            raise
         self.pending: dict[bytes, bytes | None] = {}
         self.cache: dict[bytes, bytes] = {}
         self._version = self._data_version()
+
+    def _setup(self, create: bool) -> None:
+        if not create and self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='kv'").fetchone() is None:
+            raise damaged("chain file holds no chain (emptied or replaced?)")
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
+                          "value TEXT NOT NULL)")
 
     def _data_version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -77,7 +96,7 @@ class SqliteKV(BaseDB):
             return value
         if key in self.cache:
             return self.cache[key]
-        row = self.conn.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
+        row = self._query("SELECT v FROM kv WHERE k=?", key)
         if row is None:
             raise KeyError(key)
         value = bytes(row[0])
@@ -99,11 +118,17 @@ class SqliteKV(BaseDB):
             return self.pending[key] is not None
         if key in self.cache:
             return True
-        return self.conn.execute("SELECT 1 FROM kv WHERE k=?", (key,)).fetchone() is not None
+        return self._query("SELECT 1 FROM kv WHERE k=?", key) is not None
 
-    def commit(self) -> None:
-        """Write every pending change in one SQLite transaction."""
-        if not self.pending:
+    def _query(self, sql: str, key: bytes) -> Any:
+        try:
+            return self.conn.execute(sql, (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise damaged(f"chain file is unreadable ({exc})") from exc
+
+    def commit(self, meta: dict[str, str] | None = None) -> None:
+        """Write every pending change (and ``meta`` rows) in one SQLite transaction."""
+        if not self.pending and not meta:
             return
         puts = [(k, v) for k, v in self.pending.items() if v is not None]
         dels = [(k,) for k, v in self.pending.items() if v is None]
@@ -111,6 +136,8 @@ class SqliteKV(BaseDB):
         try:
             self.conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", puts)
             self.conn.executemany("DELETE FROM kv WHERE k=?", dels)
+            self.conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                  sorted((meta or {}).items()))
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
@@ -136,14 +163,30 @@ class EmbeddedBackend:
     kind = "embedded"
     chain_id = CHAIN_ID
 
-    def __init__(self, path: Path, lock_path: Path | None = None, lock_timeout: float = 60) -> None:
+    def __init__(self, path: Path, lock_path: Path | None = None, lock_timeout: float = 60,
+                 create: bool = False) -> None:
         self.path = Path(path)
-        self.kv = SqliteKV(self.path)
+        if not create and not self.path.is_file():
+            raise damaged(f"chain file {self.path} is missing")
+        try:
+            self.kv = SqliteKV(self.path, create)
+        except sqlite3.DatabaseError as exc:
+            raise damaged(f"chain file {self.path} is unreadable ({exc})") from exc
         self.lock = FileLock(str(lock_path or self.path.with_suffix(".lock")), timeout=lock_timeout)
-        with self._locked():
-            if not self.kv._exists(_HEAD_KEY):
-                self._genesis()
-            self.chain = EmbeddedChain(AtomicDB(self.kv))
+        try:
+            with self._locked():
+                if not self.kv._exists(_HEAD_KEY):
+                    if not create:
+                        raise damaged(f"chain file {self.path} holds no chain (emptied?)")
+                    self._genesis()
+                self.chain = EmbeddedChain(AtomicDB(self.kv))
+                self.chain.get_canonical_head()
+        except sqlite3.DatabaseError as exc:
+            self.kv.close()
+            raise damaged(f"chain file {self.path} is unreadable ({exc})") from exc
+        except Exception:
+            self.kv.close()
+            raise
 
     def _genesis(self) -> None:
         params: dict[str, Any] = {
@@ -151,9 +194,13 @@ class EmbeddedBackend:
             "extra_data": b"mltrail", "nonce": b"\x00" * 8, "mix_hash": constants.ZERO_HASH32,
             "timestamp": int(time.time()), "base_fee_per_gas": 0,
         }
-        EmbeddedChain.from_genesis(AtomicDB(self.kv), params, {})
+        chain = EmbeddedChain.from_genesis(AtomicDB(self.kv), params, {})
         self.kv[_HEAD_KEY] = b"1"
-        self.kv.commit()
+        self.kv.commit(self._head_meta(chain.get_canonical_head()))
+
+    @staticmethod
+    def _head_meta(header: Any) -> dict[str, str]:
+        return {"head": str(int(header.block_number)), "head_hash": "0x" + bytes(header.hash).hex()}
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -187,12 +234,12 @@ class EmbeddedBackend:
                     self._reload()
                     raise RefusedError(f"refused by contract: {revert_reason(bytes(comp.output))}")
                 block = self.chain.mine_block()
-            except RefusedError:
+            except (RefusedError, VerificationError):
                 raise
             except Exception as exc:
                 self._reload()
                 raise LedgerError(f"embedded chain refused the transaction: {exc}") from exc
-            self.kv.commit()
+            self.kv.commit(self._head_meta(block.header))
             created = comp.msg.storage_address if to is None else None
             return self._receipt(block, 0, receipt,
                                  to_checksum_address(created) if created else None)
@@ -205,7 +252,8 @@ class EmbeddedBackend:
             Log(to_checksum_address(lg.address), tuple(t.to_bytes(32, "big") for t in lg.topics),
                 bytes(lg.data), int(block.number), tx_hash, i, ts)
             for i, lg in enumerate(receipt.logs))
-        return Receipt(tx_hash, int(block.number), int(receipt.gas_used) - prev, ts, logs, created)
+        return Receipt(tx_hash, int(block.number), int(receipt.gas_used) - prev, ts, logs, created,
+                       bytes(block.hash))
 
     def call(self, to: str, data: bytes) -> bytes:
         """Run a read-only call against the head state."""
@@ -250,6 +298,13 @@ class EmbeddedBackend:
             recomputed = keccak(rlp.encode(h))
             yield BlockInfo(n, bytes(canonical), bytes(h.parent_hash), int(h.timestamp),
                             recomputed == bytes(canonical))
+
+    def block_hash(self, number: int) -> bytes:
+        """The canonical hash of block ``number`` (damage if there is none)."""
+        try:
+            return bytes(self.chain.chaindb.get_canonical_block_hash(BlockNumber(number)))
+        except Exception as exc:  # noqa: BLE001 - HeaderNotFound and friends
+            raise damaged(f"block {number} is missing from {self.path}") from exc
 
     def close(self) -> None:
         self.kv.close()

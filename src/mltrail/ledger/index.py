@@ -31,13 +31,15 @@ CREATE INDEX IF NOT EXISTS events_by_artefact ON events (artefact_id, block, log
 CREATE TABLE IF NOT EXISTS artefacts (
   id TEXT PRIMARY KEY, kind INTEGER NOT NULL, state INTEGER NOT NULL, owner TEXT NOT NULL,
   content_digest TEXT NOT NULL, metadata_digest TEXT NOT NULL, parents TEXT NOT NULL,
-  block INTEGER NOT NULL, timestamp INTEGER NOT NULL);
+  block INTEGER NOT NULL, timestamp INTEGER NOT NULL, name TEXT);
 CREATE INDEX IF NOT EXISTS artefacts_by_digest ON artefacts (content_digest, block);
+CREATE INDEX IF NOT EXISTS artefacts_by_name ON artefacts (name);
 CREATE TABLE IF NOT EXISTS parents (child TEXT NOT NULL, parent TEXT NOT NULL,
   PRIMARY KEY (child, parent));
 CREATE INDEX IF NOT EXISTS parents_by_parent ON parents (parent);
 CREATE TABLE IF NOT EXISTS roles (account TEXT PRIMARY KEY, mask TEXT NOT NULL);
 """
+TABLES = ("events", "artefacts", "parents", "roles", "meta")
 
 
 def _jsonable(value: Any) -> Any:
@@ -85,6 +87,10 @@ class EventIndex:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")  # a cache: a lost tail is re-synced
+        cols = [r[1] for r in self.conn.execute("PRAGMA table_info(artefacts)")]
+        if cols and "name" not in cols:  # an index of registry v1: a cache, rebuilt from chain
+            for table in TABLES:
+                self.conn.execute(f"DROP TABLE IF EXISTS {table}")  # noqa: S608 - fixed names
         self.conn.executescript(_SCHEMA)
 
     @contextmanager
@@ -101,7 +107,13 @@ class EventIndex:
         row = self.conn.execute("SELECT value FROM meta WHERE key='last_block'").fetchone()
         return int(row[0]) if row else 0
 
-    def apply(self, events: list[IndexedEvent], up_to_block: int) -> None:
+    def last_hash(self) -> str | None:
+        """``0x`` hash of block ``last_block`` as it was when indexed (None if unknown)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='last_hash'").fetchone()
+        return str(row[0]) if row else None
+
+    def apply(self, events: list[IndexedEvent], up_to_block: int,
+              up_to_hash: bytes | None = None) -> None:
         """Add ``events`` (all from blocks after ``last_block``) and advance to ``up_to_block``."""
         with self._tx() as db:
             last = int((db.execute("SELECT value FROM meta WHERE key='last_block'").fetchone()
@@ -116,14 +128,20 @@ class EventIndex:
                             ev.actor, ev.timestamp, json.dumps(ev.args, sort_keys=True)))
                 self._project(db, ev)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_block', ?)", (str(up_to_block),))
+            if up_to_hash:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_hash', ?)",
+                           ("0x" + up_to_hash.hex(),))
+            else:
+                db.execute("DELETE FROM meta WHERE key='last_hash'")
 
     @staticmethod
     def _project(db: sqlite3.Connection, ev: IndexedEvent) -> None:
         a = ev.args
         if ev.name == "Registered":
-            db.execute("INSERT OR REPLACE INTO artefacts VALUES (?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT OR REPLACE INTO artefacts VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (ev.artefact_id, a["kind"], a["state"], ev.actor, a["content_digest"],
-                        a["metadata_digest"], json.dumps(a["parents"]), ev.block, ev.timestamp))
+                        a["metadata_digest"], json.dumps(a["parents"]), ev.block, ev.timestamp,
+                        a.get("name") or None))
             db.executemany("INSERT OR IGNORE INTO parents VALUES (?,?)",
                            [(ev.artefact_id, p) for p in a["parents"]])
         elif ev.name == "Transitioned":
@@ -133,7 +151,7 @@ class EventIndex:
 
     def clear(self) -> None:
         with self._tx() as db:
-            for table in ("events", "artefacts", "parents", "roles", "meta"):
+            for table in TABLES:
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     def events(self, artefact_id: str | None = None, name: str | None = None) -> list[IndexedEvent]:
@@ -159,6 +177,17 @@ class EventIndex:
         return [r[0] for r in self.conn.execute(
             "SELECT id FROM artefacts WHERE id >= ? AND id < ? LIMIT 3",
             (prefix, prefix + "g"))]
+
+    def by_name(self, name: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM artefacts WHERE name=? ORDER BY block LIMIT 10", (name,))]
+
+    def table_rows(self, table: str) -> list[tuple[Any, ...]]:
+        """Every row of ``table`` (one of TABLES), sorted: what ``check`` compares."""
+        if table not in TABLES:
+            raise ValueError(table)
+        return sorted(self.conn.execute(f"SELECT * FROM {table}").fetchall(),  # noqa: S608
+                      key=repr)
 
     def parents_of(self, artefact_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(

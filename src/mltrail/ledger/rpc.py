@@ -17,7 +17,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
 
 from mltrail.errors import LedgerError, RefusedError
-from mltrail.ledger.backend import BlockInfo, Log, Receipt, revert_reason, sign
+from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
 LOG_CHUNK = 5_000
 
@@ -87,7 +87,8 @@ class RpcBackend:
         logs = tuple(self._log(lg, ts) for lg in rc["logs"])
         created = rc.get("contractAddress")
         return Receipt("0x" + bytes(rc["transactionHash"]).hex(), block, int(rc["gasUsed"]), ts,
-                       logs, to_checksum_address(created) if created else None)
+                       logs, to_checksum_address(created) if created else None,
+                       _hex_bytes(rc["blockHash"]))
 
     def _log(self, lg: Any, ts: int | None = None) -> Log:
         block = int(lg["blockNumber"])
@@ -119,6 +120,12 @@ class RpcBackend:
         for n in range(from_block, to_block + 1):
             b = self.w3.eth.get_block(n)
             yield BlockInfo(n, bytes(b["hash"]), bytes(b["parentHash"]), int(b["timestamp"]), True)
+
+    def block_hash(self, number: int) -> bytes:
+        try:
+            return bytes(self.w3.eth.get_block(number)["hash"])
+        except Exception as exc:  # noqa: BLE001 - BlockNotFound, or a node that answers junk
+            raise damaged(f"the node at {self.url} has no block {number}") from exc
 
     def close(self) -> None:
         pass

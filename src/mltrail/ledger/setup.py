@@ -19,16 +19,16 @@ from mltrail.identity import create_identity, unlock
 from mltrail.ledger import contracts
 from mltrail.ledger.abi import ContractABI
 from mltrail.ledger.backend import Backend
-from mltrail.lifecycle import Lifecycle, load, parse
-from mltrail.provenance.digest import to_bytes32
+from mltrail.ledger.trust import check_code, check_lifecycle, new_pins, published_lifecycle
+from mltrail.lifecycle import Lifecycle, load
 
 GAS_DEPLOY = 3_000_000
 
 
 def _lifecycle_gas(lc: Lifecycle) -> int:
     """22,100 per new rule or kind slot, 16 per document byte (calldata) + 8 (log), slack."""
-    keys, _, ids, _ = lc.contract_tables()
-    return 500_000 + 25_000 * (len(keys) + len(ids)) + 24 * len(lc.document)
+    keys, _, ids, *_ = lc.contract_tables()
+    return 800_000 + 30_000 * len(keys) + 70_000 * len(ids) + 40 * len(lc.document)
 
 
 def _backend(tmp: Home, rpc_url: str | None) -> Backend:
@@ -38,28 +38,17 @@ def _backend(tmp: Home, rpc_url: str | None) -> Backend:
         return RpcBackend(rpc_url)
     from mltrail.ledger.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(tmp.chain_db, tmp.lock_path)
+    return EmbeddedBackend(tmp.chain_db, tmp.lock_path, create=True)
 
 
 def _published_lifecycle(backend: Backend, abi: ContractABI, registry: str) -> Lifecycle:
-    if not backend.code_at(registry):
-        raise LedgerError(f"no contract at {registry} on chain {backend.chain_id}")
+    check_code(backend, registry, joining=True)
     try:
-        (digest,) = abi.decode_output("lifecycle_digest",
-                                      backend.call(registry, abi.encode("lifecycle_digest")))
+        return published_lifecycle(backend, abi, registry)
+    except LedgerError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure means it is not our registry
-        raise LedgerError(f"{registry} is not an mltrail ArtefactRegistry") from exc
-    docs = []
-    for log in backend.logs(registry, 0, backend.head()):
-        name, args = abi.decode_log(log)
-        if name == "LifecyclePublished" and args["digest"] == digest:
-            docs.append(args["document"])
-    if not docs:
-        raise LedgerError(f"registry {registry} has published no lifecycle")
-    lc = parse(docs[-1], f"lifecycle on chain at {registry}")
-    if to_bytes32(lc.digest) != digest:
-        raise LedgerError("the published lifecycle does not match its on-chain digest")
-    return lc
+        raise LedgerError(f"{registry} is not a usable mltrail ArtefactRegistry: {exc}") from exc
 
 
 def init_home(path: str | Path, password: str | None = None, lifecycle: str | Path | None = None,
@@ -100,11 +89,12 @@ def init_home(path: str | Path, password: str | None = None, lifecycle: str | Pa
                 compiled.bytecode, lc.role_mask(lc.roles)), GAS_DEPLOY)
             assert rc.contract_address is not None
             registry = rc.contract_address
-            keys, masks, ids, configs = lc.contract_tables()
             backend.transact(account, registry, abi.encode(
-                "publish_lifecycle", to_bytes32(lc.digest), lc.document, keys, masks, ids,
-                configs), _lifecycle_gas(lc))
+                "publish_lifecycle", lc.document, *lc.contract_tables()), _lifecycle_gas(lc))
+            check_code(backend, registry)
+            check_lifecycle(backend, abi, registry, lc)
         tmp.lifecycle_path.write_bytes(lc.document)
+        tmp.save_pins(new_pins(backend, registry))
         tmp.save_settings(Settings(backend="rpc" if rpc_url else "embedded", rpc_url=rpc_url,
                                    chain_id=backend.chain_id, registry=registry, identity=name,
                                    lifecycle_digest=lc.digest))
