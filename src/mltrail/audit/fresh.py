@@ -81,7 +81,7 @@ def _warp(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndar
     return small
 
 
-def fresh_probes(n: int, seed: int, *, strength: float = 0.4, blend: float = 0.3,
+def fresh_probes(n: int, seed: int, *, strength: float = 0.5, blend: float = 0.5,
                  source: tuple[np.ndarray, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` new inputs (float32, N×1×8×8, quantised to k/16) and the class they were made
@@ -95,10 +95,10 @@ def fresh_probes(n: int, seed: int, *, strength: float = 0.4, blend: float = 0.3
     for i, c in enumerate(labels):
         a, b = rng.choice(by_class[c], 2, replace=False)
         w = 1.0 - rng.uniform(0.0, blend)
-        blend = w * x[a, 0] + (1.0 - w) * x[b, 0]
-        out[i, 0] = _warp(blend.astype(np.float64), rng, strength)
-    out = np.round(np.clip(out, 0.0, 1.0) * LEVELS) / LEVELS
-    return out.astype(np.float32), labels.astype(np.int64)
+        mixed = w * x[a, 0] + (1.0 - w) * x[b, 0]
+        out[i, 0] = _warp(mixed.astype(np.float64), rng, strength)
+    quantised = np.round(np.clip(out, 0.0, 1.0) * LEVELS) / LEVELS
+    return quantised.astype(np.float32), labels.astype(np.int64)
 
 
 def _quantiles(d: np.ndarray) -> dict[str, float]:

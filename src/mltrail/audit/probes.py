@@ -109,7 +109,7 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
                      "kit_visibility": kit.visibility})
 
 
-def fresh(n: int = 300, seed: int = 0, *, strength: float = 0.4) -> ProbeSet:
+def fresh(n: int = 300, seed: int = 0, *, strength: float = 0.5) -> ProbeSet:
     """New inputs, as far from every public sample as new handwriting is (see
     :mod:`mltrail.audit.fresh`), labelled with the class they were made from. ``seed`` is
     the auditor's secret: nobody else can list the pool."""
