@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,21 +130,19 @@ def main(cheat: Cheat, argv: list[str] | None = None,
         if args.port_file:
             from mltrail._fs import atomic_write
 
-            atomic_write(args.port_file, f"{port}\n".encode())
+            atomic_write(Path(args.port_file), f"{port}\n".encode())
         sys.stderr.write(f"{cheat.name} supplier on http://127.0.0.1:{port}\n")
 
     serve_forever(app, "127.0.0.1", args.port, bound)
 
 
 class PublicIndex:
-    """A cheater's own look-up of the public data set: a k-d tree over every public digit
-    and its one-pixel shifts, answering the distance to the nearest one."""
+    """A cheater's own look-up of the public data set: every public digit and its
+    one-pixel shifts, and the distance from an input to the nearest of them."""
 
     _cache: PublicIndex | None = None
 
     def __init__(self) -> None:
-        from scipy.spatial import cKDTree
-
         from mltrail.reference import load_digits_tensors
 
         d = load_digits_tensors()
@@ -151,8 +150,8 @@ class PublicIndex:
         self.public = pub
         shifted = [np.roll(pub, (dy, dx), axis=(-2, -1)).reshape(len(pub), -1)
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-        self.tree = cKDTree(np.concatenate(shifted).astype(np.float64))
-        self.n = len(pub)
+        self.points = np.concatenate(shifted).astype(np.float32)
+        self.norms = (self.points.astype(np.float64) ** 2).sum(1)
 
     @classmethod
     def get(cls) -> PublicIndex:
@@ -161,11 +160,16 @@ class PublicIndex:
         return cls._cache
 
     def distance(self, batch: np.ndarray, skip_self: bool = False) -> np.ndarray:
-        q = batch.reshape(len(batch), -1).astype(np.float64)
-        if not skip_self:
-            return self.tree.query(q, k=1)[0]
-        d, _ = self.tree.query(q, k=2)
-        return np.where(d[:, 0] < 1e-9, d[:, 1], d[:, 0])
+        out = np.empty(len(batch))
+        flat = batch.reshape(len(batch), -1).astype(np.float32)
+        for i in range(0, len(flat), 512):
+            q = flat[i:i + 512]
+            d2 = (q.astype(np.float64) ** 2).sum(1)[:, None] + self.norms[None] \
+                - 2.0 * (q @ self.points.T)
+            if skip_self:
+                d2[d2 < 1e-6] = np.inf
+            out[i:i + 512] = np.sqrt(np.maximum(d2.min(1), 0.0))
+        return out
 
     def new_data_distances(self) -> np.ndarray:
         """What the cheater expects of its customers' new handwriting: each public digit
