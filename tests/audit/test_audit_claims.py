@@ -14,8 +14,8 @@ from mltrail.audit.claims import (
     register_service,
     sign_claims,
 )
-from mltrail.audit.runner import AuditConfig, record_verdict, run_audit
 from mltrail.audit.report import to_json_bytes
+from mltrail.audit.runner import AuditConfig, record_verdict, run_audit
 from mltrail.errors import VerificationError
 from mltrail.testing.audit_base import Cheat
 from mltrail.testing.audit_refuser import Refuser

@@ -14,8 +14,8 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
