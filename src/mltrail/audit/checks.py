@@ -51,6 +51,7 @@ class TestBank:
     effect: dict[str, float]
     power_target: float = 0.95
     sprt: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (p0, p1)
+    exact_tol: float | None = None  # local reference: a probability off by more = 1
     tests: dict[str, BettingTest | BernoulliSPRT] = field(default_factory=dict)
     decided_at: dict[str, int] = field(default_factory=dict)
 
@@ -77,10 +78,18 @@ class TestBank:
 
     def pair(self, prefix: str, lab: int, probs: np.ndarray, rl: int, rp: np.ndarray,
              query: int) -> None:
-        """One answer against the reference's answer for the same input."""
+        """One answer against the reference's answer for the same input. With a local
+        (exact) reference the probability test observes 1[some probability differs by
+        more than ``exact_tol``] under H0 mean ≤ 0, so one substituted answer rejects
+        however many honest ones came before; otherwise the total-variation distance."""
         self.update(prefix + "identity", float(lab != rl), query)
-        tv = 0.5 * float(np.abs(probs - rp).sum()) if probs.shape == rp.shape else 1.0
-        self.update(prefix + "distribution", tv, query)
+        if probs.shape != rp.shape:
+            x = 1.0
+        elif self.exact_tol is not None:
+            x = float(float(np.abs(probs - rp).max()) > self.exact_tol)
+        else:
+            x = 0.5 * float(np.abs(probs - rp).sum())
+        self.update(prefix + "distribution", x, query)
 
     def first_alarm(self) -> int | None:
         alarms = [v for n, v in self.decided_at.items() if n != "claimed_accuracy"]
