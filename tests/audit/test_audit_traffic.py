@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mltrail.audit import probes as P
 from mltrail.audit.claims import ServiceClaims
@@ -18,6 +20,7 @@ from mltrail.audit.traffic import (
     read_submissions,
     submit,
 )
+from mltrail.errors import InputError
 from mltrail.testing.audit_base import Cheat
 from mltrail.testing.audit_skimmer import Skimmer
 
@@ -66,3 +69,15 @@ def test_submission_format_is_plain_json(tmp_path) -> None:  # type: ignore[no-u
     line = s.model_dump_json()
     assert json.loads(line)["v"] == 1 and Submission.model_validate_json(line) == s
     assert np.asarray(s.batch((1, 8, 8))).shape == (1, 1, 8, 8)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.binary(max_size=400) | st.text(max_size=300).map(lambda t: t.encode("utf-8", "replace")))
+def test_hostile_submission_files_are_input_errors(tmp_path_factory, raw) -> None:  # type: ignore[no-untyped-def]
+    p = tmp_path_factory.mktemp("subs") / "s.jsonl"
+    p.write_bytes(raw)
+    try:
+        for s in read_submissions(p):
+            json.dumps(s.model_dump(mode="json"), allow_nan=False)
+    except InputError:
+        pass

@@ -13,6 +13,7 @@ themselves run in :mod:`mltrail.audit.runner`. It never touches the ledger.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -24,7 +25,14 @@ import httpx
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    model_validator,
+)
 
 from mltrail.audit.client import ServiceClient, ServiceFailure, check_outputs
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
@@ -38,7 +46,7 @@ SAMPLE_RATE = 0.01
 class SubmittedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[list[float]] = Field(min_length=1, max_length=MAX_INPUTS)
+    inputs: list[list[FiniteFloat]] = Field(min_length=1, max_length=MAX_INPUTS)
     nonce: str = Field(min_length=1, max_length=128)
 
 
@@ -54,6 +62,14 @@ class Submission(BaseModel):
     response: dict[str, Any] | None = None
     sent_at_ms: int = Field(ge=0)
     received_at_ms: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _strict_json(self) -> Submission:
+        try:
+            json.dumps(self.response, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError("response holds NaN or Infinity (not JSON)") from exc
+        return self
 
     def batch(self, shape: tuple[int, ...]) -> np.ndarray:
         arr = np.asarray(self.request.inputs, dtype=np.float32)
@@ -128,7 +144,7 @@ def read_submissions(path: str | Path, service_id: str | None = None) -> list[Su
     if not p.is_file():
         raise InputError(f"no submissions file {p}")
     out = []
-    with open(p, encoding="utf-8", errors="strict") as fh:
+    with open(p, "rb") as fh:
         for i, line in enumerate(fh, 1):
             if not line.strip():
                 continue
