@@ -18,7 +18,6 @@ from mltrail.audit.stego import StegoKit, stego_card, train_stego_model
 from mltrail.testing.providers import KnownSet, ProxyMode, create_proxy_app
 
 SEED_CONFIG: dict[str, Any] = {"seed": 1, "arch": {"type": "mlp", "hidden": [64]}, "epochs": 2}
-SEEDED_FILE: list[str] = []  # the session's seeded model file, once written
 
 
 @dataclass
@@ -56,7 +55,6 @@ def seeded_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                        latency=M.LatencyClaim(rate_qps=40, p95_ms=2000)))
     path = tmp_path_factory.mktemp("seeded") / "model.safetensors"
     M.save_model(net, card, path)
-    SEEDED_FILE[:] = [str(path)]
     return path
 
 

@@ -31,11 +31,10 @@ def _claims(seeded_path: Path, url: str, key: str, latency: bool = False) -> Ser
                                    public_key=key, endpoint=url)
 
 
-def _audit(claims: ServiceClaims, **kw) -> object:  # type: ignore[no-untyped-def]
-    from conftest import SEEDED_FILE  # the claimed model file: faster than a seeded rebuild
-
-    kw.setdefault("model_path", SEEDED_FILE[0])
-    return run_audit(AuditConfig(claims=claims, stop_on_alarm=True, **kw))
+def _audit(claims: ServiceClaims, model: Path, **kw) -> object:  # type: ignore[no-untyped-def]
+    # the claimed model file as the reference: faster than a seeded rebuild
+    return run_audit(AuditConfig(claims=claims, stop_on_alarm=True, model_path=str(model),
+                                 **kw))
 
 
 @pytest.mark.parametrize("cheat", [Memoriser, Detector, Refuser],
@@ -43,7 +42,7 @@ def _audit(claims: ServiceClaims, **kw) -> object:  # type: ignore[no-untyped-de
 def test_substituting_cheaters_are_caught_on_fresh_probes(seeded_path, start_cheat,
                                                           cheat) -> None:  # type: ignore[no-untyped-def]
     url, key = start_cheat(cheat())
-    rep = _audit(_claims(seeded_path, url, key), max_queries=64, seed=11)
+    rep = _audit(_claims(seeded_path, url, key), seeded_path, max_queries=64, seed=11)
     assert rep.verdict == "fail", rep.findings  # type: ignore[attr-defined]
     assert rep.first_alarm_at is not None and rep.first_alarm_at <= 64  # type: ignore[attr-defined]
 
@@ -51,9 +50,9 @@ def test_substituting_cheaters_are_caught_on_fresh_probes(seeded_path, start_che
 def test_memoriser_fools_public_probes_only(seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
     url, key = start_cheat(Memoriser())
     claims = _claims(seeded_path, url, key)
-    old = _audit(claims, probes=P.benchmark(96, seed=3), seed=1)
+    old = _audit(claims, seeded_path, probes=P.benchmark(96, seed=3), seed=1)
     assert old.verdict == "pass" and old.first_alarm_at is None  # type: ignore[attr-defined]
-    new = _audit(claims, probes=P.fresh(96, seed=4), seed=1)
+    new = _audit(claims, seeded_path, probes=P.fresh(96, seed=4), seed=1)
     assert new.verdict == "fail" and new.failed("distribution")  # type: ignore[attr-defined]
 
 
@@ -63,14 +62,14 @@ def test_slowpoke_misses_its_latency_claim_on_the_audit_stream(seeded_path,
 
     url, key = start_cheat(Slowpoke(delay_s=0.6),
                            {"claims": C(accuracy=0.9, latency=LATENCY)})
-    rep = _audit(_claims(seeded_path, url, key, latency=True), max_queries=96, seed=5)
+    rep = _audit(_claims(seeded_path, url, key, latency=True), seeded_path, max_queries=96, seed=5)
     assert rep.verdict == "fail" and rep.failed("latency"), rep.findings  # type: ignore[attr-defined]
     assert rep.timing["p50_ms"] > LATENCY.p95_ms  # type: ignore[attr-defined]
 
 
 def test_honest_supplier_passes_with_fresh_probes(seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
     url, key = start_cheat(Cheat())
-    rep = _audit(_claims(seeded_path, url, key), max_queries=96, seed=6)
+    rep = _audit(_claims(seeded_path, url, key), seeded_path, max_queries=96, seed=6)
     assert rep.verdict == "pass", rep.findings  # type: ignore[attr-defined]
     assert rep.metrics.availability == 1.0  # type: ignore[attr-defined]
 
@@ -98,7 +97,7 @@ def test_memoriser_as_its_own_process(tmp_path, seeded_path, cheap) -> None:  # 
             time.sleep(0.1)
         assert url is not None
         key = httpx.get(url + "/v1/model").json()["public_key"]
-        rep = _audit(_claims(seeded_path, url, key), max_queries=64, seed=12)
+        rep = _audit(_claims(seeded_path, url, key), seeded_path, max_queries=64, seed=12)
         assert rep.verdict == "fail" and rep.receipts["invalid"] == 0  # type: ignore[attr-defined]
     finally:
         proc.terminate()
