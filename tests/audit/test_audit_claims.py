@@ -127,3 +127,35 @@ def test_compare_advertised_names_each_difference(seeded_path) -> None:  # type:
     info = {**c.advertised_view(), "public_key": "C" * 44}
     assert compare_advertised(c, c.advertised_view()) == []
     assert [d.split(":")[0] for d in compare_advertised(c, info)] == ["public_key"]
+
+
+def test_cli_register_then_audit_from_the_ledger(ledger_home, start_cheat, monkeypatch,
+                                                 capsys) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from mltrail.cli.main import run
+
+    url, _ = start_cheat(Cheat())
+    monkeypatch.setenv("MLTRAIL_HOME", str(ledger_home.root))
+    monkeypatch.setenv("MLTRAIL_PASSWORD", "pw")
+
+    def cli(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        monkeypatch.setattr(sys, "argv", ["mltrail", *args])
+        code = 0
+        try:
+            run()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, json.loads(out.out) if out.out.strip() else {"err": out.err}
+
+    code, reg = cli("--as", "oscar", "audit", "register", "--target", url, "--name", "svc",
+                    "--json")
+    assert code == 0 and reg["tx_hash"] and reg["claims_digest"].startswith("sha256:")
+    sid = reg["artefact_id"]
+    assert cli("--as", "oscar", "transition", sid, "deployed", "--json")[0] == 0
+    code, rep = cli("--as", "audrey", "audit", "run", sid, "--max-queries", "80", "--seed", "4",
+                    "--json")
+    assert code == 0, rep
+    assert rep["verdict"] == "pass" and rep["tx_hash"] and rep["ledger"]["state"] == "audited"
+    assert rep["metrics"]["agreement"] == 1.0
