@@ -26,6 +26,13 @@ class Finding(BaseModel):
     message: str
 
 
+class Findings(list[Finding]):
+    """The findings of one audit as it runs."""
+
+    def add(self, severity: str, check: str, message: str) -> None:
+        self.append(Finding(severity=severity, check=check, message=message))  # type: ignore[arg-type]
+
+
 class Metrics(BaseModel):
     """Headline numbers; ``None`` when the audit did not measure them."""
 

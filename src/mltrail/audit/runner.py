@@ -34,9 +34,10 @@ from mltrail.audit.checks import WHAT, TestBank
 from mltrail.audit.claims import ServiceClaims, compare_advertised
 from mltrail.audit.client import ServiceClient, ServiceFailure
 from mltrail.audit.deterministic import PROB_TOLERANCE, ExactComparison, rebuild
+from mltrail.audit.extras import run_extras
 from mltrail.audit.models import load_model, predict
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
-from mltrail.audit.result import AuditReport, Finding, Metrics
+from mltrail.audit.result import AuditReport, Findings, Metrics
 from mltrail.audit.stats import binomial_exact, mcnemar_exact
 from mltrail.audit.traffic import Submission
 from mltrail.errors import InputError, MltrailError
@@ -78,13 +79,8 @@ class AuditConfig:
     on_progress: Callable[[int], None] | None = None
 
 
-class _Findings(list[Finding]):
-    def add(self, severity: str, check: str, message: str) -> None:
-        self.append(Finding(severity=severity, check=check, message=message))  # type: ignore[arg-type]
-
-
 def _reference(cfg: AuditConfig, claimed: str, seed_cfg: Any, ref_url: str | None,
-               fs: _Findings) -> tuple[Any, dict[str, Any]]:
+               fs: Findings) -> tuple[Any, dict[str, Any]]:
     """(predict function or client, summary) of the reference the claims name."""
     if ref_url:
         ref = ServiceClient(ref_url, timeout=cfg.timeout_s)
@@ -122,7 +118,7 @@ def _ref_outputs(ref: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     return probs.argmax(1), probs
 
 
-def _target_info(client: ServiceClient, fs: _Findings) -> dict[str, Any] | None:
+def _target_info(client: ServiceClient, fs: Findings) -> dict[str, Any] | None:
     try:
         return client.info()
     except MltrailError as exc:
@@ -131,7 +127,7 @@ def _target_info(client: ServiceClient, fs: _Findings) -> dict[str, Any] | None:
 
 
 def _claims_of(cfg: AuditConfig, info: dict[str, Any] | None,
-               fs: _Findings) -> tuple[dict[str, Any], dict[str, Any]]:
+               fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(claimed fields, claims check) from the ledger, or from the target if none."""
     if cfg.claims is not None:
         c = cfg.claims
@@ -166,7 +162,7 @@ def _probe_set(cfg: AuditConfig) -> P.ProbeSet:
 def run_audit(cfg: AuditConfig) -> AuditReport:
     """Run the audit described by ``cfg``."""
     t0 = time.time()
-    fs = _Findings()
+    fs = Findings()
     target_url = cfg.target or (cfg.claims.endpoint if cfg.claims else None)
     if not target_url:
         raise InputError("no target: give a URL or ledger claims with an endpoint")
@@ -381,7 +377,7 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         metrics=Metrics(), findings=[], claims_check=claims_check, power=power,
         availability=availability, timing=timing, receipts=receipts, sequential=seq,
         fixed_sample=fixed, exact=exact_summary, traffic=traffic_summary)
-    _extras(cfg, target_url, info or {}, claims, rep, fs, pr)
+    run_extras(cfg, target_url, info or {}, claims, rep, fs, pr)
     rep.metrics = Metrics(
         queries=q, answered=st["answered"], traffic_samples=len(traffic),
         agreement=float(np.mean(agree)) if agree else None,
@@ -419,7 +415,7 @@ def _power_text(power: dict[str, Any]) -> str:
 
 def _traffic(traffic: list[Submission], ref: Any, exact: ExactComparison | None,
              bank: TestBank, verifier: ReceiptVerifier | None, claimed: dict[str, Any],
-             fs: _Findings) -> dict[str, Any]:
+             fs: Findings) -> dict[str, Any]:
     """Clients' samples: receipts, recomputed answers, the traffic_* tests, latency."""
     from mltrail.audit.client import check_outputs
 
@@ -473,47 +469,6 @@ def _traffic(traffic: list[Submission], ref: Any, exact: ExactComparison | None,
         fs.add("warn", "traffic", f"{out['invalid_receipts']} submitted answer(s) without a "
                "valid receipt (ignored: they prove nothing)")
     return out
-
-
-def _extras(cfg: AuditConfig, target: str, info: dict[str, Any], claims: dict[str, Any],
-            rep: AuditReport, fs: _Findings, pr: P.ProbeSet) -> None:
-    """Robustness and open-loop latency runs, when asked for."""
-    from mltrail.audit import latency, robustness
-
-    if cfg.robustness is not None:
-        rc = claims.get("robustness") or {}
-        eps = float(cfg.robustness.get("eps", rc.get("eps", 0.2)))
-        cap = int(cfg.robustness.get("query_cap", rc.get("query_cap", 200)))
-        bench = P.benchmark()
-        x, y = robustness.select_per_class(bench.x, bench.y,
-                                           int(cfg.robustness.get("per_class", 3)))
-        try:
-            with ServiceClient(target, timeout=cfg.timeout_s) as c:
-                def query(b: np.ndarray) -> np.ndarray:
-                    mb = int(info.get("max_batch", 256))
-                    return np.concatenate([c.classify(b[i:i + mb]).probs
-                                           for i in range(0, len(b), mb)])
-                results = [robustness.simba(query, x, y, eps=eps, query_cap=cap),
-                           robustness.square(query, x, y, eps=eps, query_cap=cap)]
-        except ServiceFailure as exc:
-            fs.add("fail", "availability", f"robustness run stopped: {exc}")
-        else:
-            cmp = robustness.compare_with_claim(results, rc.get("score"))
-            rep.robustness = {"attacks": [r.summary() for r in results], **cmp}
-            if cmp["meets_claim"] is False:
-                fs.add("fail", "robustness", f"robustness score {cmp['measured_score']:.3f} "
-                       f"is below the claimed {rc.get('score')}")
-    if cfg.latency is not None:
-        lc = claims.get("latency")
-        rate = float(cfg.latency.get("rate_qps", (lc or {}).get("rate_qps", 50)))
-        res = latency.run_load(target, pr.x[:64], rate_qps=rate,
-                               duration_s=float(cfg.latency.get("duration_s", 2.0)))
-        summary = res.summary(lc)
-        summary["latencies_ms"] = [round(v, 3) for v in res.latencies_ms.tolist()]
-        rep.latency = summary
-        if summary.get("meets_claim") is False:
-            fs.add("fail", "latency", f"p95 {summary['p95_ms']:.1f} ms / error rate "
-                   f"{summary['error_rate']:.3f} miss the claim {lc}")
 
 
 def record_verdict(ledger: Ledger, service_id: str, report_bytes: bytes,
