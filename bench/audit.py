@@ -6,7 +6,13 @@ drop 0.92 -> 0.88 (<= 320; fixed-sample exact test 613); auditor throughput agai
 local reference service (>= 300 q/s); receipt sign + verify per response (<= 0.3 ms).
 Also: false-alarm rates under H0 and stego-probe visibility (PSNR, detector AUC).
 
-    .venv/bin/python bench/audit.py [--quick]
+Issue 8 adds (bench/audit_adversaries.py): nearest-public-sample distances per probe set
+against new data; the cheating suppliers of mltrail.testing.audit_* over many seeds
+(queries to the first alarm, verdicts) and the honest false-alarm rate at alpha = 0.05;
+the queries and clients' samples needed to catch a supplier that substitutes 2% of real
+traffic while forwarding every probe; receipt submission throughput.
+
+    .venv/bin/python bench/audit.py [--quick] [--only NAME[,NAME]]
 """
 
 from __future__ import annotations
@@ -119,10 +125,10 @@ def throughput(tmp: Path) -> dict[str, float]:
         for bs in (16, 32, 64):
             t = time.perf_counter()
             rep = run_audit(AuditConfig(target=url, probes=probes, model_path=str(path),
-                                        batch_size=bs))
+                                        batch_size=bs, fixed_batch=True))
             dt = time.perf_counter() - t
-            assert rep["verdict"] == "pass", rep["findings"]
-            out[f"queries_per_s_batch{bs}"] = rep["queries"] / dt
+            assert rep.verdict == "pass", rep.findings
+            out[f"queries_per_s_batch{bs}"] = rep.queries / dt
         out["queries"] = float(len(probes))
         out["target"] = 300.0
         return out
@@ -143,18 +149,30 @@ def stego(steps: int, adversarial: float = 0.0) -> dict[str, float]:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import audit_adversaries as A
+
     quick = "--quick" in sys.argv
+    only = None
+    if "--only" in sys.argv:
+        only = set(sys.argv[sys.argv.index("--only") + 1].split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        res = {
-            "identity_5pct": identity_detection(4000 if quick else 20000),
-            "accuracy_092_to_088": accuracy_drop(4000 if quick else 20000),
-            "accuracy_092_to_088_beta_0.04": accuracy_drop(4000 if quick else 20000, 0.04),
-            "false_alarm_under_h0": false_alarms(2000 if quick else 10000),
-            "receipts": receipts(500 if quick else 3000),
-            "throughput": throughput(Path(tmp)),
-            "stego": stego(300 if quick else 600),
-            "stego_adversarial_1.0": stego(300 if quick else 600, 1.0),
+        jobs = {
+            "identity_5pct": lambda: identity_detection(4000 if quick else 20000),
+            "accuracy_092_to_088": lambda: accuracy_drop(4000 if quick else 20000),
+            "accuracy_092_to_088_beta_0.04": lambda: accuracy_drop(4000 if quick else 20000,
+                                                                   0.04),
+            "false_alarm_under_h0": lambda: false_alarms(2000 if quick else 10000),
+            "receipts": lambda: receipts(500 if quick else 3000),
+            "throughput": lambda: throughput(Path(tmp)),
+            "stego": lambda: stego(300 if quick else 600),
+            "stego_adversarial_1.0": lambda: stego(300 if quick else 600, 1.0),
+            "nearest_public_distance": lambda: A.distances(quick),
+            "cheaters": lambda: A.cheaters(quick),
+            "skimmer_2pct": lambda: A.skimmer(quick),
+            "submission_throughput": lambda: A.submission_throughput(quick),
         }
+        res = {name: job() for name, job in jobs.items() if only is None or name in only}
     print(json.dumps(res, indent=2))
 
 

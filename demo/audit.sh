@@ -1,15 +1,16 @@
-# Inference-service accountability (issue 4). Sourced by demo/run.sh after the ledger
-# part: expects MLTRAIL_HOME, MLTRAIL_PASSWORD, DEMO_OUT, identities oscar (operator) and
-# audrey (auditor), and the helpers step/say/run/jget.
+# Inference-service accountability (issues 4 and 8). Sourced by demo/run.sh after the
+# ledger part: expects MLTRAIL_HOME, MLTRAIL_PASSWORD, DEMO_OUT, identities oscar
+# (operator) and audrey (auditor), and the helpers step/say/run/jget. Fails loudly: every
+# audit's exit code is checked against the one the story expects.
 
-step "Inference accountability: a supplier serves a model; two providers resell it, one cheats"
+step "Inference accountability: a supplier serves a model; a second service runs the same model with the same key but dodges audits"
 AUD="$DEMO_OUT/audit"
 mkdir -p "$AUD"
 _audit_pids=()
 _audit_prev_trap=$(trap -p EXIT)
 trap 'kill "${_audit_pids[@]}" 2>/dev/null || true' EXIT
 
-# wait_port FILE: the port a background server wrote once it is listening
+# _audit_wait_port FILE: the port a background server wrote once it answers /healthz
 _audit_wait_port() {
   for _ in $(seq 1 300); do
     if [ -s "$1" ] && python -c 'import httpx,sys; httpx.get(sys.argv[1]+"/healthz").raise_for_status()' \
@@ -21,56 +22,55 @@ _audit_wait_port() {
   echo "server did not start ($1)" >&2; return 1
 }
 
+# _audit_expect RC CMD...: run CMD (shown), and stop the demo unless it exits with RC
+_audit_expect() {
+  local want=$1 rc=0
+  shift
+  say "$*"
+  "$@" || rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "demo: expected exit $want, got $rc from: $*" >&2
+    exit 1
+  fi
+}
+
 run mltrail audit make-model --kind seeded --out "$AUD/model"
 mltrail serve-model "$AUD/model/model.safetensors" --port 0 --port-file "$AUD/supplier.port" \
   --key "$AUD/supplier.pem" &
 _audit_pids+=($!)
 SUPPLIER="http://127.0.0.1:$(_audit_wait_port "$AUD/supplier.port")"
-mltrail serve-proxy --upstream "$SUPPLIER" --mode honest --port 0 --cheap-model "$AUD/model/cheap.safetensors" \
-  --port-file "$AUD/honest.port" &
+say "python -m mltrail.testing.audit_memoriser MODEL --cheap-model CHEAP --key supplier.pem   # the dodger"
+python -m mltrail.testing.audit_memoriser "$AUD/model/model.safetensors" \
+  --cheap-model "$AUD/model/cheap.safetensors" --key "$AUD/supplier.pem" \
+  --port-file "$AUD/memo.port" &
 _audit_pids+=($!)
-mltrail serve-proxy --upstream "$SUPPLIER" --mode substitute --port 0 \
-  --cheap-model "$AUD/model/cheap.safetensors" --port-file "$AUD/cheat.port" &
-_audit_pids+=($!)
-HONEST="http://127.0.0.1:$(_audit_wait_port "$AUD/honest.port")"
-CHEAT="http://127.0.0.1:$(_audit_wait_port "$AUD/cheat.port")"
-echo "supplier $SUPPLIER   honest provider $HONEST   cheating provider $CHEAT"
-say "curl $SUPPLIER/v1/model   # digest, public key, claims, seed config"
-python -c 'import httpx,json,sys; d=httpx.get(sys.argv[1]+"/v1/model").json(); print(json.dumps({k: d[k] for k in ("model_digest","public_key","claims","seed_config")}, indent=1))' "$SUPPLIER"
-PUBKEY=$(python -c 'import httpx,sys; print(httpx.get(sys.argv[1]+"/v1/model").json()["public_key"])' "$SUPPLIER")
+MEMO="http://127.0.0.1:$(_audit_wait_port "$AUD/memo.port")"
+echo "supplier $SUPPLIER   memoriser $MEMO (genuine model for inputs near public digits, a cheap one for the rest)"
 
-step "The operator registers both provider services on the ledger and deploys them"
-for name in honest cheat; do
-  url_var=$([ "$name" = honest ] && echo "$HONEST" || echo "$CHEAT")
-  python -c 'import httpx,json,sys; d=httpx.get(sys.argv[1]+"/v1/model").json(); d["url"]=sys.argv[1]; print(json.dumps(d, indent=1, sort_keys=True))' \
-    "$url_var" > "$AUD/service-$name.json"
-  sid=$(mltrail --as oscar register "$AUD/service-$name.json" --kind service --name "provider-$name" --json | jget artefact_id)
-  run mltrail --as oscar transition "$sid" deployed
-  eval "SVC_${name}=$sid"
-done
+step "The operator registers both services with their claims, signed, on the ledger"
+SVC_honest=$(mltrail --as oscar audit register --target "$SUPPLIER" --name supplier --json | jget artefact_id)
+SVC_memo=$(mltrail --as oscar audit register --target "$MEMO" --name memoriser --json | jget artefact_id)
+run mltrail --as oscar transition "$SVC_honest" deployed
+run mltrail --as oscar transition "$SVC_memo" deployed
+run mltrail show "$SVC_memo"
 
-step "The auditor probes both with held-out digits, pins the supplier's key and rebuilds the model from its seed config; for the honest provider it also checks the robustness and latency claims"
-run mltrail audit probes make --out "$AUD/probes.npz"
-say "mltrail --as audrey audit run --target $HONEST --pubkey ... --probes ... --robustness --latency --service ${SVC_honest:0:12}..."
-if ! mltrail --as audrey audit run --target "$HONEST" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
-     --service "$SVC_honest" --robustness --latency --duration 1.5 \
-     --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"; then
-  rc=$?
-  [ "$rc" -eq 1 ] || exit "$rc"
-  echo "-> unexpected: the honest provider failed (an overloaded machine can miss the latency claim)"
-fi
-say "mltrail --as audrey audit run --target $CHEAT ... --stop-on-alarm --service ${SVC_cheat:0:12}..."
-if mltrail --as audrey audit run --target "$CHEAT" --pubkey "$PUBKEY" --probes "$AUD/probes.npz" \
-     --stop-on-alarm --service "$SVC_cheat" --out "$AUD/report-cheat.json" --html "$DEMO_OUT/audit-cheat.html"; then
-  echo "-> unexpected: the substituting provider passed"
-else
-  rc=$?
-  [ "$rc" -eq 1 ] || exit "$rc"
-  echo "-> fraud detected (exit 1); the service is suspended with the report as evidence"
-fi
+step "The auditor audits the supplier from its ledger claims: fresh probes, seeded rebuild, receipts, latency on the same stream"
+_audit_expect 0 mltrail --as audrey audit run "$SVC_honest" --max-queries 300 \
+  --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"
+
+step "The dodge: public-benchmark probes are all near public digits, so the memoriser answers them honestly"
+run mltrail audit probes make --out "$AUD/bench.npz"
+_audit_expect 0 mltrail audit run --target "$MEMO" --model "$AUD/model/model.safetensors" \
+  --probes "$AUD/bench.npz"
+echo "-> passes (an ad-hoc audit, not recorded): public probes cannot catch it"
+
+step "The same service audited from the ledger with fresh probes (as far from public data as new handwriting)"
+_audit_expect 1 mltrail --as audrey audit run "$SVC_memo" --max-queries 300 --stop-on-alarm \
+  --out "$AUD/report-memo.json" --html "$DEMO_OUT/audit-memo.html"
+echo "-> caught (exit 1); the service is suspended with the report as evidence"
 run mltrail show "$SVC_honest"
-run mltrail show "$SVC_cheat"
-echo "reports: $DEMO_OUT/audit-honest.html $DEMO_OUT/audit-cheat.html"
+run mltrail show "$SVC_memo"
+echo "reports: $DEMO_OUT/audit-honest.html $DEMO_OUT/audit-memo.html"
 
 kill "${_audit_pids[@]}" 2>/dev/null || true
 wait "${_audit_pids[@]}" 2>/dev/null || true

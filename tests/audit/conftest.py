@@ -113,3 +113,37 @@ def make_proxy(cheap: torch.nn.Module, public_digits: KnownSet) -> Iterator[Any]
     yield make
     for s in started:
         s.stop()
+
+
+@pytest.fixture()
+def start_cheat(seeded_path: Path, cheap: torch.nn.Module) -> Iterator[Any]:
+    """Start a cheating supplier (mltrail.testing.audit_*) on loopback, in this process."""
+    from mltrail.testing.audit_base import Cheat, build_app
+
+    started: list[RunningServer] = []
+    net, card, digest = M.load_model(seeded_path)
+    key = load_or_create_key(None)
+
+    def start(cheat: Cheat, card_update: dict[str, Any] | None = None) -> tuple[str, str]:
+        c = card.model_copy(update=card_update or {})
+        srv = serve_in_thread(build_app(cheat, net, c, digest, key, cheap))
+        started.append(srv)
+        return srv.url, public_key_b64(key.public_key())
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture()
+def ledger_home(tmp_path: Path) -> Any:
+    from mltrail.identity import create_identity
+    from mltrail.ledger.client import Ledger
+    from mltrail.ledger.setup import init_home
+
+    home = init_home(tmp_path / ".mltrail", password="pw")
+    admin = Ledger.open(home, identity="admin", password="pw")
+    for name, role in (("oscar", "operator"), ("audrey", "auditor")):
+        admin.grant_role(create_identity(home, name, password="pw"), role)
+    admin.close()
+    return home

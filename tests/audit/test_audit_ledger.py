@@ -31,13 +31,13 @@ def test_audit_verdicts_move_service_artefacts(tmp_path, supplier, make_proxy) -
                              metadata={"name": mode, "url": url}).artefact_id
         oscar.transition(sid, "deployed")
         rep = run_audit(AuditConfig(target=url, probes=probes, reference_url=supplier.url))
-        raw = to_json_bytes(rep)
+        raw = to_json_bytes(rep.to_dict())
         with pytest.raises(RefusedError):  # only an auditor may record a verdict
-            record_verdict(oscar, sid, raw, rep["verdict"])
-        out = record_verdict(audrey, sid, raw, rep["verdict"])
+            record_verdict(oscar, sid, raw, rep.verdict)
+        out = record_verdict(audrey, sid, raw, rep.verdict)
         art = audrey.artefact(sid)
         assert art.state == out["state"]
-        assert json.loads(home.store.get(out["report_digest"]))["verdict"] == rep["verdict"]
+        assert json.loads(home.store.get(out["report_digest"]))["verdict"] == rep.verdict
         last = audrey.history(sid)[-1]
         assert last.name == "Transitioned" and out["tx_hash"] == last.tx_hash
         results[mode] = art.state

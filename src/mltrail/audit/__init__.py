@@ -1,10 +1,15 @@
-"""Inference-service accountability: a reference service, dishonest providers for tests,
-and an auditor that checks a classification API serves the model it claims.
+"""Inference-service accountability: a reference service, and an auditor that checks a
+classification API serves the model its ledger claims say it serves.
 
-Modules: :mod:`.models` (model files and cards), :mod:`.receipts` (signed meta-results),
-:mod:`.service` (reference API), :mod:`.proxy` (providers), :mod:`.client` (HTTP client),
-:mod:`.stats` (exact and anytime-valid tests), :mod:`.probes` / :mod:`.stego` (probe sets,
-keyed steganographic probes and trigger sets), :mod:`.deterministic`, :mod:`.robustness`,
-:mod:`.latency`, :mod:`.report` and :mod:`.runner` (the audit itself). Nothing in this
-package talks to the ledger except :func:`mltrail.audit.runner.record_verdict`.
+Modules: :mod:`.models` (model files and cards), :mod:`.claims` (signed claims bound to a
+service artefact), :mod:`.receipts` (signed meta-results), :mod:`.service` (reference API,
+hardened request parsing), :mod:`.client` (HTTP client; failures are data),
+:mod:`.traffic` (clients' sampled receipts, submission format, the auditor's inbox),
+:mod:`.stats` (exact and anytime-valid tests), :mod:`.checks` (the test bank and "no test,
+no pass"), :mod:`.probes` / :mod:`.fresh` / :mod:`.stego` (probe sets: fresh probes far
+from public data, keyed steganographic probes and trigger sets), :mod:`.deterministic`,
+:mod:`.robustness`, :mod:`.latency`, :mod:`.result` (the typed report), :mod:`.report`
+(JSON bytes and HTML) and :mod:`.runner` (:func:`~mltrail.audit.runner.run_audit`, the
+entry point). Only :mod:`.claims` and :func:`mltrail.audit.runner.record_verdict` talk to
+the ledger.
 """

@@ -31,6 +31,7 @@ class LatencyClaim(BaseModel):
 
     rate_qps: float = Field(gt=0)
     p95_ms: float = Field(gt=0)
+    p99_ms: float | None = Field(default=None, gt=0)
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
 
 
@@ -50,6 +51,7 @@ class Claims(BaseModel):
     accuracy: float | None = Field(default=None, ge=0, le=1)
     robustness: RobustnessClaim | None = None
     latency: LatencyClaim | None = None
+    availability: float | None = Field(default=None, gt=0, le=1)  # share of requests answered
 
 
 class ModelCard(BaseModel):

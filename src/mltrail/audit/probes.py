@@ -107,3 +107,20 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
                     {"source": "keyed", "seed": seed, "message_class": kit.message_class,
                      "hit_rate": kit.hit_rate, "psnr_db": psnr_db,
                      "kit_visibility": kit.visibility})
+
+
+def fresh(n: int = 300, seed: int = 0, *, strength: float = 0.5) -> ProbeSet:
+    """New inputs, as far from every public sample as new handwriting is (see
+    :mod:`mltrail.audit.fresh`), labelled with the class they were made from. ``seed`` is
+    the auditor's secret: nobody else can list the pool."""
+    from mltrail.audit.fresh import fresh_probes
+
+    x, y = fresh_probes(n, seed, strength=strength)
+    return ProbeSet(x, y, np.full(n, ORDINARY, np.int8),
+                    {"source": "fresh", "seed_digest": _seed_digest(seed), "strength": strength})
+
+
+def _seed_digest(seed: int) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(f"mltrail-fresh/{seed}".encode()).hexdigest()

@@ -1,104 +1,111 @@
-"""The audit: query a target service with probes, run every check, return a report dict.
+"""The audit: claims from the ledger, probes and clients' samples against a reference.
 
-Owns the order of the checks and the verdict. Checks (each module owns its maths):
-receipts on every response; label identity and probability-distribution tests against a
-reference (another service, a model file, or a model rebuilt from the published seed
-config); paired and claimed accuracy; keyed probes (stego containers, trigger inputs);
-exact comparison when the model was rebuilt; optional robustness and latency runs.
-Every sequential test is checked after every query; the audit's α is split evenly
-(Bonferroni) over the sequential tests it runs, so the chance that an honest service is
-flagged by any of them stays ≤ α. :func:`record_verdict` is the only code here that
-touches the ledger.
+Owns the order of the checks and the verdict; :func:`run_audit` is the library entry
+point (``AuditConfig`` in, typed :class:`~mltrail.audit.result.AuditReport` out).
+
+* Claims come from the ledger (:mod:`.claims`) when ``cfg.claims`` is given; whatever
+  the target advertises must equal them, each difference is a named failure. Without
+  ledger claims the target's own ``/v1/model`` is used, and the report says so.
+* Every request is an ordinary-looking batch (a random size up to ``batch_size``, a
+  random hex nonce, inputs from the auditor's probe pool) and every request is timed:
+  latency is measured on the same stream as identity, with no marker to key on.
+* A refusal, timeout or malformed answer is never an error of the audit: it counts
+  against the service's availability (its own test, against its own claim) and the
+  audit goes on; a service that answers nothing fails.
+* Each answer updates the sequential tests of :mod:`.checks` (α split evenly); clients'
+  submitted samples (:mod:`.traffic`) are checked the same way under ``traffic_*``.
+* "No test, no pass": the verdict is ``pass`` only if an identity or claim test reached
+  its stated power; otherwise ``inconclusive``.
+
+:func:`record_verdict` is the only code here that touches the ledger.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mltrail.audit import probes as P
-from mltrail.audit.client import ServiceClient
-from mltrail.audit.deterministic import ExactComparison, rebuild
+from mltrail.audit.checks import WHAT, TestBank
+from mltrail.audit.claims import ServiceClaims, compare_advertised
+from mltrail.audit.client import ServiceClient, ServiceFailure
+from mltrail.audit.deterministic import PROB_TOLERANCE, ExactComparison, rebuild
+from mltrail.audit.extras import run_extras
 from mltrail.audit.models import load_model, predict
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
-from mltrail.audit.stats import BernoulliSPRT, BettingTest, binomial_exact, mcnemar_exact
+from mltrail.audit.result import AuditReport, Findings, Metrics
+from mltrail.audit.stats import binomial_exact, mcnemar_exact
+from mltrail.audit.traffic import Submission
+from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
 
+DEFAULT_AVAILABILITY = 0.95  # when the claims state none
+
 
 @dataclass
 class AuditConfig:
-    target: str
-    probes: P.ProbeSet
+    target: str | None = None          # default: the claims' endpoint
+    probes: P.ProbeSet | None = None   # default: fresh probes (see mltrail.audit.fresh)
+    claims: ServiceClaims | None = None
+    service_id: str | None = None
+    claims_digest: str | None = None
+    traffic: list[Submission] | None = None
     reference_url: str | None = None
     model_path: str | None = None
     public_key: str | None = None
     alpha: float = 0.05
     batch_size: int = 32
+    fixed_batch: bool = False          # every request exactly batch_size (benchmarks)
     max_queries: int | None = None
     identity_tolerance: float = 0.0
     prob_tolerance: float = 1e-3
     min_drop: float = 0.04
     keyed_margin: float = 0.05
+    effect: float = 0.05               # disagreement the identity tests must detect
+    power: float = 0.95
     rebuild_seeded: bool = True
     require_receipts: bool = False
     stop_on_alarm: bool = False
+    timeout_s: float = 10.0
+    seed: int | None = None
     robustness: dict[str, Any] | None = None   # {"eps", "query_cap", "per_class"}
     latency: dict[str, Any] | None = None      # {"rate_qps", "duration_s"}
     on_progress: Callable[[int], None] | None = None
 
 
-@dataclass
-class _State:
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    tests: dict[str, BettingTest | BernoulliSPRT] = field(default_factory=dict)
-    bad_receipts: list[dict[str, Any]] = field(default_factory=list)
-    receipts_ok: int = 0
-    receipts_missing: int = 0
-    decided_at: dict[str, int] = field(default_factory=dict)
-
-    def find(self, severity: str, check: str, message: str) -> None:
-        self.findings.append({"severity": severity, "check": check, "message": message})
-
-
-def _reference(cfg: AuditConfig, info: dict[str, Any], st: _State
-               ) -> tuple[Any, str | None, dict[str, Any]]:
-    """(predict function or client, pinned public key, summary) for the reference."""
-    claimed = str(info.get("model_digest"))
-    summary: dict[str, Any] = {"kind": None}
-    key = cfg.public_key
-    if cfg.reference_url:
-        ref = ServiceClient(cfg.reference_url)
-        rinfo = ref.info()
-        key = key or rinfo.get("public_key")
-        summary = {"kind": "service", "url": cfg.reference_url,
-                   "model_digest": rinfo.get("model_digest")}
+def _reference(cfg: AuditConfig, claimed: str, seed_cfg: Any, ref_url: str | None,
+               fs: Findings) -> tuple[Any, dict[str, Any]]:
+    """(predict function or client, summary) of the reference the claims name."""
+    if ref_url:
+        ref = ServiceClient(ref_url, timeout=cfg.timeout_s)
+        try:
+            rinfo = ref.info()
+        except MltrailError as exc:
+            raise InputError(f"the reference service is unusable: {exc}") from exc
         if rinfo.get("model_digest") != claimed:
-            st.find("fail", "claim", f"target claims {claimed} but the reference serves "
-                    f"{rinfo.get('model_digest')}")
-        return ref, key, summary
+            fs.add("fail", "claim", f"claims name {claimed} but the reference serves "
+                   f"{rinfo.get('model_digest')}")
+        return ref, {"kind": "service", "url": ref_url, "model_digest": rinfo.get("model_digest")}
     if cfg.model_path:
         model, _, digest = load_model(cfg.model_path)
-        summary = {"kind": "model file", "path": str(cfg.model_path), "model_digest": digest}
         if digest != claimed:
-            st.find("fail", "claim", f"target claims {claimed} but the reference model "
-                    f"file is {digest}")
-        return model, key, summary
-    seed_cfg = info.get("seed_config")
+            fs.add("fail", "claim", f"claims name {claimed} but the reference model file "
+                   f"is {digest}")
+        return model, {"kind": "model file", "path": str(cfg.model_path), "model_digest": digest}
     if seed_cfg and cfg.rebuild_seeded:
         rb = rebuild(seed_cfg, claimed)
-        summary = {"kind": "seeded rebuild", **rb.summary()}
         if not rb.matches:
-            st.find("fail", "deterministic", rb.error or "the published seed config does "
-                    f"not reproduce the claimed model (rebuilt {rb.digest})")
-            return None, key, summary
-        return rb.model, key, summary
-    return None, key, summary
+            fs.add("fail", "deterministic", rb.error or "the published seed config does "
+                   f"not reproduce the claimed model (rebuilt {rb.digest})")
+            return None, {"kind": "seeded rebuild", **rb.summary()}
+        return rb.model, {"kind": "seeded rebuild", **rb.summary()}
+    return None, {"kind": None}
 
 
 def _ref_outputs(ref: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -111,150 +118,230 @@ def _ref_outputs(ref: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     return probs.argmax(1), probs
 
 
-def run_audit(cfg: AuditConfig) -> dict[str, Any]:
-    """Run the audit described by ``cfg``; return the report as a JSON-able dict."""
+def _target_info(client: ServiceClient, fs: Findings) -> dict[str, Any] | None:
+    try:
+        return client.info()
+    except MltrailError as exc:
+        fs.add("fail", "availability", f"GET /v1/model failed: {exc}")
+        return None
+
+
+def _claims_of(cfg: AuditConfig, info: dict[str, Any] | None,
+               fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(claimed fields, claims check) from the ledger, or from the target if none."""
+    if cfg.claims is not None:
+        c = cfg.claims
+        claimed = {"name": c.name, "model_digest": c.model_digest, "public_key": c.public_key,
+                   "seed_config": c.seed_config, "reference": c.reference,
+                   "claims": c.claims.model_dump(), "message_class": c.message_class,
+                   "classes": c.classes, "endpoint": c.endpoint}
+        diffs = compare_advertised(c, info) if info is not None else []
+        for d in diffs:
+            fs.add("fail", "claims", f"target advertises other claims than the ledger: {d}")
+        return claimed, {"source": "ledger", "differences": diffs,
+                         "advertised_checked": info is not None}
+    if info is None:
+        raise InputError("no ledger claims and the target does not describe itself")
+    fs.add("warn", "claims", "claims taken from the target's own /v1/model, not from the "
+           "ledger (audit a registered service to bind them)")
+    claimed = {k: info.get(k) for k in ("name", "model_digest", "claims", "seed_config",
+                                        "public_key", "message_class", "classes")}
+    claimed["reference"] = None
+    return claimed, {"source": "target", "differences": []}
+
+
+def _probe_set(cfg: AuditConfig) -> P.ProbeSet:
+    if cfg.probes is not None:
+        return cfg.probes
+    import secrets
+
+    return P.fresh(cfg.max_queries or 300,
+                   seed=cfg.seed if cfg.seed is not None else secrets.randbits(128))
+
+
+def run_audit(cfg: AuditConfig) -> AuditReport:
+    """Run the audit described by ``cfg``."""
     t0 = time.time()
-    st = _State()
-    target = ServiceClient(cfg.target)
-    info = target.info()
-    ref, key_b64, ref_summary = _reference(cfg, info, st)
-    claimed_digest = str(info.get("model_digest"))
-    claims = info.get("claims") or {}
-    if key_b64 and info.get("public_key") and info.get("public_key") != key_b64:
-        st.find("fail", "receipts", "target advertises a different signing key than the "
-                "supplier's pinned key")
-    if not key_b64:
-        key_b64 = info.get("public_key")
-        st.find("info", "receipts", "no pinned key: receipts checked against the key the "
-                "target advertises")
-    verifier = ReceiptVerifier(load_public_key(key_b64), claimed_digest) if key_b64 else None
+    fs = Findings()
+    target_url = cfg.target or (cfg.claims.endpoint if cfg.claims else None)
+    if not target_url:
+        raise InputError("no target: give a URL or ledger claims with an endpoint")
+    target = ServiceClient(target_url, timeout=cfg.timeout_s)
+    info = _target_info(target, fs)
+    claimed, claims_check = _claims_of(cfg, info, fs)
+    digest = str(claimed.get("model_digest"))
+    claims = claimed.get("claims") or {}
+    ref, ref_summary = _reference(cfg, digest, claimed.get("seed_config"),
+                                  cfg.reference_url or claimed.get("reference"), fs)
+    key_b64 = cfg.public_key or (claimed.get("public_key") if cfg.claims else None)
+    advertised_key = (info or {}).get("public_key")
+    if key_b64 and advertised_key and advertised_key != key_b64 and cfg.claims is None:
+        fs.add("fail", "receipts", "target advertises a different signing key than the "
+               "pinned key")
+    if not key_b64 and isinstance(advertised_key, str):
+        key_b64 = advertised_key
+        fs.add("info", "receipts", "no pinned key: receipts checked against the key the "
+               "target advertises")
+    verifier = ReceiptVerifier(load_public_key(key_b64), digest) if key_b64 else None
     exact = ExactComparison(ref) if ref_summary.get("kind") == "seeded rebuild" and ref \
         else None
+    classes = claimed.get("classes")
 
-    pr = cfg.probes
+    pr = _probe_set(cfg)
     n_total = min(len(pr), cfg.max_queries or len(pr))
     kinds = set(pr.kind[:n_total].tolist())
-    has_ref = ref is not None
-    labelled = kinds & {P.BENCHMARK, P.ORDINARY}
+    traffic = cfg.traffic or []
     names: list[str] = []
-    if has_ref:
+    m0: dict[str, float] = {}
+    effect: dict[str, float] = {}
+    sprt: dict[str, tuple[float, float]] = {}
+    if ref is not None:
         names += ["identity", "distribution"]
-        if labelled:
+        m0 |= {"identity": cfg.identity_tolerance, "distribution": cfg.prob_tolerance}
+        if kinds & {P.BENCHMARK, P.ORDINARY}:
             names.append("paired_accuracy")
+            m0["paired_accuracy"] = 0.5
+            effect["paired_accuracy"] = 0.3
+        if traffic:
+            names += ["traffic_identity", "traffic_distribution"]
+            m0 |= {"traffic_identity": cfg.identity_tolerance,
+                   "traffic_distribution": cfg.prob_tolerance}
+    for n in ("identity", "distribution", "traffic_identity", "traffic_distribution"):
+        effect[n] = cfg.effect
     if P.BENCHMARK in kinds and claims.get("accuracy"):
         names.append("claimed_accuracy")
+        p0 = 1.0 - float(claims["accuracy"])
+        sprt["claimed_accuracy"] = (p0, min(0.99, p0 + cfg.min_drop))
+    hit = float(pr.meta.get("hit_rate", 0.95))
     if P.CONTAINER in kinds:
         names.append("stego")
+        m0["stego"], effect["stego"] = min(0.95, 1.0 - hit + cfg.keyed_margin), 0.5
     if P.TRIGGER in kinds:
         names.append("trigger")
-    a = cfg.alpha / max(1, len(names))
-    hit = float(pr.meta.get("hit_rate", 0.95))
-    for name in names:
-        if name == "identity":
-            st.tests[name] = BettingTest(cfg.identity_tolerance, a)
-        elif name == "distribution":
-            st.tests[name] = BettingTest(cfg.prob_tolerance, a)
-        elif name == "paired_accuracy":
-            st.tests[name] = BettingTest(0.5, a)
-        elif name == "claimed_accuracy":
-            p0 = 1.0 - float(claims["accuracy"])
-            st.tests[name] = BernoulliSPRT(p0, min(0.99, p0 + cfg.min_drop), a, 0.05)
-        elif name == "stego":
-            st.tests[name] = BettingTest(min(0.95, 1.0 - hit + cfg.keyed_margin), a)
-        else:
-            st.tests[name] = BettingTest(0.1 + cfg.keyed_margin, a)
+        m0["trigger"], effect["trigger"] = 0.1 + cfg.keyed_margin, 0.5
+    avail_claim = float(claims.get("availability") or DEFAULT_AVAILABILITY)
+    names.append("availability")
+    m0["availability"] = 1.0 - avail_claim
+    lat_claim = claims.get("latency") or None
+    if lat_claim:
+        names.append("latency")
+        m0["latency"] = 0.05
+    local = ref is not None and not isinstance(ref, ServiceClient)
+    if local:  # the claimed model itself, on this machine: outputs must match exactly
+        for n in ("distribution", "traffic_distribution"):
+            if n in m0:
+                m0[n] = 0.0
+    bank = TestBank(names, cfg.alpha, m0, effect, cfg.power, sprt,
+                    exact_tol=PROB_TOLERANCE if local else None)
 
+    rng = np.random.default_rng(cfg.seed)
+    st: dict[str, Any] = {"ok": 0, "missing": 0, "bad": [], "fail_reasons": {}, "requests": 0,
+                          "answered": 0, "lat": [], "examples": []}
     t_correct: list[bool] = []
     r_correct: list[bool] = []
     bench_correct: list[bool] = []
+    agree: list[bool] = []
     keyed_hits: dict[str, list[bool]] = {"stego": [], "trigger": []}
-    alarm_at: int | None = None
     q = 0
-    while q < n_total and not (cfg.stop_on_alarm and alarm_at is not None):
-        sl = slice(q, min(n_total, q + cfg.batch_size))
+    while q < n_total and not (cfg.stop_on_alarm and bank.first_alarm() is not None):
+        size = cfg.batch_size if cfg.fixed_batch else int(rng.integers(1, cfg.batch_size + 1))
+        sl = slice(q, min(n_total, q + size))
         batch, ys, ks = pr.x[sl], pr.y[sl], pr.kind[sl]
-        resp = target.classify(batch)
+        q = sl.stop
+        st["requests"] += 1
+        if cfg.on_progress is not None:
+            cfg.on_progress(len(batch))
+        try:
+            resp = target.classify(batch)
+        except ServiceFailure as exc:
+            st["fail_reasons"][exc.reason] = st["fail_reasons"].get(exc.reason, 0) + 1
+            if len(st["examples"]) < 5:
+                st["examples"].append({"request": st["requests"], "reason": exc.reason,
+                                       "message": str(exc)[:300]})
+            bank.update("availability", 1.0, q)
+            if exc.reason != "malformed":
+                st["lat"].append(exc.elapsed_ms)
+                bank.update("latency", float(exc.elapsed_ms > float(
+                    (lat_claim or {}).get("p95_ms", 1e12))), q)
+            continue
+        st["answered"] += 1
+        bank.update("availability", 0.0, q)
+        st["lat"].append(resp.elapsed_ms)
+        if lat_claim:
+            bank.update("latency", float(resp.elapsed_ms > float(lat_claim["p95_ms"])), q)
         if resp.receipt is None:
-            st.receipts_missing += 1
+            st["missing"] += 1
         elif verifier is not None:
             chk = verifier.check(resp.receipt, batch=batch, outputs=resp.outputs,
                                  nonce=resp.nonce, sent_at=resp.sent_at)
             if chk.ok:
-                st.receipts_ok += 1
+                st["ok"] += 1
             else:
-                st.bad_receipts.append({"queries": [sl.start + 1, sl.stop],
-                                        "problems": chk.problems,
-                                        "receipt": resp.receipt})
+                st["bad"].append({"queries": [sl.start + 1, sl.stop], "problems": chk.problems,
+                                  "receipt": resp.receipt})
         labels, probs = resp.labels, resp.probs
+        if classes and probs.shape[1] != classes:
+            st["width"] = probs.shape[1]
         refo = _ref_outputs(ref, batch)
         if exact is not None:
             exact.add(batch, labels, probs)
         for i in range(len(batch)):
-            k, y, lab = int(ks[i]), int(ys[i]), int(labels[i])
+            k, y, lab, at = int(ks[i]), int(ys[i]), int(labels[i]), sl.start + i + 1
             if refo is not None:
-                rl, rp = int(refo[0][i]), refo[1][i]
-                st.tests["identity"].update(float(lab != rl))
-                tv = 0.5 * float(np.abs(probs[i] - rp).sum()) if probs[i].shape == rp.shape \
-                    else 1.0
-                st.tests["distribution"].update(tv)
+                rl = int(refo[0][i])
+                agree.append(lab == rl)
+                bank.pair("", lab, probs[i], rl, refo[1][i], at)
                 if k in (P.BENCHMARK, P.ORDINARY):
                     t_correct.append(lab == y)
                     r_correct.append(rl == y)
                     if (lab == y) != (rl == y):
-                        st.tests["paired_accuracy"].update(float(lab != y))
+                        bank.update("paired_accuracy", float(lab != y), at)
             if k == P.BENCHMARK:
                 bench_correct.append(lab == y)
-                if "claimed_accuracy" in st.tests:
-                    st.tests["claimed_accuracy"].update(lab != y)
+                bank.update("claimed_accuracy", float(lab != y), at)
             if k in (P.CONTAINER, P.TRIGGER):
                 name = "stego" if k == P.CONTAINER else "trigger"
                 keyed_hits[name].append(lab == y)
-                st.tests[name].update(float(lab != y))
-            for name, t in st.tests.items():
-                if t.rejected and name not in st.decided_at:
-                    st.decided_at[name] = sl.start + i + 1  # the query, not the observation
-        q = sl.stop
-        if cfg.on_progress is not None:
-            cfg.on_progress(len(batch))
-        alarms = [v for n, v in st.decided_at.items() if n != "claimed_accuracy"]
-        alarm_at = min(alarms) if alarms else None
+                bank.update(name, float(lab != y), at)
     target.close()
+    traffic_summary = _traffic(traffic, ref, exact, bank, verifier, claimed, fs) \
+        if traffic else None
     if isinstance(ref, ServiceClient):
         ref.close()
 
-    report: dict[str, Any] = {
-        "version": 1, "target": cfg.target, "claimed": {k: info.get(k) for k in
-                                                        ("name", "model_digest", "claims",
-                                                         "seed_config", "public_key")},
-        "reference": ref_summary, "alpha": cfg.alpha, "alpha_per_test": a,
-        "queries": q, "probes": pr.counts(), "probe_meta": pr.meta, "first_alarm_at": alarm_at,
-    }
-    report["receipts"] = {"checked": verifier is not None, "valid": st.receipts_ok,
-                          "invalid": len(st.bad_receipts), "missing": st.receipts_missing,
-                          "bad_examples": st.bad_receipts[:5]}
-    if st.bad_receipts:
-        st.find("fail", "receipts", f"{len(st.bad_receipts)} invalid receipt(s): "
-                f"{st.bad_receipts[0]['problems'][0]} — proof of fraud")
-    if st.receipts_missing:
-        st.find("fail" if cfg.require_receipts else "warn", "receipts",
-                f"{st.receipts_missing} response(s) without a receipt")
-    seq = {}
-    for name, t in st.tests.items():
-        s = t.summary()
-        s["path"] = t.log_wealth if isinstance(t, BettingTest) else t.path
-        s["threshold"] = t.threshold if isinstance(t, BettingTest) else t.upper
-        seq[name] = s
+    failed = st["requests"] - st["answered"]
+    availability = {"requests": st["requests"], "answered": st["answered"], "failed": failed,
+                    "reasons": st["fail_reasons"], "examples": st["examples"],
+                    "claimed": claims.get("availability"), "tested_against": avail_claim}
+    if st["requests"] and not st["answered"]:
+        fs.add("fail", "availability", f"the service refused the audit: all {failed} "
+               f"requests failed ({_reasons(st['fail_reasons'])})")
+    elif failed:
+        fs.add("warn", "availability", f"{failed} of {st['requests']} requests failed "
+               f"({_reasons(st['fail_reasons'])})")
+    if st.get("width"):
+        fs.add("fail", "claims", f"answers carry {st['width']} class probabilities; the "
+               f"claimed model has {classes} classes")
+    if st["fail_reasons"].get("malformed"):
+        fs.add("fail", "malformed", f"{st['fail_reasons']['malformed']} malformed "
+               f"response(s): {st['examples'][0]['message'] if st['examples'] else ''}")
+    lat = np.array(st["lat"]) if st["lat"] else np.zeros(0)
+    timing = {"requests": len(lat), "claim": lat_claim,
+              **{f"p{p}_ms": (float(np.percentile(lat, p)) if len(lat) else None)
+                 for p in (50, 95, 99)}}
+    receipts = {"checked": verifier is not None, "valid": st["ok"], "invalid": len(st["bad"]),
+                "missing": st["missing"], "bad_examples": st["bad"][:5]}
+    if st["bad"]:
+        fs.add("fail", "receipts", f"{len(st['bad'])} invalid receipt(s): "
+               f"{st['bad'][0]['problems'][0]} — proof of fraud")
+    if st["missing"]:
+        fs.add("fail" if cfg.require_receipts else "warn", "receipts",
+               f"{st['missing']} response(s) without a receipt")
+    seq = bank.summaries()
+    for name, t in bank.tests.items():
         if t.rejected:
-            what = {"identity": "labels differ from the reference",
-                    "distribution": "probabilities differ from the reference",
-                    "paired_accuracy": "target is less accurate than the reference",
-                    "claimed_accuracy": "accuracy is below the supplier's claim",
-                    "stego": "keyed stego probes are not recognised (not the genuine model)",
-                    "trigger": "keyed trigger set is not recognised (not the genuine model)"}
-            at = st.decided_at.get(name)
-            s["rejected_at_query"] = at
-            st.find("fail", name, f"{what[name]} (sequential test rejected H0 at query {at})")
-    report["sequential"] = seq
+            fs.add("fail", name, f"{WHAT[name]} (sequential test rejected H0 at query "
+                   f"{bank.decided_at.get(name)})")
     fixed: dict[str, Any] = {}
     if t_correct:
         fixed["mcnemar"] = mcnemar_exact(np.array(t_correct), np.array(r_correct))
@@ -267,65 +354,132 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
                                                                float(claims["accuracy"]))}
     for name, hits in keyed_hits.items():
         if hits:
-            t = st.tests[name]
-            assert isinstance(t, BettingTest)
-            p0 = 1.0 - t.m0
+            p0 = 1.0 - bank.m0[name]
             fixed[name] = {"n": len(hits), "hits": int(np.sum(hits)), "h0_hit_rate": p0,
                            "p_value": binomial_exact(int(np.sum(hits)), len(hits), p0)}
-    report["fixed_sample"] = fixed
+    exact_summary = None
     if exact is not None:
-        report["exact"] = exact.summary()
+        exact_summary = exact.summary()
         if not exact.ok:
-            st.find("fail", "deterministic", f"{exact.label_mismatches} label and "
-                    f"{exact.prob_mismatches} probability mismatch(es) with the rebuilt model")
-    _extras(cfg, info, claims, report, st)
-    report["findings"] = st.findings
-    report["verdict"] = "fail" if any(f["severity"] == "fail" for f in st.findings) else "pass"
-    report["duration_s"] = round(time.time() - t0, 3)
-    return report
+            fs.add("fail", "deterministic", f"{exact.label_mismatches} label and "
+                   f"{exact.prob_mismatches} probability mismatch(es) with the rebuilt model")
+    power = bank.power()
+    if exact is not None and exact.n:
+        power["tests"]["exact"] = {"n": exact.n, "needed": power_needed_exact(cfg),
+                                   "effect": cfg.effect,
+                                   "counts": not exact.ok or exact.n >= power_needed_exact(cfg)}
+        power["sufficient"] = power["sufficient"] or power["tests"]["exact"]["counts"]
+    rep = AuditReport(
+        verdict="pass", target=target_url, service_id=cfg.service_id,
+        claims_source="ledger" if cfg.claims else "target", claims_digest=cfg.claims_digest,
+        claimed=claimed, reference=ref_summary, alpha=cfg.alpha, alpha_per_test=bank.per_test,
+        queries=q, probes=pr.counts(), probe_meta=pr.meta, first_alarm_at=bank.first_alarm(),
+        metrics=Metrics(), findings=[], claims_check=claims_check, power=power,
+        availability=availability, timing=timing, receipts=receipts, sequential=seq,
+        fixed_sample=fixed, exact=exact_summary, traffic=traffic_summary)
+    run_extras(cfg, target_url, info or {}, claims, rep, fs, pr)
+    rep.metrics = Metrics(
+        queries=q, answered=st["answered"], traffic_samples=len(traffic),
+        agreement=float(np.mean(agree)) if agree else None,
+        accuracy=float(np.mean(t_correct)) if t_correct else (
+            float(np.mean(bench_correct)) if bench_correct else None),
+        robustness=(rep.robustness or {}).get("measured_score"),
+        latency_p50_ms=timing["p50_ms"], latency_p99_ms=timing["p99_ms"],
+        availability=st["answered"] / st["requests"] if st["requests"] else None)
+    if not any(f.severity == "fail" for f in fs) and not power["sufficient"]:
+        fs.add("warn", "power", "no identity or claim test reached its stated power "
+               f"({_power_text(power)}): inconclusive")
+    rep.findings = list(fs)
+    rep.verdict = "fail" if any(f.severity == "fail" for f in fs) else (
+        "pass" if power["sufficient"] else "inconclusive")
+    rep.duration_s = round(time.time() - t0, 3)
+    return rep
 
 
-def _extras(cfg: AuditConfig, info: dict[str, Any], claims: dict[str, Any],
-            report: dict[str, Any], st: _State) -> None:
-    """Robustness and latency runs, when asked for."""
-    from mltrail.audit import latency, robustness
+def power_needed_exact(cfg: AuditConfig) -> int:
+    from mltrail.audit.checks import required_n
 
-    if cfg.robustness is not None:
-        rc = claims.get("robustness") or {}
-        eps = float(cfg.robustness.get("eps", rc.get("eps", 0.2)))
-        cap = int(cfg.robustness.get("query_cap", rc.get("query_cap", 200)))
-        bench = P.benchmark()
-        x, y = robustness.select_per_class(bench.x, bench.y,
-                                           int(cfg.robustness.get("per_class", 3)))
-        with ServiceClient(cfg.target) as c:
-            def query(b: np.ndarray) -> np.ndarray:
-                mb = int(info.get("max_batch", 256))
-                return np.concatenate([c.classify(b[i:i + mb]).probs
-                                       for i in range(0, len(b), mb)])
-            results = [robustness.simba(query, x, y, eps=eps, query_cap=cap),
-                       robustness.square(query, x, y, eps=eps, query_cap=cap)]
-        cmp = robustness.compare_with_claim(results, rc.get("score"))
-        report["robustness"] = {"attacks": [r.summary() for r in results], **cmp}
-        if cmp["meets_claim"] is False:
-            st.find("fail", "robustness", f"robustness score {cmp['measured_score']:.3f} is "
-                    f"below the claimed {rc.get('score')}")
-    if cfg.latency is not None:
-        lc = claims.get("latency")
-        rate = float(cfg.latency.get("rate_qps", (lc or {}).get("rate_qps", 50)))
-        res = latency.run_load(cfg.target, cfg.probes.x[:64], rate_qps=rate,
-                               duration_s=float(cfg.latency.get("duration_s", 2.0)))
-        summary = res.summary(lc)
-        summary["latencies_ms"] = [round(v, 3) for v in res.latencies_ms.tolist()]
-        report["latency"] = summary
-        if summary.get("meets_claim") is False:
-            st.find("fail", "latency", f"p95 {summary['p95_ms']:.1f} ms / error rate "
-                    f"{summary['error_rate']:.3f} miss the claim {lc}")
+    return required_n(0.0, cfg.effect, cfg.alpha, cfg.power)
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(reasons.items()))
+
+
+def _power_text(power: dict[str, Any]) -> str:
+    tests = power.get("tests") or {}
+    if not tests:
+        return "no reference, no labelled or keyed probes, no claim to test"
+    return "; ".join(f"{n} {v['n']}/{v['needed'] or 'decision'}" for n, v in tests.items())
+
+
+def _traffic(traffic: list[Submission], ref: Any, exact: ExactComparison | None,
+             bank: TestBank, verifier: ReceiptVerifier | None, claimed: dict[str, Any],
+             fs: Findings) -> dict[str, Any]:
+    """Clients' samples: receipts, recomputed answers, the traffic_* tests, latency."""
+    from mltrail.audit.client import check_outputs
+
+    shape = (1, 8, 8)
+    out: dict[str, Any] = {"submitted": len(traffic), "answered": 0, "failed_reported": 0,
+                           "invalid_receipts": 0, "unusable": 0, "checked_inputs": 0,
+                           "mismatch_examples": []}
+    lat: list[float] = []
+    seen = 0
+    for s in traffic:
+        if s.status != 200:
+            out["failed_reported"] += 1
+            continue
+        try:
+            batch = s.batch(shape)
+        except ValueError:
+            out["unusable"] += 1
+            continue
+        resp = s.response or {}
+        outputs = resp.get("outputs")
+        if check_outputs(outputs, len(batch), claimed.get("classes")):
+            out["unusable"] += 1
+            continue
+        assert isinstance(outputs, list)
+        out["answered"] += 1
+        lat.append(s.latency_ms)
+        if verifier is not None:
+            chk = verifier.check(resp.get("receipt"), batch=batch, outputs=outputs,
+                                 nonce=s.request.nonce, sent_at=s.sent_at_ms / 1000)
+            if not chk.ok:
+                out["invalid_receipts"] += 1
+                continue  # an unsigned answer proves nothing about the provider
+        labels = np.array([o["label"] for o in outputs])
+        probs = np.array([o["probs"] for o in outputs], dtype=np.float64)
+        refo = _ref_outputs(ref, batch)
+        if refo is None:
+            continue
+        for i in range(len(batch)):
+            seen += 1
+            bank.pair("traffic_", int(labels[i]), probs[i], int(refo[0][i]), refo[1][i], seen)
+            if int(labels[i]) != int(refo[0][i]) and len(out["mismatch_examples"]) < 5:
+                out["mismatch_examples"].append({"sent_at_ms": s.sent_at_ms,
+                                                 "nonce": s.request.nonce,
+                                                 "got": int(labels[i]),
+                                                 "reference": int(refo[0][i])})
+    out["checked_inputs"] = seen
+    if lat:
+        arr = np.array(lat)
+        out |= {f"latency_p{p}_ms": float(np.percentile(arr, p)) for p in (50, 95, 99)}
+    if out["invalid_receipts"]:
+        fs.add("warn", "traffic", f"{out['invalid_receipts']} submitted answer(s) without a "
+               "valid receipt (ignored: they prove nothing)")
+    return out
 
 
 def record_verdict(ledger: Ledger, service_id: str, report_bytes: bytes,
                    verdict: str) -> dict[str, Any]:
-    """Store the report and move the service artefact to ``audited`` or ``suspended``."""
+    """Store the report; move the service to the bound ``audited`` state on a pass, to
+    ``suspended`` on a fail; an ``inconclusive`` audit is stored and moves nothing."""
     digest = ledger.home.store.put(report_bytes)
+    if verdict == "inconclusive":
+        art = ledger.artefact(service_id)
+        return {"service": art.id, "state": art.state, "report_digest": digest,
+                "tx_hash": None, "block": None, "gas_used": None}
     state = ledger.lifecycle.bound_state("audit", "audited" if verdict == "pass" else "suspended")
     tx = ledger.transition(service_id, state, evidence_digest=digest)
     return {"service": service_id, "state": state, "report_digest": digest,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -30,6 +31,8 @@ from mltrail.audit.receipts import public_key_b64, sign_receipt
 MAX_BATCH = 256
 MAX_BODY = 4 << 20
 MAX_NONCE = 128
+MAX_DEPTH = 8          # JSON nesting: {"inputs": [[[[x]]]]} needs 5
+MAX_STRING = 4096      # any JSON string in a request, in characters
 
 
 class ApiError(Exception):
@@ -45,18 +48,89 @@ def _no_constants(name: str) -> float:
     raise ApiError(422, f"non-finite value {name} in request (inputs must be finite numbers)")
 
 
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def check_limits(raw: bytes, max_depth: int = MAX_DEPTH, max_string: int = MAX_STRING) -> None:
+    """Nesting and string limits on raw JSON bytes, checked before parsing."""
+    longest = 0
+    for m in _STRING.finditer(raw):
+        longest = max(longest, m.end() - m.start() - 2)
+    if longest > max_string * 6:  # a character is at most 6 bytes of JSON (\uXXXX)
+        raise ApiError(413, f"a JSON string exceeds {max_string} characters")
+    bare = np.frombuffer(_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (np.isin(bare, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(bare, (ord("]"), ord("}"))).astype(np.int64))
+    if len(steps) and int(np.cumsum(steps).max()) > max_depth:
+        raise ApiError(413, f"JSON nested deeper than {max_depth} levels")
+
+
+def _strict_strings(obj: Any) -> None:
+    """Reject strings JSON allows but UTF-8 cannot carry (lone surrogates, via \\ud800)."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ApiError(400, "invalid Unicode in request (lone surrogate)") from exc
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _strict_strings(k)
+            _strict_strings(v)
+    elif isinstance(obj, list) and obj and not isinstance(obj[0], int | float | list):
+        for v in obj:
+            _strict_strings(v)
+
+
 async def read_json(request: Request, max_body: int = MAX_BODY) -> Any:
-    """The request's JSON body, or an :class:`ApiError` saying what is wrong with it."""
+    """The request's JSON body, or an :class:`ApiError` saying what is wrong with it.
+
+    Limits come first (declared and actual size, nesting, string length), then strict
+    UTF-8 decoding, then parsing; nothing a client sends gets a 5xx."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_body:
+    if declared is not None and not declared.strip().isdigit():
+        raise ApiError(400, "Content-Length is not a number")
+    if declared and int(declared) > max_body:
         raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {max_body}")
-    raw = await request.body()
-    if len(raw) > max_body:
-        raise ApiError(413, f"request body of {len(raw)} bytes exceeds the limit of {max_body}")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_body:
+            raise ApiError(413, f"request body exceeds the limit of {max_body} bytes")
+    if declared and int(declared) != len(raw):
+        raise ApiError(400, f"Content-Length {declared} differs from the body's {len(raw)}")
+    data = bytes(raw)
+    check_limits(data)
     try:
-        return json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from exc
+    try:
+        obj = json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"malformed JSON: {str(exc)[:200]}") from exc
+    _strict_strings(obj)
+    return obj
+
+
+def classify_openapi(shape: tuple[int, ...], max_batch: int) -> dict[str, Any]:
+    """The request body's schema for the OpenAPI document (the handler parses by hand,
+    limits first, so FastAPI cannot derive it)."""
+    size = math.prod(shape)
+    num = {"type": "number"}
+    nested: dict[str, Any] = num
+    for d in reversed(shape):
+        nested = {"type": "array", "items": nested, "minItems": d, "maxItems": d}
+    flat = {"type": "array", "items": num, "minItems": size, "maxItems": size}
+    schema = {"type": "object", "additionalProperties": False, "required": ["inputs"],
+              "properties": {
+                  "inputs": {"type": "array", "minItems": 1, "maxItems": max_batch,
+                             "items": {"anyOf": [flat, nested]}},
+                  "nonce": {"type": "string", "maxLength": MAX_NONCE}}}
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}},
+            "responses": {"400": {"description": "malformed body"},
+                          "413": {"description": "over a limit"},
+                          "422": {"description": "invalid request"}}}
 
 
 def parse_classify(payload: Any, input_shape: tuple[int, ...],
@@ -68,16 +142,20 @@ def parse_classify(payload: Any, input_shape: tuple[int, ...],
     if extra:
         raise ApiError(422, f"unknown field(s): {', '.join(sorted(extra))}")
     nonce = payload.get("nonce")
-    if nonce is not None and (not isinstance(nonce, str) or len(nonce) > MAX_NONCE):
-        raise ApiError(422, f"nonce must be a string of at most {MAX_NONCE} characters")
+    if nonce is not None and (not isinstance(nonce, str) or len(nonce) > MAX_NONCE
+                              or not nonce.isprintable()):
+        raise ApiError(422, f"nonce must be a printable string of at most {MAX_NONCE} "
+                       "characters")
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ApiError(422, "inputs must be a non-empty list")
     if len(inputs) > max_batch:
         raise ApiError(413, f"batch of {len(inputs)} inputs exceeds the limit of {max_batch}")
     try:
+        if any(isinstance(v, bool) for v in _leaves(inputs)):
+            raise TypeError("booleans are not numbers")
         arr = np.asarray(inputs, dtype=np.float64)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ApiError(422, "inputs must be numeric arrays of one shape "
                        f"{list(input_shape)} (or flat {math.prod(input_shape)})") from exc
     size = math.prod(input_shape)
@@ -91,6 +169,14 @@ def parse_classify(payload: Any, input_shape: tuple[int, ...],
     if not np.isfinite(batch).all():
         raise ApiError(422, "inputs contain non-finite values (NaN, Infinity or float32 overflow)")
     return batch, nonce
+
+
+def _leaves(obj: Any) -> Any:
+    if isinstance(obj, list):
+        for v in obj:
+            yield from _leaves(v)
+    else:
+        yield obj
 
 
 def outputs_of(probs: np.ndarray) -> list[dict[str, Any]]:
@@ -135,7 +221,7 @@ def create_app(model: nn.Module, card: ModelCard, model_digest: str, key: Ed2551
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/classify")
+    @app.post("/v1/classify", openapi_extra=classify_openapi(shape, max_batch))
     async def classify(request: Request) -> JSONResponse:
         batch, nonce = parse_classify(await read_json(request), shape, max_batch)
         outputs = outputs_of(infer(batch))

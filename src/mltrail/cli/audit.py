@@ -122,17 +122,67 @@ def probes_make(
          f"wrote {len(ps)} probes to {out} {ps.counts()}")
 
 
+@app.command("register")
+def register(
+    target: Annotated[str, typer.Option("--target", help="URL of the running service; its "
+                                        "/v1/model supplies the claims to sign.")],
+    name: Annotated[str, typer.Option("--name", help="Service name.")],
+    model_id: Annotated[str | None, typer.Option("--model-id", help="The model artefact the "
+                                                 "service serves (its parent).")] = None,
+    reference: Annotated[str | None, typer.Option("--reference", help="URL of a reference "
+                                                  "service to compare against.")] = None,
+    availability: Annotated[float | None, typer.Option("--availability", min=0.5, max=1.0,
+                                                       help="Claimed share of requests "
+                                                       "answered.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a service with its signed claims (taken from --target now, then fixed)."""
+    from mltrail.audit.claims import ServiceClaims, register_service
+    from mltrail.audit.client import ServiceClient
+    from mltrail.audit.models import Claims
+
+    with ServiceClient(target) as c:
+        info = c.info()
+    try:
+        claims = ServiceClaims(
+            name=name, endpoint=target, model_digest=info["model_digest"],
+            public_key=info["public_key"], seed_config=info.get("seed_config"),
+            reference=reference, claims=Claims.model_validate(info.get("claims") or {}),
+            input_shape=info.get("input_shape") or [1, 8, 8],
+            classes=int(info.get("classes") or 10), message_class=info.get("message_class"),
+            max_batch=int(info.get("max_batch") or 256))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InputError(f"{target}/v1/model is not a usable model description: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    if availability is not None:
+        claims.claims.availability = availability
+    with open_ledger() as led:
+        reg, digest = register_service(led, claims, model_id=model_id)
+    emit({"artefact_id": reg.artefact_id, "claims_digest": digest, "tx_hash": reg.tx_hash,
+          "block": reg.block, "gas_used": reg.gas_used}, as_json,
+         f"registered service {reg.artefact_id} with claims {digest[:19]}")
+
+
 @app.command("run")
 def run(
-    target: Annotated[str, typer.Option("--target", help="URL of the service to audit.")],
-    probes: Annotated[Path, typer.Option("--probes", help="Probe file (audit probes make).")],
+    service: Annotated[str | None, typer.Argument(
+        help="Service artefact id: its claims come from the ledger and the verdict is "
+        "recorded there.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="URL to audit (default: the "
+                                               "endpoint in the ledger claims).")] = None,
+    probes: Annotated[Path | None, typer.Option("--probes", help="Probe file (default: "
+                                                "fresh probes from a secret seed).")] = None,
+    traffic: Annotated[Path | None, typer.Option("--traffic", help="Clients' submissions "
+                                                 "(JSON lines, docs/receipts.md).")] = None,
     reference: Annotated[str | None, typer.Option("--reference", help="URL of the genuine "
                                                   "supplier.")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="The claimed model file.")] = None,
     pubkey: Annotated[str | None, typer.Option("--pubkey", help="The supplier's Ed25519 "
                                                "public key (base64) to pin.")] = None,
     alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5)] = 0.05,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256,
+                                            help="Largest request (sizes are drawn "
+                                            "1..N).")] = 32,
     max_queries: Annotated[int | None, typer.Option("--max-queries", min=1)] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=0.5,
                                              help="Allowed label disagreement rate.")] = 0.0,
@@ -144,70 +194,138 @@ def run(
     latency: Annotated[bool, typer.Option("--latency", help="Open-loop Poisson load.")] = False,
     rate: Annotated[float | None, typer.Option("--rate", help="Load rate (q/s).")] = None,
     duration: Annotated[float, typer.Option("--duration")] = 2.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Per-request "
+                                           "timeout (s); a timeout counts against "
+                                           "availability.")] = 10.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="Probe and batch-size seed "
+                                             "(default: secret, random).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
-    service: Annotated[str | None, typer.Option(
-        "--service", help="Service artefact id: store the report, move it to "
-        "audited/suspended.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Audit TARGET: is it the claimed model, with valid receipts and kept claims?"""
+    """Audit SERVICE (claims from the ledger) or --target: is it the claimed model?"""
     from mltrail.audit import report as R
     from mltrail.audit.probes import ProbeSet
     from mltrail.audit.runner import AuditConfig, record_verdict, run_audit
 
     if reference and model:
         raise InputError("give --reference or --model, not both")
-    ps = ProbeSet.load(probes)
+    if service is None and target is None:
+        raise InputError("give a SERVICE id (claims from the ledger) or --target URL")
+    ps = ProbeSet.load(probes) if probes else None
     rob = None
     if robustness:
         rob = {k: v for k, v in (("eps", eps), ("query_cap", query_cap)) if v is not None}
     lat = None
     if latency:
         lat = {"duration_s": duration, **({"rate_qps": rate} if rate else {})}
-    total = min(len(ps), max_queries or len(ps))
+    loaded = None
+    subs = None
+    if service is not None:
+        from mltrail.audit.claims import load_claims
+
+        with open_ledger() as led:
+            loaded = load_claims(led, service)
+    if traffic is not None:
+        from mltrail.audit.traffic import read_submissions
+
+        subs = read_submissions(traffic, loaded.service_id if loaded else None)
+    total = min(len(ps) if ps else (max_queries or 300), max_queries or 10**9)
     with progress("auditing", total, show_progress(as_json)) as advance:
         cfg = AuditConfig(target=target, probes=ps, reference_url=reference,
+                          claims=loaded.claims if loaded else None,
+                          service_id=loaded.service_id if loaded else None,
+                          claims_digest=loaded.digest if loaded else None, traffic=subs,
                           model_path=str(model) if model else None, public_key=pubkey,
                           alpha=alpha, batch_size=batch_size, max_queries=max_queries,
                           identity_tolerance=tolerance, stop_on_alarm=stop_on_alarm,
                           require_receipts=require_receipts, robustness=rob, latency=lat,
-                          on_progress=advance)
+                          timeout_s=timeout, seed=seed, on_progress=advance)
         rep = run_audit(cfg)
-    raw = R.to_json_bytes(rep)
+    raw = R.to_json_bytes(rep.to_dict())
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(raw)
+        from mltrail._fs import atomic_write
+
+        atomic_write(out, raw)
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(R.to_html(json.loads(raw)))
-    summary: dict[str, Any] = {"verdict": rep["verdict"], "queries": rep["queries"],
-                               "first_alarm_at": rep["first_alarm_at"],
-                               "findings": rep["findings"], "receipts": {
-                                   k: rep["receipts"][k] for k in ("valid", "invalid", "missing")},
+        from mltrail._fs import atomic_write
+
+        atomic_write(html, R.to_html(json.loads(raw)).encode())
+    summary: dict[str, Any] = {"verdict": rep.verdict, "queries": rep.queries,
+                               "first_alarm_at": rep.first_alarm_at,
+                               "metrics": rep.metrics.model_dump(),
+                               "findings": [f.model_dump() for f in rep.findings],
+                               "receipts": {k: rep.receipts[k]
+                                            for k in ("valid", "invalid", "missing")},
                                "report": str(out) if out else None,
                                "html": str(html) if html else None}
-    if service:
+    if loaded is not None:
         with open_ledger() as led:
-            art = led.artefact(service)
-            summary["ledger"] = record_verdict(led, art.id, raw, rep["verdict"])
+            summary["ledger"] = record_verdict(led, loaded.service_id, raw, rep.verdict)
+        summary |= {k: summary["ledger"][k] for k in ("tx_hash", "block", "gas_used")}
 
     def human() -> None:
+        from rich.markup import escape
+
         from mltrail.cli.common import console
 
-        color = "green" if rep["verdict"] == "pass" else "red"
-        alarm = "no alarm" if rep["first_alarm_at"] is None else \
-            f"first alarm at query {rep['first_alarm_at']}"
-        console.print(f"verdict: [bold {color}]{rep['verdict']}[/] after {rep['queries']} "
+        color = {"pass": "green", "fail": "red"}.get(rep.verdict, "yellow")
+        alarm = "no alarm" if rep.first_alarm_at is None else \
+            f"first alarm at query {rep.first_alarm_at}"
+        console.print(f"verdict: [bold {color}]{rep.verdict}[/] after {rep.queries} "
                       f"queries ({alarm})")
-        for f in rep["findings"]:
-            console.print(f"  [{f['severity']}] {f['check']}: {f['message']}", highlight=False)
+        for f in rep.findings:
+            console.print(escape(f"  [{f.severity}] {f.check}: {f.message}"), highlight=False)
         if "ledger" in summary:
             lg = summary["ledger"]
-            console.print(f"  ledger: {lg['service'][:12]} -> {lg['state']}  evidence "
-                          f"{lg['report_digest'][:19]}  tx {lg['tx_hash']}")
+            moved = f"-> {lg['state']}" if lg["tx_hash"] else f"stays {lg['state']}"
+            console.print(escape(f"  ledger: {lg['service'][:12]} {moved}  evidence "
+                                 f"{lg['report_digest'][:19]}  tx {lg['tx_hash']}"),
+                          highlight=False)
 
     emit(summary, as_json, human)
-    if rep["verdict"] != "pass":
-        first = next(f for f in rep["findings"] if f["severity"] == "fail")
-        raise VerificationError(f"audit failed: {first['check']}: {first['message']}")
+    if rep.verdict != "pass":
+        first = rep.first_failure() or next(iter(rep.findings[::-1]), None)
+        what = f"{first.check}: {first.message}" if first else "no test ran"
+        word = "failed" if rep.verdict == "fail" else "inconclusive"
+        raise VerificationError(f"audit {word}: {what}")
+
+
+@app.command("submit")
+def submit_cmd(
+    samples: Annotated[Path, typer.Argument(help="Clients' samples (JSON lines).")],
+    auditor: Annotated[str, typer.Option("--auditor", help="URL of the auditor's inbox.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Forward a client's sampled (input, response, receipt) triples to an auditor."""
+    from mltrail.audit.traffic import read_submissions, submit
+
+    res = submit(auditor, read_submissions(samples))
+    emit(res, as_json, f"submitted {res['submitted']}: {res['accepted']} accepted, "
+         f"{len(res['rejected'])} rejected")
+    if res["rejected"]:
+        raise VerificationError(f"{len(res['rejected'])} submission(s) rejected: "
+                                f"{res['rejected'][0]['reason']}")
+
+
+@app.command("inbox")
+def inbox(
+    services: Annotated[list[str], typer.Argument(help="Service artefact ids to accept.")],
+    folder: Annotated[Path, typer.Option("--dir", help="Where accepted submissions go.")],
+    port: Annotated[int, typer.Option("--port")] = 8010,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port_file: Annotated[Path | None, typer.Option("--port-file")] = None,
+) -> None:
+    """Serve the auditor's inbox for clients' submissions (keys from the ledger claims)."""
+    from mltrail.audit.claims import load_claims
+    from mltrail.audit.service import serve_forever
+    from mltrail.audit.traffic import create_inbox_app
+    from mltrail.cli.serve import announce
+
+    keys = {}
+    with open_ledger() as led:
+        for sid in services:
+            lc = load_claims(led, sid)
+            keys[lc.service_id] = (lc.claims.public_key, lc.claims.model_digest)
+    serve_forever(create_inbox_app(folder, keys), host, port,
+                  announce(f"audit inbox for {len(keys)} service(s)", host, port_file))

@@ -17,7 +17,7 @@ PortFileOpt = Annotated[Path | None, typer.Option("--port-file", help="Write the
                                                   "here once listening is possible.")]
 
 
-def _announce(what: str, host: str, port_file: Path | None) -> Callable[[int], None]:
+def announce(what: str, host: str, port_file: Path | None) -> Callable[[int], None]:
     def bound(port: int) -> None:
         if port_file is not None:
             from mltrail._fs import atomic_write
@@ -48,7 +48,7 @@ def serve_model(
     torch.set_num_threads(threads)
     net, card, digest = load_model(model)
     app = create_app(net, card, digest, load_or_create_key(key), max_batch=max_batch)
-    serve_forever(app, host, port, _announce(f"serving {card.name} {digest[:19]}", host,
+    serve_forever(app, host, port, announce(f"serving {card.name} {digest[:19]}", host,
                                              port_file))
 
 
@@ -86,7 +86,7 @@ def serve_proxy(
         known = KnownSet.of(np.concatenate([x_tr, x_te]))
     app = create_proxy_app(upstream, pmode, lambda b: predict(net, b),
                            receipts=receipts, known=known, seed=seed)  # type: ignore[arg-type]
-    serve_forever(app, host, port, _announce(f"proxy ({mode}) for {upstream}", host, port_file))
+    serve_forever(app, host, port, announce(f"proxy ({mode}) for {upstream}", host, port_file))
 
 
 def install(app: typer.Typer) -> None:

@@ -24,10 +24,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mltrail.audit.client import async_transport
+from mltrail.audit.models import INPUT_SHAPE
 from mltrail.audit.receipts import sign_receipt
 from mltrail.audit.service import (
     MAX_BATCH,
     ApiError,
+    classify_openapi,
     install_error_handlers,
     outputs_of,
     parse_classify,
@@ -132,7 +134,7 @@ def create_proxy_app(upstream: str, mode: ProxyMode,
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/classify")
+    @app.post("/v1/classify", openapi_extra=classify_openapi(INPUT_SHAPE, max_batch))
     async def classify(request: Request) -> JSONResponse:
         meta = await info()
         batch, nonce = parse_classify(await read_json(request), tuple(meta["input_shape"]),

@@ -1,0 +1,251 @@
+"""Issue 8's measurements (called by bench/audit.py; never part of `make test`).
+
+* distances: nearest-public-sample distance per probe set against new data (AUC of a
+  memorising provider's "small distance = probe" rule; 0.5 = cannot tell);
+* cheaters: each cheating supplier of mltrail.testing.audit_* audited over many seeds with
+  fresh probes and ledger-style claims: verdicts and queries to the first alarm; the
+  honest supplier's false-alarm rate at alpha = 0.05;
+* skimmer: a supplier that substitutes 2% of customers' requests and forwards every
+  probe: alarms from probes alone, and clients' samples needed to catch it;
+* submission_throughput: submissions per second through the auditor's inbox.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.05
+LATENCY = {"rate_qps": 20, "p95_ms": 300}
+
+
+def _setup(tmp: Path) -> dict[str, Any]:
+    import torch
+
+    from mltrail.audit import models as M
+    from mltrail.audit.receipts import load_or_create_key, public_key_b64
+    from mltrail.reference import train_seeded
+
+    torch.set_num_threads(1)
+    cfg = {"seed": 1, "arch": {"type": "mlp", "hidden": [64]}, "epochs": 2}
+    net, _ = train_seeded(cfg)
+    net.eval()
+    acc = M.accuracy_of(net, *M.digits()[2:])
+    card = M.ModelCard(name="digits-mlp", arch=cfg["arch"], classes=10, seed_config=cfg,
+                       claims=M.Claims(accuracy=round(int(acc * 100) / 100, 2),
+                                       latency=M.LatencyClaim(**LATENCY)))
+    path = tmp / "model.safetensors"
+    digest = M.save_model(net, card, path)
+    key = load_or_create_key(None)
+    return {"net": net, "card": card, "digest": digest, "path": path, "key": key,
+            "pub": public_key_b64(key.public_key()), "cheap": M.cheap_model()[0]}
+
+
+def _serve(env: dict[str, Any], cheat: Any, card: Any = None) -> Any:
+    from mltrail.audit.service import serve_in_thread
+    from mltrail.testing.audit_base import build_app
+
+    return serve_in_thread(build_app(cheat, env["net"], card or env["card"], env["digest"],
+                                     env["key"], env["cheap"]))
+
+
+def _claims(env: dict[str, Any], url: str, card: Any = None) -> Any:
+    from mltrail.audit.claims import ServiceClaims
+
+    return ServiceClaims.from_card(card or env["card"], model_digest=env["digest"],
+                                   public_key=env["pub"], endpoint=url)
+
+
+def distances(quick: bool) -> dict[str, Any]:
+    from mltrail.audit import probes as P
+    from mltrail.audit.fresh import distance_report
+    from mltrail.audit.models import augment
+    from mltrail.testing.audit_base import PublicIndex
+    from mltrail.testing.audit_detector import Detector
+    from mltrail.testing.audit_memoriser import Memoriser
+
+    n = 200 if quick else 450
+    rng = np.random.default_rng(0)
+    bench = P.benchmark(n)
+    aug = augment(bench.x, rng)
+    containers = np.clip(aug + 0.15 * np.tanh(rng.normal(0, 1, aug.shape)), 0, 1)
+    sets = {"benchmark": bench.x, "ordinary_augmented": aug,
+            "container_like (bounded residual on augmented covers)":
+                containers.astype(np.float32),
+            "fresh": P.fresh(n, seed=123).x}
+    rep = distance_report(sets, n_new=None)
+    mem, det = Memoriser(), Detector()
+    idx = PublicIndex.get()
+    new_x = idx.public
+    rep["memoriser_threshold"] = mem.threshold
+    for name, xs in sets.items():
+        rep[name]["memoriser_forwards"] = float(mem.decide(xs, None, 0.0).genuine.mean())
+        rep[name]["detector_flags"] = float(det.is_probe(xs).mean())
+    rep["new_data"]["memoriser_forwards"] = float(
+        (idx.distance(new_x, skip_self=True) < mem.threshold).mean())
+    rep["new_data"]["detector_flags_leave_one_out"] = float(
+        det.model.predict(_det_features(new_x)).mean())
+    return rep
+
+
+def _det_features(x: np.ndarray) -> np.ndarray:
+    from mltrail.testing.audit_base import PublicIndex
+    from mltrail.testing.audit_detector import features
+
+    return features(x, PublicIndex.get(), skip_self=True)
+
+
+def _run(env: dict[str, Any], claims: Any, seed: int, **kw: Any) -> Any:
+    from mltrail.audit.runner import AuditConfig, run_audit
+
+    return run_audit(AuditConfig(claims=claims, model_path=str(env["path"]), seed=seed,
+                                 stop_on_alarm=True, **kw))
+
+
+def cheaters(quick: bool) -> dict[str, Any]:
+    from mltrail.audit.models import Claims
+    from mltrail.testing.audit_base import Cheat
+    from mltrail.testing.audit_detector import Detector
+    from mltrail.testing.audit_memoriser import Memoriser
+    from mltrail.testing.audit_refuser import Refuser
+    from mltrail.testing.audit_slowpoke import Slowpoke
+    from mltrail.testing.audit_stripper import Stripper
+
+    seeds = 5 if quick else 20
+    honest_seeds = 20 if quick else 100
+    cap = 200
+    out: dict[str, Any] = {"alpha": ALPHA, "max_queries": cap, "probes": "fresh",
+                           "reference": "claimed model file"}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _setup(Path(tmp))
+        stripped = env["card"].model_copy(update={"seed_config": None, "claims": Claims()})
+        cases: list[tuple[str, Any, Any, int]] = [
+            ("memoriser", Memoriser(), None, seeds),
+            ("detector", Detector(), None, seeds),
+            ("stripper (ledger holds the true claims)", Stripper(), None, seeds),
+            ("stripper (operator registered stripped claims)", Stripper(), stripped, seeds),
+            ("slowpoke (0.6 s for non-audit traffic; claim p95 300 ms)",
+             Slowpoke(delay_s=0.6), None, seeds),
+            ("refuser", Refuser(), None, seeds),
+            ("honest", Cheat(), None, honest_seeds)]
+        for name, cheat, card, n in cases:
+            srv = _serve(env, cheat)
+            claims = _claims(env, srv.url, card)
+            verdicts: dict[str, int] = {}
+            alarms = []
+            t = time.perf_counter()
+            for seed in range(n):
+                # stripped claims name no seed config and no reference: nothing to compare
+                rep = _run(env, claims, 1000 + seed, max_queries=cap) if card is None \
+                    else _run_plain(claims, 1000 + seed, cap)
+                verdicts[rep.verdict] = verdicts.get(rep.verdict, 0) + 1
+                if rep.verdict == "fail":
+                    alarms.append(rep.first_alarm_at or 0)
+            srv.stop()
+            out[name] = {"seeds": n, "verdicts": verdicts,
+                         "caught_rate": verdicts.get("fail", 0) / n,
+                         "queries_to_alarm_median": float(np.median(alarms)) if alarms else None,
+                         "queries_to_alarm_max": int(max(alarms)) if alarms else None,
+                         "wall_s": round(time.perf_counter() - t, 1)}
+        out["honest_false_alarm_rate"] = out["honest"]["verdicts"].get("fail", 0) / honest_seeds
+    return out
+
+
+def _run_plain(claims: Any, seed: int, cap: int) -> Any:
+    from mltrail.audit.runner import AuditConfig, run_audit
+
+    return run_audit(AuditConfig(claims=claims, seed=seed, max_queries=cap,
+                                 stop_on_alarm=True))
+
+
+def skimmer(quick: bool, fraction: float = 0.02) -> dict[str, Any]:
+    """Samples (every exchange sampled here; divide by the sampling rate for traffic)."""
+    from mltrail.audit import probes as P
+    from mltrail.audit.runner import AuditConfig, run_audit
+    from mltrail.audit.traffic import SamplingClient
+    from mltrail.testing.audit_base import Cheat
+    from mltrail.testing.audit_skimmer import Skimmer
+
+    seeds = 5 if quick else 20
+    n_req = 600 if quick else 1000
+    sid = "0x" + "cd" * 32
+    caught_at: list[float] = []
+    probe_alarms = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _setup(Path(tmp))
+        audited = _serve(env, Cheat())
+        claims = _claims(env, audited.url)
+        for seed in range(seeds):
+            srv = _serve(env, Skimmer(fraction=fraction, seed=seed))
+            client = SamplingClient(srv.url, sid, rate=1.0)
+            x = P.fresh(n_req, seed=5000 + seed).x
+            rng = np.random.default_rng(seed)
+            i = 0
+            while i < n_req:
+                k = int(rng.integers(1, 5))
+                client.classify(x[i:i + k])
+                i += k
+            subs = list(client.sample)
+            client.close()
+            srv.stop()
+            probes_rep = run_audit(AuditConfig(claims=claims, model_path=str(env["path"]),
+                                               seed=seed, max_queries=500))
+            probe_alarms += probes_rep.verdict == "fail"
+            rep = run_audit(AuditConfig(claims=claims, model_path=str(env["path"]), seed=seed,
+                                        max_queries=1, traffic=subs))
+            at = rep.sequential.get("traffic_distribution", {}).get("rejected_at_query")
+            if at is None:
+                caught_at.append(float("inf"))
+                continue
+            seen = 0
+            for j, s in enumerate(subs, 1):
+                seen += len(s.request.inputs)
+                if seen >= at:
+                    caught_at.append(float(j))
+                    break
+        audited.stop()
+    arr = np.array(caught_at)
+    fin = arr[np.isfinite(arr)]
+    return {"fraction_substituted": fraction, "seeds": seeds, "requests_per_seed": n_req,
+            "probe_only_audits_500_queries_caught": probe_alarms,
+            "samples_to_catch_median": float(np.median(fin)) if len(fin) else None,
+            "samples_to_catch_p90": float(np.percentile(fin, 90)) if len(fin) else None,
+            "caught_within_requests": float(np.isfinite(arr).mean()),
+            "traffic_needed_at_1pct_sampling_median": float(np.median(fin)) * 100
+            if len(fin) else None,
+            "expected_by_geometry": 1 / fraction}
+
+
+def submission_throughput(quick: bool) -> dict[str, Any]:
+    from mltrail.audit.service import serve_in_thread
+    from mltrail.audit.traffic import SamplingClient, create_inbox_app, submit
+    from mltrail.testing.audit_base import Cheat
+
+    n = 500 if quick else 2000
+    sid = "0x" + "ef" * 32
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _setup(Path(tmp))
+        srv = _serve(env, Cheat())
+        client = SamplingClient(srv.url, sid, rate=1.0)
+        from mltrail.audit import probes as P
+
+        x = P.fresh(64, seed=1).x
+        t = time.perf_counter()
+        for i in range(min(n, 400)):
+            client.classify(x[i % 64: i % 64 + 1])
+        client_s = (time.perf_counter() - t) / min(n, 400)
+        subs = (client.sample * (n // len(client.sample) + 1))[:n]
+        client.close()
+        srv.stop()
+        with serve_in_thread(create_inbox_app(Path(tmp) / "inbox",
+                                              {sid: (env["pub"], env["digest"])})) as inbox:
+            t = time.perf_counter()
+            res = submit(inbox.url, subs)
+            dt = time.perf_counter() - t
+    return {"submissions": n, "accepted": res["accepted"],
+            "submissions_per_s": n / dt, "inputs_per_submission": 1,
+            "client_request_ms_incl_sampling": client_s * 1000}

@@ -1,0 +1,185 @@
+"""What every cheating supplier of :mod:`mltrail.testing` shares: one HTTP service.
+
+A cheating supplier holds the genuine model, a cheap substitute and the genuine
+receipt key, so its receipts always verify. A :class:`Cheat` decides, per request, which
+inputs get the genuine model, how long to stall, whether to refuse, and what
+``/v1/model`` advertises; this module turns that into a service (:func:`build_app`) and
+a process (:func:`main`, ``python -m mltrail.testing.audit_<name> MODEL --cheap-model
+... --port-file ...``). Nothing in the auditor imports from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from mltrail.audit.models import ModelCard, predict
+from mltrail.audit.receipts import public_key_b64, sign_receipt
+from mltrail.audit.service import (
+    classify_openapi,
+    install_error_handlers,
+    outputs_of,
+    parse_classify,
+    read_json,
+)
+
+
+@dataclass
+class Decision:
+    genuine: np.ndarray              # per input: answer with the genuine model?
+    delay_s: float = 0.0
+    refuse: bool = False
+
+
+@dataclass
+class Cheat:
+    """The honest baseline: every input genuine, no stall, true claims."""
+
+    name: str = "honest"
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def advertise(self, info: dict[str, Any]) -> dict[str, Any]:
+        return info
+
+    def decide(self, batch: np.ndarray, nonce: str | None, now: float) -> Decision:
+        return Decision(np.ones(len(batch), dtype=bool))
+
+    def note(self, audit_like: bool, n: int) -> None:
+        self.log.append({"audit_like": audit_like, "n": n})
+
+
+def build_app(cheat: Cheat, model: torch.nn.Module, card: ModelCard, digest: str,
+              key: Ed25519PrivateKey, cheap: torch.nn.Module, *,
+              max_batch: int = 256) -> FastAPI:
+    app = FastAPI(title=f"supplier ({cheat.name})", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    shape = tuple(card.input_shape)
+    info = cheat.advertise({
+        "name": card.name, "model_digest": digest,
+        "public_key": public_key_b64(key.public_key()), "classes": card.classes,
+        "input_shape": list(shape), "message_class": card.message_class,
+        "claims": card.claims.model_dump(), "seed_config": card.seed_config,
+        "arch": card.arch, "max_batch": max_batch, "receipts": True})
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        return info
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/classify", openapi_extra=classify_openapi(shape, max_batch))
+    async def classify(request: Request) -> JSONResponse:
+        batch, nonce = parse_classify(await read_json(request), shape, max_batch)
+        d = cheat.decide(batch, nonce, time.monotonic())
+        if d.delay_s:
+            await asyncio.sleep(d.delay_s)
+        if d.refuse:
+            return JSONResponse({"error": "service temporarily unavailable"}, status_code=503)
+        probs = predict(model, batch)
+        if not d.genuine.all():
+            cheap_probs = predict(cheap, batch)
+            width = min(probs.shape[1], cheap_probs.shape[1])
+            probs = probs.copy()
+            probs[~d.genuine] = 0.0
+            probs[~d.genuine, :width] = cheap_probs[~d.genuine, :width]
+        outputs = outputs_of(probs)
+        receipt = sign_receipt(key, model_digest=digest, batch=batch, outputs=outputs,
+                               nonce=nonce or "")
+        return JSONResponse({"model_digest": digest, "outputs": outputs, "receipt": receipt})
+
+    return app
+
+
+def main(cheat: Cheat, argv: list[str] | None = None,
+         extra: Any = None) -> None:
+    """Serve ``cheat`` as a process: MODEL (genuine), --cheap-model, --key, --port(-file)."""
+    from mltrail.audit.models import load_model
+    from mltrail.audit.receipts import load_or_create_key
+    from mltrail.audit.service import serve_forever
+
+    ap = argparse.ArgumentParser(prog=f"python -m mltrail.testing.audit_{cheat.name}")
+    ap.add_argument("model")
+    ap.add_argument("--cheap-model", required=True)
+    ap.add_argument("--key", default=None)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", default=None)
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args(argv)
+    if hasattr(cheat, "configure"):
+        cheat.configure(args)
+    torch.set_num_threads(1)
+    net, card, digest = load_model(args.model)
+    cheap = load_model(args.cheap_model)[0]
+    app = build_app(cheat, net, card, digest, load_or_create_key(args.key), cheap)
+
+    def bound(port: int) -> None:
+        if args.port_file:
+            from mltrail._fs import atomic_write
+
+            atomic_write(Path(args.port_file), f"{port}\n".encode())
+        sys.stderr.write(f"{cheat.name} supplier on http://127.0.0.1:{port}\n")
+
+    serve_forever(app, "127.0.0.1", args.port, bound)
+
+
+class PublicIndex:
+    """A cheater's own look-up of the public data set: every public digit and its
+    one-pixel shifts, and the distance from an input to the nearest of them."""
+
+    _cache: PublicIndex | None = None
+
+    def __init__(self) -> None:
+        from mltrail.reference import load_digits_tensors
+
+        d = load_digits_tensors()
+        pub = np.concatenate([d.x_train.numpy(), d.x_test.numpy()])
+        self.public = pub
+        shifted = [np.roll(pub, (dy, dx), axis=(-2, -1)).reshape(len(pub), -1)
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        self.points = np.concatenate(shifted).astype(np.float32)
+        self.norms = (self.points.astype(np.float64) ** 2).sum(1)
+
+    @classmethod
+    def get(cls) -> PublicIndex:
+        if cls._cache is None:
+            cls._cache = cls()
+        return cls._cache
+
+    def distance(self, batch: np.ndarray, skip_self: bool = False) -> np.ndarray:
+        out = np.empty(len(batch))
+        flat = batch.reshape(len(batch), -1).astype(np.float32)
+        for i in range(0, len(flat), 512):
+            q = flat[i:i + 512]
+            d2 = (q.astype(np.float64) ** 2).sum(1)[:, None] + self.norms[None] \
+                - 2.0 * (q @ self.points.T)
+            if skip_self:
+                d2[d2 < 1e-6] = np.inf
+            out[i:i + 512] = np.sqrt(np.maximum(d2.min(1), 0.0))
+        return out
+
+    def new_data_distances(self) -> np.ndarray:
+        """What the cheater expects of its customers' new handwriting: each public digit
+        against all the others."""
+        return self.distance(self.public, skip_self=True)
+
+
+def looks_like_old_probe_nonce(nonce: str | None) -> bool:
+    """The documented client library sends 32 lowercase hex digits; anything else (the
+    auditor's old latency nonces 'load-N', none at all) is suspicious."""
+    if nonce is None or len(nonce) != 32:
+        return True
+    return any(c not in "0123456789abcdef" for c in nonce)
