@@ -72,6 +72,7 @@ def _fresh_funded_key(rpc_url: str) -> bytes:
     import os
 
     from eth_account import Account
+
     from testkit import fund
 
     key = os.urandom(32)

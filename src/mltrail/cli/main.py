@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from mltrail.cli import audit, core, ids, ledger_cmd, pol, roles, serve
+from mltrail.cli import oracle as oracle_cmd
 from mltrail.cli.common import STATE, err_console
 from mltrail.errors import MltrailError
 
@@ -42,6 +43,8 @@ app.add_typer(roles.app, name="roles", help="Grant, revoke and list roles.")
 app.add_typer(ledger_cmd.app, name="ledger", help="Check or rebuild the ledger's event index.")
 app.add_typer(pol.app, name="pol", help="Proof-of-Learning: train, verify, dispute.")
 app.add_typer(audit.app, name="audit", help="Audit an inference service.")
+oracle_cmd.install_audit(audit.app)
+app.add_typer(oracle_cmd.app, name="oracle", help="The auditor network: oracles, stakes, rounds.")
 
 
 def run() -> None:

@@ -176,11 +176,11 @@ class Daemon:
                 return False, True
             if nxt > info.reveal_end:
                 return False, True  # too late: wait for finalisation
-            f = self.state.finding(rid)
-            if f is None:
+            stored = self.state.finding(rid)
+            if stored is None:
                 self.log(f"round {rid}: committed but no stored finding; cannot reveal")
                 return False, True
-            args = self.reveal_args(req, f)
+            args = self.reveal_args(req, stored)
             if args is None:
                 return False, True
             self._try(f"round {rid}: reveal", self.market.reveal, rid, *args)

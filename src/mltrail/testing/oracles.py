@@ -10,7 +10,8 @@ process can be honest in some rounds and cheat in others:
 - ``collude``: the same fixed lie as every other colluder (they agree among themselves);
 - ``copy:<address>``: lazy: does no audit, waits for ``address`` to commit and commits the
   same hash; once the victim reveals (values and salt are public then) it reveals them;
-- ``silent``: commits (a real audit) but never reveals.
+- ``silent``: commits (a real audit) but never reveals;
+- ``hold``: audits but does not commit until the schedule says otherwise.
 
 Run: ``python -m mltrail.testing.oracles --home H --as NAME --schedule FILE [...]``.
 """
@@ -39,6 +40,7 @@ class ScheduledOracle(Daemon):
                  **kw: Any) -> None:
         super().__init__(market, opts, **kw)
         self.schedule = schedule
+        self._tried: set[int] = set()
 
     def behaviour(self, rid: int) -> str:
         try:
@@ -68,6 +70,8 @@ class ScheduledOracle(Daemon):
 
     def commitment_for(self, req: M.Request, f: Finding) -> bytes | None:
         b = self.behaviour(req.round)
+        if b == "hold":
+            return None
         if b.startswith("copy:"):
             ev = self._victim_event(req.round, "Committed", to_checksum_address(b[5:]))
             return bytes(ev["commitment"]) if ev else None
@@ -81,8 +85,9 @@ class ScheduledOracle(Daemon):
         if b.startswith("copy:"):
             victim = to_checksum_address(b[5:])
             ev = self._victim_event(req.round, "Revealed", victim)
-            if ev is None:
+            if ev is None or req.round in self._tried:
                 return None
+            self._tried.add(req.round)
             self.log(f"round {req.round}: copying {victim[:10]}'s reveal")
             return ([int(v) for v in ev["values"]], int(ev["verdict"]),
                     bytes(ev["report_digest"]), bytes(ev["salt"]))
