@@ -9,7 +9,8 @@
         verdict, pays the fee to oracles within tolerance of the medians that voted with the
         majority, slashes those that deviated or did not reveal, and moves the service in
         the registry (this contract holds the registry's auditor role) with the result's
-        digest as evidence. Too few reveals, or a tied vote: no consensus, fee refunded.
+        digest as evidence. Too few reveals, a tied vote, or no reveal within tolerance of
+        the medians: no consensus, fee refunded (non-revealers are still slashed).
 @dev    Metrics (index: unit): 0 agreement with the reference, 1 accuracy, 2 robustness,
         4 availability (parts per million); 3 p99 latency (microseconds). A reveal is packed
         in one slot: value i << 48*i, verdict << 240, 1 << 255 (revealed).
@@ -378,33 +379,38 @@ def finalize(round_id: uint256):
         elif (n - passes) * 2 > n:
             verdict = V_FAIL
     medians: uint256[N] = empty(uint256[N])
-    if verdict == 0:
+    good: DynArray[address, MAX_COMMITTEE] = []
+    bad: DynArray[address, MAX_COMMITTEE] = []
+    if verdict != 0:
+        for m: uint256 in range(N):
+            if (r.metrics >> m) & 1 == 1:
+                col: DynArray[uint256, MAX_COMMITTEE] = []
+                for p: uint256 in packs:
+                    col.append((p >> (48 * m)) & (VALUE_LIMIT - 1))
+                medians[m] = self._median(col)
+        for i: uint256 in range(MAX_COMMITTEE):
+            if i >= n:
+                break
+            p: uint256 = packs[i]
+            ok: bool = (p >> 240) & 255 == verdict
+            for m: uint256 in range(N):
+                if ok and (r.metrics >> m) & 1 == 1:
+                    ok = self._within((p >> (48 * m)) & (VALUE_LIMIT - 1), medians[m], m)
+            if ok:
+                good.append(revealers[i])
+            else:
+                bad.append(revealers[i])
+    if len(good) == 0:
+        # too few reveals, a tied vote, or nobody near the medians: no consensus
         self.rounds[round_id].status = NO_CONSENSUS
         assert extcall self.token.transfer(r.client, r.fee), "token transfer failed"
         log Refunded(round=round_id, client=r.client, amount=r.fee)
         log Finalized(round=round_id, service=r.service, consensus=False, verdict=0,
-                      medians=medians, revealed=n, paid_each=0, moved=False,
+                      medians=empty(uint256[N]), revealed=n, paid_each=0, moved=False,
                       evidence=empty(bytes32))
         return
-    for m: uint256 in range(N):
-        if (r.metrics >> m) & 1 == 1:
-            col: DynArray[uint256, MAX_COMMITTEE] = []
-            for p: uint256 in packs:
-                col.append((p >> (48 * m)) & (VALUE_LIMIT - 1))
-            medians[m] = self._median(col)
-    good: DynArray[address, MAX_COMMITTEE] = []
-    for i: uint256 in range(MAX_COMMITTEE):
-        if i >= n:
-            break
-        p: uint256 = packs[i]
-        ok: bool = (p >> 240) & 255 == verdict
-        for m: uint256 in range(N):
-            if ok and (r.metrics >> m) & 1 == 1:
-                ok = self._within((p >> (48 * m)) & (VALUE_LIMIT - 1), medians[m], m)
-        if ok:
-            good.append(revealers[i])
-        else:
-            self._slash(round_id, revealers[i], DEVIATED)
+    for o: address in bad:
+        self._slash(round_id, o, DEVIATED)
     each: uint256 = r.fee // len(good)
     for o: address in good:
         self.earned[o] += each

@@ -42,7 +42,7 @@ def build_net(tmp: Path, rpc_url: str | None = None, n_oracles: int = 5, stake: 
                 addr = create_identity(h, name, PASSWORD)
                 fund(rpc_url, addr)
                 admin.grant_role(addr, role)
-    names = ORACLES[:n_oracles] + ["client"]
+    names = [f"oracle{i}" for i in range(1, n_oracles + 1)] + ["client"]
     addrs = {}
     for name in names:
         addrs[name] = create_identity(h, name, PASSWORD)
@@ -51,7 +51,7 @@ def build_net(tmp: Path, rpc_url: str | None = None, n_oracles: int = 5, stake: 
 
             fund(rpc_url, addrs[name])
     with Ledger.open(h, password=PASSWORD) as admin:
-        dep = deploy_network(admin, supply=100_000)
+        dep = deploy_network(admin, supply=10**9)
     net = Net(h, dep.network.token, dep.network.market, addrs)
     with Market.open(h, password=PASSWORD) as m:
         m.set_params(**(params or {"commit_window": 200, "reveal_window": 200,
@@ -59,7 +59,7 @@ def build_net(tmp: Path, rpc_url: str | None = None, n_oracles: int = 5, stake: 
         # p99 latency: five oracles load one service on a small machine; accept 3x the median
         m.set_tolerances([20_000, 20_000, 50_000, 500_000, 100_000], [0, 0, 0, 20_000, 0])
         for name in names:
-            m.transfer(addrs[name], 1000)
+            m.transfer(addrs[name], stake + 1000)
             if name != "client":
                 m.admit(addrs[name])
     for name in names[:-1]:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from netkit import ORACLES, Net, build_net, register_service
+
 from testkit import PASSWORD
 
 pytestmark = [pytest.mark.xdist_group("oracle-net"), pytest.mark.slow]
