@@ -127,3 +127,25 @@ def test_amounts_and_metric_names_never_crash(text: str) -> None:
         assert parse_amount(text) >= 0
     with contextlib.suppress(InputError):
         assert mask_names(metrics_mask([text]))
+
+
+def test_another_member_joins_the_network(anvil: str, tmp_path: Path) -> None:
+    from mltrail.errors import InputError, LedgerError
+    from mltrail.ledger.setup import init_home
+    from mltrail.oracle.deploy import join_network
+    from mltrail.oracle.market import Market, load_network
+
+    net = build_net(tmp_path / "a", anvil, n_oracles=1, stake=100)
+    other = init_home(tmp_path / "b" / ".mltrail", password=PASSWORD, rpc_url=anvil,
+                      registry=net.home.settings().registry)  # type: ignore[attr-defined]
+    with pytest.raises(LedgerError, match="not an mltrail AuditMarket"):
+        join_network(other, net.token, net.token)
+    with pytest.raises(InputError, match="not an address"):
+        join_network(other, "0x12", net.market)
+    cfg = join_network(other, net.token, net.market)
+    assert cfg == load_network(other).model_copy(update={})
+    with Market.open(other, password=PASSWORD) as m:
+        assert m.oracle_status(net.addresses["oracle1"])["stake"] == 100
+        assert m.params()["oracle_count"] == 1
+    with pytest.raises(InputError, match="already has an oracle network"):
+        join_network(other, net.token, net.market)
