@@ -149,3 +149,28 @@ def test_another_member_joins_the_network(anvil: str, tmp_path: Path) -> None:
         assert m.params()["oracle_count"] == 1
     with pytest.raises(InputError, match="already has an oracle network"):
         join_network(other, net.token, net.market)
+
+
+def test_a_target_answering_nonsense_fails_without_a_crash() -> None:
+    from fastapi import FastAPI, Request
+
+    from mltrail.audit.service import serve_in_thread
+    from mltrail.oracle.metrics import measure
+
+    app = FastAPI()
+
+    @app.get("/v1/model")
+    async def info() -> dict[str, object]:
+        return {"model_digest": "sha256:" + "00" * 32, "input_shape": [1, 8, 8]}
+
+    @app.post("/v1/classify")
+    async def classify(request: Request) -> dict[str, object]:
+        n = len((await request.json())["inputs"])
+        return {"outputs": [{"label": "seven", "probs": None}] * n}
+
+    srv = serve_in_thread(app)
+    try:
+        m = measure(srv.url, ["agreement", "accuracy"], seed=2)
+    finally:
+        srv.stop()
+    assert m.verdict == "fail" and m.values["agreement"] == 0.0

@@ -214,7 +214,7 @@ def commit(round_id: RoundArg, reference: Annotated[str | None, typer.Option(
         if req is None:
             raise InputError(f"no request for round {round_id}")
         d.state.save_request(req)
-        f = d.state.finding(round_id) or d._audit_and_store(req)
+        f = d.state.finding(round_id) or d.prepare(req)
         tx = m.commit(round_id, bytes.fromhex(f.commitment[2:]))
         _tx(f"round {round_id}: committed {f.commitment[:18]}", tx, as_json,
             round=round_id, commitment=f.commitment)

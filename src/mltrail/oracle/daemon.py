@@ -123,6 +123,8 @@ class Daemon:
                 self.step()
             except (LedgerError, OSError) as exc:  # node briefly away, lock busy: retry
                 self.log(f"ledger unavailable ({exc}); retrying")
+            except MltrailError as exc:  # a refusal or an odd round: log, keep watching
+                self.log(f"error: {exc.message}")
             time.sleep(self.poll_s)
 
     def step(self) -> None:
@@ -165,7 +167,7 @@ class Daemon:
             if not info.commit_open(nxt):
                 self.log(f"round {rid}: missed the commit window")
                 return True, False
-            f = self.state.finding(rid) or self._audit_and_store(req)
+            f = self.state.finding(rid) or self.prepare(req)
             digest = self.commitment_for(req, f)
             if digest is None:
                 return False, False
@@ -190,7 +192,8 @@ class Daemon:
             return False, False
         return False, True
 
-    def _audit_and_store(self, req: M.Request) -> Finding:
+    def prepare(self, req: M.Request) -> Finding:
+        """Audit a request and store the finding and its salt durably (before commit)."""
         m = self.audit(req)
         values = [M.to_units(n, m.values.get(n, 0.0)) if req.metrics >> i & 1 else 0
                   for i, n in enumerate(M.METRICS)]

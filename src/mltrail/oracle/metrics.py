@@ -74,6 +74,8 @@ def measure(endpoint: str, wanted: list[str], seed: int,
         report = run_audit(cfg)
     except MltrailError as exc:  # the target went away (or answered nonsense) mid-audit
         return _down(endpoint, exc.message, want)
+    except Exception as exc:  # noqa: BLE001 - a hostile target's malformed answers
+        return _down(endpoint, f"malformed answers: {type(exc).__name__}", want)
     seq = report.get("sequential", {})
     fixed = report.get("fixed_sample", {})
     values = {m: 0.0 for m in METRIC_NAMES}
