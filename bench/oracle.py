@@ -9,7 +9,7 @@ colluding, each lie drawn at random) over many seeds and reports how often the c
 (its real median and tolerance code on the embedded EVM) keeps the honest verdict and
 slashes every liar.
 
-    python bench/oracle.py [--rounds 10] [--seeds 40] [--skip-anvil]
+    python bench/oracle.py [--rounds 10] [--seeds 40] [--skip-anvil] [--skip-attacks]
 """
 
 from __future__ import annotations
@@ -140,12 +140,35 @@ def attacks(tmp: Path, seeds: int) -> dict[str, Any]:
     return table
 
 
+def lazy_guess(seeds: int, queries: int = 48, tol: float = 0.02) -> dict[str, Any]:
+    """A lazy oracle re-reports the previous round's accuracy instead of auditing: how
+    often is it within tolerance of this round's (fresh probes, same honest service)?"""
+    import numpy as np
+    import torch
+
+    from mltrail.audit import models as AM
+    from mltrail.audit import probes as P
+
+    torch.set_num_threads(1)
+    net = AM.train_plain({"type": "mlp", "hidden": [32], "classes": 10}, steps=150, seed=1)
+    accs = []
+    for seed in range(seeds):
+        pr = P.benchmark(queries, seed=seed)
+        accs.append(float((AM.predict(net, pr.x).argmax(1) == pr.y).mean()))
+    a = np.array(accs)
+    hits = np.abs(a[1:] - a[:-1]) <= tol + 1e-12
+    return {"seeds": seeds, "queries": queries, "tolerance": tol,
+            "accuracy_mean": float(a.mean()), "accuracy_sd": float(a.std()),
+            "stale_guess_within_tolerance_rate": float(hits.mean())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=40)
     ap.add_argument("--sizes", default="3,5,9")
     ap.add_argument("--skip-anvil", action="store_true")
+    ap.add_argument("--skip-attacks", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("MLTRAIL_PASSWORD", PASSWORD)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -172,7 +195,9 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(10)
-        out["attacks"] = attacks(tmp / "att", args.seeds)
+        if not args.skip_attacks:
+            out["lazy_guess"] = lazy_guess(max(2, 5 * args.seeds))
+            out["attacks"] = attacks(tmp / "att", args.seeds)
     print(json.dumps(out, indent=2))
 
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,16 +107,16 @@ class Network:
     bad_url: str = ""
 
     def wait_closed(self, rid: int, timeout: float = 240,
-                    advance_after: int | None = None) -> Any:
-        """Wait for the round to close; once ``advance_after`` oracles revealed, mine
-        blocks from the test too (the chain moves on whatever the daemons do)."""
+                    advance_after: Callable[[], bool] | None = None) -> Any:
+        """Wait for the round to close; once ``advance_after()``, mine blocks from the
+        test too (the chain moves on whatever the daemons do)."""
         deadline = time.monotonic() + timeout
         with self.market("admin") as m:
             while time.monotonic() < deadline:
                 info = m.round(rid)
                 if info.status != "open":
                     return m.result(rid)
-                advance = advance_after is not None and info.revealed >= advance_after
+                advance = advance_after is not None and advance_after()
                 for name, p in self.procs.items():
                     assert p.poll() is None, f"{name} died:\n{self.logs(name)}"
                 if advance:
@@ -211,7 +211,8 @@ def test_copied_commitment_cannot_reveal(network: Network) -> None:
     rid = network.next_round()
     network.set_schedule(rid, oracle5="copy:" + network.addr("oracle1"))
     try:
-        res = network.wait_closed(network.request(network.good), advance_after=4)
+        res = network.wait_closed(network.request(network.good),
+                                  advance_after=lambda: "copying" in network.logs("oracle5"))
     finally:
         with network.market("admin") as m:
             m.set_params(commit_window=200, reveal_window=200)
