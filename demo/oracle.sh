@@ -36,14 +36,22 @@ run mltrail --as oscar transition "$OSVC" deployed
 
 step "The admin deploys token + market once (the market gets the registry's auditor role) and admits three oracles"
 run mltrail oracle deploy --supply 10000
-for o in ora1 ora2 ora3; do
-  mltrail id create "$o" >/dev/null
-  run mltrail oracle admit "$o"
-  mltrail oracle transfer "$o" 500 >/dev/null
-  run mltrail --as "$o" oracle stake 200
-done
-mltrail oracle transfer alice 100 >/dev/null
-run mltrail oracle params
+for o in ora1 ora2 ora3; do mltrail id create "$o" >/dev/null; done
+run mltrail oracle admit ora1
+run mltrail oracle transfer ora1 500
+run mltrail --as ora1 oracle stake 200
+say "(the same for ora2 and ora3, and 100 tokens for alice, in one library session)"
+python - <<'PY'
+from mltrail.oracle import Market
+with Market.open() as admin:
+    for o in ("ora2", "ora3"):
+        admin.admit(o)
+        admin.transfer(o, 500)
+    admin.transfer("alice", 100)
+for o in ("ora2", "ora3"):
+    with Market.open(identity=o) as m:
+        m.stake(200)
+PY
 
 step "Three oracle daemons start; alice pays 30 tokens for an audit of the provider"
 for o in ora1 ora2 ora3; do
@@ -54,11 +62,15 @@ done
 ROUND=$(mltrail --as alice audit request "$OSVC" --fee 30 --target "$PROVIDER" \
   --metrics agreement,accuracy,availability --json | jget round)
 echo "round $ROUND opened; waiting for the oracles to audit, commit, reveal and finalise"
-for _ in $(seq 1 600); do
-  st=$(mltrail audit result "$ROUND" --json | python -c 'import json,sys; print(json.load(sys.stdin)["round"]["status"])')
-  [ "$st" != open ] && break
-  sleep 0.5
-done
+python - "$ROUND" <<'PY'
+import sys, time
+from mltrail.oracle import Market
+with Market.open() as m:
+    for _ in range(1200):
+        if m.round(int(sys.argv[1])).status != "open":
+            break
+        time.sleep(0.25)
+PY
 run mltrail audit result "$ROUND"
 say "tail -n 1 $ORA/ora1.log   # each daemon logs one line per round"
 tail -n 1 "$ORA/ora1.log"
