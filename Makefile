@@ -30,7 +30,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/ledger.py
-	@for b in bench/pol.py bench/audit.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+	@for b in bench/pol.py bench/audit.py bench/oracle.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
 
 lint: setup
 	$(BIN)/ruff check src tests bench
