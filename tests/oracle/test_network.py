@@ -207,7 +207,7 @@ def test_two_colluding_liars_do_not_move_consensus(network: Network) -> None:
 
 def test_copied_commitment_cannot_reveal(network: Network) -> None:
     with network.market("admin") as m:
-        m.set_params(commit_window=20, reveal_window=6)
+        m.set_params(commit_window=60, reveal_window=30)
     rid = network.next_round()
     network.set_schedule(rid, oracle5="copy:" + network.addr("oracle1"))
     try:

@@ -60,9 +60,10 @@ class ScheduledOracle(Daemon):
             return Metrics({m: 0.0 for m in METRIC_NAMES}, "pass", {"lazy": True})
         return super().audit(req)
 
-    def _victim_event(self, rid: int, kind: str, victim: str) -> dict[str, Any] | None:
+    def _victim_event(self, req: M.Request, kind: str, victim: str) -> dict[str, Any] | None:
+        rid = req.round
         head = self.market.backend.head()
-        for name, args, _b, _tx in self.market.events(self.market.network.deploy_block, head):
+        for name, args, _b, _tx in self.market.events(req.block, head):
             if name == kind and args.get("round") == rid and \
                     to_checksum_address(args["oracle"]) == victim:
                 return args
@@ -73,7 +74,7 @@ class ScheduledOracle(Daemon):
         if b == "hold":
             return None
         if b.startswith("copy:"):
-            ev = self._victim_event(req.round, "Committed", to_checksum_address(b[5:]))
+            ev = self._victim_event(req, "Committed", to_checksum_address(b[5:]))
             return bytes(ev["commitment"]) if ev else None
         return super().commitment_for(req, f)
 
@@ -84,7 +85,7 @@ class ScheduledOracle(Daemon):
             return None
         if b.startswith("copy:"):
             victim = to_checksum_address(b[5:])
-            ev = self._victim_event(req.round, "Revealed", victim)
+            ev = self._victim_event(req, "Revealed", victim)
             if ev is None or req.round in self._tried:
                 return None
             self._tried.add(req.round)
