@@ -5,10 +5,11 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ANVIL   := node_modules/.anvil-installed
 JOBS    ?= 2
+BENCHES := bench/pol.py bench/audit.py bench/cli.py bench/capture.py bench/server.py bench/oracle.py
 
-.PHONY: setup demo test bench lint typecheck contracts clean graphviz
+.PHONY: setup demo test bench lint typecheck contracts clean graphviz browser
 
-setup: $(STAMP) $(ANVIL)
+setup: $(STAMP) $(ANVIL) graphviz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,19 +23,25 @@ $(ANVIL): package.json package-lock.json
 	node_modules/.bin/anvil --version >/dev/null
 	touch $(ANVIL)
 
-demo: setup graphviz
-	bash demo/run.sh
-
-test: setup graphviz
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider
-
-bench: setup graphviz
-	$(BIN)/python bench/ledger.py
-	@for b in bench/pol.py bench/audit.py bench/cli.py bench/capture.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
-
 # Graphviz's `dot` draws lineage pictures; installed once (Debian) when missing.
 graphviz:
 	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null)
+
+# Debian's chromium for the dashboard's browser tests (driven by the playwright package;
+# no browser is ever downloaded). Installed once, as root, if missing.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+demo: setup
+	SERVE=$(SERVE) bash demo/run.sh
+
+test: setup browser
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python bench/ledger.py
+	@for b in $(BENCHES); do [ -f $$b ] && $(BIN)/python $$b || true; done
 
 lint: setup
 	$(BIN)/ruff check src tests bench

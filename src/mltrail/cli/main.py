@@ -37,6 +37,11 @@ GROUPS: dict[str, tuple[str, str]] = {
     "ledger": ("mltrail.cli.ledger_cmd", "Check the ledger, rebuild its index, show its status."),
     "pol": ("mltrail.cli.pol", "Proof-of-Learning: train, verify, dispute."),
     "audit": ("mltrail.cli.audit", "Audit an inference service."),
+    "oracle": ("mltrail.cli.oracle", "The auditor network: oracles, stakes, rounds."),
+}
+# Commands another module adds to a group: group -> (module, function taking the group's app).
+EXTENSIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "audit": (("mltrail.cli.oracle", "install_audit"),),
 }
 _GLOBAL_WITH_VALUE = ("--home", "--as")
 
@@ -96,7 +101,10 @@ def build_app(command: str | None = None) -> typer.Typer:
             importlib.import_module(module).install(app)
     for name, (module, help_text) in GROUPS.items():
         if not known or command == name:
-            app.add_typer(importlib.import_module(module).app, name=name, help=help_text)
+            group = importlib.import_module(module).app
+            for ext_module, fn in EXTENSIONS.get(name, ()):
+                getattr(importlib.import_module(ext_module), fn)(group)
+            app.add_typer(group, name=name, help=help_text)
     return app
 
 

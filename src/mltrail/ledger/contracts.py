@@ -20,7 +20,7 @@ from mltrail.errors import LedgerError
 
 SOURCE_DIR = Path(__file__).resolve().parents[3] / "contracts"
 BUILD_DIR = Path(__file__).resolve().parents[1] / "contracts_build"
-CONTRACTS = ("ArtefactRegistry",)
+CONTRACTS = ("ArtefactRegistry", "AuditToken", "AuditMarket")
 
 
 @dataclass(frozen=True)

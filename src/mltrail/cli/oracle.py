@@ -1,0 +1,313 @@
+"""`mltrail oracle ...` and `mltrail audit request|result`: the auditor network's CLI.
+
+A thin shell over :mod:`mltrail.oracle`: one library call per command. Refusals come
+from the contracts and are printed with their reason (exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mltrail.cli.common import JsonOpt, console, emit, home
+
+app = typer.Typer(no_args_is_help=True)
+
+WhoArg = Annotated[str, typer.Argument(help="An address or a local identity name.")]
+AmountArg = Annotated[str, typer.Argument(help="Whole tokens.")]
+RoundArg = Annotated[int, typer.Argument(help="Round number.", min=1)]
+
+
+def _market() -> Any:
+    from mltrail.cli.common import STATE
+    from mltrail.cli.core import ask_password
+    from mltrail.oracle.market import Market
+
+    return Market.open(home(), identity=STATE.identity, password=ask_password)
+
+
+def _ledger() -> Any:
+    from mltrail.cli.common import open_ledger
+
+    return open_ledger()
+
+
+def _tx(what: str, tx: Any, as_json: bool, **extra: Any) -> None:
+    data = {**extra, **tx.as_dict()}
+    emit(data, as_json, f"{what}  tx {tx.tx_hash} block {tx.block} gas {tx.gas_used}")
+
+
+@app.command("deploy")
+def deploy(supply: Annotated[int, typer.Option("--supply", min=0, help="Tokens to mint to "
+                                               "the admin.")] = 0,
+           as_json: JsonOpt = False) -> None:
+    """Deploy the token and the market once for this consortium (admin)."""
+    from mltrail.oracle.deploy import deploy_network
+
+    with _ledger() as led:
+        d = deploy_network(led, supply=supply)
+    emit(d.as_dict(), as_json, f"oracle network deployed: token {d.network.token}, market "
+         f"{d.network.market} (granted the audit role); gas {d.gas_used}")
+
+
+@app.command("join")
+def join(token: Annotated[str, typer.Option("--token")],
+         market: Annotated[str, typer.Option("--market")], as_json: JsonOpt = False) -> None:
+    """Record another member's oracle network in this home (checked on chain)."""
+    from mltrail.oracle.deploy import join_network
+
+    cfg = join_network(home(), token, market)
+    emit(cfg.model_dump(), as_json, f"joined oracle network: market {cfg.market}")
+
+
+@app.command("admit")
+def admit(who: WhoArg, as_json: JsonOpt = False) -> None:
+    """Admit an oracle to the network (admin)."""
+    with _market() as m:
+        _tx(f"admitted {who}", m.admit(who), as_json, oracle=m.resolve_account(who))
+
+
+@app.command("remove")
+def remove(who: WhoArg, as_json: JsonOpt = False) -> None:
+    """Remove an oracle from the network (admin)."""
+    with _market() as m:
+        _tx(f"removed {who}", m.remove(who), as_json, oracle=m.resolve_account(who))
+
+
+@app.command("mint")
+def mint(who: WhoArg, amount: AmountArg, as_json: JsonOpt = False) -> None:
+    """Mint tokens to an account (admin)."""
+    from mltrail.oracle.market import parse_amount
+
+    with _market() as m:
+        _tx(f"minted {amount} to {who}", m.mint(who, parse_amount(amount)), as_json)
+
+
+@app.command("transfer")
+def transfer(who: WhoArg, amount: AmountArg, as_json: JsonOpt = False) -> None:
+    """Send tokens to an account."""
+    from mltrail.oracle.market import parse_amount
+
+    with _market() as m:
+        _tx(f"sent {amount} to {who}", m.transfer(who, parse_amount(amount)), as_json)
+
+
+@app.command("stake")
+def stake(amount: AmountArg, as_json: JsonOpt = False) -> None:
+    """Stake tokens as this oracle."""
+    from mltrail.oracle.market import parse_amount
+
+    with _market() as m:
+        tx = m.stake(parse_amount(amount))
+        _tx(f"staked {amount}", tx, as_json, stake=m.oracle_status()["stake"])
+
+
+@app.command("unstake")
+def unstake(amount: AmountArg, as_json: JsonOpt = False) -> None:
+    """Withdraw stake (refused while a round you committed to is open)."""
+    from mltrail.oracle.market import parse_amount
+
+    with _market() as m:
+        tx = m.unstake(parse_amount(amount))
+        _tx(f"withdrew {amount}", tx, as_json, stake=m.oracle_status()["stake"])
+
+
+@app.command("params")
+def params(
+    commit_window: Annotated[int | None, typer.Option("--commit-window", min=1)] = None,
+    reveal_window: Annotated[int | None, typer.Option("--reveal-window", min=1)] = None,
+    min_stake: Annotated[int | None, typer.Option("--min-stake", min=0)] = None,
+    slash: Annotated[int | None, typer.Option("--slash", min=0)] = None,
+    quorum: Annotated[int | None, typer.Option("--quorum", min=1, max=32)] = None,
+    min_fee: Annotated[int | None, typer.Option("--min-fee", min=0)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the market's parameters, or set some of them (admin; windows in blocks)."""
+    changes = {"commit_window": commit_window, "reveal_window": reveal_window,
+               "min_stake": min_stake, "slash_amount": slash, "quorum": quorum,
+               "min_fee": min_fee}
+    with _market() as m:
+        if any(v is not None for v in changes.values()):
+            tx = m.set_params(**changes)
+            _tx("parameters set", tx, as_json, params=m.params())
+        else:
+            emit(m.params(), as_json)
+
+
+@app.command("status")
+def status(who: Annotated[str | None, typer.Argument(help="Oracle (default: you).")] = None,
+           as_json: JsonOpt = False) -> None:
+    """An oracle's stake, rounds, earnings and slashes."""
+    with _market() as m:
+        st = m.oracle_status(who)
+        st["rounds"] = _rounds_of(m, st["address"])
+    emit(st, as_json, lambda: console.print(
+        f"oracle {st['address']}  admitted={st['admitted']}  stake={st['stake']}  "
+        f"earned={st['earned']}  slashed={st['slashed']}  balance={st['balance']}  "
+        f"rounds: committed {st['rounds']['committed']}, revealed {st['rounds']['revealed']}, "
+        f"paid {st['rounds']['paid']}, slashed {st['rounds']['slashed']}, "
+        f"open {st['open_rounds']}"))
+
+
+def _rounds_of(m: Any, addr: str) -> dict[str, int]:
+    counts = {"committed": 0, "revealed": 0, "paid": 0, "slashed": 0}
+    names = {"Committed": "committed", "Revealed": "revealed", "Paid": "paid",
+             "Slashed": "slashed"}
+    for name, args, _b, _tx in m.events(m.network.deploy_block, m.backend.head()):
+        if name in names and str(args.get("oracle", "")).lower() == addr.lower():
+            counts[names[name]] += 1
+    return counts
+
+
+@app.command("run")
+def run(
+    reference: Annotated[str | None, typer.Option("--reference", help="URL of the genuine "
+                                                  "supplier to compare with.")] = None,
+    queries: Annotated[int, typer.Option("--queries", min=8, max=450, help="Probes per audit; "
+                                         "below 59 no identity test reaches its power and "
+                                         "the audit cannot pass.")] = 64,
+    poll: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between looks "
+                                        "at the chain.")] = 0.5,
+    tick: Annotated[float, typer.Option("--tick", min=0.1, help="Seconds of an idle chain "
+                                        "before sending an empty tx so windows advance.")] = 5.0,
+    log_file: Annotated[Path | None, typer.Option("--log", help="Also append the log "
+                                                  "here.")] = None,
+) -> None:
+    """Run this identity's oracle daemon until interrupted."""
+    import time
+
+    from mltrail.oracle.daemon import Daemon
+    from mltrail.oracle.metrics import AuditOptions
+
+    def log(line: str) -> None:
+        stamped = f"{time.strftime('%H:%M:%S')} {line}"
+        print(stamped, flush=True)
+        if log_file is not None:
+            with open(log_file, "a") as fh:
+                fh.write(stamped + "\n")
+
+    with _market() as m:
+        Daemon(m, AuditOptions(reference_url=reference, queries=queries), poll_s=poll,
+               tick_s=tick, log=log).run()
+
+
+@app.command("finalize")
+def finalize(round_id: RoundArg, as_json: JsonOpt = False) -> None:
+    """Close a round whose reveals are in or whose reveal window has passed."""
+    with _market() as m:
+        _tx(f"round {round_id} finalised", m.finalize(round_id), as_json, round=round_id)
+
+
+@app.command("commit")
+def commit(round_id: RoundArg, reference: Annotated[str | None, typer.Option(
+               "--reference")] = None, as_json: JsonOpt = False) -> None:
+    """By hand: audit a round's service and commit to the findings (kept for reveal)."""
+    from mltrail.errors import InputError
+    from mltrail.oracle.daemon import Daemon
+    from mltrail.oracle.metrics import AuditOptions
+
+    with _market() as m:
+        d = Daemon(m, AuditOptions(reference_url=reference))
+        req = d.state.request(round_id) or next(
+            (r for r in m.requests(m.network.deploy_block, m.backend.head())
+             if r.round == round_id), None)
+        if req is None:
+            raise InputError(f"no request for round {round_id}")
+        d.state.save_request(req)
+        f = d.state.finding(round_id) or d.prepare(req)
+        tx = m.commit(round_id, bytes.fromhex(f.commitment[2:]))
+        _tx(f"round {round_id}: committed {f.commitment[:18]}", tx, as_json,
+            round=round_id, commitment=f.commitment)
+
+
+@app.command("reveal")
+def reveal(round_id: RoundArg, salt: Annotated[str | None, typer.Option(
+               "--salt", help="Reveal with this salt instead of the stored one.")] = None,
+           as_json: JsonOpt = False) -> None:
+    """By hand: reveal the findings committed to in a round."""
+    from mltrail.errors import InputError
+    from mltrail.oracle.daemon import OracleState
+    from mltrail.provenance.digest import to_bytes32
+
+    with _market() as m:
+        f = OracleState(m.home.root / "oracle" / m.me).finding(round_id)
+        if f is None:
+            raise InputError(f"no stored findings for round {round_id}")
+        try:
+            raw = bytes.fromhex((salt or f.salt).removeprefix("0x"))
+        except ValueError as exc:
+            raise InputError("--salt must be hex") from exc
+        if len(raw) != 32:
+            raise InputError("--salt must be 32 bytes of hex")
+        tx = m.reveal(round_id, f.values, f.verdict, to_bytes32(f.report_digest), raw)
+        _tx(f"round {round_id}: revealed", tx, as_json, round=round_id)
+
+
+def request(
+    service: Annotated[str, typer.Argument(help="Service artefact id.")],
+    fee: Annotated[str, typer.Option("--fee", help="Tokens paid to the oracles.")],
+    target: Annotated[str, typer.Option("--target", help="URL the oracles audit.")],
+    metrics: Annotated[list[str] | None, typer.Option(
+        "--metrics", help="agreement, accuracy, robustness, latency, availability or all "
+        "(comma-separated or repeated).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open an audit round for SERVICE on the oracle network, paying FEE."""
+    from mltrail.oracle.market import mask_names, metrics_mask, parse_amount
+
+    mask = metrics_mask(metrics or ["agreement", "accuracy", "availability"])
+    with _ledger() as led:
+        sid = led.resolve(service)
+    with _market() as m:
+        rid, tx = m.request(sid, mask, parse_amount(fee), target)
+        info = m.round(rid)
+    data = {"round": rid, "service": sid, "metrics": mask_names(mask), "fee": info.fee,
+            "commit_end": info.commit_end, "reveal_end": info.reveal_end, **tx.as_dict()}
+    emit(data, as_json, f"round [bold]{rid}[/] opened for {sid[:12]} ({', '.join(data['metrics'])}"
+         f"); commit by block {info.commit_end}, reveal by {info.reveal_end}; "
+         f"tx {tx.tx_hash} gas {tx.gas_used}")
+
+
+def result(round_id: RoundArg, as_json: JsonOpt = False) -> None:
+    """Show a round's consensus and each oracle's revealed values."""
+    with _market() as m:
+        res = m.result(round_id)
+    data = res.as_dict()
+
+    def human() -> None:
+        from rich.table import Table
+
+        r = res.round
+        color = {"pass": "green", "fail": "red"}.get(r.verdict or "", "yellow")
+        console.print(f"round {r.round} service {r.service[:12]}: [bold]{r.status}[/]"
+                      + (f", verdict [bold {color}]{r.verdict}[/]" if r.verdict else "")
+                      + f"  ({r.revealed}/{r.committed} revealed, committee {r.committee})")
+        if res.medians:
+            console.print("  medians: " + "  ".join(f"{k}={v:g}" for k, v in
+                                                   res.medians.items()))
+        t = Table("oracle", "verdict", *r.metrics, "outcome")
+        for rv in res.reveals:
+            o = rv["oracle"]
+            out = (f"paid {res.paid[o]}" if o in res.paid else
+                   f"slashed {res.slashed[o]['amount']}" if o in res.slashed else "-")
+            t.add_row(o[:10], rv["verdict"], *[f"{rv['values'].get(k, 0):g}"
+                                               for k in r.metrics], out)
+        for o, s in res.slashed.items():
+            if not any(rv["oracle"] == o for rv in res.reveals):
+                t.add_row(o[:10], "-", *["-" for _ in r.metrics],
+                          f"slashed {s['amount']} ({s['reason']})")
+        console.print(t)
+        if res.moved is not None and r.status == "consensus":
+            console.print(f"  service moved on chain: {res.moved}  evidence {res.evidence}")
+
+    emit(data, as_json, human)
+
+
+def install_audit(audit_app: typer.Typer) -> None:
+    """Add ``request`` and ``result`` to the ``mltrail audit`` group (once per app)."""
+    if any(c.name in ("request", "result") for c in audit_app.registered_commands):
+        return
+    audit_app.command("request")(request)
+    audit_app.command("result")(result)

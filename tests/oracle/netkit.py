@@ -1,0 +1,93 @@
+"""Set-up shared by the oracle tests and bench/oracle.py: a home with a deployed oracle
+network, five staked oracles, a client and a deployed service artefact."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testkit import PASSWORD, make_home
+
+ORACLES = [f"oracle{i}" for i in range(1, 6)]
+
+
+@dataclass
+class Net:
+    home: object
+    token: str
+    market: str
+    addresses: dict[str, str] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+
+
+def build_net(tmp: Path, rpc_url: str | None = None, n_oracles: int = 5, stake: int = 200,
+              params: dict[str, int] | None = None) -> Net:
+    """An embedded home (or one on ``rpc_url``, its identities funded) with the network."""
+    from mltrail.identity import create_identity
+    from mltrail.ledger.client import Ledger
+    from mltrail.oracle.deploy import deploy_network
+    from mltrail.oracle.market import Market
+
+    if rpc_url is None:
+        h = make_home(tmp)
+    else:
+        from mltrail.ledger.setup import init_home
+        from testkit import ROLE_IDENTITIES, fund
+
+        h = init_home(tmp / ".mltrail", password=PASSWORD, rpc_url=rpc_url,
+                      private_key=_fresh_funded_key(rpc_url))
+        with Ledger.open(h, password=PASSWORD) as admin:
+            for name, role in ROLE_IDENTITIES.items():
+                addr = create_identity(h, name, PASSWORD)
+                fund(rpc_url, addr)
+                admin.grant_role(addr, role)
+    names = [f"oracle{i}" for i in range(1, n_oracles + 1)] + ["client"]
+    addrs = {}
+    for name in names:
+        addrs[name] = create_identity(h, name, PASSWORD)
+        if rpc_url:
+            from testkit import fund
+
+            fund(rpc_url, addrs[name])
+    with Ledger.open(h, password=PASSWORD) as admin:
+        dep = deploy_network(admin, supply=10**9)
+    net = Net(h, dep.network.token, dep.network.market, addrs)
+    with Market.open(h, password=PASSWORD) as m:
+        m.set_params(**(params or {"commit_window": 200, "reveal_window": 200,
+                                   "min_stake": 100, "slash_amount": 50, "quorum": 3}))
+        # p99 latency: five oracles load one service on a small machine; accept 3x the median
+        m.set_tolerances([20_000, 20_000, 50_000, 500_000, 100_000], [0, 0, 0, 20_000, 0])
+        for name in names:
+            m.transfer(addrs[name], stake + 1000)
+            if name != "client":
+                m.admit(addrs[name])
+    for name in names[:-1]:
+        with Market.open(h, identity=name, password=PASSWORD) as m:
+            m.stake(stake)
+    return net
+
+
+def _fresh_funded_key(rpc_url: str) -> bytes:
+    import os
+
+    from eth_account import Account
+
+    from testkit import fund
+
+    key = os.urandom(32)
+    fund(rpc_url, Account.from_key(key).address, eth=100)
+    return key
+
+
+def register_service(net: Net, url: str, name: str) -> str:
+    """The operator registers a service description and deploys it; returns its id."""
+    from mltrail.ledger.client import Ledger
+    from mltrail.provenance.digest import digest_bytes
+
+    desc = json.dumps({"name": name, "url": url}, sort_keys=True).encode()
+    with Ledger.open(net.home, identity="operator", password=PASSWORD) as op:
+        sid = op.register("service", digest_bytes(desc), metadata={"name": name, "url": url})
+        op.transition(sid.artefact_id, "deployed")
+    net.services[name] = sid.artefact_id
+    return sid.artefact_id
