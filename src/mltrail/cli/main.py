@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mltrail.cli import audit, core, ids, ledger_cmd, pol, roles, serve
+from mltrail.cli import audit, core, ids, ledger_cmd, node, pol, roles, serve
 from mltrail.cli.common import STATE, err_console
 from mltrail.errors import MltrailError
 
@@ -37,6 +37,7 @@ def _global(
 
 core.install(app)
 serve.install(app)
+node.install(app)
 app.add_typer(ids.app, name="id", help="Participants' identities (encrypted keystores).")
 app.add_typer(roles.app, name="roles", help="Grant, revoke and list roles.")
 app.add_typer(ledger_cmd.app, name="ledger", help="Check or rebuild the ledger's event index.")

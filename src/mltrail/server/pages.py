@@ -1,0 +1,5 @@
+"""Dashboard pages (placeholder)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
