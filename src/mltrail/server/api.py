@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mltrail.errors import InputError, NotFoundError
+from mltrail.errors import InputError, MltrailError, NotFoundError
 from mltrail.provenance.digest import digest_bytes
 from mltrail.server import exchange, queries, views
 from mltrail.server.app import Forbidden, Node, any_token, node_of, optional_token, write_token
@@ -209,8 +209,14 @@ def get_artefact(node: NodeDep, artefact_id: ArtefactId) -> ArtefactDetail:
         art = led.artefact(artefact_id)
         kind = led.lifecycle.kind(art.kind)
         history = [EventOut(**views.event(kind, e, node.people)) for e in led.history(art.id)]
-        return ArtefactDetail(artefact=_art(node, art), history=history,
-                              metadata=queries.metadata(led, art),
+        meta = queries.metadata(led, art)
+        if meta is None:  # named on chain, held by the owner's node: fetch, check, cache
+            try:
+                exchange.fetch_blob(led, art.metadata_digest, art.owner, timeout=3.0)
+                meta = queries.metadata(led, art)
+            except MltrailError:
+                meta = None
+        return ArtefactDetail(artefact=_art(node, art), history=history, metadata=meta,
                               next_states=[Move(**m) for m in views.next_states(kind, art.state)])
 
 

@@ -66,6 +66,14 @@ def node_url(ledger: Ledger, address: str) -> str | None:
     return str(url) if url else None
 
 
+def remember_peer(home: Home, address: str, url: str) -> None:
+    """Write a peer's URL into the shim's ``node/peers.json`` (before 9a's profiles)."""
+    path = _peers_path(home)
+    peers = json.loads(path.read_text()) if path.exists() else {}
+    peers[to_checksum_address(address)] = url
+    atomic_write(path, json.dumps(peers, indent=1, sort_keys=True).encode())
+
+
 def publish_url(ledger: Ledger, url: str) -> dict[str, Any]:
     """Publish this identity's node URL (``Ledger.set_profile``; the shim before 9a)."""
     if not url.startswith(("http://", "https://")) or len(url) > 512:
@@ -74,10 +82,7 @@ def publish_url(ledger: Ledger, url: str) -> dict[str, Any]:
     if callable(setter):
         tx = setter(url)
         return {"url": url, **tx.as_dict()}
-    path = _peers_path(ledger.home)
-    peers = json.loads(path.read_text()) if path.exists() else {}
-    peers[to_checksum_address(ledger.address)] = url
-    atomic_write(path, json.dumps(peers, indent=1, sort_keys=True).encode())
+    remember_peer(ledger.home, ledger.address, url)
     return {"url": url, "tx_hash": None, "block": None, "gas_used": 0}
 
 
@@ -206,8 +211,10 @@ def fetch_blob(ledger: Ledger, digest: str, owner: str | None = None,
 def _get(url: str, headers: dict[str, str], timeout: float) -> bytes | None:
     try:
         with httpx.stream("GET", url, headers=headers, timeout=timeout) as resp:
-            if resp.status_code in (403, 404):
+            if resp.status_code == 404:
                 return None
+            if resp.status_code in (401, 403):
+                raise NetworkError("refused to give it to us")
             if resp.status_code != 200:
                 raise NetworkError(f"HTTP {resp.status_code}")
             chunks, size = [], 0

@@ -41,7 +41,7 @@ class Names:
         on_chain = getattr(art, "name", None)
         if isinstance(on_chain, str) and on_chain:
             return on_chain
-        if art.id not in self._cache:
+        if self._cache.get(art.id) is None:  # a missing blob may be fetched later
             self._cache[art.id] = self._from_metadata(ledger, art.metadata_digest)
         return self._cache[art.id]
 
