@@ -173,3 +173,26 @@ def run_check(ledger: Ledger) -> dict[str, Any]:
     atomic_write(node_dir(ledger.home) / "last_check.json",
                  json.dumps(result, sort_keys=True).encode(), durable=False)
     return result
+
+
+def cited_by(ledger: Ledger, digest: str) -> dict[str, Any] | None:
+    """The first transition or anchor that cites ``digest`` as evidence (who, what, when)."""
+    from mltrail.provenance.digest import to_bytes32
+
+    hexd = "0x" + to_bytes32(digest).hex()
+    ledger.sync()
+    row = ledger.index.conn.execute(
+        "SELECT block, tx_hash, name, artefact_id, actor, timestamp, args FROM events "
+        "WHERE (name='Transitioned' AND args LIKE ?) OR (name='Anchored' AND args LIKE ?) "
+        "ORDER BY block, log_index LIMIT 1",
+        (f'%"evidence_digest": "{hexd}"%', f'%"metadata_digest": "{hexd}"%')).fetchone()
+    if row is None:
+        return None
+    args = json.loads(row[6])
+    out = {"block": row[0], "tx_hash": row[1], "event": row[2], "artefact_id": row[3],
+           "actor": row[4], "timestamp": row[5]}
+    if row[2] == "Transitioned":
+        k = ledger.lifecycle.kind_by_code(int(ledger.index.artefact_row(row[3])[1]))
+        out["to_state"] = k.state_name(int(args["to_state"]))
+        out["from_state"] = k.state_name(int(args["from_state"]))
+    return out
