@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ANVIL   := node_modules/.anvil-installed
 JOBS    ?= 2
 
-.PHONY: setup demo test bench lint typecheck contracts clean
+.PHONY: setup demo test bench lint typecheck contracts clean browser
 
 setup: $(STAMP) $(ANVIL)
 
@@ -23,14 +23,20 @@ $(ANVIL): package.json
 	touch $(ANVIL)
 
 demo: setup
-	bash demo/run.sh
+	SERVE=$(SERVE) bash demo/run.sh
 
-test: setup
+# Debian's chromium for the dashboard's browser tests (driven by the playwright package;
+# no browser is ever downloaded). Installed once, as root, if missing.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends chromium; }
+
+test: setup browser
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python bench/ledger.py
-	@for b in bench/pol.py bench/audit.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
+	@for b in bench/pol.py bench/audit.py bench/server.py; do [ -f $$b ] && $(BIN)/python $$b || true; done
 
 lint: setup
 	$(BIN)/ruff check src tests bench

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import Undefined
 from markupsafe import Markup
 
 from mltrail.errors import MltrailError
@@ -34,14 +35,14 @@ def badge(state: str) -> Markup:
 
 
 def short(value: str | None, n: int = 10) -> str:
-    if not value:
-        return ""
+    if not value or isinstance(value, Undefined):
+        return "—"
     v = str(value)
     return v if len(v) <= n + 2 else v[: n + 2] + "…"
 
 
 def fmt(v: Any) -> str:
-    if v is None:
+    if v is None or isinstance(v, Undefined):
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
