@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mltrail.errors import InputError, MltrailError, NotFoundError
+from mltrail.ledger.client import Artefact
 from mltrail.provenance.digest import digest_bytes
 from mltrail.server import exchange, queries, views
 from mltrail.server.app import Forbidden, Node, any_token, node_of, optional_token, write_token
@@ -228,7 +229,7 @@ def get_lineage(node: NodeDep, artefact_id: ArtefactId) -> Lineage:
         lin = led.lineage(artefact_id)
 
         def rel(d: dict[str, Any]) -> Related:
-            art = led.artefact(d["id"])
+            art = Artefact(**{k: v for k, v in d.items() if k != "depth"})
             return Related(**views.artefact(led, node.names, node.people, art), depth=d["depth"])
 
         return Lineage(artefact=_art(node, led.artefact(lin["artefact"]["id"])),
