@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--artefacts", type=int, default=10_000)
     ap.add_argument("--requests", type=int, default=2_000, help="per endpoint")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1, help="node worker processes")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / ".mltrail"
@@ -130,7 +131,8 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "MLTRAIL_PASSWORD": PW}
         exe = Path(sys.executable).with_name("mltrail")
-        proc = subprocess.Popen([str(exe), "--home", str(root), "serve", "--port", str(port)],
+        proc = subprocess.Popen([str(exe), "--home", str(root), "serve", "--port", str(port),
+                                 "--workers", str(args.workers)],
                                 env=env, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -158,7 +160,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    print(json.dumps({"bench": "server", "cpu_count": os.cpu_count(), **out}, indent=2))
+    print(json.dumps({"bench": "server", "cpu_count": os.cpu_count(), "workers": args.workers,
+                      "load_avg_1m": round(os.getloadavg()[0], 2), **out}, indent=2))
 
 
 if __name__ == "__main__":

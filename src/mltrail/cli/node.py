@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,14 +20,23 @@ def serve(
     advertise: Annotated[str | None, typer.Option(
         "--advertise", help="Publish this URL on chain as your node (other members fetch "
                             "blobs from it).")] = None,
+    port_file: Annotated[Path | None, typer.Option(
+        "--port-file", help="Write the bound port here once listening is possible.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="Worker processes.")] = 1,
 ) -> None:
     """Serve this home's node: REST API (/v1, /docs), blob exchange and the dashboard (/)."""
-    from mltrail.audit.service import serve_forever
+    import os
+
     from mltrail.cli.core import ask_password
+    from mltrail.config import ENV_PASSWORD
     from mltrail.server.app import create_app
     from mltrail.server.exchange import publish_url
+    from mltrail.server.run import serve as run_node
 
     h = home()
+    if workers > 1 and not os.environ.get(ENV_PASSWORD):
+        os.environ[ENV_PASSWORD] = ask_password()  # the workers read it from here
     app_ = create_app(h, password=ask_password)
     if advertise:
         node = app_.state.node
@@ -35,11 +45,15 @@ def serve(
                          + (f" (tx {res['tx_hash']})\n" if res.get("tx_hash") else "\n"))
 
     def bound(p: int) -> None:
+        if port_file is not None:
+            from mltrail._fs import atomic_write
+
+            atomic_write(port_file, f"{p}\n".encode())
         sys.stderr.write(f"mltrail node for {h.root} on http://{host}:{p}/ (API docs: /docs)\n")
         sys.stderr.flush()
 
     try:
-        serve_forever(app_, host, port, bound)
+        run_node(app_, h, host, port, workers, bound)
     finally:
         app_.state.node.close()
 

@@ -32,6 +32,7 @@ from mltrail.errors import (
     VerificationError,
 )
 from mltrail.ledger.client import Ledger
+from mltrail.server import queries
 from mltrail.server.queries import Names
 from mltrail.server.tokens import Token, TokenStore
 from mltrail.server.views import People
@@ -75,6 +76,7 @@ class Node:
         self.home = home
         self.password = password
         self.reader = NodeLedger.open(home, identity=identity, password=password)
+        queries.ensure_indexes(self.reader)
         self.read_lock = threading.RLock()
         self.write_lock = threading.Lock()
         self._writers: dict[str, Ledger] = {}

@@ -70,6 +70,13 @@ def metadata(ledger: Ledger, art: Artefact) -> dict[str, Any] | None:
     return None
 
 
+def ensure_indexes(ledger: Ledger) -> None:
+    """Indexes for the node's filters (additive: the index stays a rebuildable cache)."""
+    conn = ledger.index.conn
+    conn.execute("CREATE INDEX IF NOT EXISTS node_by_kind_state ON artefacts (kind, state, block)")
+    conn.execute("CREATE INDEX IF NOT EXISTS node_by_owner ON artefacts (owner, block)")
+
+
 def _state_clause(ledger: Ledger, state: str, kind: str | None) -> tuple[str, list[Any]]:
     kinds = [ledger.lifecycle.kind(kind)] if kind else list(ledger.lifecycle.kinds.values())
     parts: list[str] = []
@@ -192,7 +199,8 @@ def cited_by(ledger: Ledger, digest: str) -> dict[str, Any] | None:
     out = {"block": row[0], "tx_hash": row[1], "event": row[2], "artefact_id": row[3],
            "actor": row[4], "timestamp": row[5]}
     if row[2] == "Transitioned":
-        k = ledger.lifecycle.kind_by_code(int(ledger.index.artefact_row(row[3])[1]))
+        art_row = ledger.index.artefact_row(row[3]) or (None, 0)
+        k = ledger.lifecycle.kind_by_code(int(art_row[1]))
         out["to_state"] = k.state_name(int(args["to_state"]))
         out["from_state"] = k.state_name(int(args["from_state"]))
     return out
