@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -83,14 +84,44 @@ def fill(home_root: Path, n: int, seed: int = 0) -> list[str]:
                                            "kind": k.code, "state": k.state_code(state),
                                            "content_digest": "0x" + rng.randbytes(32).hex(),
                                            "metadata_digest": "0x" + meta.split(":")[1],
-                                           "parents": parents}))
+                                           "parents": parents, "name": f"{kind}-{i}"}))
             ids[kind].append(aid)
             block += 1
         led.index.apply(events, block + 10**6)
     return [a for v in ids.values() for a in v]
 
 
-async def load(url: str, paths: list[str], concurrency: int) -> dict[str, float]:
+def server_cpu(pid: int) -> float:
+    """CPU seconds used by the node process and its workers (Linux /proc)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
+def measure(url: str, pid: int, paths: list[str], concurrency: int) -> dict[str, float]:
+    """Latency and rate under load, plus the node's own CPU per request (load-independent:
+    ``1000 / cpu_ms_per_request`` is what one free core could serve)."""
+    before = server_cpu(pid)
+    out = asyncio.run(load(url, paths, concurrency))
+    cpu_ms = 1000 * (server_cpu(pid) - before) / max(1, out["requests"])
+    out["server_cpu_ms_per_request"] = round(cpu_ms, 3)
+    out["req_per_s_per_free_core"] = round(1000 / cpu_ms, 1) if cpu_ms else None
+    return out
+
+
+async def load(url: str, paths: list[str], concurrency: int) -> dict[str, Any]:
     lat: list[float] = []
     queue = list(paths)
     errors = 0
@@ -150,13 +181,14 @@ def main() -> None:
             pick = [rng.choice(ids) for _ in range(args.requests)]
             asyncio.run(load(url, [f"/v1/artefacts/{a}" for a in pick[:200]], 4))  # warm-up
             out = {"artefacts": len(ids), "fill_seconds": round(fill_s, 1),
-                   "artefact": asyncio.run(load(url, [f"/v1/artefacts/{a}" for a in pick],
-                                                args.concurrency)),
-                   "lineage": asyncio.run(load(url, [f"/v1/artefacts/{a}/lineage"
-                                                     for a in pick], args.concurrency)),
-                   "list_filtered": asyncio.run(load(
-                       url, [f"/v1/artefacts?kind=model&state=trained&offset={i % 20 * 50}"
-                             for i in range(args.requests // 4)], args.concurrency))}
+                   "artefact": measure(url, proc.pid, [f"/v1/artefacts/{a}" for a in pick],
+                                       args.concurrency),
+                   "lineage": measure(url, proc.pid, [f"/v1/artefacts/{a}/lineage"
+                                                      for a in pick], args.concurrency),
+                   "list_filtered": measure(
+                       url, proc.pid, [f"/v1/artefacts?kind=model&state=trained&offset="
+                                       f"{i % 20 * 50}" for i in range(args.requests // 4)],
+                       args.concurrency)}
         finally:
             proc.terminate()
             proc.wait(10)

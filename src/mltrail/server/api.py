@@ -229,7 +229,8 @@ def get_lineage(node: NodeDep, artefact_id: ArtefactId) -> Lineage:
         lin = led.lineage(artefact_id)
 
         def rel(d: dict[str, Any]) -> Related:
-            art = Artefact(**{k: v for k, v in d.items() if k != "depth"})
+            fields = Artefact.__dataclass_fields__
+            art = Artefact(**{k: v for k, v in d.items() if k in fields})
             return Related(**views.artefact(led, node.names, node.people, art), depth=d["depth"])
 
         return Lineage(artefact=_art(node, led.artefact(lin["artefact"]["id"])),

@@ -108,8 +108,8 @@ def pol_segments_svg(segments: list[dict[str, Any]], threshold: float) -> str:
     max_e = max([float(s["error"]) for s in segments] + [threshold * 1.5]) or 1.0
     p = [f'<svg class="plot" viewBox="0 0 {width} {2 * ph + 70}" width="{width}" role="img" '
          'aria-label="update size and replay error per segment">',
-         f'<text x="{left}" y="14" class="axis-title">update size ‖W<tspan baseline-shift="sub">'
-         'next</tspan> − W‖ per segment</text>']
+         f'<text x="{left}" y="14" class="axis-title">update size per segment '
+         '(‖W after − W before‖)</text>']
     for i, s in enumerate(segments):
         hgt = (ph - 30) * float(s["update_norm"]) / max_u
         x = left + i * bw + 3

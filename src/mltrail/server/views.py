@@ -43,10 +43,10 @@ class People:
 
 
 def artefact(ledger: Ledger, names: Names, people: People, art: Artefact) -> dict[str, Any]:
-    d = art.as_dict()
-    d["name"] = names.of(ledger, art)
-    d["owner_name"] = people.name(art.owner)
-    return d
+    return {"id": art.id, "kind": art.kind, "state": art.state, "name": names.of(ledger, art),
+            "owner": art.owner, "owner_name": people.name(art.owner),
+            "content_digest": art.content_digest, "metadata_digest": art.metadata_digest,
+            "parents": list(art.parents), "block": art.block, "timestamp": art.timestamp}
 
 
 def next_states(kind: Kind, state: str) -> list[dict[str, Any]]:
