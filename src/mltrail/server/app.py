@@ -131,7 +131,10 @@ class BodyLimit:
         path = scope.get("path", "")
         limit = MAX_UPLOAD if path.startswith(("/v1/blobs", "/v1/verify")) else MAX_JSON
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if length is not None and not length.isdigit():
+            await _error(400, "malformed Content-Length")(scope, receive, send)
+            return
+        if length is not None and int(length) > limit:
             await _error(413, f"request body over {limit} bytes")(scope, receive, send)
             return
         chunks: list[bytes] = []
