@@ -58,16 +58,26 @@ class Names:
         return str(name)[:200] if isinstance(name, str) and name else None
 
 
+_META: dict[str, dict[str, Any]] = {}  # by digest: checked once, immutable afterwards
+_META_MAX = 100_000
+
+
 def metadata(ledger: Ledger, art: Artefact) -> dict[str, Any] | None:
     """The artefact's metadata document if this home has it (else None)."""
+    digest = art.metadata_digest
+    if digest in _META:
+        return _META[digest]
     store = ledger.home.store
     try:
-        if store.has(art.metadata_digest):
-            doc = json.loads(store.get(art.metadata_digest))
-            return doc if isinstance(doc, dict) else {"value": doc}
+        if not store.has(digest):
+            return None
+        doc = json.loads(store.get(digest))
     except (MltrailError, ValueError):
         return None
-    return None
+    out = doc if isinstance(doc, dict) else {"value": doc}
+    if len(_META) < _META_MAX:
+        _META[digest] = out
+    return out
 
 
 def ensure_indexes(ledger: Ledger) -> None:
