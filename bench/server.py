@@ -5,7 +5,8 @@ takes minutes, and what the node reads is the event index. So the bench writes 1
 ``Registered`` events straight into a fresh home's index (``EventIndex.apply``, the same
 call ``sync`` and ``reindex`` make), in a DAG shaped like real use: datasets, models
 derived from a dataset (and some from an earlier model), services from a model. The
-index is marked as caught up to a block past the chain's head, so no read re-syncs.
+synthetic events sit in the head block after its real logs, so the index stays level
+with the chain and a sync finds nothing to add.
 ``ledger check`` would (rightly) fail on such a home; it is a bench fixture only.
 
 The node runs as ``mltrail serve`` in its own process; the load generator (asyncio +
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import random
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from mltrail._fs import atomic_write  # noqa: E402
 from mltrail.config import Home  # noqa: E402
 from mltrail.ledger.client import Ledger  # noqa: E402
-from mltrail.ledger.index import IndexedEvent  # noqa: E402
+from mltrail.ledger.index import IndexedEvent, decode_events  # noqa: E402
 from mltrail.ledger.setup import init_home  # noqa: E402
 from mltrail.provenance.digest import digest_bytes  # noqa: E402
 from testkit import free_port  # noqa: E402
@@ -58,12 +60,13 @@ def fill(home_root: Path, n: int, seed: int = 0) -> list[str]:
     home = init_home(home_root, PW)
     with Ledger.open(home, password=PW) as led:
         owner = led.address
+        led.sync()
         head = led.backend.head()
+        real = decode_events(led.abi, led.backend.logs(led.registry, 0, head))
         lc = led.lifecycle
         kinds = {k: lc.kind(k) for k in ("dataset", "model", "service")}
         ids: dict[str, list[str]] = {k: [] for k in kinds}
         events = []
-        block = head + 1
         for i in range(n):
             r = i / n
             kind = "dataset" if r < 0.1 or not ids["dataset"] else (
@@ -79,15 +82,20 @@ def fill(home_root: Path, n: int, seed: int = 0) -> list[str]:
             meta = _put(home, json.dumps({"name": f"{kind}-{i}"}).encode())
             k = kinds[kind]
             state = rng.choice(k.states[:-1])
-            events.append(IndexedEvent(block, 0, "0x" + rng.randbytes(32).hex(), "Registered",
-                                       aid, owner, 1_700_000_000 + i, {
+            # all in the head block (after its real logs), so the index stays level with
+            # the chain and a sync finds nothing to add (and no damage to report)
+            events.append(IndexedEvent(head, 10_000 + i, "0x" + rng.randbytes(32).hex(),
+                                       "Registered", aid, owner, 1_700_000_000 + i, {
                                            "kind": k.code, "state": k.state_code(state),
                                            "content_digest": "0x" + rng.randbytes(32).hex(),
                                            "metadata_digest": "0x" + meta.split(":")[1],
                                            "parents": parents, "name": f"{kind}-{i}"}))
             ids[kind].append(aid)
-            block += 1
-        led.index.apply(events, block + 10**6)
+        led.index.clear()
+        extra = {}
+        if "up_to_hash" in inspect.signature(led.index.apply).parameters:
+            extra["up_to_hash"] = led.backend.block_hash(head)  # type: ignore[attr-defined]
+        led.index.apply(real + events, head, **extra)
     return [a for v in ids.values() for a in v]
 
 

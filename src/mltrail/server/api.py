@@ -112,6 +112,7 @@ class CheckOut(Strict):
     events: int | None = None
     head: int | None = None
     error: str | None = None
+    details: dict[str, int | float | str | bool] = Field(default_factory=dict)
 
 
 class Health(Strict):

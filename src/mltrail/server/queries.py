@@ -168,13 +168,26 @@ def health(ledger: Ledger) -> dict[str, Any]:
             "last_check": last_check(ledger)}
 
 
+_CHECK_KEYS = ("ok", "checked_at", "blocks", "events", "head", "error")
+
+
+def _check_doc(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields the API names, the rest of ``CheckReport.as_dict()`` under ``details``."""
+    out = {k: raw[k] for k in _CHECK_KEYS if k in raw}
+    out["ok"] = bool(raw.get("ok"))
+    out["checked_at"] = int(raw.get("checked_at") or 0)
+    out["details"] = {k: v for k, v in raw.items() if k not in _CHECK_KEYS
+                      and k != "details" and isinstance(v, int | float | str | bool)}
+    return out
+
+
 def last_check(ledger: Ledger) -> dict[str, Any] | None:
     path = node_dir(ledger.home) / "last_check.json"
     try:
         doc = json.loads(path.read_text()) if path.exists() else None
     except ValueError:
         return None
-    return doc if isinstance(doc, dict) else None
+    return _check_doc(doc) if isinstance(doc, dict) else None
 
 
 def run_check(ledger: Ledger) -> dict[str, Any]:
@@ -187,6 +200,7 @@ def run_check(ledger: Ledger) -> dict[str, Any]:
     except VerificationError as exc:
         result = {"ok": False, "error": exc.message}
     result["checked_at"] = int(time.time())
+    result = _check_doc(result)
     atomic_write(node_dir(ledger.home) / "last_check.json",
                  json.dumps(result, sort_keys=True).encode(), durable=False)
     return result
