@@ -25,7 +25,8 @@ router = APIRouter(prefix="/v1")
 DIGEST = r"^sha256:[0-9a-fA-F]{64}$"
 ID_OR_PREFIX = r"^(0x)?[0-9a-fA-F]{6,64}$"
 Digest = Annotated[str, Field(pattern=DIGEST, examples=["sha256:" + "ab" * 32])]
-ArtefactId = Annotated[str, Path(pattern=ID_OR_PREFIX, description="Id or unique prefix.")]
+ArtefactId = Annotated[str, Path(min_length=1, max_length=128,
+                                  description="Id, unique id prefix, or unique name.")]
 DigestPath = Annotated[str, Path(pattern=DIGEST)]
 NodeDep = Annotated[Node, Depends(node_of)]
 WriteDep = Annotated[Token, Depends(write_token)]
