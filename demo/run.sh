@@ -74,3 +74,8 @@ run mltrail ledger check
 run mltrail list
 echo
 echo "demo output in $DEMO_OUT"
+if [ "${SERVE:-}" = "1" ]; then
+  step "Serving the dashboard on the demo's ledger (Ctrl-C to stop)"
+  echo "open http://127.0.0.1:${PORT:-8470}/   (tokens: mltrail --home $MLTRAIL_HOME token create NAME --identity alice)"
+  exec mltrail serve --port "${PORT:-8470}"
+fi

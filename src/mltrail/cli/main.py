@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "mltrail.cli.core": ("init", "register", "transition", "show", "history", "list"),
     "mltrail.cli.provenance": ("run", "verify", "lineage", "export", "anchor", "import"),
     "mltrail.cli.serve": ("serve-model", "serve-proxy"),
+    "mltrail.cli.node": ("serve", "token"),
 }
 # Command groups: name -> (module holding ``app``, help).
 GROUPS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,256 @@
+"""The node's FastAPI application: wiring, authentication, limits and error mapping.
+
+``create_app(home)`` returns the app; ``Node`` holds what requests share (a reading
+``Ledger``, one writing ``Ledger`` per token identity, the token store). Errors from the
+library's one tree become JSON ``{"error", "hint"}`` with a 4xx status; a body over the
+limit is refused with 413 before it is read whole. No rule is decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mltrail.config import Home
+from mltrail.errors import (
+    AuthError,
+    InputError,
+    LedgerError,
+    MltrailError,
+    NetworkError,
+    NotFoundError,
+    RefusedError,
+    VerificationError,
+)
+from mltrail.ledger.client import Ledger
+from mltrail.server import queries
+from mltrail.server.queries import Names
+from mltrail.server.tokens import Token, TokenStore
+from mltrail.server.views import People
+
+HERE = Path(__file__).parent
+MAX_JSON = 256 * 1024  # request bodies other than blobs and files to verify
+MAX_UPLOAD = 64 * 1024 * 1024  # blobs and files to verify
+
+
+class NodeLedger(Ledger):
+    """The node's reading session: catches up with the chain at most every ``SYNC_EVERY`` s.
+
+    Writes through the node (and the CLI on this home) update the index as they are mined,
+    so what the throttle delays is only other homes' records on a shared network.
+    """
+
+    SYNC_EVERY = 0.25
+    _synced_at = -1.0
+
+    def sync(self) -> int:
+        now = time.monotonic()
+        if now - self._synced_at < self.SYNC_EVERY:
+            return 0
+        self._synced_at = now
+        return super().sync()
+
+    def resolve(self, artefact_id: str) -> str:
+        """As ``Ledger.resolve``; an id not yet seen forces a catch-up before 'unknown'."""
+        try:
+            return super().resolve(artefact_id)
+        except NotFoundError:
+            self._synced_at = -1.0
+            return super().resolve(artefact_id)
+
+
+class Node:
+    """What every request of one app shares."""
+
+    def __init__(self, home: Home, password: str | Callable[[], str] | None = None,
+                 identity: str | None = None) -> None:
+        self.home = home
+        self.password = password
+        self.reader = NodeLedger.open(home, identity=identity, password=password)
+        queries.ensure_indexes(self.reader)
+        self.read_lock = threading.RLock()
+        self.write_lock = threading.Lock()
+        self._writers: dict[str, Ledger] = {}
+        self.tokens = TokenStore(home)
+        self.names = Names()
+        self.people = People(home)
+
+    def writer(self, token: Token) -> Ledger:
+        """The ledger session signing as the token's identity (call under ``write_lock``)."""
+        if token.identity not in self._writers:
+            self._writers[token.identity] = Ledger.open(self.home, identity=token.identity,
+                                                        password=self.password)
+        return self._writers[token.identity]
+
+    def close(self) -> None:
+        self.reader.close()
+        for led in self._writers.values():
+            led.close()
+
+
+def status_of(exc: MltrailError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, AuthError | RefusedError):
+        return 403
+    if isinstance(exc, InputError):
+        return 400
+    if isinstance(exc, VerificationError):
+        return 409
+    if isinstance(exc, NetworkError):
+        return 502
+    if isinstance(exc, LedgerError):
+        return 503
+    return 400
+
+
+def _error(status: int, message: str, hint: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "hint": hint}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Refuse request bodies over a limit with 413, without reading them whole."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        limit = MAX_UPLOAD if path.startswith(("/v1/blobs", "/v1/verify")) else MAX_JSON
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and not length.isdigit():
+            await _error(400, "malformed Content-Length")(scope, receive, send)
+            return
+        if length is not None and int(length) > limit:
+            await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = msg.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def create_app(home: Home, password: str | Callable[[], str] | None = None,
+               identity: str | None = None) -> FastAPI:
+    """The node for ``home``: REST API under ``/v1``, blob exchange, dashboard at ``/``."""
+    from mltrail.server import api, pages
+
+    node = Node(home, password, identity)
+    app = FastAPI(title="mltrail node", version="1",
+                  description="A participant's node: artefacts, lineage, reports and blobs "
+                              "of a shared mltrail ledger. Writes need an API token "
+                              "(`Authorization: Bearer mlt_...`).")
+    app.state.node = node
+
+    @app.exception_handler(MltrailError)
+    async def _mltrail_error(_: Request, exc: MltrailError) -> JSONResponse:
+        return _error(status_of(exc), exc.message, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        msg = f"invalid request: {where + ': ' if where else ''}{first.get('msg', 'malformed')}"
+        return JSONResponse({"error": msg, "hint": None,
+                             "detail": json.loads(json.dumps(errs, default=str))},
+                            status_code=422)
+
+    install_auth_handlers(app)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def node_of(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def auth_header(request: Request) -> str | None:
+    value = request.headers.get("authorization")
+    if value is None:
+        cookie = request.cookies.get("mltrail_token")
+        return cookie or None
+    scheme, _, secret = value.partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else "\x00invalid"
+
+
+def optional_token(request: Request) -> Token | None:
+    """The request's token, None without one; a bad one is refused with 401."""
+    secret = auth_header(request)
+    if secret is None:
+        return None
+    tok = node_of(request).tokens.authenticate(secret)
+    if tok is None:
+        raise Unauthorized("invalid API token")
+    return tok
+
+
+def any_token(request: Request) -> Token:
+    """Any valid token (read-only ones too): 401 without one."""
+    tok = optional_token(request)
+    if tok is None:
+        raise Unauthorized("this needs an API token (Authorization: Bearer mlt_...)")
+    return tok
+
+
+def write_token(request: Request) -> Token:
+    """A token that may write: 401 without a valid one, 403 for a read-only one."""
+    tok = optional_token(request)
+    if tok is None:
+        raise Unauthorized("this needs an API token (Authorization: Bearer mlt_...)")
+    if tok.read_only:
+        raise Forbidden(f"token {tok.name!r} is read-only")
+    return tok
+
+
+class Unauthorized(AuthError):
+    """401: no token or an unknown one."""
+
+
+class Forbidden(AuthError):
+    """403: a token that may not do this."""
+
+
+def install_auth_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Unauthorized)
+    async def _unauth(_: Request, exc: Unauthorized) -> JSONResponse:
+        return _error(401, exc.message, "create one with 'mltrail token create'",
+                      {"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,54 @@
+"""Running the node: uvicorn on a socket, in one process or several workers.
+
+Owns sockets and processes only. Workers each build their own app from
+``$MLTRAIL_HOME`` (and ``$MLTRAIL_PASSWORD`` for writes); SQLite in WAL mode lets them
+read the one index side by side, and the embedded chain's lock orders their writes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from mltrail.config import ENV_HOME, Home
+
+_LOG = {"log_level": "warning", "access_log": False, "lifespan": "off"}
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    # TCP_NODELAY: without it every response may wait ~40 ms for the client's delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def app_from_env() -> Any:
+    """The app factory each worker process calls."""
+    from mltrail.config import ENV_PASSWORD
+    from mltrail.server.app import create_app
+
+    return create_app(Home(os.environ[ENV_HOME]), password=os.environ.get(ENV_PASSWORD))
+
+
+def serve(app: Any, home: Home, host: str, port: int, workers: int = 1,
+          on_bound: Callable[[int], None] | None = None) -> None:
+    """Serve in the foreground until interrupted; port 0 picks a free one."""
+    sock = _socket(host, port)
+    if on_bound is not None:
+        on_bound(sock.getsockname()[1])
+    if workers <= 1:
+        uvicorn.Server(uvicorn.Config(app, **_LOG)).run(sockets=[sock])  # type: ignore[arg-type]
+        return
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    os.environ[ENV_HOME] = str(home.root)
+    config = uvicorn.Config("mltrail.server.run:app_from_env", factory=True, workers=workers,
+                            **_LOG)  # type: ignore[arg-type]
+    Multiprocess(config, sockets=[sock]).run()
