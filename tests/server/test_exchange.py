@@ -121,3 +121,20 @@ def test_wrong_bytes_are_never_cached(orgs):
     with pytest.raises(VerificationError, match="no node sent the bytes"):
         exchange.fetch_blob(bob, missing, eve.address)
     assert not orgs["b"].store.has(missing)
+
+
+def test_library_reads_fetch_what_another_home_holds(orgs):
+    """PoL and audits read metadata and bundles through ``Ledger.blob``: org B's home gets
+    what only org A's home holds, the same answer as in A's home."""
+    from mltrail.pol.onchain import metadata
+
+    alice, bob = orgs["alice"], orgs["bob"]
+    meta = {"name": "fetched-model", "pol_bundle": "sha256:" + "0" * 64}
+    reg = alice.register("model", "sha256:" + "b2" * 32, (), meta)
+    art = bob.artefact(reg.artefact_id)
+    assert not orgs["b"].store.has(art.metadata_digest)
+    assert metadata(bob, art) == metadata(alice, alice.artefact(reg.artefact_id)) == meta
+    assert orgs["b"].store.has(art.metadata_digest)
+    # nobody holds it (and eve's lying node sends other bytes): a one-line error, no crash
+    with pytest.raises((NotFoundError, VerificationError)):
+        bob.blob("sha256:" + "cd" * 32, alice.address)

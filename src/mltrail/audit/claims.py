@@ -100,7 +100,7 @@ class LoadedClaims:
 
 def _json(ledger: Ledger, digest: str, what: str) -> Any:
     try:
-        return json.loads(ledger.home.store.get(digest))
+        return json.loads(ledger.blob(digest))
     except (ValueError, UnicodeDecodeError) as exc:
         raise VerificationError(f"{what} {digest[:19]} is not JSON") from exc
 

@@ -435,6 +435,16 @@ class Ledger:
     def history(self, artefact_id: str) -> list[Event]:
         return self.index.events(self.resolve(artefact_id))
 
+    def blob(self, digest: str, owner: str | None = None) -> bytes:
+        """The bytes named by ``digest`` (metadata, proof bundles, claims, reports): from this
+        home's store, else fetched from a member's node (the owner's first), hash-checked
+        and cached. NotFoundError when no node has them."""
+        if self.home.store.has(digest):
+            return self.home.store.get(digest)
+        from mltrail.server.exchange import fetch_blob
+
+        return fetch_blob(self, digest, owner)
+
     def anchors(self, artefact_id: str, actor: str | None = None) -> list[Event]:
         """Anchors on an artefact, oldest first; only those sent by ``actor`` (an address or
         a local identity's name) if given. Per-sender lookups make front-running useless:

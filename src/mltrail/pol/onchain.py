@@ -130,7 +130,7 @@ def publish_model(ledger: Ledger, bundle: str | Path, *, name: str,
 
 def metadata(ledger: Ledger, art: Artefact) -> dict[str, Any]:
     try:
-        data = json.loads(ledger.home.store.get(art.metadata_digest))
+        data = json.loads(ledger.blob(art.metadata_digest, art.owner))
     except (NotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -145,7 +145,7 @@ def bundle_for(ledger: Ledger, model_id: str, cache: str | Path | None = None) -
     dest = Path(cache) if cache else ledger.home.root / "pol" / str(digest).split(":")[-1]
     if (dest / "manifest.json").exists():
         return dest
-    return unpack(ledger.home.store.get(str(digest)), dest)
+    return unpack(ledger.blob(str(digest), art.owner), dest)
 
 
 def record_verdict(ledger: Ledger, model_id: str, report: Report, *,
