@@ -1,3 +1,115 @@
-"""mltrail: accountable machine learning on a shared provenance ledger."""
+"""mltrail: accountable machine learning on a shared provenance ledger.
+
+The public API. Names are imported on first use (PEP 562), so ``import mltrail`` stays
+cheap for the command line; ``docs/python-api.md`` has a runnable example for each::
+
+    import mltrail
+    home = mltrail.init_home("work/.mltrail", password="pw")      # a new embedded ledger
+    with mltrail.Ledger.open(home, password="pw") as led:
+        reg, hashed = mltrail.register_path(led, "data.csv", "dataset")
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # the ledger
+    "Ledger": "mltrail.ledger.client",
+    "init_home": "mltrail.ledger.setup",
+    "create_identity": "mltrail.identity",
+    "check_ledger": "mltrail.ledger.check:check",
+    # provenance
+    "register_path": "mltrail.provenance.artefacts",
+    "activity": "mltrail.provenance.capture",
+    # Proof-of-Learning
+    "ProofRecorder": "mltrail.pol.recorder",
+    "record_training": "mltrail.pol.recorder",
+    "verify_bundle": "mltrail.pol.verifier",
+    "publish_model": "mltrail.pol.onchain",
+    "record_pol_verdict": "mltrail.pol.onchain:record_verdict",
+    # inference audits
+    "AuditConfig": "mltrail.audit.runner",
+    "run_audit": "mltrail.audit.runner",
+    "record_audit_verdict": "mltrail.audit.runner:record_verdict",
+    "register_service": "mltrail.audit.claims",
+    "load_claims": "mltrail.audit.claims",
+    "sign_receipt": "mltrail.audit.receipts",
+    "ReceiptVerifier": "mltrail.audit.receipts",
+    # errors
+    "MltrailError": "mltrail.errors",
+    "InputError": "mltrail.errors",
+    "RefusedError": "mltrail.errors",
+    "VerificationError": "mltrail.errors",
+    "LedgerError": "mltrail.errors",
+    "NetworkError": "mltrail.errors",
+}
+
+__all__ = [
+    "AuditConfig",
+    "InputError",
+    "Ledger",
+    "LedgerError",
+    "MltrailError",
+    "NetworkError",
+    "ProofRecorder",
+    "ReceiptVerifier",
+    "RefusedError",
+    "VerificationError",
+    "activity",
+    "check_ledger",
+    "create_identity",
+    "init_home",
+    "load_claims",
+    "publish_model",
+    "record_audit_verdict",
+    "record_pol_verdict",
+    "record_training",
+    "register_path",
+    "register_service",
+    "run_audit",
+    "sign_receipt",
+    "verify_bundle",
+]
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'mltrail' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(import_module(module), attr or name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
+if TYPE_CHECKING:  # for type checkers and editors; never executed
+    from mltrail.audit.claims import load_claims, register_service
+    from mltrail.audit.receipts import ReceiptVerifier, sign_receipt
+    from mltrail.audit.runner import AuditConfig, run_audit
+    from mltrail.audit.runner import record_verdict as record_audit_verdict
+    from mltrail.errors import (
+        InputError,
+        LedgerError,
+        MltrailError,
+        NetworkError,
+        RefusedError,
+        VerificationError,
+    )
+    from mltrail.identity import create_identity
+    from mltrail.ledger.check import check as check_ledger
+    from mltrail.ledger.client import Ledger
+    from mltrail.ledger.setup import init_home
+    from mltrail.pol.onchain import publish_model
+    from mltrail.pol.onchain import record_verdict as record_pol_verdict
+    from mltrail.pol.recorder import ProofRecorder, record_training
+    from mltrail.pol.verifier import verify_bundle
+    from mltrail.provenance.artefacts import register_path
+    from mltrail.provenance.capture import activity
