@@ -67,7 +67,6 @@ for part in demo/ledger.sh demo/provenance.sh demo/pol.sh demo/audit.sh demo/ora
   fi
 done
 
-[ -f demo/oracle.sh ] && source demo/oracle.sh  # the auditor network (issue 13)
 
 step "Finally: the chain checks out, block by block and event by event"
 run mltrail ledger check
