@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -136,6 +137,13 @@ def address_of(home: Home, name: str) -> str:
             return ident.address
     raise NotFoundError(f"no identity {name!r} in {home.root}",
                         hint="see 'mltrail id list'")
+
+
+def unlock_from(home: Home, name: str,
+                password: str | Callable[[], str | None] | None) -> LocalAccount:
+    """Decrypt ``name``'s key, asking a callable password source only now (clients hold
+    a prompt and call this on their first write)."""
+    return unlock(home, name, password() if callable(password) else password)
 
 
 def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:

@@ -30,11 +30,12 @@ from mltrail.errors import (
     RefusedError,
     VerificationError,
 )
-from mltrail.identity import unlock
+from mltrail.identity import unlock_from
 from mltrail.ledger import contracts, explain, trust
 from mltrail.ledger.abi import ContractABI
 from mltrail.ledger.backend import Backend, Receipt, damaged
 from mltrail.ledger.index import EventIndex, IndexedEvent, decode_events
+from mltrail.ledger.reader import lineage_depths
 from mltrail.lifecycle import Lifecycle, parse
 from mltrail.provenance.digest import canonical_json, to_bytes32
 
@@ -176,8 +177,7 @@ class Ledger:
     def account(self) -> LocalAccount:
         """The unlocked key (decrypted on first write only)."""
         if self._account is None:
-            pw = self._password() if callable(self._password) else self._password
-            self._account = unlock(self.home, self.identity, pw)
+            self._account = unlock_from(self.home, self.identity, self._password)
         return self._account
 
     @property
@@ -475,20 +475,9 @@ class Ledger:
         """Ancestors and descendants of an artefact (transitively), each with depth."""
         root = self.resolve(artefact_id)
 
-        def walk(step: Any) -> list[dict[str, Any]]:
-            seen: dict[str, int] = {}
-            frontier, depth = [root], 0
-            while frontier:
-                depth += 1
-                nxt = []
-                for node in frontier:
-                    for other in step(node):
-                        if other not in seen and other != root:
-                            seen[other] = depth
-                            nxt.append(other)
-                frontier = nxt
+        def walk(step: Callable[[str], list[str]]) -> list[dict[str, Any]]:
             return [{"depth": d, **self._artefact(self.index.artefact_row(i) or ()).as_dict()}
-                    for i, d in seen.items()]
+                    for i, d in lineage_depths(root, step).items()]
 
         return {"artefact": self.artefact(root).as_dict(),
                 "ancestors": walk(self.index.parents_of),

@@ -222,6 +222,23 @@ def _sha(hex32: str) -> str:
     return "sha256:" + str(hex32).removeprefix("0x")
 
 
+def lineage_depths(root: str, step: Callable[[str], list[str]]) -> dict[str, int]:
+    """Every artefact reachable from ``root`` by ``step`` (parents or children), with its
+    distance; breadth first, so each gets its shortest depth. Shared by Ledger and reader."""
+    seen: dict[str, int] = {}
+    frontier, depth = [root], 0
+    while frontier:
+        depth += 1
+        nxt = []
+        for node in frontier:
+            for other in step(node):
+                if other not in seen and other != root:
+                    seen[other] = depth
+                    nxt.append(other)
+        frontier = nxt
+    return seen
+
+
 def looks_like_id(text: str) -> bool:
     """Hex of 6 digits or more (``0x`` optional): taken as an id or id prefix, not a name."""
     ident = text.lower().removeprefix("0x")
@@ -408,19 +425,8 @@ class IndexReader:
         root = self.resolve(ref)
 
         def walk(step: Callable[[str], list[str]]) -> list[dict[str, Any]]:
-            seen: dict[str, int] = {}
-            frontier, depth = [root], 0
-            while frontier:
-                depth += 1
-                nxt = []
-                for node in frontier:
-                    for other in step(node):
-                        if other not in seen and other != root:
-                            seen[other] = depth
-                            nxt.append(other)
-                frontier = nxt
             out = []
-            for i, d in seen.items():
+            for i, d in lineage_depths(root, step).items():
                 row = self.conn.execute(self._select() + " WHERE id=?", (i,)).fetchone()
                 if row is not None:
                     out.append({"depth": d, **self._view(row).as_dict()})

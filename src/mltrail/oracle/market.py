@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mltrail._fs import atomic_write
 from mltrail.config import Home, find_home
 from mltrail.errors import InputError, NotFoundError, RefusedError
-from mltrail.identity import address_of, unlock
+from mltrail.identity import address_of, unlock_from
 from mltrail.ledger import contracts
 from mltrail.ledger.abi import ContractABI
 from mltrail.ledger.backend import Backend, Receipt
@@ -218,8 +218,7 @@ class Market:
     @property
     def account(self) -> LocalAccount:
         if self._account is None:
-            pw = self._password() if callable(self._password) else self._password
-            self._account = unlock(self.home, self.identity, pw)
+            self._account = unlock_from(self.home, self.identity, self._password)
         return self._account
 
     @property
