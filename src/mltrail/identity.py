@@ -163,4 +163,5 @@ def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
         raise InputError(f"malformed keystore {path}: {exc}".splitlines()[0]) from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"malformed keystore {path}: missing or bad {exc}") from exc
-    return Account.from_key(key)
+    account: LocalAccount = Account.from_key(key)
+    return account

@@ -167,7 +167,9 @@ class EventIndex:
                 for r in rows]
 
     def artefact_row(self, artefact_id: str) -> tuple[Any, ...] | None:
-        return self.conn.execute("SELECT * FROM artefacts WHERE id=?", (artefact_id,)).fetchone()
+        row: tuple[Any, ...] | None = self.conn.execute(
+            "SELECT * FROM artefacts WHERE id=?", (artefact_id,)).fetchone()
+        return row
 
     def by_digest(self, content_digest: str) -> list[tuple[Any, ...]]:
         return self.conn.execute("SELECT * FROM artefacts WHERE content_digest=? ORDER BY block",

@@ -45,7 +45,7 @@ def _entries(stage: str, items: Any, what: str) -> list[dict[str, Any]]:
 
 
 def _check_md5(root: Path, stage: str, entry: dict[str, Any]) -> Path:
-    p = (root / entry["path"]).resolve()
+    p = (root / str(entry["path"])).resolve()
     if not p.is_relative_to(root):
         raise InputError(f"dvc.lock stage {stage!r}: path {entry['path']!r} leaves the repo")
     if not p.exists():
