@@ -46,7 +46,10 @@ def init(
         "--import-key", help="File holding a hex private key to use (a funded one).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a home (.mltrail/) with a ledger: embedded, or on a node with --ledger."""
+    """Create a home (.mltrail/) with a ledger: embedded, or on a node with --ledger.
+
+    Example: mltrail init --name alice --lifecycle lifecycles/default.yaml
+    """
     from mltrail.config import new_home_path
     from mltrail.identity import read_key_file
     from mltrail.ledger.setup import init_home
@@ -112,7 +115,10 @@ def register(
         "--name", help="Name shared on chain (default: the file's name).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Hash PATH and register it as an artefact of KIND."""
+    """Hash PATH and register it as an artefact of KIND.
+
+    Example: mltrail --as alice register data/train.csv --kind dataset --name train-v1
+    """
     from mltrail._fs import readable_tree
     from mltrail.provenance.artefacts import register_path
 
@@ -139,7 +145,10 @@ def transition(
         "--evidence", help="File cited as evidence (stored; its digest goes on chain).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Move an artefact to STATE (if the lifecycle and your roles allow it)."""
+    """Move an artefact to STATE (if the lifecycle and your roles allow it).
+
+    Example: mltrail --as victor transition train-v1 validated --evidence checks.json
+    """
     from mltrail._fs import regular_file
     from mltrail.provenance.digest import digest_file
 
@@ -162,7 +171,10 @@ def transition(
 
 def show(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
          as_json: JsonOpt = False) -> None:
-    """Show an artefact's current state and digests."""
+    """Show an artefact's current state and digests.
+
+    Example: mltrail show train-v1 --json
+    """
     with read_index() as reader:
         data = reader.artefact(artefact).as_dict()
 
@@ -193,7 +205,10 @@ def _what(kind: Any, e: dict[str, Any]) -> str:
 
 def history(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],
             as_json: JsonOpt = False) -> None:
-    """Every event about an artefact, oldest first."""
+    """Every event about an artefact, oldest first.
+
+    Example: mltrail history train-v1
+    """
     from mltrail.identity import names_by_address
 
     with read_index() as reader:
@@ -219,10 +234,15 @@ def history(artefact: Annotated[str, typer.Argument(help="Artefact id, unique pr
 MAX_LIMIT = 1_000_000
 
 
-def list_(kind: Annotated[str | None, typer.Option("--kind", "-k")] = None,
-          limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT)] = 1000,
+def list_(kind: Annotated[str | None, typer.Option(
+              "--kind", "-k", help="Only artefacts of this kind.")] = None,
+          limit: Annotated[int, typer.Option(
+              "--limit", min=1, max=MAX_LIMIT, help="At most this many artefacts.")] = 1000,
           as_json: JsonOpt = False) -> None:
-    """List registered artefacts, newest first."""
+    """List registered artefacts, newest first.
+
+    Example: mltrail list --kind model --limit 20 --json
+    """
     with read_index() as reader:
         arts = reader.artefacts(limit, kind)
     data = [a.as_dict() for a in arts]

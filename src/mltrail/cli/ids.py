@@ -20,7 +20,10 @@ def create(name: Annotated[str, typer.Argument(help="Name of the new identity.")
            import_key: Annotated[Path | None, typer.Option(
                "--import-key", help="File with a hex private key.")] = None,
            as_json: JsonOpt = False) -> None:
-    """Create an encrypted keystore for NAME (password: MLTRAIL_PASSWORD or a prompt)."""
+    """Create an encrypted keystore for NAME (password: MLTRAIL_PASSWORD or a prompt).
+
+    Example: mltrail id create alice --import-key alice.hex
+    """
     from mltrail.identity import create_identity, read_key_file
 
     key = read_key_file(import_key) if import_key is not None else None
@@ -30,7 +33,10 @@ def create(name: Annotated[str, typer.Argument(help="Name of the new identity.")
 
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
-    """List the identities in this home."""
+    """List the identities in this home.
+
+    Example: mltrail id list --json
+    """
     from mltrail.identity import list_identities
     from mltrail.ledger.reader import load_settings
 

@@ -11,7 +11,10 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("check")
 def check_(as_json: JsonOpt = False) -> None:
-    """Verify the whole ledger: chain, pins, index and contract state (exit 1 if not)."""
+    """Verify the whole ledger: chain, pins, index and contract state (exit 1 if not).
+
+    Example: mltrail ledger check --json
+    """
     from mltrail.ledger.check import check
 
     with open_ledger() as led:
@@ -26,7 +29,10 @@ def check_(as_json: JsonOpt = False) -> None:
 
 @app.command("reindex")
 def reindex_(as_json: JsonOpt = False) -> None:
-    """Rebuild the event index from the chain (refused when the chain itself is damaged)."""
+    """Rebuild the event index from the chain (refused when the chain itself is damaged).
+
+    Example: mltrail ledger reindex
+    """
     from mltrail.ledger.check import reindex
 
     with open_ledger() as led:
@@ -37,7 +43,10 @@ def reindex_(as_json: JsonOpt = False) -> None:
 
 @app.command("status")
 def status(as_json: JsonOpt = False) -> None:
-    """Backend, chain, registry and head of this home's ledger."""
+    """Backend, chain, registry and head of this home's ledger.
+
+    Example: mltrail ledger status --json
+    """
     with read_index() as reader:
         s = reader.settings
         data = {"home": str(reader.home.root), "backend": s.backend, "rpc_url": s.rpc_url,

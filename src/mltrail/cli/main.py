@@ -33,12 +33,18 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 # Command groups: name -> (module holding ``app``, help).
 GROUPS: dict[str, tuple[str, str]] = {
-    "id": ("mltrail.cli.ids", "Participants' identities (encrypted keystores)."),
-    "roles": ("mltrail.cli.roles", "Grant, revoke and list roles."),
-    "ledger": ("mltrail.cli.ledger_cmd", "Check the ledger, rebuild its index, show its status."),
-    "pol": ("mltrail.cli.pol", "Proof-of-Learning: train, verify, dispute."),
-    "audit": ("mltrail.cli.audit", "Audit an inference service."),
-    "oracle": ("mltrail.cli.oracle", "The auditor network: oracles, stakes, rounds."),
+    "id": ("mltrail.cli.ids", "Participants' identities (encrypted keystores).\n\n"
+          "Example: mltrail id create alice"),
+    "roles": ("mltrail.cli.roles", "Grant, revoke and list roles.\n\n"
+             "Example: mltrail roles grant alice model_developer"),
+    "ledger": ("mltrail.cli.ledger_cmd", "Check the ledger, rebuild its index, show its status.\n\n"
+              "Example: mltrail ledger check --json"),
+    "pol": ("mltrail.cli.pol", "Proof-of-Learning: train, verify, dispute.\n\n"
+           "Example: mltrail pol train proof --epochs 2 --k 20"),
+    "audit": ("mltrail.cli.audit", "Audit an inference service.\n\n"
+             "Example: mltrail audit run --target http://127.0.0.1:8000 --max-queries 80"),
+    "oracle": ("mltrail.cli.oracle", "The auditor network: oracles, stakes, rounds.\n\n"
+              "Example: mltrail oracle status --json"),
 }
 # Commands another module adds to a group: group -> (module, function taking the group's app).
 EXTENSIONS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -94,7 +100,8 @@ def build_app(command: str | None = None) -> typer.Typer:
     app = typer.Typer(name="mltrail", no_args_is_help=True, pretty_exceptions_enable=False,
                       add_completion=False,
                       help="Accountable ML: a provenance ledger, Proof-of-Learning and "
-                           "inference audits.")
+                           "inference audits.\n\nExample: mltrail --as alice register "
+                           "data.csv --kind dataset")
     app.callback()(_global)
     known = command in GROUPS or any(command in names for names in COMMANDS.values())
     for module, names in COMMANDS.items():

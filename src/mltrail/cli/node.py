@@ -25,7 +25,10 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64,
                                          help="Worker processes.")] = 1,
 ) -> None:
-    """Serve this home's node: REST API (/v1, /docs), blob exchange and the dashboard (/)."""
+    """Serve this home's node: REST API (/v1, /docs), blob exchange and the dashboard (/).
+
+    Example: mltrail serve --port 8470 --host 127.0.0.1
+    """
     import os
 
     from mltrail.cli.core import ask_password
@@ -66,7 +69,10 @@ def create(
     read_only: Annotated[bool, typer.Option("--read-only", help="May not write.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create an API token; it is shown once and stored only as a hash."""
+    """Create an API token; it is shown once and stored only as a hash.
+
+    Example: mltrail token create ci --identity alice --read-only
+    """
     from mltrail.server.tokens import TokenStore
 
     tok, secret = TokenStore(home()).create(name, identity, read_only)
@@ -79,7 +85,10 @@ def create(
 
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
-    """List tokens (names, identities, read-only flags; never the secrets)."""
+    """List tokens (names, identities, read-only flags; never the secrets).
+
+    Example: mltrail token list --json
+    """
     from rich.table import Table
 
     from mltrail.server.tokens import TokenStore
@@ -101,7 +110,10 @@ def list_(as_json: JsonOpt = False) -> None:
 @app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="Token name.")],
            as_json: JsonOpt = False) -> None:
-    """Revoke a token: requests with it get 401 from now on."""
+    """Revoke a token: requests with it get 401 from now on.
+
+    Example: mltrail token revoke ci
+    """
     from mltrail.server.tokens import TokenStore
 
     tok = TokenStore(home()).revoke(name)
@@ -111,4 +123,5 @@ def revoke(name: Annotated[str, typer.Argument(help="Token name.")],
 def install(root: typer.Typer) -> None:
     """Add `serve` and `token` to the top-level app."""
     root.command("serve")(serve)
-    root.add_typer(app, name="token", help="API tokens of this node (stored as hashes).")
+    root.add_typer(app, name="token", help="API tokens of this node (stored as hashes).\n\n"
+                   "Example: mltrail token create ci --identity alice --read-only")

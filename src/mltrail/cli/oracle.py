@@ -43,7 +43,10 @@ def _tx(what: str, tx: Any, as_json: bool, **extra: Any) -> None:
 def deploy(supply: Annotated[int, typer.Option("--supply", min=0, help="Tokens to mint to "
                                                "the admin.")] = 0,
            as_json: JsonOpt = False) -> None:
-    """Deploy the token and the market once for this consortium (admin)."""
+    """Deploy the token and the market once for this consortium (admin).
+
+    Example: mltrail oracle deploy --supply 1000000
+    """
     from mltrail.oracle.deploy import deploy_network
 
     with _ledger() as led:
@@ -53,9 +56,16 @@ def deploy(supply: Annotated[int, typer.Option("--supply", min=0, help="Tokens t
 
 
 @app.command("join")
-def join(token: Annotated[str, typer.Option("--token")],
-         market: Annotated[str, typer.Option("--market")], as_json: JsonOpt = False) -> None:
-    """Record another member's oracle network in this home (checked on chain)."""
+def join(token: Annotated[str, typer.Option("--token", help="Address of the network's token "
+                                            "contract.")],
+         market: Annotated[str, typer.Option("--market", help="Address of the network's "
+                                             "market contract.")],
+         as_json: JsonOpt = False) -> None:
+    """Record another member's oracle network in this home (checked on chain).
+
+    Example: mltrail oracle join --token 0x5FbDB2315678afecb367f032d93F642f64180aa3
+    --market 0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512
+    """
     from mltrail.oracle.deploy import join_network
 
     cfg = join_network(home(), token, market)
@@ -64,21 +74,30 @@ def join(token: Annotated[str, typer.Option("--token")],
 
 @app.command("admit")
 def admit(who: WhoArg, as_json: JsonOpt = False) -> None:
-    """Admit an oracle to the network (admin)."""
+    """Admit an oracle to the network (admin).
+
+    Example: mltrail oracle admit olivia
+    """
     with _market() as m:
         _tx(f"admitted {who}", m.admit(who), as_json, oracle=m.resolve_account(who))
 
 
 @app.command("remove")
 def remove(who: WhoArg, as_json: JsonOpt = False) -> None:
-    """Remove an oracle from the network (admin)."""
+    """Remove an oracle from the network (admin).
+
+    Example: mltrail oracle remove olivia
+    """
     with _market() as m:
         _tx(f"removed {who}", m.remove(who), as_json, oracle=m.resolve_account(who))
 
 
 @app.command("mint")
 def mint(who: WhoArg, amount: AmountArg, as_json: JsonOpt = False) -> None:
-    """Mint tokens to an account (admin)."""
+    """Mint tokens to an account (admin).
+
+    Example: mltrail oracle mint olivia 500
+    """
     from mltrail.oracle.market import parse_amount
 
     with _market() as m:
@@ -87,7 +106,10 @@ def mint(who: WhoArg, amount: AmountArg, as_json: JsonOpt = False) -> None:
 
 @app.command("transfer")
 def transfer(who: WhoArg, amount: AmountArg, as_json: JsonOpt = False) -> None:
-    """Send tokens to an account."""
+    """Send tokens to an account.
+
+    Example: mltrail --as olivia oracle transfer bob 10
+    """
     from mltrail.oracle.market import parse_amount
 
     with _market() as m:
@@ -96,7 +118,10 @@ def transfer(who: WhoArg, amount: AmountArg, as_json: JsonOpt = False) -> None:
 
 @app.command("stake")
 def stake(amount: AmountArg, as_json: JsonOpt = False) -> None:
-    """Stake tokens as this oracle."""
+    """Stake tokens as this oracle.
+
+    Example: mltrail --as olivia oracle stake 100
+    """
     from mltrail.oracle.market import parse_amount
 
     with _market() as m:
@@ -106,7 +131,10 @@ def stake(amount: AmountArg, as_json: JsonOpt = False) -> None:
 
 @app.command("unstake")
 def unstake(amount: AmountArg, as_json: JsonOpt = False) -> None:
-    """Withdraw stake (refused while a round you committed to is open)."""
+    """Withdraw stake (refused while a round you committed to is open).
+
+    Example: mltrail --as olivia oracle unstake 50
+    """
     from mltrail.oracle.market import parse_amount
 
     with _market() as m:
@@ -116,15 +144,24 @@ def unstake(amount: AmountArg, as_json: JsonOpt = False) -> None:
 
 @app.command("params")
 def params(
-    commit_window: Annotated[int | None, typer.Option("--commit-window", min=1)] = None,
-    reveal_window: Annotated[int | None, typer.Option("--reveal-window", min=1)] = None,
-    min_stake: Annotated[int | None, typer.Option("--min-stake", min=0)] = None,
-    slash: Annotated[int | None, typer.Option("--slash", min=0)] = None,
-    quorum: Annotated[int | None, typer.Option("--quorum", min=1, max=32)] = None,
-    min_fee: Annotated[int | None, typer.Option("--min-fee", min=0)] = None,
+    commit_window: Annotated[int | None, typer.Option(
+        "--commit-window", min=1, help="Blocks oracles have to commit.")] = None,
+    reveal_window: Annotated[int | None, typer.Option(
+        "--reveal-window", min=1, help="Blocks oracles have to reveal after the commits.")] = None,
+    min_stake: Annotated[int | None, typer.Option(
+        "--min-stake", min=0, help="Whole tokens an oracle must stake to take a round.")] = None,
+    slash: Annotated[int | None, typer.Option(
+        "--slash", min=0, help="Whole tokens taken from an oracle that misses or lies.")] = None,
+    quorum: Annotated[int | None, typer.Option(
+        "--quorum", min=1, max=32, help="Reveals needed to settle a round.")] = None,
+    min_fee: Annotated[int | None, typer.Option(
+        "--min-fee", min=0, help="Smallest fee, in whole tokens, a round may pay.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the market's parameters, or set some of them (admin; windows in blocks)."""
+    """Show the market's parameters, or set some of them (admin; windows in blocks).
+
+    Example: mltrail oracle params --commit-window 20 --reveal-window 20 --quorum 3
+    """
     changes = {"commit_window": commit_window, "reveal_window": reveal_window,
                "min_stake": min_stake, "slash_amount": slash, "quorum": quorum,
                "min_fee": min_fee}
@@ -139,7 +176,10 @@ def params(
 @app.command("status")
 def status(who: Annotated[str | None, typer.Argument(help="Oracle (default: you).")] = None,
            as_json: JsonOpt = False) -> None:
-    """An oracle's stake, rounds, earnings and slashes."""
+    """An oracle's stake, rounds, earnings and slashes.
+
+    Example: mltrail oracle status olivia --json
+    """
     with _market() as m:
         st = m.oracle_status(who)
         st["rounds"] = _rounds_of(m, st["address"])
@@ -175,7 +215,10 @@ def run(
     log_file: Annotated[Path | None, typer.Option("--log", help="Also append the log "
                                                   "here.")] = None,
 ) -> None:
-    """Run this identity's oracle daemon until interrupted."""
+    """Run this identity's oracle daemon until interrupted.
+
+    Example: mltrail --as olivia oracle run --queries 64 --log oracle.log
+    """
     import time
 
     from mltrail.oracle.daemon import Daemon
@@ -195,15 +238,22 @@ def run(
 
 @app.command("finalize")
 def finalize(round_id: RoundArg, as_json: JsonOpt = False) -> None:
-    """Close a round whose reveals are in or whose reveal window has passed."""
+    """Close a round whose reveals are in or whose reveal window has passed.
+
+    Example: mltrail oracle finalize 1 --json
+    """
     with _market() as m:
         _tx(f"round {round_id} finalised", m.finalize(round_id), as_json, round=round_id)
 
 
 @app.command("commit")
 def commit(round_id: RoundArg, reference: Annotated[str | None, typer.Option(
-               "--reference")] = None, as_json: JsonOpt = False) -> None:
-    """By hand: audit a round's service and commit to the findings (kept for reveal)."""
+               "--reference", help="URL of the genuine service to compare against.")] = None,
+           as_json: JsonOpt = False) -> None:
+    """By hand: audit a round's service and commit to the findings (kept for reveal).
+
+    Example: mltrail --as olivia oracle commit 1 --reference http://127.0.0.1:8001
+    """
     from mltrail.errors import InputError
     from mltrail.oracle.daemon import Daemon
     from mltrail.oracle.metrics import AuditOptions
@@ -226,7 +276,10 @@ def commit(round_id: RoundArg, reference: Annotated[str | None, typer.Option(
 def reveal(round_id: RoundArg, salt: Annotated[str | None, typer.Option(
                "--salt", help="Reveal with this salt instead of the stored one.")] = None,
            as_json: JsonOpt = False) -> None:
-    """By hand: reveal the findings committed to in a round."""
+    """By hand: reveal the findings committed to in a round.
+
+    Example: mltrail --as olivia oracle reveal 1
+    """
     from mltrail.errors import InputError
     from mltrail.oracle.daemon import OracleState
     from mltrail.provenance.digest import to_bytes32
@@ -254,7 +307,11 @@ def request(
         "(comma-separated or repeated).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Open an audit round for SERVICE on the oracle network, paying FEE."""
+    """Open an audit round for SERVICE on the oracle network, paying FEE.
+
+    Example: mltrail --as carol audit request svc-v1 --fee 30 --target http://127.0.0.1:8000
+    --metrics agreement,accuracy
+    """
     from mltrail.oracle.market import mask_names, metrics_mask, parse_amount
 
     mask = metrics_mask(metrics or ["agreement", "accuracy", "availability"])
@@ -271,7 +328,10 @@ def request(
 
 
 def result(round_id: RoundArg, as_json: JsonOpt = False) -> None:
-    """Show a round's consensus and each oracle's revealed values."""
+    """Show a round's consensus and each oracle's revealed values.
+
+    Example: mltrail audit result 1 --json
+    """
     with _market() as m:
         res = m.result(round_id)
     data = res.as_dict()

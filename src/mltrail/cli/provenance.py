@@ -51,7 +51,11 @@ def run(
 ) -> None:
     """Run CMD as a captured step: hash inputs and outputs, sign an in-toto statement,
     register the outputs with the inputs as parents. A failing command registers nothing
-    and mltrail exits with its code."""
+    and mltrail exits with its code.
+
+    Example: mltrail run --step train -i data.csv -c train.py -o model.pt -p lr=0.1 --
+    python train.py
+    """
     from mltrail.provenance.capture import run_command
 
     with open_ledger() as led:
@@ -86,7 +90,10 @@ def verify(
         "--statement", help="Check a DSSE statement's signature against the chain.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-hash PATH and report what it matches; exit 1 naming every changed file."""
+    """Re-hash PATH and report what it matches; exit 1 naming every changed file.
+
+    Example: mltrail verify model.pt
+    """
     from mltrail.provenance import batch
     from mltrail.provenance import verify as v
 
@@ -133,7 +140,10 @@ def lineage(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """An artefact's ancestors (--up), descendants (--down) or both, drawn or as data."""
+    """An artefact's ancestors (--up), descendants (--down) or both, drawn or as data.
+
+    Example: mltrail lineage model.pt --up --format dot --out lineage.dot
+    """
     from mltrail.provenance import lineage as lin
 
     if up and down:
@@ -195,7 +205,10 @@ def export(
                                      help="prov-json, prov-n or in-toto.")] = "prov-json",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
 ) -> None:
-    """Provenance of an artefact and its ancestry as W3C PROV or an in-toto bundle."""
+    """Provenance of an artefact and its ancestry as W3C PROV or an in-toto bundle.
+
+    Example: mltrail export model.pt --format in-toto --out model.intoto.json
+    """
     from mltrail.provenance.export import export as do_export
 
     if fmt not in ("prov-json", "prov-n", "in-toto"):
@@ -211,7 +224,10 @@ def anchor(
         "--proofs", help="Folder to write one inclusion proof per record into.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Anchor a batch of records (one Merkle root, one transaction)."""
+    """Anchor a batch of records (one Merkle root, one transaction).
+
+    Example: mltrail anchor train-v1 records.jsonl --proofs proofs
+    """
     from mltrail.provenance import batch
 
     rows = batch.read_records(records)
@@ -233,7 +249,10 @@ def import_dvc(
         "--stage-kind", help="STAGE=KIND for one stage's outputs (e.g. train=model).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-hash each DVC stage's deps and outs and record the stages as activities."""
+    """Re-hash each DVC stage's deps and outs and record the stages as activities.
+
+    Example: mltrail import dvc dvc.lock --kind dataset --stage-kind train=model
+    """
     from mltrail.provenance.importers import import_dvc as do
 
     kinds = {k: str(v) for k, v in _params(stage_kind).items()}
@@ -252,7 +271,10 @@ def import_mlflow(
     kind: Annotated[str, typer.Option("--kind", help="Kind of the run's outputs.")] = "model",
     as_json: JsonOpt = False,
 ) -> None:
-    """Record a local MLflow run's params, input datasets and artefacts."""
+    """Record a local MLflow run's params, input datasets and artefacts.
+
+    Example: mltrail import mlflow 0f3c9a --tracking-uri mlruns --kind model
+    """
     from mltrail.provenance.importers import import_mlflow as do
 
     with open_ledger() as led:
@@ -267,5 +289,6 @@ def install(app: typer.Typer) -> None:
     app.command()(lineage)
     app.command()(export)
     app.command()(anchor)
-    app.add_typer(import_app, name="import", help="Import provenance from DVC or MLflow.")
+    app.add_typer(import_app, name="import", help="Import provenance from DVC or MLflow.\n\n"
+                    "Example: mltrail import dvc dvc.lock --kind dataset")
 

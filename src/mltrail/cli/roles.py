@@ -18,7 +18,10 @@ Role = Annotated[str, typer.Argument(help="Role name from the lifecycle.")]
 
 @app.command("grant")
 def grant(account: Account, role: Role, as_json: JsonOpt = False) -> None:
-    """Grant ROLE to ACCOUNT."""
+    """Grant ROLE to ACCOUNT.
+
+    Example: mltrail roles grant alice model_developer
+    """
     with open_ledger() as led:
         r = led.grant_role(account, role)
     emit({"account": account, "role": role, **tx_fields(r)}, as_json,
@@ -28,7 +31,10 @@ def grant(account: Account, role: Role, as_json: JsonOpt = False) -> None:
 
 @app.command("revoke")
 def revoke(account: Account, role: Role, as_json: JsonOpt = False) -> None:
-    """Revoke ROLE from ACCOUNT."""
+    """Revoke ROLE from ACCOUNT.
+
+    Example: mltrail roles revoke alice model_developer
+    """
     with open_ledger() as led:
         r = led.revoke_role(account, role)
     emit({"account": account, "role": role, **tx_fields(r)}, as_json,
@@ -37,7 +43,10 @@ def revoke(account: Account, role: Role, as_json: JsonOpt = False) -> None:
 
 @app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
-    """Every account holding a role, from the chain."""
+    """Every account holding a role, from the chain.
+
+    Example: mltrail roles list --json
+    """
     from mltrail.identity import names_by_address
 
     with read_index() as reader:
@@ -58,7 +67,10 @@ def list_(as_json: JsonOpt = False) -> None:
 
 @app.command("transfer-admin")
 def transfer_admin(account: Account, as_json: JsonOpt = False) -> None:
-    """Offer the admin seat to ACCOUNT (it must run 'roles accept-admin')."""
+    """Offer the admin seat to ACCOUNT (it must run 'roles accept-admin').
+
+    Example: mltrail roles transfer-admin bob
+    """
     with open_ledger() as led:
         r = led.transfer_admin(account)
     emit({"account": account, **tx_fields(r)}, as_json,
@@ -67,7 +79,10 @@ def transfer_admin(account: Account, as_json: JsonOpt = False) -> None:
 
 @app.command("accept-admin")
 def accept_admin(as_json: JsonOpt = False) -> None:
-    """Accept an admin handover offered to you."""
+    """Accept an admin handover offered to you.
+
+    Example: mltrail --as bob roles accept-admin
+    """
     with open_ledger() as led:
         r = led.accept_admin()
         me = led.address
