@@ -144,8 +144,16 @@ def find_home(explicit: str | os.PathLike[str] | None = None,
 
 
 def new_home_path(explicit: str | os.PathLike[str] | None = None) -> Home:
-    """Where ``init`` creates a home: explicit, ``$MLTRAIL_HOME`` or ``./.mltrail``."""
-    if explicit is not None:
-        return Home(explicit)
+    """Where ``init`` creates a home: explicit, ``$MLTRAIL_HOME`` or ``./.mltrail``.
+
+    Refused (:class:`InputError`) when the nearest existing folder on the way there is a
+    file or a dangling link, so nothing is created under it."""
     env = os.environ.get(ENV_HOME)
-    return Home(env) if env else Home(Path.cwd() / HOME_DIR)
+    target = Home(explicit if explicit is not None else env or Path.cwd() / HOME_DIR)
+    for folder in (target.root, *target.root.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "a dangling link" if not folder.exists() else "not a folder"
+                raise InputError(f"cannot create a home at {target.root}: {folder} is {what}")
+            break
+    return target

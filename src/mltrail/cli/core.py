@@ -50,26 +50,18 @@ def init(
 
     Example: mltrail init --name alice --lifecycle lifecycles/default.yaml
     """
+    from mltrail._fs import regular_file
     from mltrail.config import new_home_path
-    from mltrail.identity import read_key_file
+    from mltrail.identity import address_of, read_key_file
     from mltrail.ledger.setup import init_home
 
     key = read_key_file(import_key) if import_key is not None else None
     if lifecycle is not None:
-        from mltrail._fs import regular_file
-
         regular_file(lifecycle, "lifecycle")
     target = new_home_path(STATE.home)
-    for folder in (target.root, *target.root.parents):
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                what = "a dangling link" if not folder.exists() else "not a folder"
-                raise InputError(f"cannot create a home at {target.root}: {folder} is {what}")
-            break
     home = init_home(target.root, ask_password(confirm=True), lifecycle, ledger, registry, name,
                      key)
     settings = home.settings()
-    from mltrail.identity import address_of
 
     data = {"home": str(home.root), "backend": settings.backend, "chain_id": settings.chain_id,
             "registry": settings.registry, "identity": settings.identity,
@@ -78,32 +70,6 @@ def init(
     verb = "joined registry" if registry else "deployed registry"
     emit(data, as_json, f"initialised [bold]{escape(str(home.root))}[/] ({settings.backend}); "
          f"{verb} {settings.registry}; identity [bold]{settings.identity}[/] = {data['address']}")
-
-
-def _default_name(path: Path) -> str | None:
-    """The file's name as the artefact's name, when it makes a usable one."""
-    from mltrail.ledger.reader import looks_like_id
-
-    n = path.resolve().name
-    ok = n and n.isprintable() and n == n.strip() and len(n.encode()) <= 64
-    return n if ok and not looks_like_id(n) else None
-
-
-def _lookup(led: Any, ref: str) -> tuple[str, str | None]:
-    """Full id and name from an id, a prefix or a name, after syncing ``led``'s index."""
-    from mltrail.ledger.reader import IndexReader
-
-    led.sync()
-    reader = IndexReader.open(led.home, led.settings, led.lifecycle, require_current=False)
-    if reader is None:
-        return str(led.resolve(ref)), None
-    with reader:
-        view = reader.artefact(ref)
-        return view.id, view.name
-
-
-def _resolve(led: Any, ref: str) -> str:
-    return _lookup(led, ref)[0]
 
 
 def register(
@@ -119,17 +85,10 @@ def register(
 
     Example: mltrail --as alice register data/train.csv --kind dataset --name train-v1
     """
-    from mltrail._fs import readable_tree
-    from mltrail.provenance.artefacts import register_path
+    from mltrail.provenance.artefacts import register_artefact
 
-    if not path.exists() and not path.is_symlink():
-        raise InputError(f"path does not exist: {path}")
-    readable_tree(path, "path")
-    art_name = name if name is not None else _default_name(path)
     with open_ledger() as led:
-        parents = [_resolve(led, p) for p in parent or []]
-        with led.home.store.discard_on_failure():
-            r, hashed = register_path(led, path, kind, parents, art_name)
+        r, hashed, art_name = register_artefact(led, path, kind, parent, name)
     digest = hashed.digest
     data = {"artefact_id": r.artefact_id, "name": art_name, "kind": kind,
             "content_digest": digest, **tx_fields(r)}
@@ -149,24 +108,15 @@ def transition(
 
     Example: mltrail --as victor transition train-v1 validated --evidence checks.json
     """
-    from mltrail._fs import regular_file
-    from mltrail.provenance.digest import digest_file
+    from mltrail.provenance.artefacts import transition_artefact
 
-    digest = None
-    if evidence is not None:
-        regular_file(evidence, "evidence file")
-        digest = digest_file(evidence)
     with open_ledger() as led:
-        aid, name = _lookup(led, artefact)
-        before = led.artefact(aid)
-        r = led.transition(before.id, state, digest)
-        if evidence is not None:  # stored only once the chain accepted the transition
-            led.home.store.put_file(evidence)
-    data = {"artefact_id": before.id, "name": name, "from": before.state, "to": state,
-            "evidence_digest": digest, **tx_fields(r)}
-    label = escape(name) if name else _short(before.id)
-    emit(data, as_json, f"{label} {before.state} -> [bold]{escape(state)}[/]  "
-         f"tx {r.tx_hash} block {r.block} gas {r.gas_used}")
+        m = transition_artefact(led, artefact, state, evidence)
+    data = {"artefact_id": m.artefact_id, "name": m.name, "from": m.before, "to": m.after,
+            "evidence_digest": m.evidence_digest, **tx_fields(m.tx)}
+    label = escape(m.name) if m.name else _short(m.artefact_id)
+    emit(data, as_json, f"{label} {m.before} -> [bold]{escape(state)}[/]  "
+         f"tx {m.tx.tx_hash} block {m.tx.block} gas {m.tx.gas_used}")
 
 
 def show(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefix, or name.")],

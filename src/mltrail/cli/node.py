@@ -29,36 +29,15 @@ def serve(
 
     Example: mltrail serve --port 8470 --host 127.0.0.1
     """
-    import os
-
     from mltrail.cli.core import ask_password
-    from mltrail.config import ENV_PASSWORD
-    from mltrail.server.app import create_app
-    from mltrail.server.exchange import publish_url
-    from mltrail.server.run import serve as run_node
+    from mltrail.server.run import serve_node
 
-    h = home()
-    if workers > 1 and not os.environ.get(ENV_PASSWORD):
-        os.environ[ENV_PASSWORD] = ask_password()  # the workers read it from here
-    app_ = create_app(h, password=ask_password)
-    if advertise:
-        node = app_.state.node
-        res = publish_url(node.reader, advertise)
-        sys.stderr.write(f"published {advertise} as {node.reader.identity}'s node"
-                         + (f" (tx {res['tx_hash']})\n" if res.get("tx_hash") else "\n"))
-
-    def bound(p: int) -> None:
-        if port_file is not None:
-            from mltrail._fs import atomic_write
-
-            atomic_write(port_file, f"{p}\n".encode())
-        sys.stderr.write(f"mltrail node for {h.root} on http://{host}:{p}/ (API docs: /docs)\n")
+    def notify(line: str) -> None:
+        sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
-    try:
-        run_node(app_, h, host, port, workers, bound)
-    finally:
-        app_.state.node.close()
+    serve_node(home(), host=host, port=port, workers=workers, password=ask_password,
+               advertise=advertise, port_file=port_file, notify=notify)
 
 
 @app.command("create")

@@ -180,25 +180,16 @@ def status(who: Annotated[str | None, typer.Argument(help="Oracle (default: you)
 
     Example: mltrail oracle status olivia --json
     """
+    from mltrail.oracle.daemon import oracle_report
+
     with _market() as m:
-        st = m.oracle_status(who)
-        st["rounds"] = _rounds_of(m, st["address"])
+        st = oracle_report(m, who)
     emit(st, as_json, lambda: console.print(
         f"oracle {st['address']}  admitted={st['admitted']}  stake={st['stake']}  "
         f"earned={st['earned']}  slashed={st['slashed']}  balance={st['balance']}  "
         f"rounds: committed {st['rounds']['committed']}, revealed {st['rounds']['revealed']}, "
         f"paid {st['rounds']['paid']}, slashed {st['rounds']['slashed']}, "
         f"open {st['open_rounds']}"))
-
-
-def _rounds_of(m: Any, addr: str) -> dict[str, int]:
-    counts = {"committed": 0, "revealed": 0, "paid": 0, "slashed": 0}
-    names = {"Committed": "committed", "Revealed": "revealed", "Paid": "paid",
-             "Slashed": "slashed"}
-    for name, args, _b, _tx in m.events(m.network.deploy_block, m.backend.head()):
-        if name in names and str(args.get("oracle", "")).lower() == addr.lower():
-            counts[names[name]] += 1
-    return counts
 
 
 @app.command("run")
@@ -254,20 +245,11 @@ def commit(round_id: RoundArg, reference: Annotated[str | None, typer.Option(
 
     Example: mltrail --as olivia oracle commit 1 --reference http://127.0.0.1:8001
     """
-    from mltrail.errors import InputError
     from mltrail.oracle.daemon import Daemon
     from mltrail.oracle.metrics import AuditOptions
 
     with _market() as m:
-        d = Daemon(m, AuditOptions(reference_url=reference))
-        req = d.state.request(round_id) or next(
-            (r for r in m.requests(m.network.deploy_block, m.backend.head())
-             if r.round == round_id), None)
-        if req is None:
-            raise InputError(f"no request for round {round_id}")
-        d.state.save_request(req)
-        f = d.state.finding(round_id) or d.prepare(req)
-        tx = m.commit(round_id, bytes.fromhex(f.commitment[2:]))
+        f, tx = Daemon(m, AuditOptions(reference_url=reference)).commit_round(round_id)
         _tx(f"round {round_id}: committed {f.commitment[:18]}", tx, as_json,
             round=round_id, commitment=f.commitment)
 
@@ -280,21 +262,10 @@ def reveal(round_id: RoundArg, salt: Annotated[str | None, typer.Option(
 
     Example: mltrail --as olivia oracle reveal 1
     """
-    from mltrail.errors import InputError
-    from mltrail.oracle.daemon import OracleState
-    from mltrail.provenance.digest import to_bytes32
+    from mltrail.oracle.daemon import Daemon
 
     with _market() as m:
-        f = OracleState(m.home.root / "oracle" / m.me).finding(round_id)
-        if f is None:
-            raise InputError(f"no stored findings for round {round_id}")
-        try:
-            raw = bytes.fromhex((salt or f.salt).removeprefix("0x"))
-        except ValueError as exc:
-            raise InputError("--salt must be hex") from exc
-        if len(raw) != 32:
-            raise InputError("--salt must be 32 bytes of hex")
-        tx = m.reveal(round_id, f.values, f.verdict, to_bytes32(f.report_digest), raw)
+        tx = Daemon(m).reveal_round(round_id, salt)
         _tx(f"round {round_id}: revealed", tx, as_json, round=round_id)
 
 

@@ -94,41 +94,34 @@ def verify(
 
     Example: mltrail verify model.pt
     """
-    from mltrail.provenance import batch
-    from mltrail.provenance import verify as v
+    from mltrail.provenance.verify import verify_any
 
-    chosen = sum(x for x in (path is not None, all_, proof is not None, statement is not None))
-    if chosen != 1:
-        raise InputError("give exactly one of PATH, --all, --proof FILE, --statement FILE")
     with open_ledger() as led:
-        if proof is not None:
-            res = batch.verify_proof(led, batch.load_proof(proof))
-            emit(res, as_json, f"[green]ok[/] record {res['index']} of {res['count']} is in "
-                 f"the batch anchored about {res['artefact_id']} in block "
-                 f"{res['anchored_block']}")
-            return
-        if statement is not None:
-            res = v.verify_envelope(led, statement)
-            emit(res, as_json, f"[green]ok[/] signed by {', '.join(res['signers'])}; "
-                 f"{len(res['subjects'])} subject(s) on chain")
-            return
-        checks = v.verify_all(led) if all_ else [v.verify_path(led, path or Path("."),
-                                                               artefact_id)]
-    bad = [c for c in checks if not c.ok]
+        res = verify_any(led, path, artefact_id, all_=all_, proof=proof, statement=statement)
+    d = res.data
+    if res.mode == "proof":
+        emit(d, as_json, f"[green]ok[/] record {d['index']} of {d['count']} is in the batch "
+             f"anchored about {d['artefact_id']} in block {d['anchored_block']}")
+    elif res.mode == "statement":
+        emit(d, as_json, f"[green]ok[/] signed by {', '.join(d['signers'])}; "
+             f"{len(d['subjects'])} subject(s) on chain")
+    else:
+        emit({"ok": res.ok, "checks": [c.as_dict() for c in res.checks]}, as_json,
+             lambda: _print_checks(res.checks, all_))
+        if not res.ok:
+            raise SystemExit(VerificationError.exit_code)
 
-    def human() -> None:
-        for c in checks:
-            if c.ok:
-                console.print(f"[green]ok[/] {c.path}: {c.message}; registered by "
-                              f"{c.registered_by} at {c.registered_at}", highlight=False)
-            else:
-                err_console.print(f"[bold red]MISMATCH[/] {c.message}", highlight=False)
-        if all_:
-            console.print(f"{len(checks) - len(bad)} of {len(checks)} artefacts match")
 
-    emit({"ok": not bad, "checks": [c.as_dict() for c in checks]}, as_json, human)
-    if bad:
-        raise SystemExit(VerificationError.exit_code)
+def _print_checks(checks: list[Any], all_: bool) -> None:
+    for c in checks:
+        if c.ok:
+            console.print(f"[green]ok[/] {c.path}: {c.message}; registered by "
+                          f"{c.registered_by} at {c.registered_at}", highlight=False)
+        else:
+            err_console.print(f"[bold red]MISMATCH[/] {c.message}", highlight=False)
+    if all_:
+        good = sum(1 for c in checks if c.ok)
+        console.print(f"{good} of {len(checks)} artefacts match")
 
 
 def lineage(
@@ -146,47 +139,29 @@ def lineage(
     """
     from mltrail.provenance import lineage as lin
 
-    if up and down:
-        raise InputError("give --up or --down, not both")
-    if as_json:
-        fmt = "json"
-    if fmt not in ("tree", "json", "dot", "svg", "png"):
-        raise InputError(f"unknown format {fmt!r}: use tree, json, dot, svg or png")
+    direction, fmt_ = lin.direction_of(up, down), lin.check_format("json" if as_json else fmt)
     with read_index() as reader:  # the fast path: no EVM when the index is current
-        g = lin.graph(reader, artefact_id, "down" if down else "up" if up else "both")
-    if fmt in ("svg", "png"):
-        target = out or Path(f"lineage-{g['root'][2:12]}.{fmt}")
-        lin.write(g, fmt, target)  # type: ignore[arg-type]
-        console.print(f"wrote {target} ({len(g['nodes'])} artefacts, {len(g['edges'])} steps)")
+        g = lin.graph(reader, artefact_id, direction)
+    if fmt_ == "tree":
+        console.print(_rich_tree(lin.tree(g), root=True))
         return
-    text = {"json": lambda: json.dumps(g, indent=2, sort_keys=True) + "\n",
-            "dot": lambda: lin.to_dot(g)}.get(fmt)
-    if text is not None:
-        _write_or_print(text(), out)
-        return
-    by_id = {n["id"]: n for n in g["nodes"]}
-    parents: dict[str, list[tuple[str, str]]] = {}
-    children: dict[str, list[tuple[str, str]]] = {}
-    for e in g["edges"]:
-        parents.setdefault(e["to"], []).append((e["from"], e["activity"]))
-        children.setdefault(e["from"], []).append((e["to"], e["activity"]))
+    saved = lin.save_or_text(g, fmt_, out)
+    if isinstance(saved, str):
+        sys.stdout.write(saved)
+    elif fmt_ in ("svg", "png"):
+        console.print(f"wrote {saved} ({len(g['nodes'])} artefacts, {len(g['edges'])} steps)")
+    else:
+        err_console.print(f"wrote {saved}")
 
-    def grow(node: Tree, ident: str, nxt: dict[str, list[tuple[str, str]]],
-             seen: frozenset[str]) -> None:
-        for other, step in nxt.get(ident, []):
-            if other not in seen:
-                grow(node.add(f"[dim]{escape(step)}[/] {escape(lin.label(by_id[other]))}"),
-                     other, nxt,
-                     seen | {other})
 
-    root = g["root"]
-    tree = Tree(f"[bold]{escape(lin.label(by_id[root]))}[/]")
-    if not down:
-        grow(tree.add("ancestors") if not up else tree, root, parents, frozenset({root}))
-    if not up:
-        grow(tree.add("descendants") if not down else tree, root, children,
-             frozenset({root}))
-    console.print(tree)
+def _rich_tree(node: Any, root: bool = False) -> Tree:
+    """A :class:`mltrail.provenance.lineage.TreeNode` drawn with Rich."""
+    text = escape(node.text)
+    t = Tree(f"[bold]{text}[/]" if root else
+             f"[dim]{escape(node.step)}[/] {text}" if node.step is not None else text)
+    for child in node.children:
+        t.children.append(_rich_tree(child))
+    return t
 
 
 def _write_or_print(text: str, out: Path | None) -> None:
@@ -230,12 +205,8 @@ def anchor(
     """
     from mltrail.provenance import batch
 
-    rows = batch.read_records(records)
     with open_ledger() as led:
-        res = batch.anchor_batch(led, artefact_id, rows)
-    if proofs is not None:
-        batch.write_proofs(proofs, res["artefact_id"], rows, res["batch"])
-        res["proofs"] = str(proofs)
+        res = batch.anchor_file(led, artefact_id, records, proofs)
     emit(res, as_json, f"anchored {res['count']} records about {res['artefact_id'][:12]}: "
          f"root {res['root'][:16]}...  tx {res['tx_hash']} block {res['block']} "
          f"gas {res['gas_used']}")

@@ -18,13 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrail._fs import atomic_write
-from mltrail.errors import LedgerError, MltrailError, RefusedError
+from mltrail.errors import InputError, LedgerError, MltrailError, RefusedError
 from mltrail.oracle import market as M
 from mltrail.oracle.metrics import AuditOptions, Metrics, measure
 from mltrail.provenance.digest import to_bytes32
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import TxResult
 
 
 @dataclass
@@ -205,6 +208,34 @@ class Daemon:
         self.state.save_finding(f)
         return f
 
+    # -- by hand (``mltrail oracle commit|reveal``) -----------------------------------------
+
+    def commit_round(self, round_id: int) -> tuple[Finding, TxResult]:
+        """Audit round ``round_id``'s service now (or reuse the stored finding) and commit."""
+        m = self.market
+        req = self.state.request(round_id) or next(
+            (r for r in m.requests(m.network.deploy_block, m.backend.head())
+             if r.round == round_id), None)
+        if req is None:
+            raise InputError(f"no request for round {round_id}")
+        self.state.save_request(req)
+        f = self.state.finding(round_id) or self.prepare(req)
+        return f, m.commit(round_id, bytes.fromhex(f.commitment[2:]))
+
+    def reveal_round(self, round_id: int, salt: str | None = None) -> TxResult:
+        """Reveal the stored finding of ``round_id`` (with ``salt``, hex, if given)."""
+        f = self.state.finding(round_id)
+        if f is None:
+            raise InputError(f"no stored findings for round {round_id}")
+        try:
+            raw = bytes.fromhex((salt or f.salt).removeprefix("0x"))
+        except ValueError as exc:
+            raise InputError("--salt must be hex") from exc
+        if len(raw) != 32:
+            raise InputError("--salt must be 32 bytes of hex")
+        return self.market.reveal(round_id, f.values, f.verdict, to_bytes32(f.report_digest),
+                                  raw)
+
     def _try(self, what: str, fn: Callable[..., Any], *args: Any, quiet: bool = False) -> None:
         try:
             fn(*args)
@@ -226,3 +257,18 @@ class Daemon:
         self.log(f"round {rid} service {info.service[:10]} {info.status} "
                  f"verdict={info.verdict or '-'} reveals={info.revealed}/{info.committed} "
                  f"{medians} | me: {mine}")
+
+
+def oracle_report(market: M.Market, who: str | None = None) -> dict[str, Any]:
+    """An oracle's status (stake, earnings...) with how many rounds it committed to,
+    revealed in, was paid for and was slashed in, counted from the market's events."""
+    st = market.oracle_status(who)
+    counts = {"committed": 0, "revealed": 0, "paid": 0, "slashed": 0}
+    names = {"Committed": "committed", "Revealed": "revealed", "Paid": "paid",
+             "Slashed": "slashed"}
+    addr = str(st["address"]).lower()
+    for name, args, _b, _tx in market.events(market.network.deploy_block, market.backend.head()):
+        if name in names and str(args.get("oracle", "")).lower() == addr:
+            counts[names[name]] += 1
+    st["rounds"] = counts
+    return st

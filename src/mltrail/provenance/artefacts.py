@@ -18,7 +18,7 @@ from mltrail.errors import InputError, NotFoundError, VerificationError
 from mltrail.provenance.digest import canonical_json, digest_tree
 
 if TYPE_CHECKING:
-    from mltrail.ledger.client import Artefact, Ledger, Registered
+    from mltrail.ledger.client import Artefact, Ledger, Registered, TxResult
     from mltrail.ledger.reader import ArtefactView
     from mltrail.provenance.store import ContentStore
 
@@ -66,6 +66,78 @@ def register_path(led: Ledger, path: str | Path | Hashed, kind: str,
     meta = metadata_for(hashed, led.home.store, name, extra)
     uniq = list(dict.fromkeys(led.resolve(p) for p in parents or []))
     return led.register(kind, hashed.digest, uniq, meta), hashed
+
+
+def lookup(led: Ledger, ref: str) -> tuple[str, str | None]:
+    """Full id and name of the artefact ``ref`` names (an id, a unique prefix or a name),
+    after syncing ``led``'s index."""
+    from mltrail.ledger.reader import IndexReader
+
+    led.sync()
+    reader = IndexReader.open(led.home, led.settings, led.lifecycle, require_current=False)
+    if reader is None:
+        return str(led.resolve(ref)), None
+    with reader:
+        view = reader.artefact(ref)
+        return view.id, view.name
+
+
+def default_name(path: Path) -> str | None:
+    """The file's name as the artefact's name, when it makes a usable one."""
+    from mltrail.ledger.reader import looks_like_id
+
+    n = path.resolve().name
+    ok = n and n.isprintable() and n == n.strip() and len(n.encode()) <= 64
+    return n if ok and not looks_like_id(n) else None
+
+
+def register_artefact(led: Ledger, path: str | Path, kind: str, parents: list[str] | None = None,
+                      name: str | None = None) -> tuple[Registered, Hashed, str | None]:
+    """Check, hash and register ``path`` as an artefact of ``kind``; its name defaults to the
+    file's. ``parents`` are ids, prefixes or names. Nothing stays in the store on a refusal.
+    Returns (registration, the hashed path, the name used)."""
+    from mltrail._fs import readable_tree
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"path does not exist: {path}")
+    readable_tree(path, "path")
+    art_name = name if name is not None else default_name(path)
+    ids = [lookup(led, p)[0] for p in parents or []]
+    with led.home.store.discard_on_failure():
+        reg, hashed = register_path(led, path, kind, ids, art_name)
+    return reg, hashed, art_name
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A transition taken: which artefact, from and to which state, citing what."""
+
+    artefact_id: str
+    name: str | None
+    before: str
+    after: str
+    evidence_digest: str | None
+    tx: TxResult
+
+
+def transition_artefact(led: Ledger, ref: str, state: str,
+                        evidence: str | Path | None = None) -> Moved:
+    """Move the artefact ``ref`` names to ``state``, citing the file ``evidence`` (its digest
+    goes on chain; the file enters the store only once the chain accepted the move)."""
+    from mltrail._fs import regular_file
+    from mltrail.provenance.digest import digest_file
+
+    digest = None
+    if evidence is not None:
+        regular_file(Path(evidence), "evidence file")
+        digest = digest_file(evidence)
+    aid, name = lookup(led, ref)
+    before = led.artefact(aid)
+    tx = led.transition(before.id, state, digest)
+    if evidence is not None:
+        led.home.store.put_file(evidence)
+    return Moved(before.id, name, before.state, state, digest, tx)
 
 
 def _json_blob(store: ContentStore, digest: str, what: str) -> dict[str, Any]:

@@ -115,6 +115,18 @@ def write_proofs(folder: str | Path, artefact_id: str, records: Sequence[Any],
     return out
 
 
+def anchor_file(led: Ledger, artefact_id: str, records: str | Path,
+                proofs: str | Path | None = None) -> dict[str, Any]:
+    """Anchor the records of a JSON Lines file about an artefact; with ``proofs``, write one
+    inclusion proof per record into that folder (named in the result as ``proofs``)."""
+    rows = read_records(records)
+    res = anchor_batch(led, artefact_id, rows)
+    if proofs is not None:
+        write_proofs(proofs, res["artefact_id"], rows, res["batch"])
+        res["proofs"] = str(proofs)
+    return res
+
+
 def load_proof(path: str | Path) -> InclusionProof:
     p = Path(path)
     if not p.is_file():

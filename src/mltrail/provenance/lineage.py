@@ -8,8 +8,10 @@ store; never writes the ledger.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +23,22 @@ if TYPE_CHECKING:
     from mltrail.ledger.reader import IndexReader
 
 Direction = Literal["up", "down", "both"]
+Format = Literal["tree", "json", "dot", "svg", "png"]
+FORMATS: tuple[Format, ...] = ("tree", "json", "dot", "svg", "png")
+
+
+def check_format(fmt: str) -> Format:
+    """``fmt`` as a :data:`Format`, or an :class:`InputError` naming the choices."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}: use tree, json, dot, svg or png")
+    return fmt
+
+
+def direction_of(up: bool, down: bool) -> Direction:
+    """The direction ``--up`` / ``--down`` ask for (neither: both; both: refused)."""
+    if up and down:
+        raise InputError("give --up or --down, not both")
+    return "down" if down else "up" if up else "both"
 
 
 def graph(led: Ledger | IndexReader, artefact_id: str,
@@ -106,4 +124,59 @@ def write(g: dict[str, Any], fmt: Literal["svg", "png"], out: Path) -> Path:
     from mltrail._fs import atomic_write
 
     atomic_write(out, render(g, fmt), durable=False)
+    return out
+
+
+@dataclass
+class TreeNode:
+    """One line of a drawn lineage: an artefact (reached by ``step``) or a section title."""
+
+    text: str
+    step: str | None = None
+    children: list[TreeNode] = field(default_factory=list)
+
+
+def tree(g: dict[str, Any]) -> TreeNode:
+    """The graph as a tree from its root: ancestors and/or descendants, each path once."""
+    by_id = {n["id"]: n for n in g["nodes"]}
+    parents: dict[str, list[tuple[str, str]]] = {}
+    children: dict[str, list[tuple[str, str]]] = {}
+    for e in g["edges"]:
+        parents.setdefault(e["to"], []).append((e["from"], e["activity"]))
+        children.setdefault(e["from"], []).append((e["to"], e["activity"]))
+
+    def grow(node: TreeNode, ident: str, nxt: dict[str, list[tuple[str, str]]],
+             seen: frozenset[str]) -> TreeNode:
+        for other, step in nxt.get(ident, []):
+            if other not in seen:
+                node.children.append(grow(TreeNode(label(by_id[other]), step), other, nxt,
+                                          seen | {other}))
+        return node
+
+    root_id, direction = g["root"], g["direction"]
+    root = TreeNode(label(by_id[root_id]))
+    walks = [("ancestors", parents)] if direction == "up" else \
+        [("descendants", children)] if direction == "down" else \
+        [("ancestors", parents), ("descendants", children)]
+    for title, nxt in walks:
+        if direction == "both":
+            root.children.append(grow(TreeNode(title), root_id, nxt, frozenset({root_id})))
+        else:
+            grow(root, root_id, nxt, frozenset({root_id}))
+    return root
+
+
+def save_or_text(g: dict[str, Any], fmt: Format, out: Path | None) -> Path | str:
+    """A lineage in ``fmt`` (not ``tree``): written to ``out`` (returned), or its text when
+    ``out`` is None. Images always go to a file (default ``lineage-<id>.<fmt>``)."""
+    from mltrail._fs import atomic_write
+
+    if fmt in ("svg", "png"):
+        return write(g, fmt, out or Path(f"lineage-{g['root'][2:12]}.{fmt}"))
+    if fmt == "tree":
+        raise InputError("the tree format is drawn, not saved")
+    text = json.dumps(g, indent=2, sort_keys=True) + "\n" if fmt == "json" else to_dot(g)
+    if out is None:
+        return text
+    atomic_write(out, text.encode(), durable=False)
     return out

@@ -171,3 +171,36 @@ def verify_envelope(led: Ledger, path: str | Path) -> dict[str, Any]:
                          "artefact_ids": [a.id for a in arts]})
     return {"ok": True, "signers": signed_by, "statement_digest": attest.statement_digest(env),
             "subjects": subjects, "predicate_type": stmt.get("predicateType")}
+
+
+@dataclass
+class Outcome:
+    """What ``mltrail verify`` checked: ``mode`` is ``proof``, ``statement`` or ``paths``;
+    ``data`` the proof's or statement's result; ``checks`` the paths' checks."""
+
+    mode: str
+    data: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def verify_any(led: Ledger, path: str | Path | None = None, artefact_id: str | None = None, *,
+               all_: bool = False, proof: str | Path | None = None,
+               statement: str | Path | None = None) -> Outcome:
+    """Exactly one of: a path (against ``artefact_id`` or whatever it was registered as),
+    every artefact whose location is known (``all_``), a Merkle inclusion ``proof`` file,
+    or a DSSE ``statement`` file. A mismatching path is in the result, not raised; a bad
+    proof or statement raises :class:`VerificationError`."""
+    from mltrail.provenance import batch
+
+    if sum((path is not None, all_, proof is not None, statement is not None)) != 1:
+        raise InputError("give exactly one of PATH, --all, --proof FILE, --statement FILE")
+    if proof is not None:
+        return Outcome("proof", batch.verify_proof(led, batch.load_proof(proof)))
+    if statement is not None:
+        return Outcome("statement", verify_envelope(led, statement))
+    checks = verify_all(led) if all_ else [verify_path(led, path or Path("."), artefact_id)]
+    return Outcome("paths", checks=checks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,3 +53,38 @@ def serve(app: Any, home: Home, host: str, port: int, workers: int = 1,
     config = uvicorn.Config("mltrail.server.run:app_from_env", factory=True, workers=workers,
                             **_LOG)  # type: ignore[arg-type]
     Multiprocess(config, sockets=[sock]).run()
+
+
+def serve_node(home: Home, *, host: str = "127.0.0.1", port: int = 8470, workers: int = 1,
+               password: Callable[[], str] | str | None = None, advertise: str | None = None,
+               port_file: Path | None = None,
+               notify: Callable[[str], None] = lambda line: None) -> None:
+    """Build ``home``'s node app and serve it until interrupted.
+
+    ``advertise`` publishes that URL on chain as this identity's node first; ``port_file``
+    gets the bound port once listening is possible; ``notify`` hears one line per step.
+    Several workers read the password from ``$MLTRAIL_PASSWORD`` (set here from
+    ``password`` when it is not already)."""
+    from mltrail._fs import atomic_write
+    from mltrail.config import ENV_PASSWORD
+    from mltrail.server.app import create_app
+    from mltrail.server.exchange import publish_url
+
+    if workers > 1 and not os.environ.get(ENV_PASSWORD) and password is not None:
+        os.environ[ENV_PASSWORD] = password() if callable(password) else password
+    app = create_app(home, password=password)
+    try:
+        if advertise:
+            node = app.state.node
+            res = publish_url(node.reader, advertise)
+            tx = f" (tx {res['tx_hash']})" if res.get("tx_hash") else ""
+            notify(f"published {advertise} as {node.reader.identity}'s node{tx}")
+
+        def bound(p: int) -> None:
+            if port_file is not None:
+                atomic_write(port_file, f"{p}\n".encode())
+            notify(f"mltrail node for {home.root} on http://{host}:{p}/ (API docs: /docs)")
+
+        serve(app, home, host, port, workers, bound)
+    finally:
+        app.state.node.close()
