@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.errors import InputError, RefusedError
 from mltrail.provenance.capture import Activity, StepResult
@@ -35,32 +36,62 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _entries(stage: str, items: Any, what: str) -> list[dict[str, Any]]:
-    if items is None:
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(
-            i.get("path"), str) for i in items):
-        raise InputError(f"dvc.lock stage {stage!r}: {what} must be a list of {{path: ...}}")
-    return items
+class DvcEntry(BaseModel):
+    """One dep or out of a stage in ``dvc.lock`` (DVC's other fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    path: str
+    md5: str | None = None
 
 
-def _check_md5(root: Path, stage: str, entry: dict[str, Any]) -> Path:
-    p = (root / str(entry["path"])).resolve()
+class DvcStage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cmd: str | list[str] | None = None
+    deps: list[DvcEntry] = Field(default_factory=list)
+    outs: list[DvcEntry] = Field(default_factory=list)
+    params: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+
+
+class DvcLock(BaseModel):
+    """The parts of ``dvc.lock`` (schema 2.0) the import reads."""
+
+    model_config = ConfigDict(extra="ignore")
+    stages: dict[str, DvcStage] = Field(min_length=1)
+
+
+def _load_lock(lock: Path) -> DvcLock:
+    if not lock.is_file():
+        raise InputError(f"no dvc.lock at {lock}")
+    if lock.stat().st_size > MAX_LOCK:
+        raise InputError(f"{lock} is larger than {MAX_LOCK} bytes")
+    try:
+        doc = yaml.safe_load(lock.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{lock} is not YAML: {str(exc).splitlines()[0]}") from exc
+    try:
+        return DvcLock.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "top level"
+        raise InputError(f"{lock} is not a dvc.lock: {where}: {err['msg']}") from None
+
+
+def _check_md5(root: Path, stage: str, entry: DvcEntry) -> Path:
+    p = (root / entry.path).resolve()
     if not p.is_relative_to(root):
-        raise InputError(f"dvc.lock stage {stage!r}: path {entry['path']!r} leaves the repo")
+        raise InputError(f"dvc.lock stage {stage!r}: path {entry.path!r} leaves the repo")
     if not p.exists():
-        raise InputError(f"dvc.lock stage {stage!r}: {entry['path']} not found")
-    md5 = entry.get("md5")
-    if p.is_file() and isinstance(md5, str) and _md5(p) != md5:
-        raise RefusedError(f"{entry['path']} changed since dvc.lock recorded stage "
+        raise InputError(f"dvc.lock stage {stage!r}: {entry.path} not found")
+    if p.is_file() and entry.md5 is not None and _md5(p) != entry.md5:
+        raise RefusedError(f"{entry.path} changed since dvc.lock recorded stage "
                            f"{stage!r} (md5 differs); run 'dvc repro' first")
     return p
 
 
-def _order(stages: dict[str, dict[str, Any]], root: Path) -> list[str]:
+def _order(stages: dict[str, DvcStage], root: Path) -> list[str]:
     """Stages so that each comes after the stages producing its deps."""
-    producer = {str((root / o["path"]).resolve()): name for name, st in stages.items()
-                for o in _entries(name, st.get("outs"), "outs")}
+    producer = {str((root / o.path).resolve()): name for name, st in stages.items()
+                for o in st.outs}
     done: list[str] = []
 
     def visit(name: str, stack: tuple[str, ...]) -> None:
@@ -68,8 +99,8 @@ def _order(stages: dict[str, dict[str, Any]], root: Path) -> list[str]:
             return
         if name in stack:
             raise InputError(f"dvc.lock stages form a cycle through {name!r}")
-        for d in _entries(name, stages[name].get("deps"), "deps"):
-            up = producer.get(str((root / d["path"]).resolve()))
+        for d in stages[name].deps:
+            up = producer.get(str((root / d.path).resolve()))
             if up and up != name:
                 visit(up, (*stack, name))
         done.append(name)
@@ -83,36 +114,23 @@ def import_dvc(led: Ledger, lock: str | Path, kind: str = "dataset",
                stage_kinds: dict[str, str] | None = None) -> list[StepResult]:
     """Record every stage of ``dvc.lock`` as an activity (producers first)."""
     lock = Path(lock)
-    if not lock.is_file():
-        raise InputError(f"no dvc.lock at {lock}")
-    if lock.stat().st_size > MAX_LOCK:
-        raise InputError(f"{lock} is larger than {MAX_LOCK} bytes")
-    try:
-        doc = yaml.safe_load(lock.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"{lock} is not YAML: {str(exc).splitlines()[0]}") from exc
-    stages = doc.get("stages") if isinstance(doc, dict) else None
-    if not isinstance(stages, dict) or not stages or not all(
-            isinstance(v, dict) for v in stages.values()):
-        raise InputError(f"{lock} has no stages")
+    stages = _load_lock(lock).stages
     root = lock.resolve().parent
     results = []
     for name in _order(stages, root):
         st = stages[name]
-        deps = [_check_md5(root, name, d) for d in _entries(name, st.get("deps"), "deps")]
-        outs = [_check_md5(root, name, o) for o in _entries(name, st.get("outs"), "outs")]
+        deps = [_check_md5(root, name, d) for d in st.deps]
+        outs = [_check_md5(root, name, o) for o in st.outs]
         if not outs:
             continue
         code = [d for d in deps if d.is_file() and d.suffix.lower() in CODE_SUFFIXES]
         data = [d for d in deps if d not in code]
         params: dict[str, Any] = {}
-        for values in (st.get("params") or {}).values():
-            if isinstance(values, dict):
-                params.update(values)
-        cmd = st.get("cmd")
-        act = Activity(str(name), data, outs, params, ledger=led,
+        for values in st.params.values():
+            params.update(values or {})
+        act = Activity(name, data, outs, params, ledger=led,
                        kind=(stage_kinds or {}).get(name, kind), workdir=root, code=code,
-                       extra_internal={"dvc": {"stage": name, "cmd": cmd, "lock": str(lock)}})
+                       extra_internal={"dvc": {"stage": name, "cmd": st.cmd, "lock": str(lock)}})
         with act:
             pass
         assert act.result is not None
