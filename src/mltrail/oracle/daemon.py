@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from mltrail._fs import atomic_write
 from mltrail.errors import InputError, LedgerError, MltrailError, RefusedError
 from mltrail.oracle import market as M
@@ -45,6 +47,10 @@ class Finding:
         return asdict(self)
 
 
+_FINDING: TypeAdapter[Finding] = TypeAdapter(Finding)
+_REQUEST: TypeAdapter[M.Request] = TypeAdapter(M.Request)
+
+
 class OracleState:
     """Durable per-oracle state: ``cursor.json`` and ``round-<id>.json`` files."""
 
@@ -61,6 +67,17 @@ class OracleState:
         except ValueError:
             return None
 
+    def _typed(self, name: str, adapter: TypeAdapter[Any]) -> Any:
+        """The file ``name`` validated by ``adapter``; None when absent or not JSON."""
+        doc = self._read(name)
+        if not doc:
+            return None
+        try:
+            return adapter.validate_python(doc)
+        except ValidationError as exc:
+            raise InputError(f"{self.root / name} is damaged: "
+                             f"{exc.errors()[0]['msg']}") from None
+
     def cursor(self) -> tuple[int, list[int]]:
         doc = self._read("cursor.json") or {}
         return int(doc.get("block", -1)), [int(r) for r in doc.get("rounds", [])]
@@ -70,16 +87,16 @@ class OracleState:
                      json.dumps({"block": block, "rounds": rounds}).encode(), durable=False)
 
     def request(self, round_id: int) -> M.Request | None:
-        doc = self._read(f"request-{round_id}.json")
-        return M.Request(**doc) if doc else None
+        req: M.Request | None = self._typed(f"request-{round_id}.json", _REQUEST)
+        return req
 
     def save_request(self, req: M.Request) -> None:
         atomic_write(self.root / f"request-{req.round}.json", json.dumps(asdict(req)).encode(),
                      durable=False)
 
     def finding(self, round_id: int) -> Finding | None:
-        doc = self._read(f"round-{round_id}.json")
-        return Finding(**doc) if doc else None
+        f: Finding | None = self._typed(f"round-{round_id}.json", _FINDING)
+        return f
 
     def save_finding(self, f: Finding) -> None:
         atomic_write(self.root / f"round-{f.round}.json", json.dumps(f.as_dict()).encode(),

@@ -38,6 +38,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TransitionOut(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    source: str = Field(alias="from", description="A state, or * for any.")
+    to: str
+    roles: list[str]
+
+
+class KindOut(Strict):
+    kind: str
+    initial: str
+    states: list[str]
+    register_roles: list[str]
+    transitions: list[TransitionOut]
+
+
 class ArtefactOut(Strict):
     id: str
     kind: str
@@ -297,9 +312,10 @@ def ledger_info(node: NodeDep) -> LedgerOut:
                          counts=queries.counts(led))
 
 
-@router.get("/lifecycle/{kind}", summary="A kind's states and transitions")
-def lifecycle(node: NodeDep, kind: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
-    return views.lifecycle_kind(node.reader.lifecycle, kind)
+@router.get("/lifecycle/{kind}", response_model=KindOut,
+            summary="A kind's states and transitions")
+def lifecycle(node: NodeDep, kind: Annotated[str, Path(max_length=64)]) -> KindOut:
+    return KindOut.model_validate(views.lifecycle_kind(node.reader.lifecycle, kind))
 
 
 @router.get("/blobs/{digest}", summary="Content this node holds (members and tokens)",
