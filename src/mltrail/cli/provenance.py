@@ -184,12 +184,13 @@ def export(
 
     Example: mltrail export model.pt --format in-toto --out model.intoto.json
     """
+    from mltrail.provenance.export import FORMATS
     from mltrail.provenance.export import export as do_export
 
-    if fmt not in ("prov-json", "prov-n", "in-toto"):
+    if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}: use prov-json, prov-n or in-toto")
     with open_ledger() as led:
-        _write_or_print(do_export(led, artefact_id, fmt), out)  # type: ignore[arg-type]
+        _write_or_print(do_export(led, artefact_id, fmt), out)
 
 
 def anchor(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 NS = "https://mltrail.dev/ns#"
 Format = Literal["prov-json", "prov-n", "in-toto"]
+FORMATS: tuple[Format, ...] = ("prov-json", "prov-n", "in-toto")
 
 
 def ancestry(led: Ledger, artefact_id: str) -> list[Artefact]:

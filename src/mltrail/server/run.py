@@ -11,13 +11,20 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from mltrail.config import ENV_HOME, Home
 
-_LOG = {"log_level": "warning", "access_log": False, "lifespan": "off"}
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+
+def _config(app: FastAPI | str, **extra: Any) -> uvicorn.Config:
+    """Quiet uvicorn settings: warnings only, no access log, no lifespan events."""
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **extra)
 
 
 def _socket(host: str, port: int) -> socket.socket:
@@ -30,7 +37,7 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def app_from_env() -> Any:
+def app_from_env() -> FastAPI:
     """The app factory each worker process calls."""
     from mltrail.config import ENV_PASSWORD
     from mltrail.server.app import create_app
@@ -38,20 +45,19 @@ def app_from_env() -> Any:
     return create_app(Home(os.environ[ENV_HOME]), password=os.environ.get(ENV_PASSWORD))
 
 
-def serve(app: Any, home: Home, host: str, port: int, workers: int = 1,
+def serve(app: FastAPI, home: Home, host: str, port: int, workers: int = 1,
           on_bound: Callable[[int], None] | None = None) -> None:
     """Serve in the foreground until interrupted; port 0 picks a free one."""
     sock = _socket(host, port)
     if on_bound is not None:
         on_bound(sock.getsockname()[1])
     if workers <= 1:
-        uvicorn.Server(uvicorn.Config(app, **_LOG)).run(sockets=[sock])  # type: ignore[arg-type]
+        uvicorn.Server(_config(app)).run(sockets=[sock])
         return
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     os.environ[ENV_HOME] = str(home.root)
-    config = uvicorn.Config("mltrail.server.run:app_from_env", factory=True, workers=workers,
-                            **_LOG)  # type: ignore[arg-type]
+    config = _config("mltrail.server.run:app_from_env", factory=True, workers=workers)
     Multiprocess(config, sockets=[sock]).run()
 
 
