@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, Literal
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.errors import InputError, VerificationError
 from mltrail.provenance.digest import canonical_json, digest_bytes
@@ -27,6 +28,29 @@ SLSA_PREDICATE = "https://slsa.dev/provenance/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 BUILD_TYPE = "https://mltrail.dev/step/v1"
 MAX_ENVELOPE = 64 << 20
+
+
+class DsseSignature(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sig: str
+    keyid: str | None = None
+
+
+class DsseEnvelope(BaseModel):
+    """The shape a DSSE envelope must have (other fields are kept, not read)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    payload_type: str = Field(alias="payloadType")
+    payload: str
+    signatures: list[DsseSignature] = Field(min_length=1)
+
+
+class StatementHead(BaseModel):
+    """What is checked of an in-toto Statement v1 before it is read: its type and subjects."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    type_: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
+    subject: list[Any]
 
 
 def resource(name: str, digest: str, uri: str | None = None) -> dict[str, Any]:
@@ -85,13 +109,13 @@ def parse_envelope(data: bytes) -> dict[str, Any]:
         env = json.loads(data)
     except ValueError as exc:
         raise InputError("not a DSSE envelope: not JSON") from exc
-    if (not isinstance(env, dict) or not isinstance(env.get("payloadType"), str)
-            or not isinstance(env.get("payload"), str)
-            or not isinstance(env.get("signatures"), list) or not env["signatures"]
-            or not all(isinstance(s, dict) and isinstance(s.get("sig"), str)
-                       for s in env["signatures"])):
-        raise InputError("not a DSSE envelope: needs payloadType, payload and signatures")
-    return env
+    try:
+        DsseEnvelope.model_validate(env)
+    except ValidationError:
+        raise InputError("not a DSSE envelope: needs payloadType, payload and signatures "
+                         "(each with a sig)") from None
+    doc: dict[str, Any] = env
+    return doc
 
 
 def statement_of(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -103,10 +127,12 @@ def statement_of(envelope: dict[str, Any]) -> dict[str, Any]:
         stmt = json.loads(payload_of(envelope))
     except ValueError as exc:
         raise InputError("DSSE payload is not JSON") from exc
-    if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE \
-            or not isinstance(stmt.get("subject"), list):
-        raise InputError("DSSE payload is not an in-toto Statement v1")
-    return stmt
+    try:
+        StatementHead.model_validate(stmt)
+    except ValidationError:
+        raise InputError("DSSE payload is not an in-toto Statement v1") from None
+    doc: dict[str, Any] = stmt
+    return doc
 
 
 def signers(envelope: dict[str, Any]) -> list[str]:
