@@ -283,17 +283,16 @@ def request(
     Example: mltrail --as carol audit request svc-v1 --fee 30 --target http://127.0.0.1:8000
     --metrics agreement,accuracy
     """
-    from mltrail.oracle.market import mask_names, metrics_mask, parse_amount
+    from mltrail.oracle.market import open_round
 
-    mask = metrics_mask(metrics or ["agreement", "accuracy", "availability"])
     with _ledger() as led:
         sid = led.resolve(service)
     with _market() as m:
-        rid, tx = m.request(sid, mask, parse_amount(fee), target)
-        info = m.round(rid)
-    data = {"round": rid, "service": sid, "metrics": mask_names(mask), "fee": info.fee,
+        info, tx = open_round(m, sid, metrics, fee, target)
+    data = {"round": info.round, "service": sid, "metrics": info.metrics, "fee": info.fee,
             "commit_end": info.commit_end, "reveal_end": info.reveal_end, **tx.as_dict()}
-    emit(data, as_json, f"round [bold]{rid}[/] opened for {sid[:12]} ({', '.join(data['metrics'])}"
+    emit(data, as_json, f"round [bold]{info.round}[/] opened for {sid[:12]} "
+         f"({', '.join(data['metrics'])}"
          f"); commit by block {info.commit_end}, reveal by {info.reveal_end}; "
          f"tx {tx.tx_hash} gas {tx.gas_used}")
 

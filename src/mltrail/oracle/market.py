@@ -442,3 +442,13 @@ def parse_amount(text: str | int) -> int:
     if not d.is_finite() or d != d.to_integral_value() or d < 0 or d >= 2**128:
         raise InputError(f"amounts are whole numbers of tokens, got {text!r}")
     return int(d)
+
+
+def open_round(market: Market, service_id: str, metrics: list[str] | None, fee: str | int,
+               endpoint: str) -> tuple[RoundInfo, TxResult]:
+    """Open an audit round for ``service_id`` at ``endpoint`` on ``metrics`` (default:
+    agreement, accuracy and availability), paying ``fee`` whole tokens; returns the new
+    round as the chain has it, and the request's transaction."""
+    mask = metrics_mask(metrics or ["agreement", "accuracy", "availability"])
+    rid, tx = market.request(service_id, mask, parse_amount(fee), endpoint)
+    return market.round(rid), tx
