@@ -13,20 +13,46 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mltrail.config import Home
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.reader import IndexReader
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A Rich console made on first use: Rich is imported only when something is printed
+    through it (``--json`` output and the read fast path never are)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _LazyConsole(soft_wrap=True))
+err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
+
+
+def escape(text: str) -> str:
+    """:func:`rich.markup.escape`, imported on first use."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 @dataclass

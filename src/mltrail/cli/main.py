@@ -19,9 +19,8 @@ import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.markup import escape
 
-from mltrail.cli.common import STATE, err_console
+from mltrail.cli.common import STATE, err_console, escape
 from mltrail.errors import MltrailError
 
 # Top-level commands, by the module whose ``install(app)`` adds them.

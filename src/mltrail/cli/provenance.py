@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.tree import Tree
 
-from mltrail.cli.common import JsonOpt, console, emit, err_console, open_ledger, read_index
+from mltrail.cli.common import (
+    JsonOpt,
+    console,
+    emit,
+    err_console,
+    escape,
+    open_ledger,
+    read_index,
+)
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 from mltrail.errors import InputError, VerificationError
 
 import_app = typer.Typer(no_args_is_help=True)
@@ -154,6 +163,8 @@ def lineage(
     if text is not None:
         _write_or_print(text(), out)
         return
+    from rich.tree import Tree
+
     by_id = {n["id"]: n for n in g["nodes"]}
     parents: dict[str, list[tuple[str, str]]] = {}
     children: dict[str, list[tuple[str, str]]] = {}
