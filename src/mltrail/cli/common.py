@@ -30,22 +30,27 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 
 class _LazyConsole:
     """A Rich console made on first use: Rich is imported only when something is printed
-    through it (``--json`` output and the read fast path never are)."""
+    through it (``--json`` output never is). Off a terminal (a pipe, a file) and without
+    ``COLUMNS``, lines are not cut at 80 columns: ids, addresses and times stay whole."""
 
-    def __init__(self, **options: Any) -> None:
-        self._options = options
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
         self._console: Console | None = None
 
     def __getattr__(self, name: str) -> Any:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            stream = sys.stderr if self._stderr else sys.stdout
+            wide = not stream.isatty() and not os.environ.get("COLUMNS")
+            self._console = Console(stderr=self._stderr, soft_wrap=True,
+                                    width=PIPE_WIDTH if wide else None)
         return getattr(self._console, name)
 
 
-console = cast("Console", _LazyConsole(soft_wrap=True))
-err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
+PIPE_WIDTH = 400
+console = cast("Console", _LazyConsole())
+err_console = cast("Console", _LazyConsole(stderr=True))
 
 
 def escape(text: str) -> str:

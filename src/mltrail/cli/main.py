@@ -133,8 +133,17 @@ def _usage_error(exc: Exception) -> NoReturn:
 
 def run() -> None:
     """Entry point: run the app, mapping every failure to one line and an exit code."""
+    from mltrail.cli.fast import plan
+
     try:
-        build_app(_first_command(sys.argv[1:]))(standalone_mode=False)
+        fast = plan(sys.argv[1:])  # a plain read command: no Typer parsing (cli/fast.py)
+        if fast is not None:
+            call, glob = fast
+            STATE.home, STATE.identity, STATE.debug = (glob["home"] or None, glob["identity"],
+                                                       glob["debug"])
+            call()
+        else:
+            build_app(_first_command(sys.argv[1:]))(standalone_mode=False)
     except MltrailError as exc:
         if STATE.debug:
             raise
