@@ -10,6 +10,10 @@ Typer ships its own copy of Click (``typer._click``); its usage errors derive fr
 public :class:`typer.TyperException`, which is what is caught here (pinned in
 pyproject.toml: ``typer>=0.29,<0.30``). A stand-alone ``click`` may also be installed by
 other packages; its exceptions are caught too, in case an older typer is used.
+
+Plain read commands (``show ds --json``, ``roles list``, ...) are called without Typer's
+parser (:mod:`mltrail.cli.fast`, which reads their options from the same annotations);
+everything else, help and every usage error included, goes through Typer.
 """
 
 from __future__ import annotations
