@@ -6,6 +6,11 @@ artefacts. Prints JSON: median wall and CPU (user + sys) milliseconds per comman
 also as a ratio to the median of ``python -c pass`` in the same run, and the load average
 (wall times on a shared machine follow its load; CPU times much less). Targets (issue 9):
 reads < 300 ms, writes < 1 s; ``targets_met`` compares the wall medians with them.
+``import_ms_one_run`` shows where a read's and a write's start-up goes: one run each under
+``python -X importtime``, import milliseconds summed by top-level package. Bytecode is
+cached (in the run's temporary folder) as in an installed copy; the set-up commands warm
+it. The script only drives the ``mltrail`` next to the Python running it, so another
+checkout's version is measured by running this script with that checkout's Python.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -20,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 EXE = str(Path(sys.executable).with_name("mltrail"))
 READS = [["show", "ds"], ["history", "ds"], ["lineage", "ds"], ["list"], ["roles", "list"],
@@ -45,6 +52,22 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, label: str | None = Non
     return dt
 
 
+def import_ms(cmd: list[str], env: dict[str, str], cwd: Path, top: int = 8) -> dict[str, Any]:
+    """One run under ``python -X importtime``: import milliseconds by top-level package
+    (self times summed), the ``top`` largest, and the total."""
+    p = subprocess.run([sys.executable, "-X", "importtime", EXE, *cmd], env=env, cwd=cwd,
+                       capture_output=True, text=True, timeout=300)
+    by: dict[str, float] = {}
+    for line in p.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+\d+ \| \s*(\S+)", line)
+        if m:
+            name = m.group(2).split(".")[0]
+            by[name] = by.get(name, 0.0) + int(m.group(1)) / 1000
+    largest = dict(sorted(by.items(), key=lambda kv: -kv[1])[:top])
+    return {"total": round(sum(by.values()), 1), "modules_by_package": len(by),
+            "largest": {k: round(v, 1) for k, v in largest.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=7)
@@ -53,6 +76,11 @@ def main() -> None:
         root = Path(tmp)
         env = dict(os.environ, MLTRAIL_HOME=str(root / ".mltrail"), MLTRAIL_PASSWORD="bench")
         env.pop("MLTRAIL_SCRYPT_N", None)
+        # bytecode cached as in any installed copy (pip compiles it; a source tree writes
+        # __pycache__ on first run): without this, PYTHONDONTWRITEBYTECODE (set on the
+        # shared VM) makes every run compile mltrail's own modules from source again
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
         setup = [[EXE, "init"], [EXE, "id", "create", "alice"],
                  [EXE, "roles", "grant", "alice", "data_steward"],
                  [EXE, "roles", "grant", "alice", "model_developer"]]
@@ -80,6 +108,11 @@ def main() -> None:
             times.setdefault("transition (write)", []).append(_run(
                 [EXE, "--as", "alice", "transition", f"w{r}", "trained"], env, root,
                 "transition (write)"))
+        f = root / "imports.bin"
+        f.write_bytes(os.urandom(64))
+        imports = {"show ds --json": import_ms(["show", "ds", "--json"], env, root),
+                   "register (write)": import_ms(["--as", "alice", "register", str(f), "-k",
+                                                  "model"], env, root)}
     base = statistics.median(times["python -c pass"])
     medians = {k: round(statistics.median(v), 1) for k, v in times.items()}
     cpu = {k: round(statistics.median(v), 1) for k, v in CPU.items()}
@@ -94,6 +127,7 @@ def main() -> None:
         "median_cpu_ms": cpu,
         "cpu_ratio_to_python_c_pass": {k: round(v / cpu_base, 1) for k, v in cpu.items()},
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "import_ms_one_run": imports,
         "targets_ms": {"read": READ_TARGET_MS, "write": WRITE_TARGET_MS},
         "targets_met": {"reads": max(reads.values()) < READ_TARGET_MS,
                         "writes": max(writes.values()) < WRITE_TARGET_MS},

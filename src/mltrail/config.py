@@ -15,46 +15,28 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError
-from mltrail.provenance.store import ContentStore
+
+if TYPE_CHECKING:  # pydantic and the store load on first use: read commands need neither
+    from mltrail.config_models import Pins, Settings
+    from mltrail.provenance.store import ContentStore
 
 HOME_DIR = ".mltrail"
 ENV_HOME = "MLTRAIL_HOME"
 ENV_PASSWORD = "MLTRAIL_PASSWORD"
 
 
-class Settings(BaseModel):
-    """What ``config.json`` holds."""
+def __getattr__(name: str) -> Any:
+    """``Settings`` and ``Pins`` (pydantic models in :mod:`mltrail.config_models`), loaded
+    on first use so that importing this module does not import pydantic."""
+    if name in ("Settings", "Pins"):
+        from mltrail import config_models
 
-    model_config = ConfigDict(extra="forbid")
-
-    backend: Literal["embedded", "rpc"] = "embedded"
-    rpc_url: str | None = None
-    chain_id: int
-    registry: str
-    identity: str
-    lifecycle_digest: str
-
-
-class Pins(BaseModel):
-    """What ``pins.json`` holds: the chain this home was built on, as last seen.
-
-    ``head``/``head_hash`` only ever rise (a write or a check raises them); a node whose
-    block ``head`` has another hash, or whose head is lower, was reset or forked.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    genesis_hash: str
-    registry_code_hash: str
-    head: int = 0
-    head_hash: str | None = None
-    verified_head: int = 0  # the highest head a full ``ledger check`` passed
+        return getattr(config_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Home:
@@ -89,6 +71,10 @@ class Home:
 
     def pins(self) -> Pins | None:
         """The pins, or None for a home made before pins existed."""
+        from pydantic import ValidationError
+
+        from mltrail.config_models import Pins
+
         if not self.pins_path.exists():
             return None
         try:
@@ -107,12 +93,18 @@ class Home:
     @cached_property
     def store(self) -> ContentStore:
         """The home's one content store (one instance, so discard_on_failure sees every put)."""
+        from mltrail.provenance.store import ContentStore
+
         return ContentStore(self.root / "objects")
 
     def exists(self) -> bool:
         return self.config_path.exists()
 
     def settings(self) -> Settings:
+        from pydantic import ValidationError
+
+        from mltrail.config_models import Settings
+
         if not self.config_path.exists():
             raise NotFoundError(f"no mltrail home at {self.root}", hint="run 'mltrail init'")
         try:

@@ -2,7 +2,8 @@
 
 An identity is a name, an address and a keystore file ``keys/<name>.json``. The password
 comes from the caller, ``$MLTRAIL_PASSWORD`` or a prompt (in the CLI). Private keys are
-never written unencrypted and never leave this module except as a ``LocalAccount``.
+never written unencrypted and never leave this module except as a ``LocalAccount`` or a
+:class:`~mltrail.keystore.UnlockedKey` (plain keystores are decrypted without eth-account).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from mltrail._fs import atomic_write, regular_file
 from mltrail.config import ENV_PASSWORD, Home
 from mltrail.errors import AuthError, InputError, NotFoundError
 
-if TYPE_CHECKING:  # eth-account is imported only when a key is made or unlocked
+if TYPE_CHECKING:  # eth-account is imported only when a key is made or signs a message
     from eth_account.signers.local import LocalAccount
+
+    from mltrail.keystore import UnlockedKey
 
 _ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
 _MAX_KEYSTORE = 64 * 1024
@@ -146,9 +149,26 @@ def unlock_from(home: Home, name: str,
     return unlock(home, name, password() if callable(password) else password)
 
 
+def unlock_key_from(home: Home, name: str,
+                    password: str | Callable[[], str | None] | None) -> UnlockedKey:
+    """:func:`unlock_key`, asking a callable password source only now."""
+    return unlock_key(home, name, password() if callable(password) else password)
+
+
 def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
-    """Decrypt identity ``name``'s key."""
+    """Decrypt identity ``name``'s key as an eth-account ``LocalAccount`` (for signing
+    messages; transactions need only :func:`unlock_key`)."""
     from eth_account import Account
+
+    account: LocalAccount = Account.from_key(unlock_key(home, name, password).key)
+    return account
+
+
+def unlock_key(home: Home, name: str, password: str | None = None) -> UnlockedKey:
+    """Decrypt identity ``name``'s key without importing eth-account when the keystore is a
+    plain v3 one (:mod:`mltrail.keystore`); any other goes to eth-account's decryption.
+    A wrong password is :class:`AuthError`, a damaged keystore :class:`InputError`."""
+    from mltrail.keystore import MacMismatch, UnlockedKey, decrypt_plain
 
     path = _path(home, name)
     if not os.path.exists(path):
@@ -156,12 +176,15 @@ def unlock(home: Home, name: str, password: str | None = None) -> LocalAccount:
     pw = password_from_env(password)
     keystore = _read_keystore(path)
     try:
-        key = Account.decrypt(keystore, pw)
+        key = decrypt_plain(keystore, pw)
+        if key is None:
+            from eth_account import Account
+
+            key = bytes(Account.decrypt(keystore, pw))
+        return UnlockedKey.of(key)
     except ValueError as exc:
-        if "mac mismatch" in str(exc).lower():
+        if isinstance(exc, MacMismatch) or "mac mismatch" in str(exc).lower():
             raise AuthError(f"wrong password for identity {name!r}") from exc
         raise InputError(f"malformed keystore {path}: {exc}".splitlines()[0]) from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"malformed keystore {path}: missing or bad {exc}") from exc
-    account: LocalAccount = Account.from_key(key)
-    return account

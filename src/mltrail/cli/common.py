@@ -13,20 +13,51 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mltrail.config import Home
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.reader import IndexReader
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+
+
+class _LazyConsole:
+    """A Rich console made on first use: Rich is imported only when something is printed
+    through it (``--json`` output never is). Off a terminal (a pipe, a file) and without
+    ``COLUMNS``, lines are not cut at 80 columns: ids, addresses and times stay whole."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            wide = not stream.isatty() and not os.environ.get("COLUMNS")
+            self._console = Console(stderr=self._stderr, soft_wrap=True,
+                                    width=PIPE_WIDTH if wide else None)
+        return getattr(self._console, name)
+
+
+PIPE_WIDTH = 400
+console = cast("Console", _LazyConsole())
+err_console = cast("Console", _LazyConsole(stderr=True))
+
+
+def escape(text: str) -> str:
+    """:func:`rich.markup.escape`, imported on first use."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 @dataclass

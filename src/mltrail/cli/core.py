@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, read_index, tx_fields
+from mltrail.cli.common import (
+    STATE,
+    JsonOpt,
+    console,
+    emit,
+    escape,
+    open_ledger,
+    read_index,
+    tx_fields,
+)
 from mltrail.config import ENV_PASSWORD
 from mltrail.errors import InputError
 
@@ -129,6 +136,8 @@ def show(artefact: Annotated[str, typer.Argument(help="Artefact id, unique prefi
         data = reader.artefact(artefact).as_dict()
 
     def human() -> None:
+        from rich.table import Table
+
         t = Table(show_header=False, box=None)
         for k, v in data.items():
             text = ", ".join(v) if isinstance(v, list) else ("" if v is None else str(v))
@@ -169,6 +178,8 @@ def history(artefact: Annotated[str, typer.Argument(help="Artefact id, unique pr
             for e in events]
 
     def human() -> None:
+        from rich.table import Table
+
         console.print(f"[bold]{escape(art.kind)} {escape(art.name or '')}[/] {art.id}")
         t = Table("block", "time (UTC)", "event", "what", "actor")
         for r in rows:
@@ -198,6 +209,8 @@ def list_(kind: Annotated[str | None, typer.Option(
     data = [a.as_dict() for a in arts]
 
     def human() -> None:
+        from rich.table import Table
+
         t = Table("id", "name", "kind", "state", "block", "time (UTC)")
         for a in arts:
             t.add_row(_short(a.id), escape(a.name or ""), a.kind, a.state, str(a.block),

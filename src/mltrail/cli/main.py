@@ -10,6 +10,10 @@ Typer ships its own copy of Click (``typer._click``); its usage errors derive fr
 public :class:`typer.TyperException`, which is what is caught here (pinned in
 pyproject.toml: ``typer>=0.29,<0.30``). A stand-alone ``click`` may also be installed by
 other packages; its exceptions are caught too, in case an older typer is used.
+
+Plain read commands (``show ds --json``, ``roles list``, ...) are called without Typer's
+parser (:mod:`mltrail.cli.fast`, which reads their options from the same annotations);
+everything else, help and every usage error included, goes through Typer.
 """
 
 from __future__ import annotations
@@ -19,9 +23,8 @@ import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.markup import escape
 
-from mltrail.cli.common import STATE, err_console
+from mltrail.cli.common import STATE, err_console, escape
 from mltrail.errors import MltrailError
 
 # Top-level commands, by the module whose ``install(app)`` adds them.
@@ -141,8 +144,17 @@ def _usage_error(exc: Exception) -> NoReturn:
 
 def run() -> None:
     """Entry point: run the app, mapping every failure to one line and an exit code."""
+    from mltrail.cli.fast import plan
+
     try:
-        build_app(_first_command(sys.argv[1:]))(standalone_mode=False)
+        fast = plan(sys.argv[1:])  # a plain read command: no Typer parsing (cli/fast.py)
+        if fast is not None:
+            call, glob = fast
+            STATE.home, STATE.identity, STATE.debug = (glob["home"] or None, glob["identity"],
+                                                       glob["debug"])
+            call()
+        else:
+            build_app(_first_command(sys.argv[1:]))(standalone_mode=False)
     except MltrailError as exc:
         if STATE.debug:
             raise

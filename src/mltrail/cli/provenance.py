@@ -9,14 +9,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.tree import Tree
 
-from mltrail.cli.common import JsonOpt, console, emit, err_console, open_ledger, read_index
+from mltrail.cli.common import (
+    JsonOpt,
+    console,
+    emit,
+    err_console,
+    escape,
+    open_ledger,
+    read_index,
+)
 from mltrail.errors import InputError, VerificationError
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 import_app = typer.Typer(no_args_is_help=True)
 
@@ -156,6 +165,8 @@ def lineage(
 
 def _rich_tree(node: Any, root: bool = False) -> Tree:
     """A :class:`mltrail.provenance.lineage.TreeNode` drawn with Rich."""
+    from rich.tree import Tree
+
     text = escape(node.text)
     t = Tree(f"[bold]{text}[/]" if root else
              f"[dim]{escape(node.step)}[/] {text}" if node.step is not None else text)

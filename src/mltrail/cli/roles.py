@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from mltrail.cli.common import JsonOpt, console, emit, open_ledger, read_index, tx_fields
+from mltrail.cli.common import JsonOpt, console, emit, escape, open_ledger, read_index, tx_fields
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -57,6 +55,8 @@ def list_(as_json: JsonOpt = False) -> None:
             for a, m in sorted(masks.items())]
 
     def human() -> None:
+        from rich.table import Table
+
         t = Table("address", "name", "roles")
         for d in data:
             t.add_row(str(d["address"]), escape(str(d["name"] or "")), ", ".join(d["roles"]))

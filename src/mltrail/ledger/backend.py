@@ -1,8 +1,8 @@
 """What every ledger backend offers, and the one way to build and sign a transaction.
 
 A backend is a chain the client can write to (``transact``), read from (``call``,
-``logs``) and check (``blocks``). Transactions are always signed locally with
-eth-account, with an explicit nonce, gas limit and fee, whatever the backend.
+``logs``) and check (``blocks``). Transactions are always signed locally (eth-keys),
+with an explicit nonce, gas limit and fee, whatever the backend.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Protocol
 
 from eth.vm.forks.cancun.transactions import CancunTransactionBuilder
 from eth_abi import decode
-from eth_account.signers.local import LocalAccount
 from eth_keys import keys
 from eth_typing import Address
 from eth_utils import to_canonical_address
 
 from mltrail.errors import VerificationError
+from mltrail.keystore import Signer
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 
@@ -59,7 +59,7 @@ class Backend(Protocol):
     chain_id: int
 
     def head(self) -> int: ...
-    def transact(self, account: LocalAccount, to: str | None, data: bytes, gas: int) -> Receipt: ...
+    def transact(self, account: Signer, to: str | None, data: bytes, gas: int) -> Receipt: ...
     def call(self, to: str, data: bytes) -> bytes: ...
     def code_at(self, address: str) -> bytes: ...
     def logs(self, address: str, from_block: int, to_block: int) -> list[Log]: ...
@@ -76,7 +76,7 @@ def damaged(what: str) -> VerificationError:
     return VerificationError(f"ledger damaged: {what}")
 
 
-def sign(account: LocalAccount, chain_id: int, nonce: int, to: str | None, data: bytes,
+def sign(account: Signer, chain_id: int, nonce: int, to: str | None, data: bytes,
          gas: int, max_fee: int, priority_fee: int) -> bytes:
     """Sign an EIP-1559 transaction with ``account``'s key; returns the raw typed bytes.
 

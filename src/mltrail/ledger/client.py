@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_abi import encode
-from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, keccak, to_checksum_address
 
-from mltrail.config import Home, Settings, find_home
+from mltrail.config import Home, find_home
+from mltrail.config_models import Settings
 from mltrail.errors import (
     InputError,
     LedgerError,
@@ -30,7 +30,7 @@ from mltrail.errors import (
     RefusedError,
     VerificationError,
 )
-from mltrail.identity import unlock_from
+from mltrail.identity import unlock_key_from
 from mltrail.ledger import contracts, explain, trust
 from mltrail.ledger.abi import ContractABI
 from mltrail.ledger.backend import Backend, Receipt, damaged
@@ -38,6 +38,11 @@ from mltrail.ledger.index import EventIndex, IndexedEvent, decode_events
 from mltrail.ledger.reader import lineage_depths
 from mltrail.lifecycle import Lifecycle, parse
 from mltrail.provenance.digest import canonical_json, to_bytes32
+
+if TYPE_CHECKING:  # eth-account only for message signatures (``Ledger.account``)
+    from eth_account.signers.local import LocalAccount
+
+    from mltrail.keystore import UnlockedKey
 
 ZERO32 = b"\x00" * 32
 GAS_REGISTER, GAS_PER_PARENT, GAS_TRANSITION, GAS_ANCHOR, GAS_ADMIN = (
@@ -138,6 +143,7 @@ class Ledger:
         self.home, self.settings, self.backend, self.lifecycle = home, settings, backend, lifecycle
         self.identity = identity
         self._password = password
+        self._signer: UnlockedKey | None = None
         self._account: LocalAccount | None = None
         self.registry = to_checksum_address(settings.registry)
         self.abi = ContractABI(contracts.load("ArtefactRegistry").abi)
@@ -174,17 +180,27 @@ class Ledger:
     # -- identity ---------------------------------------------------------------------------
 
     @property
+    def signer(self) -> UnlockedKey:
+        """The unlocked key that signs transactions (decrypted on first write only)."""
+        if self._signer is None:
+            self._signer = unlock_key_from(self.home, self.identity, self._password)
+        return self._signer
+
+    @property
     def account(self) -> LocalAccount:
-        """The unlocked key (decrypted on first write only)."""
+        """The unlocked key as an eth-account ``LocalAccount``, for signing messages
+        (claims, attestations, blob requests); imports eth-account on first use."""
         if self._account is None:
-            self._account = unlock_from(self.home, self.identity, self._password)
+            from eth_account import Account
+
+            self._account = Account.from_key(self.signer.key)
         return self._account
 
     @property
     def address(self) -> str:
         from mltrail.identity import address_of
 
-        return self._account.address if self._account else address_of(self.home, self.identity)
+        return self._signer.address if self._signer else address_of(self.home, self.identity)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -193,7 +209,7 @@ class Ledger:
         """Send one call to the registry after checking the node against the pins, then
         confirm that the receipt holds event ``expect`` with the ``want`` arguments."""
         data = self.abi.encode(fn, *args)
-        account = self.account  # unlock before the checks: a wrong password costs nothing
+        account = self.signer  # unlock before the checks: a wrong password costs nothing
         pins = trust.check_pins(self.home, self.backend, self.registry)
         receipt = self.backend.transact(account, self.registry, data, gas)
         self._confirm(receipt, expect or fn, want)

@@ -30,7 +30,6 @@ from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.vm.forks import CancunVM
-from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_keys import keys
 from eth_typing import BlockNumber
@@ -38,6 +37,7 @@ from eth_utils import to_canonical_address, to_checksum_address
 from filelock import FileLock, Timeout
 
 from mltrail.errors import LedgerError, RefusedError, VerificationError
+from mltrail.keystore import Signer
 from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
 CHAIN_ID = 31_415
@@ -221,7 +221,7 @@ class EmbeddedBackend:
     def nonce(self, address: str) -> int:
         return int(self.chain.get_vm().state.get_nonce(to_canonical_address(address)))
 
-    def transact(self, account: LocalAccount, to: str | None, data: bytes, gas: int) -> Receipt:
+    def transact(self, account: Signer, to: str | None, data: bytes, gas: int) -> Receipt:
         """Sign, apply and mine one transaction; refuse (and drop) it if it reverts."""
         with self._locked():
             self._reload()

@@ -22,10 +22,10 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from mltrail._fs import regular_file
-from mltrail.config import Home, Settings
+from mltrail.config import Home
 from mltrail.errors import (
     InputError,
     LedgerError,
@@ -34,6 +34,9 @@ from mltrail.errors import (
     VerificationError,
 )
 from mltrail.lifecycle import Lifecycle, parse
+
+if TYPE_CHECKING:
+    from mltrail.config_models import Settings
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -82,7 +85,48 @@ def _sqlite_file(path: Path, what: str, required: bool) -> bool:
     return True
 
 
-def load_settings(home: Home) -> Settings:
+@dataclass(frozen=True)
+class SettingsView:
+    """``config.json`` read without pydantic (the fast path): the fields of
+    :class:`~mltrail.config_models.Settings`, under the same names."""
+
+    backend: str
+    rpc_url: str | None
+    chain_id: int
+    registry: str
+    identity: str
+    lifecycle_digest: str
+
+
+if TYPE_CHECKING:
+    AnySettings: TypeAlias = Settings | SettingsView
+_SETTINGS_FIELDS = frozenset(("backend", "rpc_url", "chain_id", "registry", "identity",
+                              "lifecycle_digest"))
+_MAX_CONFIG = 64 * 1024
+
+
+def plain_settings(home: Home) -> SettingsView | None:
+    """``config.json`` read with :mod:`json` alone when it is plainly well formed: known
+    keys only, the required ones present, each of exactly its type. Anything else (even
+    what pydantic's lax mode would coerce) is None, and :meth:`Home.settings` decides and
+    words the error, so this never accepts what the pydantic model refuses."""
+    try:
+        with open(home.config_path, "rb") as fh:
+            raw = fh.read(_MAX_CONFIG + 1)
+        doc = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if len(raw) > _MAX_CONFIG or not isinstance(doc, dict) or not set(doc) <= _SETTINGS_FIELDS:
+        return None
+    backend, rpc_url = doc.get("backend", "embedded"), doc.get("rpc_url")
+    strings = [doc.get(k) for k in ("registry", "identity", "lifecycle_digest")]
+    if backend not in ("embedded", "rpc") or not (rpc_url is None or type(rpc_url) is str) \
+            or type(doc.get("chain_id")) is not int or any(type(v) is not str for v in strings):
+        return None
+    return SettingsView(backend, rpc_url, doc["chain_id"], *(str(v) for v in strings))
+
+
+def load_settings(home: Home) -> AnySettings:
     """A home's ``config.json``, checked (a folder, garbage or a bad address is one line)."""
     if home.root.exists() and not home.root.is_dir():
         raise InputError(f"{home.root} is not a folder, so not an mltrail home")
@@ -90,7 +134,7 @@ def load_settings(home: Home) -> Settings:
         raise NotFoundError(f"no mltrail home at {home.root}", hint="run 'mltrail init'")
     try:
         regular_file(home.config_path, "config")
-        settings = home.settings()
+        settings: AnySettings = plain_settings(home) or home.settings()
     except MltrailError as exc:
         raise _damaged_home(exc.message) from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -103,7 +147,7 @@ def load_settings(home: Home) -> Settings:
     return settings
 
 
-def load_home(home: Home) -> tuple[Settings, Lifecycle]:
+def load_home(home: Home) -> tuple[AnySettings, Lifecycle]:
     """A home's settings and lifecycle, after checking its files are what they should be.
 
     Damage (a folder where a file belongs, garbage, a bad address, an edited lifecycle,
@@ -267,7 +311,7 @@ class ArtefactView:
 class IndexReader:
     """Read-only queries over a home's event index (open with :meth:`open`)."""
 
-    def __init__(self, home: Home, settings: Settings, lifecycle: Lifecycle,
+    def __init__(self, home: Home, settings: AnySettings, lifecycle: Lifecycle,
                  conn: sqlite3.Connection, head: int) -> None:
         self.home, self.settings, self.lifecycle, self.conn = home, settings, lifecycle, conn
         self.head = head
@@ -278,7 +322,7 @@ class IndexReader:
         self._names: dict[str, str | None] = {}
 
     @classmethod
-    def open(cls, home: Home, settings: Settings | None = None,
+    def open(cls, home: Home, settings: AnySettings | None = None,
              lifecycle: Lifecycle | None = None,
              require_current: bool = True) -> IndexReader | None:
         """A reader if the index is current with the chain's head, else None.
@@ -306,7 +350,7 @@ class IndexReader:
             return None
 
     @staticmethod
-    def _current(home: Home, settings: Settings, last: int, last_hash: str | None) -> bool:
+    def _current(home: Home, settings: AnySettings, last: int, last_hash: str | None) -> bool:
         if settings.backend == "rpc":
             head = rpc_head(settings.rpc_url or "", settings.chain_id)
         else:

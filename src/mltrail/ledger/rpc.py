@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted
 
 from mltrail.errors import LedgerError, RefusedError
+from mltrail.keystore import Signer
 from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
 LOG_CHUNK = 5_000
@@ -51,7 +51,7 @@ class RpcBackend:
             self._timestamps[block] = int(self.w3.eth.get_block(block)["timestamp"])
         return self._timestamps[block]
 
-    def transact(self, account: LocalAccount, to: str | None, data: bytes, gas: int) -> Receipt:
+    def transact(self, account: Signer, to: str | None, data: bytes, gas: int) -> Receipt:
         sender = account.address
         call: dict[str, Any] = {"from": sender, "data": data, "gas": gas}
         if to is not None:

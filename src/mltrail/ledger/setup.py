@@ -13,7 +13,8 @@ from pathlib import Path
 
 from eth_utils import is_address, to_checksum_address
 
-from mltrail.config import Home, Settings
+from mltrail.config import Home
+from mltrail.config_models import Settings
 from mltrail.errors import InputError, LedgerError
 from mltrail.identity import create_identity, unlock
 from mltrail.ledger import contracts

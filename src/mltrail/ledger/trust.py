@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from eth_utils import keccak, to_checksum_address
 
-from mltrail.config import Home, Pins
+from mltrail.config import Home
+from mltrail.config_models import Pins
 from mltrail.errors import LedgerError
 from mltrail.ledger import contracts
 from mltrail.ledger.abi import ContractABI

@@ -14,7 +14,6 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -88,6 +87,8 @@ def dir_manifest(root: str | os.PathLike[str]) -> dict[str, str]:
     files = _dir_files(Path(root))
     if len(files) <= 1:
         return {rel: digest_file(p) for rel, p in files}
+    from concurrent.futures import ThreadPoolExecutor  # only for a folder of files
+
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         digests = list(pool.map(digest_file, [p for _, p in files]))
     return {rel: d for (rel, _), d in zip(files, digests, strict=True)}
