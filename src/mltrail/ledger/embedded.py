@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,11 @@ class SqliteKV(BaseDB):
         self.pending.clear()
 
     def close(self) -> None:
+        # Leave no committed frames in chain.sqlite-wal, even while another handle keeps
+        # the file open: SQLite applies a WAL to whatever file bears the name, so frames
+        # left behind would be overlaid on a chain file copied in later (a mixed chain).
+        with suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
 
