@@ -1,6 +1,7 @@
 """Verify an embedded chain from its stored bytes: every block re-executed from genesis.
 
-Two passes over ``chain.sqlite``, neither of which trusts a stored root:
+SQLite's integrity check first (pages and the key index), then two passes over
+``chain.sqlite``, neither of which trusts a stored root:
 
 1. Every row whose key is 32 bytes is content-addressed in py-evm's layout (trie nodes of
    state, storage, transactions and receipts; contract code; headers): its key must be
@@ -31,6 +32,20 @@ from mltrail.ledger.embedded import EmbeddedBackend, EmbeddedChain
 
 _GENESIS_FIELDS = ("coinbase", "difficulty", "gas_limit", "extra_data", "nonce", "mix_hash",
                    "timestamp", "base_fee_per_gas")
+
+
+def sqlite_integrity(backend: EmbeddedBackend) -> None:
+    """Pass 0: SQLite's own ``integrity_check`` (every b-tree page, and each index against
+    its table). A garbled page of the key index is invisible to a table scan but makes
+    lookups by key answer wrongly, so the scans below cannot stand in for it."""
+    try:
+        rows = backend.kv.conn.execute("PRAGMA integrity_check(5)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise damaged(f"{backend.path} is unreadable ({exc})") from exc
+    problems = [str(r[0]) for r in rows]
+    if problems != ["ok"]:
+        raise damaged(f"{backend.path} fails SQLite's integrity check: "
+                      + "; ".join(problems)[:300])
 
 
 def content_addressed_rows(backend: EmbeddedBackend) -> int:
@@ -99,8 +114,9 @@ def head_meta(backend: EmbeddedBackend, head: int) -> None:
 
 def verify_embedded(backend: EmbeddedBackend, head: int,
                     advance: Callable[[int], None] | None = None) -> int:
-    """Both passes and the meta table; returns the content-addressed rows checked."""
+    """The integrity check, both passes and the meta table; returns the rows checked."""
     try:
+        sqlite_integrity(backend)
         rows = content_addressed_rows(backend)
         replay(backend, head, advance)
         head_meta(backend, head)

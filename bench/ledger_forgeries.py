@@ -1,0 +1,94 @@
+"""Detection rate of ``ledger check`` against each forgery family over many seeds (JSON).
+
+Every family of :mod:`mltrail.testing.ledger_forgeries` (index, chain file, and the
+py-evm rewrites of ``ledger_chain_forgeries``) is run over ``--seeds`` seeds, each on a
+fresh copy of a populated embedded home (a few templates, each built from its own
+scenario seed). Per family: forgeries made, detected, chain forgeries blamed on the index
+(``misplaced``), undetected ones split into those the docs list as limits (the attacker
+rewrote ``pins.json`` too) and findings, and the time ``check`` took (median, max).
+
+    python bench/ledger_forgeries.py [--seeds 50] [--families a,b] [--templates 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from mltrail.testing.ledger_forgeries import (  # noqa: E402
+    FORGERS,
+    PASSWORD,
+    attempt,
+    fresh_copy,
+    populate,
+)
+from testkit import make_home  # noqa: E402
+
+
+def run(seeds: int, families: list[str], templates: int) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="mltrail-forgeries-"))
+    try:
+        homes = []
+        for t in range(templates):
+            home = make_home(base / f"template-{t}")
+            populate(home, PASSWORD, random.Random(1000 + t))
+            homes.append(home.root)
+        out: dict[str, Any] = {}
+        for family in families:
+            outcomes = []
+            for seed in range(seeds):
+                target = base / f"{family}-{seed}" / ".mltrail"
+                home = fresh_copy(homes[seed % templates], target)
+                outcomes.append(attempt(family, home, seed, PASSWORD))
+                shutil.rmtree(target.parent)
+            times = [o.seconds for o in outcomes]
+            undetected = [o for o in outcomes if not o.detected]
+            findings = [o for o in undetected if not o.forged.limit]
+            limits = [o for o in outcomes if o.forged.limit]
+            out[family] = {
+                "forgeries": len(outcomes),
+                "detected": sum(o.detected for o in outcomes),
+                "rate": round(sum(o.detected for o in outcomes) / len(outcomes), 3),
+                "rate_outside_limits": round(
+                    1 - len(findings) / max(1, len(outcomes) - len(limits)), 3),
+                "misplaced": sum(o.misplaced for o in outcomes),
+                "documented_limits": len(limits),
+                "limits_detected": sum(o.detected for o in limits),
+                "findings": [o.as_dict() for o in findings][:5],
+                "check_s_median": round(statistics.median(times), 3),
+                "check_s_max": round(max(times), 3),
+            }
+            print(f"{family}: {out[family]['detected']}/{len(outcomes)} detected, "
+                  f"{len(findings)} findings", file=sys.stderr)
+        return out
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=50)
+    ap.add_argument("--templates", type=int, default=3)
+    ap.add_argument("--families", default=",".join(FORGERS))
+    args = ap.parse_args()
+    families = [f for f in args.families.split(",") if f]
+    start = time.time()
+    result = {"bench": "ledger_forgeries", "seeds": args.seeds, "templates": args.templates,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+              "families": run(args.seeds, families, args.templates)}
+    result["wall_s"] = round(time.time() - start, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
