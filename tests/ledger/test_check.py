@@ -240,3 +240,20 @@ def test_truncated_history_below_the_pinned_head(open_as):
     with pytest.raises(VerificationError, match="ledger damaged"):
         Ledger.open(dev.home, identity="dev", password=PASSWORD).register(
             "model", "sha256:" + "ef" * 32)
+
+
+def test_missing_registry_code_row_is_damage_not_internal_error(open_as, cli, home, tmp_path):
+    """Found by the trie_row forger: an unreadable registry code used to end in exit 3."""
+    dev, _ = _populate(open_as)
+    code_hash = keccak(dev.backend.code_at(dev.registry))
+    dev.close()
+    db = sqlite3.connect(home.chain_db)
+    assert db.execute("DELETE FROM kv WHERE k=?", (code_hash,)).rowcount == 1
+    db.commit()
+    db.close()
+    r = cli("ledger", "check", home=home.root)
+    assert r.code == 1 and "ledger damaged" in r.err and "cannot be read" in r.err, r.err
+    (tmp_path / "w.bin").write_bytes(b"w")
+    w = cli("--as", "dev", "register", str(tmp_path / "w.bin"), "--kind", "model",
+            home=home.root)
+    assert w.code == 1 and "ledger damaged" in w.err, (w.code, w.err)

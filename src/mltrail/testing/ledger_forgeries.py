@@ -111,6 +111,8 @@ def attempt(family: str, home: Home, seed: int, password: str) -> Outcome:
         message, detected = exc.message + (f" (hint: {exc.hint})" if exc.hint else ""), True
     except MltrailError as exc:  # exit 2 (a damaged home's settings): caught, if not by check
         message, detected = exc.message, True
+    except Exception as exc:  # noqa: BLE001 - exit 3 "internal error": a finding, not a catch
+        message, detected = f"internal error: {type(exc).__name__}: {exc}", False
     seconds = time.perf_counter() - start
     misplaced = forged.layer == "chain" and detected and "ledger damaged" not in message
     return Outcome(forged, detected, misplaced, message, seconds)
