@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import time
 import urllib.request
@@ -17,7 +18,8 @@ from mltrail.ledger.check import check, reindex
 from mltrail.ledger.client import Ledger
 from mltrail.ledger.setup import init_home
 from mltrail.testing.ledger_forgeries import PASSWORD as FORGER_PASSWORD
-from mltrail.testing.ledger_forgeries import attempt
+from mltrail.testing.ledger_forgeries import attempt, judge
+from mltrail.testing.ledger_rpc_forgeries import RPC_FORGERS, build
 from testkit import ANVIL_KEY, PASSWORD, anvil_binary, free_port
 
 pytestmark = pytest.mark.xdist_group("anvil")
@@ -155,3 +157,13 @@ def test_rpc_node_forked_below_the_remembered_head(tmp_path: Path, anvil: str, c
     with Ledger.open(home, password=PASSWORD) as admin, \
             pytest.raises(VerificationError, match="ledger damaged"):
         admin.register("model", "sha256:" + "c8" * 32)
+
+
+@pytest.mark.parametrize("family", sorted(RPC_FORGERS))
+def test_rpc_node_forgeries(tmp_path: Path, anvil: str, family: str) -> None:
+    """Each node forgery (storage edited, forked, reset) with one fixed seed; rates over
+    many seeds: bench/ledger_forgeries.py."""
+    home = build(tmp_path / ".mltrail", anvil, bytes.fromhex(ANVIL_KEY), random.Random(4))
+    outcome = judge(home, RPC_FORGERS[family](home, anvil, random.Random(4)), PASSWORD)
+    assert outcome.detected and "ledger damaged" in outcome.message, outcome
+    assert "reindex" not in outcome.message

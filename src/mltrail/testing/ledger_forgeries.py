@@ -98,10 +98,14 @@ def populate(home: Home, password: str, rng: random.Random) -> None:
 
 def attempt(family: str, home: Home, seed: int, password: str) -> Outcome:
     """Forge ``home`` with ``family`` and seed ``seed``, then run ``ledger check`` on it."""
+    return judge(home, FORGERS[family](home, random.Random(seed)), password)
+
+
+def judge(home: Home, forged: Forged, password: str) -> Outcome:
+    """Run ``ledger check`` on a forged home and say whether, where and how fast it failed."""
     from mltrail.ledger.check import check
     from mltrail.ledger.client import Ledger
 
-    forged = FORGERS[family](home, random.Random(seed))
     start = time.perf_counter()
     try:
         with Ledger.open(home, identity="admin", password=password) as led:
