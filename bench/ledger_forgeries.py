@@ -52,6 +52,8 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "rate": round(detected / len(outcomes), 3),
         "rate_outside_limits": round(1 - len(findings) / max(1, len(outcomes) - len(limits)), 3),
         "misplaced": sum(o.misplaced for o in outcomes),
+        "writes_refused": sum(bool(o.write_refused) for o in outcomes),
+        "writes_tried": sum(o.write_refused is not None for o in outcomes),
         "documented_limits": len(limits),
         "limits_detected": sum(o.detected for o in limits),
         "undetected_findings": len(findings),

@@ -9,7 +9,9 @@ SQLite's integrity check first (pages and the key index), then two passes over
 2. Every block from 1 to the head is re-executed on a scratch in-memory state built from
    the stored genesis header; py-evm's ``import_block`` recomputes the state, transaction
    and receipt roots, gas and bloom and refuses a block whose stored header differs. The
-   re-executed hash of each block must equal the stored canonical hash.
+   re-executed hash of each block must equal the stored canonical hash. Header fields
+   that execution never reads (coinbase, extra data, mix hash) must be what mltrail's
+   miner writes; a block's timestamp is only bound to its neighbours'.
 
 A consistent forgery (state edited, roots and header hashes recomputed) passes pass 1 and
 fails pass 2; an edit below a root fails pass 1. Time: about 7 ms per block on a 2-core
@@ -22,6 +24,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from eth import constants
 from eth.db.atomic import AtomicDB
 from eth_hash.auto import keccak
 from eth_typing import BlockNumber
@@ -30,6 +33,10 @@ from mltrail.errors import VerificationError
 from mltrail.ledger.backend import damaged
 from mltrail.ledger.embedded import EmbeddedBackend, EmbeddedChain
 
+# header fields execution never reads, as mltrail's embedded miner always writes them: a
+# rewrite of one (rehashed, later headers re-linked, pins forged) is caught here
+_MINED: dict[str, Any] = {"coinbase": constants.ZERO_ADDRESS, "extra_data": b"",
+                          "mix_hash": constants.ZERO_HASH32}
 _GENESIS_FIELDS = ("coinbase", "difficulty", "gas_limit", "extra_data", "nonce", "mix_hash",
                    "timestamp", "base_fee_per_gas")
 
@@ -88,6 +95,11 @@ def replay(backend: EmbeddedBackend, head: int,
         except Exception as exc:  # noqa: BLE001 - a missing body or trie node
             raise damaged(f"block {n} cannot be read from {backend.path} "
                           f"({type(exc).__name__})") from exc
+        for field, value in _MINED.items():
+            if getattr(block.header, field) != value:
+                raise damaged(f"block {n}: header field {field} is "
+                              f"{getattr(block.header, field)!r}, mltrail's miner writes "
+                              f"{value!r} (header rewritten)")
         try:
             scratch.import_block(block)
         except Exception as exc:  # noqa: BLE001 - ValidationError with py-evm's reason

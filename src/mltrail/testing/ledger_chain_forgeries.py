@@ -90,15 +90,16 @@ def _slot(backend: EmbeddedBackend, registry: str, aid: str, owner: str,
     raise LookupError(f"no storage slot for artefact {aid}")
 
 
-def _relink(backend: EmbeddedBackend, forged: Any, head: int) -> bytes:
+def _relink(backend: EmbeddedBackend, forged: Any, head: int, shift: int = 0) -> bytes:
     """Store ``forged`` as canonical block ``n`` and rehash every later header onto it, moving
-    the canonical pointers, scores and the ``meta`` head along; returns the new head hash."""
+    the canonical pointers, scores and the ``meta`` head along (later timestamps moved by
+    ``shift`` seconds); returns the new head hash."""
     chaindb, kv = backend.chain.chaindb, backend.kv  # (backend.head() would drop pending)
     n = int(forged.block_number)
     old = [chaindb.get_canonical_block_header_by_number(BlockNumber(i)) for i in range(n, head + 1)]
     new, prev = [forged], forged
     for h in old[1:]:
-        prev = h.copy(parent_hash=prev.hash)
+        prev = h.copy(parent_hash=prev.hash, timestamp=h.timestamp + shift)
         new.append(prev)
     for o, h in zip(old, new, strict=True):
         kv[h.hash] = rlp.encode(h)
@@ -251,28 +252,28 @@ def trie_row(home: Home, rng: random.Random) -> Forged:
 
 @forger("header_fields")
 def header_fields(home: Home, rng: random.Random) -> Forged:
-    """A header field that execution never reads (extra data, mix hash) or the timestamp
-    of a block in the middle rewritten, later headers rehashed; pins forged by seed (then
-    a documented limit: nothing left in the home remembers the old hashes)."""
+    """A header field that execution never reads (extra data, mix hash) of a block in the
+    middle rewritten, or its timestamp and every later one moved later, headers rehashed;
+    pins forged by seed (then, for timestamps, a documented limit: nothing left in the
+    home remembers the old ones)."""
     backend = _backend(home)
     head = backend.head()
     k = rng.randint(1, head)
     chaindb = backend.chain.chaindb
     h = chaindb.get_canonical_block_header_by_number(BlockNumber(k))
     field = rng.choice(["extra_data", "mix_hash", "timestamp"])
-    prev = chaindb.get_canonical_block_header_by_number(BlockNumber(k - 1)).timestamp
-    if field == "timestamp" and h.timestamp - prev < 2:
-        field = "extra_data"  # no room: the block is one second after its parent
+    shift = 0
     if field == "extra_data":
         forged_header = h.copy(extra_data=rng.randbytes(rng.randint(1, 32)))
     elif field == "mix_hash":
         forged_header = h.copy(mix_hash=rng.randbytes(32))
-    else:
-        forged_header = h.copy(timestamp=rng.randint(prev + 1, h.timestamp - 1))
-    _relink(backend, forged_header, head)
+    else:  # this block and every later one moved later in time, order kept
+        shift = rng.randint(1, 86_400)
+        forged_header = h.copy(timestamp=h.timestamp + shift)
+    _relink(backend, forged_header, head, shift)
     forged = _finish(home, backend, rng)
     return Forged("header_fields", f"block {k}/{head} {field}{_pins(forged)}", "chain",
-                  limit=forged)
+                  limit=forged and field == "timestamp")
 
 
 @forger("history_truncated")

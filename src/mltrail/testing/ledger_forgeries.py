@@ -49,12 +49,14 @@ class Outcome:
     misplaced: bool  # a chain forgery blamed on the index (its hint would launder it)
     message: str
     seconds: float
+    write_refused: bool | None = None  # chain forgeries: the next write exited 1
 
     def as_dict(self) -> dict[str, Any]:
         return {"family": self.forged.family, "what": self.forged.what,
                 "layer": self.forged.layer, "limit": self.forged.limit,
                 "detected": self.detected, "misplaced": self.misplaced,
-                "message": self.message[:300], "seconds": round(self.seconds, 4)}
+                "message": self.message[:300], "seconds": round(self.seconds, 4),
+                "write_refused": self.write_refused}
 
 
 PASSWORD = "test-password"  # of the homes the tests and the bench build
@@ -119,7 +121,23 @@ def judge(home: Home, forged: Forged, password: str) -> Outcome:
         message, detected = f"internal error: {type(exc).__name__}: {exc}", False
     seconds = time.perf_counter() - start
     misplaced = forged.layer == "chain" and detected and "ledger damaged" not in message
-    return Outcome(forged, detected, misplaced, message, seconds)
+    refused = _write_refused(home, password) if forged.layer == "chain" else None
+    return Outcome(forged, detected, misplaced, message, seconds, refused)
+
+
+def _write_refused(home: Home, password: str) -> bool:
+    """Whether the next write on a forged chain is refused as damage (exit 1) before it
+    is acknowledged: the acknowledged write that never happened is the harm to avoid."""
+    from mltrail.ledger.client import Ledger
+
+    try:
+        with Ledger.open(home, identity="admin", password=password) as led:
+            led.register("model", "sha256:" + random.Random(0).randbytes(32).hex())
+    except VerificationError as exc:
+        return "ledger damaged" in exc.message
+    except Exception:  # noqa: BLE001 - another refusal, or an internal error: not damage
+        return False
+    return False
 
 
 def fresh_copy(template: Path, target: Path) -> Home:
@@ -326,6 +344,37 @@ def chain_file(home: Home, rng: random.Random) -> Forged:
         how = f"page {n} of {size // page} overwritten"
     return Forged("chain_file", how, "chain")
 
+
+
+@forger("stale_wal_swap")
+def stale_wal_swap(home: Home, rng: random.Random) -> Forged:
+    """A writer killed with ``kill -9`` leaves committed frames in ``chain.sqlite-wal``;
+    the chain file is then swapped for another home's (SQLite overlays the old WAL on it)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from mltrail.ledger.setup import init_home
+
+    n = rng.randint(1, 4)
+    code = ("import os, random, sys\n"
+            "from mltrail.config import Home\n"
+            "from mltrail.ledger.client import Ledger\n"
+            "led = Ledger.open(Home(sys.argv[1]), identity='admin', password=sys.argv[2])\n"
+            "r = random.Random(int(sys.argv[3]))\n"
+            "for _ in range(int(sys.argv[4])):\n"
+            "    led.register('model', 'sha256:' + r.randbytes(32).hex())\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code, str(home.root), PASSWORD,
+                    str(rng.randrange(10**9)), str(n)], check=True, env=dict(os.environ))
+    wal = Path(str(home.chain_db) + "-wal")
+    size = wal.stat().st_size if wal.exists() else 0
+    with tempfile.TemporaryDirectory(dir=home.root.parent) as tmp:
+        donor = init_home(Path(tmp) / ".mltrail", password=PASSWORD)
+        shutil.copy(donor.chain_db, home.chain_db)
+    return Forged("stale_wal_swap", f"{n} writes killed, WAL of {size} bytes left, "
+                                    "chain file swapped", "chain")
 
 
 def _load_chain_families() -> None:
