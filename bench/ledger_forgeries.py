@@ -44,7 +44,8 @@ from mltrail.testing.ledger_rpc_forgeries import RPC_FORGERS, build  # noqa: E40
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
     times = [o.seconds for o in outcomes]
-    findings = [o for o in outcomes if not o.detected and not o.forged.limit]
+    findings = [o for o in outcomes
+                if not o.detected and not o.forged.limit and not o.forged.noop]
     limits = [o for o in outcomes if o.forged.limit]
     detected = sum(o.detected for o in outcomes)
     return {
@@ -55,6 +56,7 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "writes_refused": sum(bool(o.write_refused) for o in outcomes),
         "writes_tried": sum(o.write_refused is not None for o in outcomes),
         "documented_limits": len(limits),
+        "noop": sum(o.forged.noop for o in outcomes),
         "limits_detected": sum(o.detected for o in limits),
         "undetected_findings": len(findings),
         "findings": [o.as_dict() for o in findings][:5],

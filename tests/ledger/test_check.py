@@ -257,3 +257,17 @@ def test_missing_registry_code_row_is_damage_not_internal_error(open_as, cli, ho
     w = cli("--as", "dev", "register", str(tmp_path / "w.bin"), "--kind", "model",
             home=home.root)
     assert w.code == 1 and "ledger damaged" in w.err, (w.code, w.err)
+
+
+def test_chain_without_canonical_head_is_damage(open_as, cli, home):
+    """Found by the stale_wal_swap forger: a chain whose head pointer cannot be read (a
+    stale WAL overlaid on a swapped file) used to end in exit 3 when the home was opened."""
+    dev, _ = _populate(open_as)
+    dev.close()
+    db = sqlite3.connect(home.chain_db)
+    assert db.execute("DELETE FROM kv WHERE k=?",
+                      (SchemaV1.make_canonical_head_hash_lookup_key(),)).rowcount == 1
+    db.commit()
+    db.close()
+    r = cli("ledger", "check", home=home.root)
+    assert r.code == 1 and "ledger damaged" in r.err and "no readable chain" in r.err, r.err

@@ -37,7 +37,7 @@ from eth_typing import BlockNumber
 from eth_utils import to_canonical_address, to_checksum_address
 from filelock import FileLock, Timeout
 
-from mltrail.errors import LedgerError, RefusedError, VerificationError
+from mltrail.errors import LedgerError, MltrailError, RefusedError, VerificationError
 from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
 CHAIN_ID = 31_415
@@ -189,9 +189,12 @@ class EmbeddedBackend:
         except sqlite3.DatabaseError as exc:
             self.kv.close()
             raise damaged(f"chain file {self.path} is unreadable ({exc})") from exc
-        except Exception:
+        except Exception as exc:
             self.kv.close()
-            raise
+            if isinstance(exc, MltrailError):
+                raise
+            raise damaged(f"chain file {self.path} holds no readable chain "  # py-evm's
+                          f"({type(exc).__name__})") from exc  # CanonicalHeadNotFound ...
 
     def _genesis(self) -> None:
         params: dict[str, Any] = {

@@ -40,6 +40,7 @@ class Forged:
     what: str
     layer: str
     limit: bool = False
+    noop: bool = False  # the forgery changed nothing the home can see (not a finding)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Outcome:
     def as_dict(self) -> dict[str, Any]:
         return {"family": self.forged.family, "what": self.forged.what,
                 "layer": self.forged.layer, "limit": self.forged.limit,
+                "noop": self.forged.noop,
                 "detected": self.detected, "misplaced": self.misplaced,
                 "message": self.message[:300], "seconds": round(self.seconds, 4),
                 "write_refused": self.write_refused}
@@ -370,11 +372,37 @@ def stale_wal_swap(home: Home, rng: random.Random) -> Forged:
                     str(rng.randrange(10**9)), str(n)], check=True, env=dict(os.environ))
     wal = Path(str(home.chain_db) + "-wal")
     size = wal.stat().st_size if wal.exists() else 0
+    whole = _wal_holds_whole_database(wal)
     with tempfile.TemporaryDirectory(dir=home.root.parent) as tmp:
         donor = init_home(Path(tmp) / ".mltrail", password=PASSWORD)
         shutil.copy(donor.chain_db, home.chain_db)
-    return Forged("stale_wal_swap", f"{n} writes killed, WAL of {size} bytes left, "
-                                    "chain file swapped", "chain")
+    return Forged("stale_wal_swap", f"{n} writes killed, WAL of {size} bytes left"
+                  + (" holding every page (the swap is undone)" if whole else "")
+                  + ", chain file swapped", "chain", noop=whole)
+
+
+def _wal_holds_whole_database(wal: Path) -> bool:
+    """Whether the committed frames of a SQLite WAL hold every page of the database as of
+    its last commit: then SQLite's overlay rebuilds the old database whatever file is
+    beside it (format: sqlite.org/fileformat2.html#walformat)."""
+    if not wal.exists():
+        return False
+    data = wal.read_bytes()
+    if len(data) < 32:
+        return False
+    page = int.from_bytes(data[8:12], "big")
+    salts = data[16:24]
+    pages: set[int] = set()
+    committed: set[int] = set()
+    size = 0
+    at = 32
+    while at + 24 + page <= len(data) and data[at + 8:at + 16] == salts:
+        pages.add(int.from_bytes(data[at:at + 4], "big"))
+        after = int.from_bytes(data[at + 4:at + 8], "big")
+        if after:  # a commit frame: the database has ``after`` pages
+            size, committed = after, set(pages)
+        at += 24 + page
+    return size > 0 and set(range(1, size + 1)) <= committed
 
 
 def _load_chain_families() -> None:
