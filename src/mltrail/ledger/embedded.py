@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from eth_typing import BlockNumber
 from eth_utils import to_canonical_address, to_checksum_address
 from filelock import FileLock, Timeout
 
-from mltrail.errors import LedgerError, RefusedError, VerificationError
+from mltrail.errors import LedgerError, MltrailError, RefusedError, VerificationError
 from mltrail.keystore import Signer
 from mltrail.ledger.backend import BlockInfo, Log, Receipt, damaged, revert_reason, sign
 
@@ -150,6 +150,11 @@ class SqliteKV(BaseDB):
         self.pending.clear()
 
     def close(self) -> None:
+        # Leave no committed frames in chain.sqlite-wal, even while another handle keeps
+        # the file open: SQLite applies a WAL to whatever file bears the name, so frames
+        # left behind would be overlaid on a chain file copied in later (a mixed chain).
+        with suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
 
@@ -184,9 +189,12 @@ class EmbeddedBackend:
         except sqlite3.DatabaseError as exc:
             self.kv.close()
             raise damaged(f"chain file {self.path} is unreadable ({exc})") from exc
-        except Exception:
+        except Exception as exc:
             self.kv.close()
-            raise
+            if isinstance(exc, MltrailError):
+                raise
+            raise damaged(f"chain file {self.path} holds no readable chain "  # py-evm's
+                          f"({type(exc).__name__})") from exc  # CanonicalHeadNotFound ...
 
     def _genesis(self) -> None:
         params: dict[str, Any] = {

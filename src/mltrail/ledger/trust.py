@@ -17,7 +17,7 @@ from eth_utils import keccak, to_checksum_address
 
 from mltrail.config import Home
 from mltrail.config_models import Pins
-from mltrail.errors import LedgerError
+from mltrail.errors import LedgerError, MltrailError
 from mltrail.ledger import contracts
 from mltrail.ledger.abi import ContractABI
 from mltrail.ledger.backend import Backend, damaged
@@ -41,7 +41,13 @@ def code_hash(backend: Backend, registry: str) -> str:
 def check_code(backend: Backend, registry: str, joining: bool = False) -> str:
     """The registry holds exactly the compiled contract (else damage, or a refusal to join);
     returns its code hash."""
-    code = backend.code_at(registry)
+    try:
+        code = backend.code_at(registry)
+    except MltrailError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - py-evm's MissingTrieNode, MissingBytecode ...
+        raise damaged(f"the code of registry {registry} cannot be read from the chain "
+                      f"({type(exc).__name__}: its state is damaged)") from exc
     found = _hex(keccak(code))
     if found == expected_code_hash():
         return found

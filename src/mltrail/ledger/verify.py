@@ -1,6 +1,7 @@
 """Verify an embedded chain from its stored bytes: every block re-executed from genesis.
 
-Two passes over ``chain.sqlite``, neither of which trusts a stored root:
+SQLite's integrity check first (pages and the key index), then two passes over
+``chain.sqlite``, neither of which trusts a stored root:
 
 1. Every row whose key is 32 bytes is content-addressed in py-evm's layout (trie nodes of
    state, storage, transactions and receipts; contract code; headers): its key must be
@@ -8,7 +9,9 @@ Two passes over ``chain.sqlite``, neither of which trusts a stored root:
 2. Every block from 1 to the head is re-executed on a scratch in-memory state built from
    the stored genesis header; py-evm's ``import_block`` recomputes the state, transaction
    and receipt roots, gas and bloom and refuses a block whose stored header differs. The
-   re-executed hash of each block must equal the stored canonical hash.
+   re-executed hash of each block must equal the stored canonical hash. Header fields
+   that execution never reads (coinbase, extra data, mix hash) must be what mltrail's
+   miner writes; a block's timestamp is only bound to its neighbours'.
 
 A consistent forgery (state edited, roots and header hashes recomputed) passes pass 1 and
 fails pass 2; an edit below a root fails pass 1. Time: about 7 ms per block on a 2-core
@@ -21,6 +24,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from eth import constants
 from eth.db.atomic import AtomicDB
 from eth_hash.auto import keccak
 from eth_typing import BlockNumber
@@ -29,8 +33,26 @@ from mltrail.errors import VerificationError
 from mltrail.ledger.backend import damaged
 from mltrail.ledger.embedded import EmbeddedBackend, EmbeddedChain
 
+# header fields execution never reads, as mltrail's embedded miner always writes them: a
+# rewrite of one (rehashed, later headers re-linked, pins forged) is caught here
+_MINED: dict[str, Any] = {"coinbase": constants.ZERO_ADDRESS, "extra_data": b"",
+                          "mix_hash": constants.ZERO_HASH32}
 _GENESIS_FIELDS = ("coinbase", "difficulty", "gas_limit", "extra_data", "nonce", "mix_hash",
                    "timestamp", "base_fee_per_gas")
+
+
+def sqlite_integrity(backend: EmbeddedBackend) -> None:
+    """Pass 0: SQLite's own ``integrity_check`` (every b-tree page, and each index against
+    its table). A garbled page of the key index is invisible to a table scan but makes
+    lookups by key answer wrongly, so the scans below cannot stand in for it."""
+    try:
+        rows = backend.kv.conn.execute("PRAGMA integrity_check(5)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise damaged(f"{backend.path} is unreadable ({exc})") from exc
+    problems = [str(r[0]) for r in rows]
+    if problems != ["ok"]:
+        raise damaged(f"{backend.path} fails SQLite's integrity check: "
+                      + "; ".join(problems)[:300])
 
 
 def content_addressed_rows(backend: EmbeddedBackend) -> int:
@@ -73,6 +95,11 @@ def replay(backend: EmbeddedBackend, head: int,
         except Exception as exc:  # noqa: BLE001 - a missing body or trie node
             raise damaged(f"block {n} cannot be read from {backend.path} "
                           f"({type(exc).__name__})") from exc
+        for field, value in _MINED.items():
+            if getattr(block.header, field) != value:
+                raise damaged(f"block {n}: header field {field} is "
+                              f"{getattr(block.header, field)!r}, mltrail's miner writes "
+                              f"{value!r} (header rewritten)")
         try:
             scratch.import_block(block)
         except Exception as exc:  # noqa: BLE001 - ValidationError with py-evm's reason
@@ -99,8 +126,9 @@ def head_meta(backend: EmbeddedBackend, head: int) -> None:
 
 def verify_embedded(backend: EmbeddedBackend, head: int,
                     advance: Callable[[int], None] | None = None) -> int:
-    """Both passes and the meta table; returns the content-addressed rows checked."""
+    """The integrity check, both passes and the meta table; returns the rows checked."""
     try:
+        sqlite_integrity(backend)
         rows = content_addressed_rows(backend)
         replay(backend, head, advance)
         head_meta(backend, head)
