@@ -13,6 +13,7 @@ here, never from the target. This module never queries a service.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +22,7 @@ from eth_account.messages import encode_defunct
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.audit.models import Claims, ModelCard
+from mltrail.audit.wire import ServiceInfo
 from mltrail.errors import InputError, VerificationError
 from mltrail.provenance.digest import canonical_json
 
@@ -134,12 +136,24 @@ def load_claims(ledger: Ledger, service_id: str) -> LoadedClaims:
     return LoadedClaims(art.id, claims, digest, signer)
 
 
-def compare_advertised(claims: ServiceClaims, info: dict[str, Any]) -> list[str]:
-    """Each field where the target's ``/v1/model`` differs from the ledger claims,
-    named, with both values."""
+def compare_advertised(claims: ServiceClaims, info: ServiceInfo | dict[str, Any]) -> list[str]:
+    """Each field where what the target advertises differs from the ledger claims,
+    named, with both values. mltrail's ``/v1/model`` advertises every claimed field; a
+    v2 or adapter-described service only its input shape (a flat shape of the same size
+    agrees) and class count, so only those are compared."""
+    if isinstance(info, ServiceInfo):
+        native = info.protocol == "mltrail"
+        adv = info.advertised()
+    else:
+        native, adv = True, info
     diffs = []
     for key, want in claims.advertised_view().items():
-        got = info.get(key)
+        if not native and key not in adv:
+            continue
+        got = adv.get(key)
+        if not native and key == "input_shape" and isinstance(got, list) and len(got) == 1 \
+                and got[0] == math.prod(want):
+            continue
         if canonical_json(got) != canonical_json(want):
             diffs.append(f"{key}: ledger {_short(want)}, target {_short(got)}")
     return diffs

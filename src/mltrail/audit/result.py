@@ -58,7 +58,7 @@ class AuditReport(BaseModel):
     verdict: Verdict
     target: str
     service_id: str | None = None
-    claims_source: Literal["ledger", "target"]
+    claims_source: Literal["ledger", "target", "reference"]
     claims_digest: str | None = None
     claimed: dict[str, Any]
     reference: dict[str, Any]
@@ -81,6 +81,7 @@ class AuditReport(BaseModel):
     traffic: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
     latency: dict[str, Any] | None = None
+    skipped: list[dict[str, str]] = Field(default_factory=list)   # {check, reason}
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
