@@ -41,7 +41,8 @@ class ServiceClaims(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     endpoint: str = Field(min_length=1, max_length=2000)
     model_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    public_key: str = Field(min_length=40, max_length=100)  # receipts, Ed25519, base64
+    # receipts: Ed25519, base64; None for a service that signs no receipts
+    public_key: str | None = Field(default=None, min_length=40, max_length=100)
     seed_config: dict[str, Any] | None = None     # deterministic rebuild
     reference: str | None = None                  # URL of a reference service
     benchmark: str = "digits held-out"            # what the accuracy claim is measured on
@@ -52,7 +53,7 @@ class ServiceClaims(BaseModel):
     max_batch: int = Field(default=256, ge=1)
 
     @classmethod
-    def from_card(cls, card: ModelCard, *, model_digest: str, public_key: str,
+    def from_card(cls, card: ModelCard, *, model_digest: str, public_key: str | None,
                   endpoint: str, reference: str | None = None,
                   max_batch: int = 256) -> ServiceClaims:
         """The claims of a service that serves ``card``'s model at ``endpoint``."""

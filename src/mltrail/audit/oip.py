@@ -228,6 +228,9 @@ def install_oip(app: FastAPI, name: str, shape: tuple[int, ...], classes: int,
                 answer: Answer, *, max_batch: int) -> None:
     """Add the v2 routes for one model called ``name`` to ``app``."""
     meta = metadata(name, shape, classes).model_dump(exclude_none=True)
+    # the one model name this service knows, in the OpenAPI document (fuzzers use it)
+    named = {"parameters": [{"name": "model_name", "in": "path", "required": True,
+                             "schema": {"type": "string", "enum": [name]}}]}
 
     def _model(model_name: str) -> None:
         if model_name != name:
@@ -245,17 +248,18 @@ def install_oip(app: FastAPI, name: str, shape: tuple[int, ...], classes: int,
     async def ready() -> dict[str, bool]:
         return {"ready": True}
 
-    @app.get("/v2/models/{model_name}")
+    @app.get("/v2/models/{model_name}", openapi_extra=named)
     async def model_metadata(model_name: str) -> dict[str, Any]:
         _model(model_name)
         return meta
 
-    @app.get("/v2/models/{model_name}/ready")
+    @app.get("/v2/models/{model_name}/ready", openapi_extra=named)
     async def model_ready(model_name: str) -> dict[str, Any]:
         _model(model_name)
         return {"name": name, "ready": True}
 
-    @app.post("/v2/models/{model_name}/infer", openapi_extra=infer_openapi(shape, max_batch))
+    @app.post("/v2/models/{model_name}/infer",
+              openapi_extra={**infer_openapi(shape, max_batch), **named})
     async def infer(model_name: str, request: Request) -> Response:
         _model(model_name)
         payload = await read_json(request)
