@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from mltrail.audit.client import ServiceClient, ServiceFailure, check_outputs
+from mltrail.audit.client import ServiceFailure, check_outputs
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
 from mltrail.errors import InputError, NetworkError
 
