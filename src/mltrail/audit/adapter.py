@@ -147,8 +147,9 @@ def parse_adapter(text: str, source: str = "adapter") -> AdapterSpec:
         return AdapterSpec.model_validate(data)
     except ValidationError as exc:
         e = exc.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        raise InputError(f"{source}: {where}: {e['msg']}") from exc
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in e["loc"])
+        raise InputError(f"{source}: {where}: {msg}" if where else f"{source}: {msg}") from exc
     except RecursionError as exc:
         raise InputError(f"{source}: nested too deeply") from exc
 
