@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,7 +182,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
         raise InputError(f"model file {p} is {digest[:19]}, its card says {card.digest[:19]}")
     try:
         if card.format == "torchscript":
-            model: nn.Module = torch.jit.load(str(p), map_location="cpu")
+            with warnings.catch_warnings():  # deprecated in favour of torch.export, still read
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model: nn.Module = torch.jit.load(str(p), map_location="cpu")
         else:
             model = _architecture(card)
             model.load_state_dict(load_file(str(p)))
