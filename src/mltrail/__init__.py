@@ -107,11 +107,11 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from mltrail.audit.claims import load_claims, register_service
     from mltrail.audit.probes import from_data as probes_from_data
     from mltrail.audit.protocols import open_target
-    from mltrail.audit.result import AuditReport
-    from mltrail.audit.wire import ServiceInfo
     from mltrail.audit.receipts import ReceiptVerifier, sign_receipt
+    from mltrail.audit.result import AuditReport
     from mltrail.audit.runner import AuditConfig, run_audit
     from mltrail.audit.runner import record_verdict as record_audit_verdict
+    from mltrail.audit.wire import ServiceInfo
     from mltrail.errors import (
         InputError,
         LedgerError,

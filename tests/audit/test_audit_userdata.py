@@ -98,7 +98,7 @@ def test_tabular_rows_with_labels_and_preprocessing(tmp_path: Path) -> None:
     assert rep.skipped and "tabular" in rep.skipped[0]["reason"]
 
 
-def test_data_files_are_checked_and_fresh_probes_say_they_need_images(tmp_path, token_models) -> None:  # type: ignore[no-untyped-def]
+def test_data_files_are_checked_and_fresh_probes_need_images(tmp_path, token_models) -> None:  # type: ignore[no-untyped-def]
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3)))
     with pytest.raises(InputError, match="declare its kind"):
         P.from_data(tmp_path / "bad.npz")

@@ -184,7 +184,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
         if card.format == "torchscript":
             with warnings.catch_warnings():  # deprecated in favour of torch.export, still read
                 warnings.simplefilter("ignore", DeprecationWarning)
-                model: nn.Module = torch.jit.load(str(p), map_location="cpu")
+                model: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
+                    str(p), map_location="cpu")
         else:
             model = _architecture(card)
             model.load_state_dict(load_file(str(p)))
@@ -212,7 +213,7 @@ def augment(x: np.ndarray, rng: np.random.Generator, noise: float = 0.03) -> np.
         dy, dx = rng.integers(-1, 2, size=2)
         out[i] = np.roll(x[i], (int(dy), int(dx)), axis=(-2, -1))
     out += rng.normal(0.0, noise, size=out.shape).astype(np.float32)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float = 0.01,
@@ -225,7 +226,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: f
         idx = torch.randint(0, len(y), (min(batch, len(y)),), generator=gen)
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     model.eval()
     return model

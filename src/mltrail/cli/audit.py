@@ -175,7 +175,7 @@ def run(
     input. Any service speaking mltrail's API, the Open Inference Protocol (a
     .../v2/models/NAME URL) or a JSON API described by --adapter can be audited.
 
-    Example: mltrail audit run --target http://127.0.0.1:8000/v2/models/digits-mlp --model model.safetensors
+    Example: mltrail audit run --target http://127.0.0.1:8000/v2/models/digits-mlp --model m.pt
     """
     from mltrail.audit import report as R
     from mltrail.audit.runner import AuditConfig, record_verdict, run_audit
