@@ -64,7 +64,7 @@ def test_an_adapter_target_without_a_reference_is_inconclusive(supplier) -> None
     spec = AdapterSpec.model_validate(ADAPTERS["tf"])
     with serve("tf", lambda b: predict(supplier.model, b)) as good:
         rep = run_audit(AuditConfig(target=good.url, adapter=spec, max_queries=40, seed=1))
-    assert rep.verdict == "inconclusive" and not rep.power["sufficient"]
+    assert rep.verdict == "inconclusive" and not rep.power.sufficient
 
 
 @pytest.mark.parametrize("change,field", [

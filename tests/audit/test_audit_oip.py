@@ -110,8 +110,8 @@ def test_honest_oip_service_passes_with_receipts_checked(supplier, seeded_path) 
     rep = run_audit(AuditConfig(claims=_claims(seeded_path, _v2(supplier.url), supplier.pubkey),
                                 model_path=str(seeded_path), max_queries=96, seed=3))
     assert rep.verdict == "pass", rep.findings
-    assert rep.claimed["protocol"] == "oip" and rep.receipts["invalid"] == 0
-    assert rep.receipts["valid"] >= 3 and rep.receipts["missing"] == 0
+    assert rep.claimed["protocol"] == "oip" and rep.receipts.invalid == 0
+    assert rep.receipts.valid >= 3 and rep.receipts.missing == 0
 
 
 @pytest.mark.parametrize("cheat", [SplitBrain(honest_on="mltrail"), OipSniffer(), RowRotate()],

@@ -64,8 +64,8 @@ def test_torchscript_token_model_audited_with_the_users_sequences(token_models) 
                                    model_path=str(model), max_queries=80, seed=1,
                                    robustness={"per_class": 1}))
         assert ok.verdict == "pass", ok.findings
-        assert ok.skipped == [{"check": "robustness", "reason": P.needs_images(
-            "robustness", "tokens")}]
+        assert [k.model_dump() for k in ok.skipped] == [
+            {"check": "robustness", "reason": P.needs_images("robustness", "tokens")}]
         assert any(f.check == "robustness" and "needs image data" in f.message
                    for f in ok.findings)
         sub = run_audit(AuditConfig(target=bad.url + "/v2/models/tokens", probes=probes,
@@ -95,7 +95,7 @@ def test_tabular_rows_with_labels_and_preprocessing(tmp_path: Path) -> None:
                                     max_queries=90, seed=2, robustness={}))
     assert rep.verdict == "pass", rep.findings
     assert rep.metrics.accuracy is not None and rep.metrics.accuracy > 0.6
-    assert rep.skipped and "tabular" in rep.skipped[0]["reason"]
+    assert rep.skipped and "tabular" in rep.skipped[0].reason
 
 
 def test_data_files_are_checked_and_fresh_probes_need_images(tmp_path, token_models) -> None:  # type: ignore[no-untyped-def]

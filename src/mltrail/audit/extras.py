@@ -13,7 +13,7 @@ import numpy as np
 from mltrail.audit import probes as P
 from mltrail.audit.client import ServiceFailure
 from mltrail.audit.protocols import open_target
-from mltrail.audit.result import AuditReport, Findings
+from mltrail.audit.result import AuditReport, Findings, Skipped
 from mltrail.audit.wire import ServiceInfo
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def run_extras(cfg: AuditConfig, target: str, info: ServiceInfo | None,
     if cfg.robustness is not None:
         data = _robustness_data(pr)
         if isinstance(data, str):
-            rep.skipped.append({"check": "robustness", "reason": data})
+            rep.skipped.append(Skipped(check="robustness", reason=data))
             fs.add("info", "robustness", f"skipped: {data}")
     if cfg.robustness is not None and isinstance(data, tuple):
         eps = float(cfg.robustness.get("eps", rc.get("eps", 0.2)))

@@ -39,7 +39,17 @@ from mltrail.audit.extras import run_extras
 from mltrail.audit.models import INPUT_SHAPE, load_model, predict
 from mltrail.audit.protocols import ProtocolName, open_target
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
-from mltrail.audit.result import AuditReport, Findings, Metrics
+from mltrail.audit.result import (
+    AuditReport,
+    Availability,
+    ClaimsCheck,
+    Findings,
+    Metrics,
+    Power,
+    Receipts,
+    Reference,
+    Timing,
+)
 from mltrail.audit.stats import binomial_exact, mcnemar_exact
 from mltrail.audit.traffic import Submission
 from mltrail.audit.wire import ServiceInfo
@@ -431,10 +441,13 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
     rep = AuditReport(
         verdict="pass", target=target_url, service_id=cfg.service_id,
         claims_source=claims_check["source"], claims_digest=cfg.claims_digest,
-        claimed=claimed, reference=ref_summary, alpha=cfg.alpha, alpha_per_test=bank.per_test,
-        queries=q, probes=pr.counts(), probe_meta=pr.meta, first_alarm_at=bank.first_alarm(),
-        metrics=Metrics(), findings=[], claims_check=claims_check, power=power,
-        availability=availability, timing=timing, receipts=receipts, sequential=seq,
+        claimed=claimed, reference=Reference.model_validate(ref_summary), alpha=cfg.alpha,
+        alpha_per_test=bank.per_test, queries=q, probes=pr.counts(), probe_meta=pr.meta,
+        first_alarm_at=bank.first_alarm(), metrics=Metrics(), findings=[],
+        claims_check=ClaimsCheck.model_validate(claims_check),
+        power=Power.model_validate(power), availability=Availability.model_validate(availability),
+        timing=Timing.model_validate(timing), receipts=Receipts.model_validate(receipts),
+        sequential=seq,
         fixed_sample=fixed, exact=exact_summary, traffic=traffic_summary)
     run_extras(cfg, target_url, info, claims, rep, fs, pr)
     rep.metrics = Metrics(

@@ -236,9 +236,9 @@ def run(
                                "first_alarm_at": rep.first_alarm_at,
                                "metrics": rep.metrics.model_dump(),
                                "findings": [f.model_dump() for f in rep.findings],
-                               "receipts": {k: rep.receipts[k]
-                                            for k in ("valid", "invalid", "missing")},
-                               "skipped": rep.skipped,
+                               "receipts": rep.receipts.model_dump(
+                                   include={"valid", "invalid", "missing"}),
+                               "skipped": [k.model_dump() for k in rep.skipped],
                                "report": str(out) if out else None,
                                "html": str(html) if html else None}
     if loaded is not None:
