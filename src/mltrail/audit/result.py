@@ -129,7 +129,7 @@ class AuditReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = 2
+    version: int = 3   # 3: typed sections, skipped parts, claims from a reference card
     verdict: Verdict
     target: str
     service_id: str | None = None
