@@ -32,7 +32,8 @@ import numpy as np
 from mltrail.audit import probes as P
 from mltrail.audit.adapter import AdapterSpec
 from mltrail.audit.checks import WHAT, TestBank
-from mltrail.audit.claims import ServiceClaims, compare_advertised
+from mltrail.audit.claimed import claims_of, target_info
+from mltrail.audit.claims import ServiceClaims
 from mltrail.audit.client import ServiceFailure, Target
 from mltrail.audit.deterministic import PROB_TOLERANCE, ExactComparison, rebuild
 from mltrail.audit.extras import run_extras
@@ -52,7 +53,6 @@ from mltrail.audit.result import (
 )
 from mltrail.audit.stats import binomial_exact, mcnemar_exact
 from mltrail.audit.traffic import Submission
-from mltrail.audit.wire import ServiceInfo
 from mltrail.errors import InputError, MltrailError
 
 if TYPE_CHECKING:
@@ -133,82 +133,6 @@ def _ref_outputs(ref: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] |
     return probs.argmax(1), probs
 
 
-def _target_info(client: Target, fs: Findings) -> ServiceInfo | None:
-    try:
-        return client.info()
-    except MltrailError as exc:
-        what = {"mltrail": "GET /v1/model", "oip": "the v2 model metadata",
-                "adapter": "the adapter's health path"}.get(client.protocol, "metadata")
-        fs.add("fail", "availability", f"{what} failed: {exc}")
-        return None
-
-
-def _claims_of(cfg: AuditConfig, info: ServiceInfo | None,
-               fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(claimed fields, claims check) from the ledger, or from the target if none."""
-    if cfg.claims is not None:
-        c = cfg.claims
-        claimed = {"name": c.name, "model_digest": c.model_digest, "public_key": c.public_key,
-                   "seed_config": c.seed_config, "reference": c.reference,
-                   "claims": c.claims.model_dump(), "message_class": c.message_class,
-                   "classes": c.classes, "endpoint": c.endpoint,
-                   "input_shape": list(c.input_shape)}
-        diffs = compare_advertised(c, info) if info is not None else []
-        for d in diffs:
-            fs.add("fail", "claims", f"target advertises other claims than the ledger: {d}")
-        return claimed, {"source": "ledger", "differences": diffs,
-                         "advertised_checked": info is not None}
-    if info is None:
-        raise InputError("no ledger claims and the target does not describe itself")
-    if info.protocol != "mltrail" and cfg.model_path:
-        return _claims_of_card(cfg.model_path, info, fs)
-    fs.add("warn", "claims", f"claims taken from the target's own {_info_name(info)}, not "
-           "from the ledger (audit a registered service to bind them)")
-    claimed = {k: getattr(info, k) for k in ("name", "model_digest", "claims", "seed_config",
-                                             "public_key", "message_class", "classes",
-                                             "input_shape")}
-    claimed["reference"] = None
-    return claimed, {"source": "target", "differences": []}
-
-
-def _info_name(info: ServiceInfo) -> str:
-    return {"mltrail": "/v1/model", "oip": "v2 model metadata (which names no model "
-            "digest)", "adapter": "adapter file"}[info.protocol]
-
-
-def _claims_of_card(model_path: str, info: ServiceInfo,
-                    fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Ad hoc audit of a target that cannot describe its model (v2, adapter): the claims
-    are the reference model's card; what the target does say must agree with it."""
-    from mltrail.audit.models import load_card
-    from mltrail.provenance.digest import digest_file
-
-    card = load_card(model_path)
-    claimed: dict[str, Any] = {
-        "name": card.name, "model_digest": digest_file(model_path), "public_key": None,
-        "seed_config": card.seed_config, "reference": None,
-        "claims": card.claims.model_dump(), "message_class": card.message_class,
-        "classes": card.classes, "input_shape": list(card.input_shape)}
-    fs.add("warn", "claims", f"claims taken from the reference model's card ({model_path}), "
-           "not from the ledger (audit a registered service to bind them)")
-    diffs = _shape_diffs(claimed, info)
-    for d in diffs:
-        fs.add("fail", "claims", f"target advertises other claims than the model card: {d}")
-    return claimed, {"source": "reference", "differences": diffs, "advertised_checked": True}
-
-
-def _shape_diffs(claimed: dict[str, Any], info: ServiceInfo) -> list[str]:
-    out = []
-    for key, got in info.advertised().items():
-        if key in ("input_shape", "classes") and claimed.get(key) is not None:
-            want = claimed[key]
-            same = got == want or (key == "input_shape" and got is not None and
-                                   int(np.prod(got)) == int(np.prod(want)) and len(got) == 1)
-            if not same:
-                out.append(f"{key}: claimed {want}, target {got}")
-    return out
-
-
 def _probe_set(cfg: AuditConfig, shape: list[int] | None) -> P.ProbeSet:
     if cfg.probes is not None:
         got = list(cfg.probes.x.shape[1:])
@@ -234,8 +158,8 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         raise InputError("no target: give a URL or ledger claims with an endpoint")
     target = open_target(target_url, protocol=cfg.protocol, adapter=cfg.adapter,
                          timeout=cfg.timeout_s)
-    info = _target_info(target, fs)
-    claimed, claims_check = _claims_of(cfg, info, fs)
+    info = target_info(target, fs)
+    claimed, claims_check = claims_of(cfg.claims, cfg.model_path, info, fs)
     claimed["protocol"] = target.protocol
     digest = str(claimed.get("model_digest"))
     claims = claimed.get("claims") or {}
