@@ -14,6 +14,6 @@ no pass"), :mod:`.probes` / :mod:`.fresh` / :mod:`.stego` (probe sets: fresh pro
 from public data, keyed steganographic probes and trigger sets), :mod:`.deterministic`,
 :mod:`.robustness`, :mod:`.latency`, :mod:`.result` (the typed report), :mod:`.report`
 (JSON bytes and HTML), :mod:`.runner` (:func:`~mltrail.audit.runner.run_audit`, the
-entry point) and :mod:`.workflows` (what the command line does, as library calls). Only :mod:`.claims` and :func:`mltrail.audit.runner.record_verdict` talk to
-the ledger.
+entry point) and :mod:`.workflows` (what the command line does, as library calls).
+Only :mod:`.claims` and :func:`mltrail.audit.runner.record_verdict` talk to the ledger.
 """
