@@ -227,3 +227,11 @@ def test_the_v2_client_reads_any_answer_or_calls_it_malformed(outputs, rid, para
     from mltrail.audit.client import check_outputs
 
     check_outputs(outs, 2, None)  # never raises: it names what is wrong, if anything
+
+
+def test_a_v2_reference_service(supplier, start_cheat, seeded_path) -> None:  # type: ignore[no-untyped-def]
+    url, key = start_cheat(RowRotate())
+    rep = run_audit(AuditConfig(claims=_claims(seeded_path, _v2(url), key),
+                                reference_url=_v2(supplier.url), max_queries=64, seed=8))
+    assert rep.reference.kind == "service" and rep.verdict == "fail"
+    assert any(f.check == "reference" for f in rep.findings)

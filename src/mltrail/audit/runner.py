@@ -103,7 +103,10 @@ def _reference(cfg: AuditConfig, claimed: str, seed_cfg: Any, ref_url: str | Non
             rinfo = ref.info()
         except MltrailError as exc:
             raise InputError(f"the reference service is unusable: {exc}") from exc
-        if rinfo.model_digest != claimed:
+        if rinfo.protocol != "mltrail":
+            fs.add("info", "reference", f"the reference speaks {rinfo.protocol} and names no "
+                   "model digest: it is trusted to serve the claimed model")
+        elif rinfo.model_digest != claimed:
             fs.add("fail", "claim", f"claims name {claimed} but the reference serves "
                    f"{rinfo.model_digest}")
         return ref, {"kind": "service", "url": ref_url, "model_digest": rinfo.model_digest}
