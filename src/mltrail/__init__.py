@@ -39,6 +39,12 @@ _EXPORTS: dict[str, str] = {
     "load_claims": "mltrail.audit.claims",
     "sign_receipt": "mltrail.audit.receipts",
     "ReceiptVerifier": "mltrail.audit.receipts",
+    "AuditReport": "mltrail.audit.result",
+    "ServiceInfo": "mltrail.audit.wire",
+    "AdapterSpec": "mltrail.audit.adapter",
+    "load_adapter": "mltrail.audit.adapter",
+    "open_target": "mltrail.audit.protocols",
+    "probes_from_data": "mltrail.audit.probes:from_data",
     # errors
     "MltrailError": "mltrail.errors",
     "InputError": "mltrail.errors",
@@ -49,7 +55,9 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AdapterSpec",
     "AuditConfig",
+    "AuditReport",
     "InputError",
     "Ledger",
     "LedgerError",
@@ -58,12 +66,16 @@ __all__ = [
     "ProofRecorder",
     "ReceiptVerifier",
     "RefusedError",
+    "ServiceInfo",
     "VerificationError",
     "activity",
     "check_ledger",
     "create_identity",
     "init_home",
+    "load_adapter",
     "load_claims",
+    "open_target",
+    "probes_from_data",
     "publish_model",
     "record_audit_verdict",
     "record_pol_verdict",
@@ -91,10 +103,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors; never executed
+    from mltrail.audit.adapter import AdapterSpec, load_adapter
     from mltrail.audit.claims import load_claims, register_service
+    from mltrail.audit.probes import from_data as probes_from_data
+    from mltrail.audit.protocols import open_target
     from mltrail.audit.receipts import ReceiptVerifier, sign_receipt
+    from mltrail.audit.result import AuditReport
     from mltrail.audit.runner import AuditConfig, run_audit
     from mltrail.audit.runner import record_verdict as record_audit_verdict
+    from mltrail.audit.wire import ServiceInfo
     from mltrail.errors import (
         InputError,
         LedgerError,

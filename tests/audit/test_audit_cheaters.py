@@ -64,7 +64,7 @@ def test_slowpoke_misses_its_latency_claim_on_the_audit_stream(seeded_path,
                            {"claims": C(accuracy=0.9, latency=LATENCY)})
     rep = _audit(_claims(seeded_path, url, key, latency=True), seeded_path, max_queries=96, seed=5)
     assert rep.verdict == "fail" and rep.failed("latency"), rep.findings  # type: ignore[attr-defined]
-    assert rep.timing["p50_ms"] > LATENCY.p95_ms  # type: ignore[attr-defined]
+    assert rep.timing.p50_ms > LATENCY.p95_ms  # type: ignore[attr-defined]
 
 
 def test_honest_supplier_passes_with_fresh_probes(seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +98,7 @@ def test_memoriser_as_its_own_process(tmp_path, seeded_path, cheap) -> None:  # 
         assert url is not None
         key = httpx.get(url + "/v1/model").json()["public_key"]
         rep = _audit(_claims(seeded_path, url, key), seeded_path, max_queries=64, seed=12)
-        assert rep.verdict == "fail" and rep.receipts["invalid"] == 0  # type: ignore[attr-defined]
+        assert rep.verdict == "fail" and rep.receipts.invalid == 0  # type: ignore[attr-defined]
     finally:
         proc.terminate()
         proc.wait(10)

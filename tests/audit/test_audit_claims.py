@@ -68,8 +68,8 @@ def test_honest_from_ledger_passes_and_stripper_is_named(ledger_home, seeded_pat
     rep = run_audit(AuditConfig(claims=lc.claims, service_id=sid, claims_digest=digest,
                                 max_queries=96, seed=1))
     assert rep.verdict == "pass", rep.findings
-    assert rep.claims_check["differences"] == [] and rep.reference["digest_matches"]
-    assert rep.power["sufficient"] and rep.metrics.agreement == 1.0
+    assert rep.claims_check.differences == [] and rep.reference.digest_matches
+    assert rep.power.sufficient and rep.metrics.agreement == 1.0
     # the stripper advertises no seed config and no accuracy claim: each difference named
     surl, _ = start_cheat(Stripper())
     rep = run_audit(AuditConfig(claims=lc.claims, target=surl, max_queries=32, seed=1))
@@ -87,7 +87,7 @@ def test_stripped_claims_on_the_ledger_end_inconclusive(ledger_home, seeded_path
     sid, _ = _deploy(ledger_home, claims)
     rep = run_audit(AuditConfig(claims=claims, service_id=sid, max_queries=64, seed=2))
     assert rep.verdict == "inconclusive", rep.findings
-    assert not rep.power["sufficient"] and rep.first_alarm_at is None
+    assert not rep.power.sufficient and rep.first_alarm_at is None
     with _open(ledger_home, "audrey") as led:
         before = led.artefact(sid).state
         out = record_verdict(led, sid, to_json_bytes(rep.to_dict()), rep.verdict)

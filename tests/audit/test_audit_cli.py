@@ -47,6 +47,12 @@ def test_probes_and_audit_run_exit_codes(tmp_path, monkeypatch, capsys, supplier
     ["audit", "run", "--target", "http://127.0.0.1:9", "--probes", "/nonexistent.npz"],
     ["serve-proxy", "--upstream", "http://127.0.0.1:9", "--mode", "mix=2"],
     ["audit", "probes", "make", "--out", "/tmp/x.npz", "--kit", "/nonexistent.safetensors"],
+    ["audit", "run", "--target", "http://127.0.0.1:9", "--protocol", "grpc"],
+    ["audit", "run", "--target", "http://127.0.0.1:9", "--adapter", "/nonexistent.yaml"],
+    ["audit", "run", "--target", "http://127.0.0.1:9", "--data-kind", "tabular"],
+    ["audit", "run", "--target", "http://127.0.0.1:9", "--data", "/nonexistent.npz"],
+    ["audit", "run", "--target", "http://127.0.0.1:9/v2/models/m"],      # nobody there
+    ["audit", "register", "--target", "http://127.0.0.1:9/v2/models/m", "--name", "x"],
 ])
 def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, args) -> None:  # type: ignore[no-untyped-def]
     code, _, err = _mltrail(monkeypatch, capsys, *args)

@@ -31,9 +31,9 @@ def test_honest_provider_raises_no_alarm(supplier, make_proxy, bench) -> None:  
     rep = run_audit(AuditConfig(target=url, probes=bench, reference_url=supplier.url,
                                 fixed_batch=True))
     assert rep.verdict == "pass", rep.findings
-    assert rep.receipts["valid"] == rep.queries // 32 + (rep.queries % 32 > 0)
+    assert rep.receipts.valid == rep.queries // 32 + (rep.queries % 32 > 0)
     assert rep.metrics.agreement == 1.0 and rep.metrics.availability == 1.0
-    assert rep.receipts["invalid"] == 0 and rep.first_alarm_at is None
+    assert rep.receipts.invalid == 0 and rep.first_alarm_at is None
     assert rep.sequential["claimed_accuracy"]["decision"] == "accept"
     html = to_html(json.loads(to_json_bytes(rep.to_dict())))
     assert "Verdict: pass" in html and "data:image/png;base64," in html
@@ -42,7 +42,7 @@ def test_honest_provider_raises_no_alarm(supplier, make_proxy, bench) -> None:  
 def test_seeded_rebuild_gives_an_exact_reference(supplier, make_proxy, bench) -> None:  # type: ignore[no-untyped-def]
     honest = run_audit(AuditConfig(target=make_proxy(supplier.url, "honest"), probes=bench,
                                    public_key=supplier.pubkey, max_queries=96))
-    assert honest.reference["digest_matches"] is True
+    assert honest.reference.digest_matches is True
     assert honest.exact["passed"] and honest.exact["max_abs_diff"] < 1e-4
     assert honest.verdict == "pass", honest.findings
     sub = run_audit(AuditConfig(target=make_proxy(supplier.url, "substitute"), probes=bench,
@@ -57,7 +57,7 @@ def test_substitute_is_caught_quickly(supplier, make_proxy, bench) -> None:  # t
     assert rep.verdict == "fail"
     assert _fails(rep, "identity") or _fails(rep, "distribution")
     assert rep.first_alarm_at is not None and rep.queries < 100
-    assert rep.receipts["missing"] > 0
+    assert rep.receipts.missing > 0
 
 
 def test_mix_of_ten_percent_is_caught(supplier, make_proxy, bench) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +77,7 @@ def test_probe_aware_provider_fools_public_benchmarks_but_not_keyed_probes(
     fooled = run_audit(AuditConfig(target=url, probes=bench, public_key=stego_supplier.pubkey,
                                    max_queries=64))
     assert fooled.verdict == "inconclusive", fooled.findings
-    assert fooled.first_alarm_at is None and not fooled.power["sufficient"]
+    assert fooled.first_alarm_at is None and not fooled.power.sufficient
     # keyed probes hidden in ordinary-looking traffic, no reference at all: caught
     rep = run_audit(AuditConfig(target=url, probes=keyed, public_key=stego_supplier.pubkey))
     assert rep.verdict == "fail"
@@ -97,8 +97,8 @@ def test_forged_or_replayed_receipts_are_proof_of_fraud(supplier, make_proxy, be
     rep = run_audit(AuditConfig(target=url, probes=bench, public_key=supplier.pubkey,
                                 max_queries=32, batch_size=8, rebuild_seeded=False))
     assert rep.verdict == "fail" and _fails(rep, "receipts")
-    assert rep.receipts["invalid"] >= 1
-    problems = " ".join(p for ex in rep.receipts["bad_examples"] for p in ex["problems"])
+    assert rep.receipts.invalid >= 1
+    problems = " ".join(p for ex in rep.receipts.bad_examples for p in ex["problems"])
     assert ("signature" in problems) if mode == "forge" else ("replayed" in problems)
     assert "bad signature" in to_html(rep.to_dict()) or "replayed" in to_html(rep.to_dict())
 
@@ -127,5 +127,5 @@ def test_a_seed_config_that_does_not_rebuild_the_model_fails(stego, bench) -> No
     card = card.model_copy(update={"seed_config": recipe})  # a recipe it was not trained with
     with serve_in_thread(create_app(net, card, digest, load_or_create_key(None))) as srv:
         rep = run_audit(AuditConfig(target=srv.url, probes=bench, max_queries=32))
-    assert rep.reference["digest_matches"] is False
+    assert rep.reference.digest_matches is False
     assert rep.verdict == "fail" and _fails(rep, "deterministic")

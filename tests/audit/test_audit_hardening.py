@@ -1,5 +1,6 @@
 """The service under hostile input: limits before parsing, 4xx not 5xx, keep-alive kept;
-schemathesis against serve-model and serve-proxy (small fixed budget)."""
+schemathesis against serve-model (its /v1 and Open Inference Protocol /v2 routes) and
+serve-proxy (small fixed budget)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def test_schemathesis_finds_no_server_error(supplier, make_proxy, which) -> None
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
     ops = [r.ok() for r in schema.get_all_operations()]
     assert any(op.path == "/v1/classify" for op in ops)
+    if which == "supplier":  # the Open Inference Protocol routes are fuzzed as well
+        assert {"/v2/models/{model_name}/infer", "/v2/models/{model_name}", "/v2/health/live",
+                "/v2"} <= {op.path for op in ops}
     for op in ops:
         _fuzz(url, op, GenerationMode.POSITIVE)
         if op.method.upper() == "POST":

@@ -42,3 +42,31 @@ def test_audit_verdicts_move_service_artefacts(tmp_path, supplier, make_proxy) -
         assert last.name == "Transitioned" and out["tx_hash"] == last.tx_hash
         results[mode] = art.state
     assert results == {"honest": "audited", "substitute": "suspended"}
+
+
+def test_a_registered_v2_service_is_audited_from_its_ledger_claims(ledger_home, supplier,
+                                                                    start_cheat) -> None:  # type: ignore[no-untyped-def]
+    from mltrail.audit.claims import load_claims, register_service
+    from mltrail.audit.workflows import claims_from_target
+    from mltrail.ledger.client import Ledger
+    from mltrail.testing.audit_oip import SplitBrain
+
+    oscar = Ledger.open(ledger_home, identity="oscar", password="pw")
+    audrey = Ledger.open(ledger_home, identity="audrey", password="pw")
+    cheat_url, _ = start_cheat(SplitBrain(honest_on="mltrail"))
+    states = {}
+    for name, base in (("honest", supplier.url), ("splitbrain", cheat_url)):
+        claims = claims_from_target(f"{base}/v2/models/digits-mlp", name, model=supplier.path,
+                                    public_key=supplier.pubkey)
+        reg, _ = register_service(oscar, claims)
+        oscar.transition(reg.artefact_id, "deployed")
+        lc = load_claims(audrey, reg.artefact_id)
+        assert lc.claims.endpoint.endswith("/v2/models/digits-mlp")
+        rep = run_audit(AuditConfig(claims=lc.claims, service_id=lc.service_id,
+                                    claims_digest=lc.digest, model_path=str(supplier.path),
+                                    max_queries=64, seed=3, stop_on_alarm=True))
+        assert rep.claims_source == "ledger" and rep.claimed["protocol"] == "oip"
+        assert rep.claims_check.advertised_checked and not rep.claims_check.differences
+        states[name] = record_verdict(audrey, reg.artefact_id, to_json_bytes(rep.to_dict()),
+                                      rep.verdict)["state"]
+    assert states == {"honest": "audited", "splitbrain": "suspended"}

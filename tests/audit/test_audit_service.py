@@ -15,14 +15,15 @@ ZEROS = ",".join(["0"] * 63)
 def test_model_info_and_classify_with_valid_receipt(supplier) -> None:  # type: ignore[no-untyped-def]
     with ServiceClient(supplier.url) as c:
         info = c.info()
-        assert info["model_digest"] == supplier.digest
-        assert info["public_key"] == supplier.pubkey
-        assert info["seed_config"]["seed"] == 1 and info["claims"]["accuracy"] > 0.8
+        assert info.model_digest == supplier.digest and info.protocol == "mltrail"
+        assert info.public_key == supplier.pubkey
+        assert info.seed_config and info.seed_config["seed"] == 1
+        assert info.claims and info.claims["accuracy"] > 0.8
         x = digits()[2][:5]
         r = c.classify(x)
         assert r.labels.tolist() == predict(supplier.model, x).argmax(1).tolist()
         assert np.allclose(r.probs.sum(1), 1.0)
-        ver = ReceiptVerifier(load_public_key(info["public_key"]), supplier.digest)
+        ver = ReceiptVerifier(load_public_key(str(info.public_key)), supplier.digest)
         assert ver.check(r.receipt, batch=x, outputs=r.outputs, nonce=r.nonce,
                          sent_at=r.sent_at).ok
 

@@ -81,3 +81,26 @@ def test_hostile_submission_files_are_input_errors(tmp_path_factory, raw) -> Non
             json.dumps(s.model_dump(mode="json"), allow_nan=False)
     except InputError:
         pass
+
+
+def test_clients_of_a_v2_service_sample_and_submit_the_same_way(seeded_path,
+                                                                start_cheat) -> None:  # type: ignore[no-untyped-def]
+    v2 = "/v2/models/digits-mlp"
+    audited_url, key = start_cheat(Cheat())
+    customer_url, _ = start_cheat(Skimmer(fraction=0.3, seed=2))
+    _, card, digest = load_model(seeded_path)
+    claims = ServiceClaims.from_card(card, model_digest=digest, public_key=key,
+                                     endpoint=audited_url + v2)
+    client = SamplingClient(customer_url + v2, SID, rate=1.0)
+    assert client.service.protocol == "oip"
+    client.service.info()
+    x = P.fresh(60, seed=98).x
+    for i in range(0, 60, 3):
+        assert client.classify(x[i:i + 3]) is not None
+    client.close()
+    traffic = [Submission.model_validate_json(s.model_dump_json()) for s in client.sample]
+    rep = run_audit(AuditConfig(claims=claims, model_path=str(seeded_path), max_queries=48,
+                                seed=3, traffic=traffic))
+    assert rep.receipts.invalid == 0 and rep.traffic is not None
+    assert rep.traffic["invalid_receipts"] == 0 and rep.traffic["answered"] == 20
+    assert rep.verdict == "fail" and rep.failed("traffic_distribution"), rep.findings

@@ -2,14 +2,18 @@
 classification API serves the model its ledger claims say it serves.
 
 Modules: :mod:`.models` (model files and cards), :mod:`.claims` (signed claims bound to a
-service artefact), :mod:`.receipts` (signed meta-results), :mod:`.service` (reference API,
-hardened request parsing), :mod:`.client` (HTTP client; failures are data),
+service artefact), :mod:`.claimed` (what an audit tests against), :mod:`.receipts`
+(signed meta-results), :mod:`.wire` (typed service info and answers), :mod:`.service`
+(reference API, hardened request parsing), :mod:`.oip` (the same model over the Open
+Inference Protocol, KServe / Triton v2), :mod:`.client` (HTTP client; failures are data),
+:mod:`.protocols` (v2 and adapter-described clients, the protocol chosen from the URL),
+:mod:`.adapter` (adapter files for any other JSON API),
 :mod:`.traffic` (clients' sampled receipts, submission format, the auditor's inbox),
 :mod:`.stats` (exact and anytime-valid tests), :mod:`.checks` (the test bank and "no test,
 no pass"), :mod:`.probes` / :mod:`.fresh` / :mod:`.stego` (probe sets: fresh probes far
 from public data, keyed steganographic probes and trigger sets), :mod:`.deterministic`,
 :mod:`.robustness`, :mod:`.latency`, :mod:`.result` (the typed report), :mod:`.report`
-(JSON bytes and HTML) and :mod:`.runner` (:func:`~mltrail.audit.runner.run_audit`, the
-entry point). Only :mod:`.claims` and :func:`mltrail.audit.runner.record_verdict` talk to
-the ledger.
+(JSON bytes and HTML), :mod:`.runner` (:func:`~mltrail.audit.runner.run_audit`, the
+entry point) and :mod:`.workflows` (what the command line does, as library calls).
+Only :mod:`.claims` and :func:`mltrail.audit.runner.record_verdict` talk to the ledger.
 """

@@ -13,6 +13,7 @@ here, never from the target. This module never queries a service.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +22,7 @@ from eth_account.messages import encode_defunct
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.audit.models import Claims, ModelCard
+from mltrail.audit.wire import ServiceInfo
 from mltrail.errors import InputError, VerificationError
 from mltrail.provenance.digest import canonical_json
 
@@ -39,7 +41,8 @@ class ServiceClaims(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     endpoint: str = Field(min_length=1, max_length=2000)
     model_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    public_key: str = Field(min_length=40, max_length=100)  # receipts, Ed25519, base64
+    # receipts: Ed25519, base64; None for a service that signs no receipts
+    public_key: str | None = Field(default=None, min_length=40, max_length=100)
     seed_config: dict[str, Any] | None = None     # deterministic rebuild
     reference: str | None = None                  # URL of a reference service
     benchmark: str = "digits held-out"            # what the accuracy claim is measured on
@@ -50,7 +53,7 @@ class ServiceClaims(BaseModel):
     max_batch: int = Field(default=256, ge=1)
 
     @classmethod
-    def from_card(cls, card: ModelCard, *, model_digest: str, public_key: str,
+    def from_card(cls, card: ModelCard, *, model_digest: str, public_key: str | None,
                   endpoint: str, reference: str | None = None,
                   max_batch: int = 256) -> ServiceClaims:
         """The claims of a service that serves ``card``'s model at ``endpoint``."""
@@ -134,12 +137,24 @@ def load_claims(ledger: Ledger, service_id: str) -> LoadedClaims:
     return LoadedClaims(art.id, claims, digest, signer)
 
 
-def compare_advertised(claims: ServiceClaims, info: dict[str, Any]) -> list[str]:
-    """Each field where the target's ``/v1/model`` differs from the ledger claims,
-    named, with both values."""
+def compare_advertised(claims: ServiceClaims, info: ServiceInfo | dict[str, Any]) -> list[str]:
+    """Each field where what the target advertises differs from the ledger claims,
+    named, with both values. mltrail's ``/v1/model`` advertises every claimed field; a
+    v2 or adapter-described service only its input shape (a flat shape of the same size
+    agrees) and class count, so only those are compared."""
+    if isinstance(info, ServiceInfo):
+        native = info.protocol == "mltrail"
+        adv = info.advertised()
+    else:
+        native, adv = True, info
     diffs = []
     for key, want in claims.advertised_view().items():
-        got = info.get(key)
+        if not native and key not in adv:
+            continue
+        got = adv.get(key)
+        if not native and key == "input_shape" and isinstance(got, list) and len(got) == 1 \
+                and got[0] == math.prod(want):
+            continue
         if canonical_json(got) != canonical_json(want):
             diffs.append(f"{key}: ledger {_short(want)}, target {_short(got)}")
     return diffs

@@ -1,7 +1,9 @@
 """The auditor's HTTP client for a classification API (reference contract in service.py).
 
-It sends batches with a fresh random nonce each and returns outputs, receipt, the time
-of sending and the round-trip time. A refusal (non-200), a timeout or a malformed body is
+:class:`Target` is the protocol-neutral client (mltrail's own API here, the Open
+Inference Protocol and adapter-described APIs in :mod:`.protocols`). It sends batches
+with a fresh random nonce each and returns outputs, receipt, the time of sending and the
+round-trip time. A refusal (non-200), a timeout or a malformed body is
 a :class:`ServiceFailure` naming which, so the auditor can count it against the service;
 it checks nothing else itself (the runner and receipts module do).
 """
@@ -16,7 +18,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+from pydantic import ValidationError
 
+from mltrail.audit.wire import ServiceInfo
 from mltrail.errors import InputError, NetworkError
 
 # httpx writes a request's headers and body separately; with Nagle on, the body then
@@ -58,8 +62,16 @@ class Response:
         return np.array([o["probs"] for o in self.outputs], dtype=np.float64)
 
 
-class ServiceClient:
-    """A keep-alive client of one service."""
+class Target:
+    """A keep-alive client of one classification service, whatever protocol it speaks.
+
+    Subclasses say how a batch becomes a request (:meth:`request_for`) and how an answer
+    becomes outputs (:meth:`parse`); this class sends, times and classifies failures. Every
+    request carries a fresh 32-hex-digit nonce, the format the documented client library
+    uses for all its traffic."""
+
+    protocol = "mltrail"
+    method = "POST"
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -69,7 +81,7 @@ class ServiceClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ServiceClient:
+    def __enter__(self) -> Target:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -82,50 +94,98 @@ class ServiceClient:
             raise InputError(f"cannot reach {self.url}{path}: {exc}") from exc
         if r.status_code != 200:
             raise InputError(f"{self.url}{path} answered {r.status_code}: {r.text[:200]}")
-        return r.json()
+        try:
+            return r.json()
+        except ValueError as exc:
+            raise InputError(f"{self.url}{path} answered a body that is not JSON") from exc
 
-    def info(self) -> dict[str, Any]:
-        """The service's ``GET /v1/model``."""
-        data = self._get("/v1/model")
-        if not isinstance(data, dict) or "model_digest" not in data:
-            raise InputError(f"{self.url}/v1/model is not a model description")
-        return data
+    def info(self) -> ServiceInfo:
+        raise NotImplementedError
+
+    def request_for(self, batch: np.ndarray, nonce: str) -> tuple[str, Any]:
+        """(path, JSON body) of one request for ``batch``."""
+        raise NotImplementedError
+
+    def headers_for(self, nonce: str) -> dict[str, str]:
+        """Extra headers of one request (none by default)."""
+        return {}
+
+    def parse(self, data: Any, n: int, nonce: str
+              ) -> tuple[Any, Any, str | None]:
+        """(outputs, receipt, model digest) of an answer; outputs are checked by the
+        caller (:func:`check_outputs`)."""
+        raise NotImplementedError
 
     def classify(self, batch: np.ndarray, nonce: str | None = None,
                  classes: int | None = None) -> Response:
-        """One ``POST /v1/classify`` with a fresh nonce (unless given); a
-        :class:`ServiceFailure` unless the service answered 200 with a well-formed body
-        (one output per input: an int label and ``classes`` finite probabilities)."""
+        """One request with a fresh nonce (unless given); a :class:`ServiceFailure` unless
+        the service answered 200 with a well-formed body (one output per input: an int
+        label and ``classes`` finite probabilities)."""
         nonce = nonce or secrets.token_hex(16)
-        flat = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(batch), -1)
+        path, body = self.request_for(batch, nonce)
+        where = f"{self.url}{path}"
         sent = time.time()
         t0 = time.perf_counter()
         try:
-            r = self._http.post("/v1/classify", json={"inputs": flat.tolist(), "nonce": nonce})
+            r = self._http.request(self.method, path, json=body,
+                                   headers=self.headers_for(nonce))
         except httpx.TimeoutException as exc:
-            raise ServiceFailure("timeout", f"{self.url}/v1/classify timed out",
+            raise ServiceFailure("timeout", f"{where} timed out",
                                  (time.perf_counter() - t0) * 1000) from exc
         except httpx.HTTPError as exc:
-            raise ServiceFailure("unreachable", f"cannot reach {self.url}/v1/classify: {exc}",
+            raise ServiceFailure("unreachable", f"cannot reach {where}: {exc}",
                                  (time.perf_counter() - t0) * 1000) from exc
         ms = (time.perf_counter() - t0) * 1000
         if r.status_code != 200:
-            raise ServiceFailure("refused", f"{self.url}/v1/classify answered "
+            raise ServiceFailure("refused", f"{where} answered "
                                  f"{r.status_code}: {r.text[:200]!r}", ms)
         try:
             data = r.json()
         except ValueError as exc:
             raise ServiceFailure("malformed", f"{self.url} answered a body that is not "
                                  "JSON", ms) from exc
-        outputs = data.get("outputs") if isinstance(data, dict) else None
+        try:
+            outputs, receipt, digest = self.parse(data, len(batch), nonce)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ServiceFailure("malformed", f"{self.url} answered a malformed body: "
+                                 f"{str(exc)[:200]}", ms) from exc
         problem = check_outputs(outputs, len(batch), classes)
         if problem:
             raise ServiceFailure("malformed", f"{self.url} answered a malformed body: "
                                  f"{problem}", ms)
-        assert isinstance(outputs, list) and isinstance(data, dict)
+        assert isinstance(outputs, list)
+        return Response(outputs, receipt, nonce, sent, digest, ms)
+
+
+class ServiceClient(Target):
+    """A client of mltrail's own API: ``GET /v1/model``, ``POST /v1/classify``."""
+
+    def info(self) -> ServiceInfo:
+        """The service's ``GET /v1/model``."""
+        data = self._get("/v1/model")
+        if not isinstance(data, dict) or "model_digest" not in data:
+            raise InputError(f"{self.url}/v1/model is not a model description")
+        try:
+            return ServiceInfo.model_validate({**data, "protocol": "mltrail"})
+        except ValidationError as exc:
+            raise InputError(f"{self.url}/v1/model is malformed: "
+                             f"{_first_error(exc)}") from exc
+
+    def request_for(self, batch: np.ndarray, nonce: str) -> tuple[str, Any]:
+        flat = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(batch), -1)
+        return "/v1/classify", {"inputs": flat.tolist(), "nonce": nonce}
+
+    def parse(self, data: Any, n: int, nonce: str) -> tuple[Any, Any, str | None]:
+        if not isinstance(data, dict):
+            return None, None, None
         digest = data.get("model_digest")
-        return Response(outputs, data.get("receipt"), nonce, sent,
-                        digest if isinstance(digest, str) else None, ms)
+        return data.get("outputs"), data.get("receipt"), \
+            digest if isinstance(digest, str) else None
+
+
+def _first_error(exc: ValidationError) -> str:
+    e = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
 
 
 def check_outputs(outputs: Any, n: int, classes: int | None) -> str | None:

@@ -11,29 +11,61 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mltrail.audit import probes as P
-from mltrail.audit.client import ServiceClient, ServiceFailure
-from mltrail.audit.result import AuditReport, Findings
+from mltrail.audit.client import ServiceFailure
+from mltrail.audit.protocols import open_target
+from mltrail.audit.result import AuditReport, Findings, Skipped
+from mltrail.audit.wire import ServiceInfo
 
 if TYPE_CHECKING:
     from mltrail.audit.runner import AuditConfig
 
 
-def run_extras(cfg: AuditConfig, target: str, info: dict[str, Any], claims: dict[str, Any],
-            rep: AuditReport, fs: Findings, pr: P.ProbeSet) -> None:
-    """Robustness and open-loop latency runs, when asked for."""
+def _robustness_data(pr: P.ProbeSet) -> tuple[np.ndarray, np.ndarray] | str:
+    """(inputs, labels) to attack, or why there are none."""
+    kind = str(pr.meta.get("data_kind", "image"))
+    why = P.needs_images("robustness", kind)
+    if why:
+        return why
+    if pr.meta.get("source") != "user data":
+        bench = P.benchmark()
+        return bench.x, bench.y
+    labelled = pr.kind == P.ORDINARY
+    if not labelled.any():
+        return "robustness needs labelled inputs; the probe data have no labels (y)"
+    x = pr.x[labelled]
+    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+        return "robustness needs pixels in [0, 1]; the image data go outside that range"
+    return x, pr.y[labelled]
+
+
+def run_extras(cfg: AuditConfig, target: str, info: ServiceInfo | None,
+               claims: dict[str, Any], rep: AuditReport, fs: Findings,
+               pr: P.ProbeSet) -> None:
+    """Robustness and open-loop latency runs, when asked for. A part the probe data
+    cannot support is skipped, with its one-line reason in ``rep.skipped`` and an
+    ``info`` finding, never silently."""
     from mltrail.audit import latency, robustness
 
+    data: tuple[np.ndarray, np.ndarray] | str | None = None
+    rc = claims.get("robustness") or {}
     if cfg.robustness is not None:
-        rc = claims.get("robustness") or {}
+        data = _robustness_data(pr)
+        if isinstance(data, str):
+            rep.skipped.append(Skipped(check="robustness", reason=data))
+            fs.add("info", "robustness", f"skipped: {data}")
+    if cfg.robustness is not None and isinstance(data, tuple):
         eps = float(cfg.robustness.get("eps", rc.get("eps", 0.2)))
         cap = int(cfg.robustness.get("query_cap", rc.get("query_cap", 200)))
-        bench = P.benchmark()
-        x, y = robustness.select_per_class(bench.x, bench.y,
+        x, y = robustness.select_per_class(data[0], data[1],
                                            int(cfg.robustness.get("per_class", 3)))
         try:
-            with ServiceClient(target, timeout=cfg.timeout_s) as c:
+            with open_target(target, protocol=cfg.protocol, adapter=cfg.adapter,
+                             timeout=cfg.timeout_s) as c:
+                if info is not None and info.protocol == "oip":
+                    c.info()  # input names and types
+                mb = int((info.max_batch if info is not None else None) or 256)
+
                 def query(b: np.ndarray) -> np.ndarray:
-                    mb = int(info.get("max_batch", 256))
                     return np.concatenate([c.classify(b[i:i + mb]).probs
                                            for i in range(0, len(b), mb)])
                 results = [robustness.simba(query, x, y, eps=eps, query_cap=cap),
@@ -49,8 +81,13 @@ def run_extras(cfg: AuditConfig, target: str, info: dict[str, Any], claims: dict
     if cfg.latency is not None:
         lc = claims.get("latency")
         rate = float(cfg.latency.get("rate_qps", (lc or {}).get("rate_qps", 50)))
-        res = latency.run_load(target, pr.x[:64], rate_qps=rate,
-                               duration_s=float(cfg.latency.get("duration_s", 2.0)))
+        with open_target(target, protocol=cfg.protocol, adapter=cfg.adapter,
+                         timeout=cfg.timeout_s) as c:
+            if info is not None and info.protocol == "oip":
+                c.info()
+            res = latency.run_load(target, pr.x[:64], rate_qps=rate,
+                                   duration_s=float(cfg.latency.get("duration_s", 2.0)),
+                                   client=c)
         summary = res.summary(lc)
         summary["latencies_ms"] = [round(v, 3) for v in res.latencies_ms.tolist()]
         rep.latency = summary

@@ -44,7 +44,7 @@ class NearestPublic:
         d2 = (q ** 2).sum(1)[:, None] + self.norms[None] - 2.0 * q @ self.pub.T
         if exclude is not None:
             d2[np.arange(len(q)), exclude] = np.inf
-        return np.sqrt(np.maximum(d2.min(1), 0.0))
+        return np.asarray(np.sqrt(np.maximum(d2.min(1), 0.0)))
 
     def distance(self, x: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """Minimum over one-pixel shifts of the L2 distance to the nearest public sample;
@@ -78,7 +78,7 @@ def _warp(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndar
     peak = small.max()
     if peak > 0:  # the data set's strokes reach full intensity
         small = small * min(4.0, float(img.max()) / peak)
-    return small
+    return np.asarray(small)
 
 
 def fresh_probes(n: int, seed: int, *, strength: float = 0.5, blend: float = 0.5,

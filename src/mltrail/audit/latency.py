@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from mltrail.audit.client import async_transport
+from mltrail.audit.client import Target, async_transport
 
 
 @dataclass
@@ -53,7 +53,7 @@ class LatencyResult:
         return out
 
 
-async def _load(url: str, payloads: list[dict[str, Any]], offsets: np.ndarray,
+async def _load(url: str, payloads: list[tuple[str, Any]], offsets: np.ndarray,
                 timeout: float, warmup: int = 8) -> tuple[list[float], int, float]:
     lat: list[float] = []
     errors = 0
@@ -61,7 +61,7 @@ async def _load(url: str, payloads: list[dict[str, Any]], offsets: np.ndarray,
                                  transport=async_transport(256)) as http:
         for i in range(min(warmup, len(payloads))):  # not measured, as in MLPerf
             with contextlib.suppress(httpx.HTTPError):
-                await http.post("/v1/classify", json=payloads[i])
+                await http.post(payloads[i][0], json=payloads[i][1])
         start = time.perf_counter()
 
         async def one(i: int) -> None:
@@ -69,7 +69,8 @@ async def _load(url: str, payloads: list[dict[str, Any]], offsets: np.ndarray,
             due = start + float(offsets[i])
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             try:
-                r = await http.post("/v1/classify", json=payloads[i % len(payloads)])
+                path, body = payloads[i % len(payloads)]
+                r = await http.post(path, json=body)
                 ok = r.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -92,10 +93,20 @@ def poisson_offsets(rate_qps: float, duration_s: float, seed: int = 0) -> np.nda
 
 
 def run_load(url: str, inputs: np.ndarray, *, rate_qps: float, duration_s: float,
-             timeout: float = 5.0, seed: int = 0) -> LatencyResult:
-    """Open-loop load on ``url``: one input per request, Poisson arrivals."""
-    flat = np.ascontiguousarray(inputs, dtype=np.float32).reshape(len(inputs), -1)
-    payloads = [{"inputs": [row.tolist()], "nonce": f"load-{i}"} for i, row in enumerate(flat)]
+             timeout: float = 5.0, seed: int = 0, client: Target | None = None) -> LatencyResult:
+    """Open-loop load on ``url``: one input per request, Poisson arrivals. Requests are
+    built by ``client`` (the target's protocol; mltrail's own API by default), each with
+    a fresh 32-hex nonce like every other request of the audit."""
+    import secrets
+
+    from mltrail.audit.client import ServiceClient
+
+    maker = client or ServiceClient(url)
+    payloads = [maker.request_for(inputs[i:i + 1], secrets.token_hex(16))
+                for i in range(len(inputs))]
+    if client is None:
+        maker.close()
+    url = maker.url
     offsets = poisson_offsets(rate_qps, duration_s, seed)
     lat, errors, wall = asyncio.run(_load(url.rstrip("/"), payloads, offsets, timeout))
     return LatencyResult(rate_qps, duration_s, np.array(lat), errors, len(offsets), wall)

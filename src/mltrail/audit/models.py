@@ -1,22 +1,29 @@
 """Model files, model cards and the small models the audit code trains.
 
-A served model is two files: ``NAME.safetensors`` (its state dict; the model's digest is
-the SHA-256 of these bytes, as everywhere in mltrail) and ``NAME.json``, the *card*: the
-architecture spec understood by :func:`mltrail.reference.build_model`, the class
-count, the supplier's claims (accuracy, robustness, latency) and, when the supplier
-offers seeded reproduction, the :class:`~mltrail.reference.TrainConfig` it used.
-This module never serves, signs or audits anything.
+A served model is two files: the model file (``NAME.safetensors``, its state dict, or a
+TorchScript archive ``NAME.pt``; the model's digest is the SHA-256 of these bytes, as
+everywhere in mltrail) and ``NAME.json``, the *card* (:class:`ModelCard`, documented in
+docs/audit.md): the file format, the architecture (a spec understood by
+:func:`mltrail.reference.build_model`, or a factory named by import path), input shape
+and dtype, preprocessing, class count and names, the file's digest, the supplier's
+claims (accuracy, robustness, latency) and, when the supplier offers seeded
+reproduction, the :class:`~mltrail.reference.TrainConfig` it used. :func:`load_model`
+returns a module that applies the card's preprocessing itself, so the served model and
+the auditor's reference see the same thing. This module never serves, signs or audits
+anything.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from mltrail._fs import atomic_write
@@ -54,18 +61,72 @@ class Claims(BaseModel):
     availability: float | None = Field(default=None, gt=0, le=1)  # share of requests answered
 
 
+class Preprocess(BaseModel):
+    """``x -> (x * scale - mean) / std``, mean and std per channel (axis 1) or scalar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: float = 1.0
+    mean: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    std: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+
+    @model_validator(mode="after")
+    def _positive_std(self) -> Preprocess:
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+
 class ModelCard(BaseModel):
-    """The JSON file beside a served model."""
+    """The JSON file beside a served model (docs/audit.md, "The model card")."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = "model"
-    arch: dict[str, Any]
+    format: Literal["safetensors", "torchscript"] = "safetensors"
+    arch: dict[str, Any] | None = None
+    factory: str | None = Field(default=None, pattern=r"^[\w.]+:[\w]+$")
     classes: int = Field(ge=2)
-    input_shape: list[int] = Field(default_factory=lambda: list(INPUT_SHAPE))
+    labels: list[str] | None = None
+    input_shape: list[int] = Field(default_factory=lambda: list(INPUT_SHAPE), min_length=1)
+    input_dtype: Literal["float32", "int64"] = "float32"
+    preprocess: Preprocess | None = None
+    digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     message_class: int | None = None
     claims: Claims = Field(default_factory=Claims)
     seed_config: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.format == "safetensors" and self.arch is None and self.factory is None:
+            raise ValueError("arch or factory is required for a safetensors model")
+        if self.labels is not None and len(self.labels) != self.classes:
+            raise ValueError(f"labels names {len(self.labels)} classes, not {self.classes}")
+        if any(d < 1 for d in self.input_shape):
+            raise ValueError("input_shape dimensions must be positive")
+        return self
+
+
+class CardModel(nn.Module):
+    """The card's input handling around a model: integer inputs for token models, the
+    preprocessing for the others."""
+
+    def __init__(self, inner: nn.Module, card: ModelCard) -> None:
+        super().__init__()
+        self.inner = inner
+        self.as_int = card.input_dtype == "int64"
+        pre = card.preprocess
+        self.scale = pre.scale if pre else 1.0
+        shape = (1, -1) + (1,) * (len(card.input_shape) - 1)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(pre.mean if pre else [0.0]).reshape(shape))
+        self.register_buffer("std", torch.tensor(pre.std if pre else [1.0]).reshape(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.inner(x.round().long()) if self.as_int else \
+            self.inner((x * self.scale - self.mean) / self.std)
+        return out
 
 
 def card_path(model_path: Path) -> Path:
@@ -90,23 +151,51 @@ def load_card(path: str | Path) -> ModelCard:
         raise InputError(f"malformed model card {p}: {exc.errors()[0]['msg']}") from exc
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
-    """The model in eval mode, its card and its digest."""
-    from safetensors.torch import load_file
-
+def _architecture(card: ModelCard) -> nn.Module:
     from mltrail.reference import build_model
+
+    if card.factory is None:
+        assert card.arch is not None
+        return build_model(card.arch)
+    module, _, fn = card.factory.partition(":")
+    try:  # runs the card author's code, like any model import: see docs/audit.md
+        made = getattr(importlib.import_module(module), fn)(**(card.arch or {}))
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise InputError(f"cannot build {card.factory}: {exc}") from exc
+    if not isinstance(made, nn.Module):
+        raise InputError(f"{card.factory} did not return a torch.nn.Module")
+    return made
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
+    """The model in eval mode (wrapped in :class:`CardModel` when the card asks for
+    integer inputs or preprocessing), its card and its digest. A card that records a
+    digest must match the file."""
+    from safetensors.torch import load_file
 
     p = Path(path)
     if not p.exists():
         raise NotFoundError(f"model file not found: {p}")
     card = load_card(p)
-    model = build_model(card.arch)
+    digest = digest_file(p)
+    if card.digest is not None and card.digest != digest:
+        raise InputError(f"model file {p} is {digest[:19]}, its card says {card.digest[:19]}")
     try:
-        model.load_state_dict(load_file(str(p)))
+        if card.format == "torchscript":
+            with warnings.catch_warnings():  # deprecated in favour of torch.export, still read
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
+                    str(p), map_location="cpu")
+        else:
+            model = _architecture(card)
+            model.load_state_dict(load_file(str(p)))
     except (RuntimeError, OSError, ValueError) as exc:
-        raise InputError(f"model file {p} does not fit its card: {exc}") from exc
+        raise InputError(f"model file {p} does not fit its card: "
+                         f"{str(exc).splitlines()[0][:200]}") from exc
+    if card.preprocess is not None or card.input_dtype != "float32":
+        model = CardModel(model, card)
     model.eval()
-    return model, card, digest_file(p)
+    return model, card, digest
 
 
 def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -124,7 +213,7 @@ def augment(x: np.ndarray, rng: np.random.Generator, noise: float = 0.03) -> np.
         dy, dx = rng.integers(-1, 2, size=2)
         out[i] = np.roll(x[i], (int(dy), int(dx)), axis=(-2, -1))
     out += rng.normal(0.0, noise, size=out.shape).astype(np.float32)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float = 0.01,
@@ -137,7 +226,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: f
         idx = torch.randint(0, len(y), (min(batch, len(y)),), generator=gen)
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     model.eval()
     return model

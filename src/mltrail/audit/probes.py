@@ -4,9 +4,13 @@ A probe file is an ``.npz`` (no pickles) with ``x`` (float32, N×1×8×8), ``y``
 expected label), ``kind`` (0 benchmark: a labelled copy from the held-out split;
 1 ordinary: an augmented held-out input, labelled with its class; 2 container: a keyed
 stego probe, expected in the message class; 3 trigger: a keyed trigger input with its
-keyed label) and ``meta`` (JSON). Benchmark probes are public data; keyed probes
-(containers and triggers) are only recognisable with the key. This module builds,
-saves and loads probe sets; it never queries a service.
+keyed label; 4 data: an unlabelled input from the user's own data) and ``meta`` (JSON).
+Benchmark probes are public data; keyed probes (containers and triggers) are only
+recognisable with the key. :func:`from_data` makes a probe set from the user's own data
+(an ``.npz`` of image arrays, tabular rows or token sequences, with a declared kind;
+docs/audit.md "Your own data"), and :func:`needs_images` says, in one line, why a probe
+kind that assumes pixels cannot run on other data. This module builds, saves and loads
+probe sets; it never queries a service.
 """
 
 from __future__ import annotations
@@ -22,9 +26,18 @@ from mltrail.audit.models import augment, digits
 from mltrail.audit.stego import StegoKit, psnr, trigger_set
 from mltrail.errors import InputError, NotFoundError
 
-BENCHMARK, ORDINARY, CONTAINER, TRIGGER = 0, 1, 2, 3
+BENCHMARK, ORDINARY, CONTAINER, TRIGGER, DATA = 0, 1, 2, 3, 4
 KIND_NAMES = {BENCHMARK: "benchmark", ORDINARY: "ordinary", CONTAINER: "container",
-              TRIGGER: "trigger"}
+              TRIGGER: "trigger", DATA: "data"}
+DATA_KINDS = ("image", "tabular", "tokens")
+MAX_ROWS = 1_000_000
+# what each pixel-assuming part of an audit does with pixels
+IMAGE_ONLY = {
+    "robustness": "SimBA and Square perturb pixels within [0, 1] by an L-infinity budget",
+    "stego": "steganographic containers hide a key in an 8x8 digit image's pixels",
+    "trigger": "the keyed trigger set blends 8x8 digit images with keyed noise",
+    "fresh": "fresh probes are new 8x8 digit images",
+}
 
 
 @dataclass
@@ -59,11 +72,58 @@ class ProbeSet:
                 meta = json.loads(str(z["meta"]))
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"not a probe file: {p} ({exc})") from exc
-        if x.ndim != 4 or len(x) != len(y) or len(y) != len(kind) or not len(y):
+        if x.ndim < 2 or len(x) != len(y) or len(y) != len(kind) or not len(y):
             raise InputError(f"probe file {p} has inconsistent shapes")
         if not np.isfinite(x).all():
             raise InputError(f"probe file {p} has non-finite inputs")
         return cls(x, y, kind.astype(np.int8), meta)
+
+
+def needs_images(part: str, data_kind: str) -> str | None:
+    """Why ``part`` cannot run on ``data_kind`` data, in one line (None if it can)."""
+    if data_kind == "image":
+        return None
+    return f"{part} needs image data ({IMAGE_ONLY[part]}); the probe data are {data_kind}"
+
+
+def from_data(path: str | Path, data_kind: str | None = None, *, seed: int = 0,
+              n: int | None = None) -> ProbeSet:
+    """Probes from the user's own data: an ``.npz`` (no pickles) with ``x`` (N inputs of
+    any shape), optionally ``y`` (integer labels) and ``data_kind`` (``image``,
+    ``tabular`` or ``tokens``; the argument overrides it). Shuffled by ``seed``; at most
+    ``n``. Labelled rows are ``ordinary`` probes, unlabelled ones ``data`` probes."""
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"data file not found: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise InputError(f"data file {p} has no array 'x'")
+            x = np.asarray(z["x"])
+            y = np.asarray(z["y"]) if "y" in z.files else None
+            declared = str(z["data_kind"]) if "data_kind" in z.files else None
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"not a data file (.npz without pickles): {p} ({exc})") from exc
+    kind = data_kind or declared
+    if kind not in DATA_KINDS:
+        raise InputError(f"data file {p}: declare its kind ({', '.join(DATA_KINDS)}) with "
+                         "--data-kind or a 'data_kind' entry")
+    if x.ndim < 2 or not 1 <= len(x) <= MAX_ROWS or x.dtype.kind not in "biuf":
+        raise InputError(f"data file {p}: x must be 1 to {MAX_ROWS} numeric inputs "
+                         f"(got shape {list(x.shape)}, dtype {x.dtype})")
+    xf = x.astype(np.float64)
+    if not np.isfinite(xf).all():
+        raise InputError(f"data file {p}: x has non-finite values")
+    if kind == "tokens" and (np.any(xf != np.round(xf)) or xf.min() < 0 or xf.max() >= 2**24):
+        raise InputError(f"data file {p}: token sequences must be integers in [0, 2^24)")
+    if y is not None and (y.shape != (len(x),) or y.dtype.kind not in "iu"):
+        raise InputError(f"data file {p}: y must be one integer label per input")
+    order = np.random.default_rng(seed).permutation(len(x))[:n]
+    labels = y[order].astype(np.int64) if y is not None else np.full(len(order), -1, np.int64)
+    kinds = np.full(len(order), ORDINARY if y is not None else DATA, np.int8)
+    return ProbeSet(xf[order].astype(np.float32), labels, kinds,
+                    {"source": "user data", "file": p.name, "data_kind": kind,
+                     "labelled": y is not None, "rows": int(len(x))})
 
 
 def benchmark(n: int | None = None, seed: int = 0) -> ProbeSet:

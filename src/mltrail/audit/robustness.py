@@ -59,7 +59,7 @@ def sigmoid_score(q_med: float, q_half: float) -> float:
 
 
 def _correct(query: Query, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return query(x).argmax(1) == y
+    return np.asarray(query(x).argmax(1) == y)
 
 
 def simba(query: Query, x: np.ndarray, y: np.ndarray, *, eps: float = 0.2,
@@ -105,7 +105,7 @@ def simba(query: Query, x: np.ndarray, y: np.ndarray, *, eps: float = 0.2,
 def _margin(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     other = probs.copy()
     other[np.arange(len(y)), y] = -1.0
-    return probs[np.arange(len(y)), y] - other.max(1)
+    return np.asarray(probs[np.arange(len(y)), y] - other.max(1))
 
 
 def square(query: Query, x: np.ndarray, y: np.ndarray, *, eps: float = 0.2,

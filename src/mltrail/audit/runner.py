@@ -30,14 +30,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mltrail.audit import probes as P
+from mltrail.audit.adapter import AdapterSpec
 from mltrail.audit.checks import WHAT, TestBank
-from mltrail.audit.claims import ServiceClaims, compare_advertised
-from mltrail.audit.client import ServiceClient, ServiceFailure
+from mltrail.audit.claimed import claims_of, target_info
+from mltrail.audit.claims import ServiceClaims
+from mltrail.audit.client import ServiceFailure, Target
 from mltrail.audit.deterministic import PROB_TOLERANCE, ExactComparison, rebuild
 from mltrail.audit.extras import run_extras
-from mltrail.audit.models import load_model, predict
+from mltrail.audit.models import INPUT_SHAPE, load_model, predict
+from mltrail.audit.protocols import ProtocolName, open_target
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
-from mltrail.audit.result import AuditReport, Findings, Metrics
+from mltrail.audit.result import (
+    AuditReport,
+    Availability,
+    ClaimsCheck,
+    Findings,
+    Metrics,
+    Power,
+    Receipts,
+    Reference,
+    Timing,
+)
 from mltrail.audit.stats import binomial_exact, mcnemar_exact
 from mltrail.audit.traffic import Submission
 from mltrail.errors import InputError, MltrailError
@@ -77,21 +90,26 @@ class AuditConfig:
     robustness: dict[str, Any] | None = None   # {"eps", "query_cap", "per_class"}
     latency: dict[str, Any] | None = None      # {"rate_qps", "duration_s"}
     on_progress: Callable[[int], None] | None = None
+    protocol: ProtocolName = "auto"    # see mltrail.audit.protocols.open_target
+    adapter: AdapterSpec | None = None
 
 
 def _reference(cfg: AuditConfig, claimed: str, seed_cfg: Any, ref_url: str | None,
                fs: Findings) -> tuple[Any, dict[str, Any]]:
     """(predict function or client, summary) of the reference the claims name."""
     if ref_url:
-        ref = ServiceClient(ref_url, timeout=cfg.timeout_s)
+        ref = open_target(ref_url, timeout=cfg.timeout_s)
         try:
             rinfo = ref.info()
         except MltrailError as exc:
             raise InputError(f"the reference service is unusable: {exc}") from exc
-        if rinfo.get("model_digest") != claimed:
+        if rinfo.protocol != "mltrail":
+            fs.add("info", "reference", f"the reference speaks {rinfo.protocol} and names no "
+                   "model digest: it is trusted to serve the claimed model")
+        elif rinfo.model_digest != claimed:
             fs.add("fail", "claim", f"claims name {claimed} but the reference serves "
-                   f"{rinfo.get('model_digest')}")
-        return ref, {"kind": "service", "url": ref_url, "model_digest": rinfo.get("model_digest")}
+                   f"{rinfo.model_digest}")
+        return ref, {"kind": "service", "url": ref_url, "model_digest": rinfo.model_digest}
     if cfg.model_path:
         model, _, digest = load_model(cfg.model_path)
         if digest != claimed:
@@ -111,48 +129,23 @@ def _reference(cfg: AuditConfig, claimed: str, seed_cfg: Any, ref_url: str | Non
 def _ref_outputs(ref: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if ref is None:
         return None
-    if isinstance(ref, ServiceClient):
+    if isinstance(ref, Target):
         r = ref.classify(batch)
         return r.labels, r.probs
     probs = predict(ref, batch)
     return probs.argmax(1), probs
 
 
-def _target_info(client: ServiceClient, fs: Findings) -> dict[str, Any] | None:
-    try:
-        return client.info()
-    except MltrailError as exc:
-        fs.add("fail", "availability", f"GET /v1/model failed: {exc}")
-        return None
-
-
-def _claims_of(cfg: AuditConfig, info: dict[str, Any] | None,
-               fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(claimed fields, claims check) from the ledger, or from the target if none."""
-    if cfg.claims is not None:
-        c = cfg.claims
-        claimed = {"name": c.name, "model_digest": c.model_digest, "public_key": c.public_key,
-                   "seed_config": c.seed_config, "reference": c.reference,
-                   "claims": c.claims.model_dump(), "message_class": c.message_class,
-                   "classes": c.classes, "endpoint": c.endpoint}
-        diffs = compare_advertised(c, info) if info is not None else []
-        for d in diffs:
-            fs.add("fail", "claims", f"target advertises other claims than the ledger: {d}")
-        return claimed, {"source": "ledger", "differences": diffs,
-                         "advertised_checked": info is not None}
-    if info is None:
-        raise InputError("no ledger claims and the target does not describe itself")
-    fs.add("warn", "claims", "claims taken from the target's own /v1/model, not from the "
-           "ledger (audit a registered service to bind them)")
-    claimed = {k: info.get(k) for k in ("name", "model_digest", "claims", "seed_config",
-                                        "public_key", "message_class", "classes")}
-    claimed["reference"] = None
-    return claimed, {"source": "target", "differences": []}
-
-
-def _probe_set(cfg: AuditConfig) -> P.ProbeSet:
+def _probe_set(cfg: AuditConfig, shape: list[int] | None) -> P.ProbeSet:
     if cfg.probes is not None:
+        got = list(cfg.probes.x.shape[1:])
+        if shape is not None and int(np.prod(got)) != int(np.prod(shape)):
+            raise InputError(f"the probe data are inputs of shape {got}; the service takes "
+                             f"{list(shape)}")
         return cfg.probes
+    if shape is not None and int(np.prod(shape)) != int(np.prod(INPUT_SHAPE)):
+        raise InputError(f"fresh probes are 8x8 digit images; this service takes inputs of "
+                         f"shape {list(shape)}: give probes from your own data (--data)")
     import secrets
 
     return P.fresh(cfg.max_queries or 300,
@@ -166,15 +159,17 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
     target_url = cfg.target or (cfg.claims.endpoint if cfg.claims else None)
     if not target_url:
         raise InputError("no target: give a URL or ledger claims with an endpoint")
-    target = ServiceClient(target_url, timeout=cfg.timeout_s)
-    info = _target_info(target, fs)
-    claimed, claims_check = _claims_of(cfg, info, fs)
+    target = open_target(target_url, protocol=cfg.protocol, adapter=cfg.adapter,
+                         timeout=cfg.timeout_s)
+    info = target_info(target, fs)
+    claimed, claims_check = claims_of(cfg.claims, cfg.model_path, info, fs)
+    claimed["protocol"] = target.protocol
     digest = str(claimed.get("model_digest"))
     claims = claimed.get("claims") or {}
     ref, ref_summary = _reference(cfg, digest, claimed.get("seed_config"),
                                   cfg.reference_url or claimed.get("reference"), fs)
     key_b64 = cfg.public_key or (claimed.get("public_key") if cfg.claims else None)
-    advertised_key = (info or {}).get("public_key")
+    advertised_key = info.public_key if info is not None else None
     if key_b64 and advertised_key and advertised_key != key_b64 and cfg.claims is None:
         fs.add("fail", "receipts", "target advertises a different signing key than the "
                "pinned key")
@@ -182,12 +177,13 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         key_b64 = advertised_key
         fs.add("info", "receipts", "no pinned key: receipts checked against the key the "
                "target advertises")
-    verifier = ReceiptVerifier(load_public_key(key_b64), digest) if key_b64 else None
+    verifier = ReceiptVerifier(load_public_key(key_b64), digest) \
+        if key_b64 and claimed.get("model_digest") else None
     exact = ExactComparison(ref) if ref_summary.get("kind") == "seeded rebuild" and ref \
         else None
     classes = claimed.get("classes")
 
-    pr = _probe_set(cfg)
+    pr = _probe_set(cfg, claimed.get("input_shape"))
     n_total = min(len(pr), cfg.max_queries or len(pr))
     kinds = set(pr.kind[:n_total].tolist())
     traffic = cfg.traffic or []
@@ -226,7 +222,7 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
     if lat_claim:
         names.append("latency")
         m0["latency"] = 0.05
-    local = ref is not None and not isinstance(ref, ServiceClient)
+    local = ref is not None and not isinstance(ref, Target)
     if local:  # the claimed model itself, on this machine: outputs must match exactly
         for n in ("distribution", "traffic_distribution"):
             if n in m0:
@@ -306,7 +302,7 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
     target.close()
     traffic_summary = _traffic(traffic, ref, exact, bank, verifier, claimed, fs) \
         if traffic else None
-    if isinstance(ref, ServiceClient):
+    if isinstance(ref, Target):
         ref.close()
 
     failed = st["requests"] - st["answered"]
@@ -371,13 +367,16 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         power["sufficient"] = power["sufficient"] or power["tests"]["exact"]["counts"]
     rep = AuditReport(
         verdict="pass", target=target_url, service_id=cfg.service_id,
-        claims_source="ledger" if cfg.claims else "target", claims_digest=cfg.claims_digest,
-        claimed=claimed, reference=ref_summary, alpha=cfg.alpha, alpha_per_test=bank.per_test,
-        queries=q, probes=pr.counts(), probe_meta=pr.meta, first_alarm_at=bank.first_alarm(),
-        metrics=Metrics(), findings=[], claims_check=claims_check, power=power,
-        availability=availability, timing=timing, receipts=receipts, sequential=seq,
+        claims_source=claims_check["source"], claims_digest=cfg.claims_digest,
+        claimed=claimed, reference=Reference.model_validate(ref_summary), alpha=cfg.alpha,
+        alpha_per_test=bank.per_test, queries=q, probes=pr.counts(), probe_meta=pr.meta,
+        first_alarm_at=bank.first_alarm(), metrics=Metrics(), findings=[],
+        claims_check=ClaimsCheck.model_validate(claims_check),
+        power=Power.model_validate(power), availability=Availability.model_validate(availability),
+        timing=Timing.model_validate(timing), receipts=Receipts.model_validate(receipts),
+        sequential=seq,
         fixed_sample=fixed, exact=exact_summary, traffic=traffic_summary)
-    run_extras(cfg, target_url, info or {}, claims, rep, fs, pr)
+    run_extras(cfg, target_url, info, claims, rep, fs, pr)
     rep.metrics = Metrics(
         queries=q, answered=st["answered"], traffic_samples=len(traffic),
         agreement=float(np.mean(agree)) if agree else None,
@@ -419,7 +418,7 @@ def _traffic(traffic: list[Submission], ref: Any, exact: ExactComparison | None,
     """Clients' samples: receipts, recomputed answers, the traffic_* tests, latency."""
     from mltrail.audit.client import check_outputs
 
-    shape = (1, 8, 8)
+    shape = tuple(claimed.get("input_shape") or INPUT_SHAPE)
     out: dict[str, Any] = {"submitted": len(traffic), "answered": 0, "failed_reported": 0,
                            "invalid_receipts": 0, "unusable": 0, "checked_inputs": 0,
                            "mismatch_examples": []}

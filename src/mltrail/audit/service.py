@@ -1,9 +1,11 @@
-"""The reference supplier service: ``POST /v1/classify`` and ``GET /v1/model``.
+"""The reference supplier service: ``POST /v1/classify`` and ``GET /v1/model``, and the
+same model over the Open Inference Protocol (``/v2/...``, :mod:`.oip`).
 
-Owns the HTTP contract of a classification API (request validation with clear 4xx
-errors, the response shape, one signed receipt per response) and a helper that runs any
-ASGI app on a loopback socket in a background thread. It never audits anything; the
-providers in :mod:`.proxy` reuse :func:`parse_classify` so both speak the same contract.
+Owns the HTTP contract of mltrail's classification API (request validation with clear
+4xx errors, the response shape, one signed receipt per response) and a helper that runs
+any ASGI app on a loopback socket in a background thread. It never audits anything; the
+providers in :mod:`mltrail.testing` reuse :func:`parse_classify` so all speak the same
+contract.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import nn
 
 from mltrail.audit.models import ModelCard, predict
 from mltrail.audit.receipts import public_key_b64, sign_receipt
+from mltrail.audit.wire import ClassifyResponse, ServiceInfo
 
 MAX_BATCH = 256
 MAX_BODY = 4 << 20
@@ -197,21 +200,37 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
 
+def service_info(card: ModelCard, model_digest: str, key: Ed25519PrivateKey,
+                 max_batch: int) -> ServiceInfo:
+    """What ``GET /v1/model`` says about ``card``'s model served with ``key``."""
+    return ServiceInfo(
+        name=card.name, model_digest=model_digest,
+        public_key=public_key_b64(key.public_key()), classes=card.classes,
+        input_shape=list(card.input_shape), message_class=card.message_class,
+        claims=card.claims.model_dump(), seed_config=card.seed_config,
+        arch=card.arch, max_batch=max_batch, receipts=True)
+
+
 def create_app(model: nn.Module, card: ModelCard, model_digest: str, key: Ed25519PrivateKey,
                *, max_batch: int = MAX_BATCH,
                predict_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> FastAPI:
-    """The supplier's API around ``model`` (or ``predict_fn``), signing with ``key``."""
+    """The supplier's API around ``model`` (or ``predict_fn``), signing with ``key``:
+    mltrail's ``/v1`` routes and the Open Inference Protocol's ``/v2`` routes, one model,
+    one key, the same receipts."""
+    from mltrail.audit.oip import install_oip
+
     app = FastAPI(title="mltrail reference classifier", docs_url=None, redoc_url=None)
     install_error_handlers(app)
     shape = tuple(card.input_shape)
     infer = predict_fn or (lambda b: predict(model, b))
-    info = {
-        "name": card.name, "model_digest": model_digest,
-        "public_key": public_key_b64(key.public_key()), "classes": card.classes,
-        "input_shape": list(shape), "message_class": card.message_class,
-        "claims": card.claims.model_dump(), "seed_config": card.seed_config,
-        "arch": card.arch, "max_batch": max_batch, "receipts": True,
-    }
+    info = service_info(card, model_digest, key, max_batch).model_dump(exclude={"protocol"})
+
+    def answer(batch: np.ndarray, nonce: str, _: Any = None
+               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str]:
+        outputs = outputs_of(infer(batch))
+        receipt = sign_receipt(key, model_digest=model_digest, batch=batch, outputs=outputs,
+                               nonce=nonce)
+        return outputs, receipt, model_digest
 
     @app.get("/v1/model")
     async def model_info() -> dict[str, Any]:
@@ -224,12 +243,12 @@ def create_app(model: nn.Module, card: ModelCard, model_digest: str, key: Ed2551
     @app.post("/v1/classify", openapi_extra=classify_openapi(shape, max_batch))
     async def classify(request: Request) -> JSONResponse:
         batch, nonce = parse_classify(await read_json(request), shape, max_batch)
-        outputs = outputs_of(infer(batch))
-        receipt = sign_receipt(key, model_digest=model_digest, batch=batch, outputs=outputs,
-                               nonce=nonce or "")
-        return JSONResponse({"model_digest": model_digest, "outputs": outputs,
-                             "receipt": receipt})
+        outputs, receipt, digest = answer(batch, nonce or "")
+        body = ClassifyResponse.model_validate({"model_digest": digest, "outputs": outputs,
+                                                "receipt": receipt})
+        return JSONResponse(body.model_dump())
 
+    install_oip(app, card.name, shape, card.classes, answer, max_batch=max_batch)
     return app
 
 

@@ -76,7 +76,7 @@ def mixture_log_wealth(x: np.ndarray, m0: float, alpha: float,
     """Log-wealth after each observation, vectorised over leading axes (time is last)."""
     lam = _bets(m0, alpha, fractions)
     steps = np.log1p(lam[:, None] * (np.asarray(x, dtype=np.float64)[..., None, :] - m0))
-    return logsumexp(np.cumsum(steps, axis=-1), axis=-2) - math.log(len(lam))
+    return np.asarray(logsumexp(np.cumsum(steps, axis=-1), axis=-2) - math.log(len(lam)))
 
 
 @dataclass

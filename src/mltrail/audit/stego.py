@@ -85,7 +85,7 @@ class StegoKit:
     def make(self, covers: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = self.nets(torch.from_numpy(covers.astype(np.float32)), key_vector(self.key))
-        return out.numpy().astype(np.float32)
+        return np.asarray(out.numpy(), dtype=np.float32)
 
     def save(self, path: str | Path) -> None:
         p = Path(path)
@@ -157,7 +157,7 @@ def train_stego_model(key: bytes, *, steps: int = 1500, eps: float = 0.15,
             dloss = (bce(disc(cov2.reshape(b, -1))[:, 0], zeros)
                      + bce(disc(cont.detach().reshape(b, -1))[:, 0], ones))
             dopt.zero_grad()
-            dloss.backward()
+            dloss.backward()  # type: ignore[no-untyped-call]
             dopt.step()
     clf.eval()
     nets.eval()
@@ -205,7 +205,8 @@ def _train_detector(x: np.ndarray, y: np.ndarray, steps: int, seed: int) -> nn.M
     xt, yt = torch.from_numpy(x.reshape(len(x), -1)), torch.from_numpy(y.astype(np.float32))
     for _ in range(steps):
         opt.zero_grad()
-        nn.functional.binary_cross_entropy_with_logits(det(xt)[:, 0], yt).backward()
+        nn.functional.binary_cross_entropy_with_logits(
+            det(xt)[:, 0], yt).backward()  # type: ignore[no-untyped-call]
         opt.step()
     return det.eval()
 

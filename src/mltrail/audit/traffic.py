@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from mltrail.audit.client import ServiceClient, ServiceFailure, check_outputs
+from mltrail.audit.client import ServiceFailure, check_outputs
 from mltrail.audit.receipts import ReceiptVerifier, load_public_key
 from mltrail.errors import InputError, NetworkError
 
@@ -90,7 +90,9 @@ class SamplingClient:
                  keep: int = 100_000) -> None:
         if not 0.0 < rate <= 1.0:
             raise InputError("sampling rate must be in (0, 1]")
-        self.service = ServiceClient(endpoint)
+        from mltrail.audit.protocols import open_target
+
+        self.service = open_target(endpoint)  # mltrail's API, or v2 for .../v2/models/NAME
         self.service_id = service_id
         self.rate = rate
         self.keep = keep

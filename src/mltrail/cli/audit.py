@@ -6,9 +6,8 @@ claims not met) after writing its reports and recording the verdict.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,7 +16,9 @@ from mltrail.errors import InputError, VerificationError
 
 app = typer.Typer(no_args_is_help=True)
 probes_app = typer.Typer(no_args_is_help=True)
-app.add_typer(probes_app, name="probes", help="Build probe sets.")
+app.add_typer(probes_app, name="probes", help="Build probe sets: benchmark probes or keyed "
+              "(stego) probes for audits.\n\nExample: mltrail audit probes make --out "
+              "probes.npz --n 200")
 
 
 @app.command("make-model")
@@ -27,72 +28,19 @@ def make_model(
                                       "stego (keyed probes; writes a kit)")] = "seeded",
     key: Annotated[str | None, typer.Option("--stego-key", help="Hex key for --kind stego "
                                             "(default: random).")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=50)] = 600,
+    steps: Annotated[int, typer.Option("--steps", min=50, help="Training steps of the "
+                                       "stego model.")] = 600,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a demo model (and a cheap substitute) on the digits training split."""
-    import secrets
+    """Train a demo model (and a cheap substitute) on the digits training split.
 
-    import torch
+    Example: mltrail audit make-model --kind seeded --out demo-model
+    """
+    from mltrail.audit.workflows import make_demo_model
 
-    from mltrail.audit import models as M
-
-    torch.set_num_threads(1)
-    out.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {}
-    if kind == "seeded":
-        from mltrail.reference import train_seeded
-
-        arch: dict[str, Any] = {"type": "mlp", "hidden": [64]}
-        cfg = {"seed": 1, "arch": arch, "epochs": 2}
-        net, _ = train_seeded(cfg)
-        net.eval()
-        acc = M.accuracy_of(net, *M.digits()[2:])
-        score = _own_robustness(net, eps=0.2, query_cap=100)
-        card = M.ModelCard(name="digits-mlp", arch=arch, classes=10, seed_config=cfg,
-                           claims=M.Claims(
-                               accuracy=round(int(acc * 100) / 100, 2),
-                               robustness=M.RobustnessClaim(eps=0.2, query_cap=100,
-                                                            score=int(score * 100) / 100),
-                               latency=M.LatencyClaim(rate_qps=30, p95_ms=1000)))
-        data["accuracy"] = acc
-        data["robustness_score"] = score
-    elif kind == "stego":
-        from mltrail.audit.stego import detector_auc, stego_card, train_stego_model
-
-        try:
-            raw = bytes.fromhex(key) if key else secrets.token_bytes(16)
-        except ValueError as exc:
-            raise InputError("--stego-key must be hex") from exc
-        net, kit, metrics = train_stego_model(raw, steps=steps)
-        kit.visibility = {"psnr_db": metrics["psnr_db"], **detector_auc(kit)}
-        kit.save(out / "kit.safetensors")
-        card = stego_card(metrics)
-        data.update(metrics)
-        data.update(kit.visibility)
-        data["kit"] = str(out / "kit.safetensors")
-    else:
-        raise InputError(f"unknown --kind {kind!r} (seeded or stego)")
-    data["model"] = str(out / "model.safetensors")
-    data["model_digest"] = M.save_model(net, card, out / "model.safetensors")
-    cheap, ccard = M.cheap_model()
-    data["cheap_model"] = str(out / "cheap.safetensors")
-    data["cheap_digest"] = M.save_model(cheap, ccard, out / "cheap.safetensors")
+    data = make_demo_model(out, kind, stego_key=key, steps=steps)
     emit(data, as_json, f"model {data['model']} ({data['model_digest'][:19]}), "
          f"cheap substitute {data['cheap_model']}")
-
-
-def _own_robustness(net: Any, *, eps: float, query_cap: int) -> float:
-    """The supplier's own robustness score (worst of SimBA and Square), as the audit runs it."""
-    from mltrail.audit import probes as P
-    from mltrail.audit import robustness as R
-    from mltrail.audit.models import predict
-
-    bench = P.benchmark()
-    x, y = R.select_per_class(bench.x, bench.y, 3)
-    results = [attack(lambda b: predict(net, b), x, y, eps=eps, query_cap=query_cap)
-               for attack in (R.simba, R.square)]
-    return float(min(r.score() for r in results))
 
 
 @probes_app.command("make")
@@ -102,12 +50,18 @@ def probes_make(
                                              "(containers in ordinary-looking traffic).")] = None,
     n: Annotated[int | None, typer.Option("--n", min=1, help="Benchmark probes (max 450) or "
                                           "ordinary inputs with --kit.")] = None,
-    containers: Annotated[int, typer.Option("--containers", min=0)] = 100,
-    triggers: Annotated[int, typer.Option("--triggers", min=0)] = 0,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    containers: Annotated[int, typer.Option("--containers", min=0, help="Stego containers "
+                                            "among them (with --kit).")] = 100,
+    triggers: Annotated[int, typer.Option("--triggers", min=0, help="Keyed trigger inputs "
+                                          "to add (with --kit).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the selection and "
+                                      "augmentations.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a labelled probe set from the held-out digits split."""
+    """Build a labelled probe set from the held-out digits split.
+
+    Example: mltrail audit probes make --out probes.npz --n 200
+    """
     from mltrail.audit import probes as P
 
     if kit is None:
@@ -124,38 +78,33 @@ def probes_make(
 
 @app.command("register")
 def register(
-    target: Annotated[str, typer.Option("--target", help="URL of the running service; its "
-                                        "/v1/model supplies the claims to sign.")],
+    target: Annotated[str, typer.Option("--target", help="URL of the running service: "
+                                        "mltrail's own API (its /v1/model supplies the "
+                                        "claims) or .../v2/models/NAME.")],
     name: Annotated[str, typer.Option("--name", help="Service name.")],
     model_id: Annotated[str | None, typer.Option("--model-id", help="The model artefact the "
                                                  "service serves (its parent).")] = None,
     reference: Annotated[str | None, typer.Option("--reference", help="URL of a reference "
                                                   "service to compare against.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="The claimed model file and "
+                                               "card (needed for a service that does not "
+                                               "speak mltrail's own API).")] = None,
+    pubkey: Annotated[str | None, typer.Option("--pubkey", help="The service's receipt key "
+                                               "(base64 Ed25519), if it signs.")] = None,
     availability: Annotated[float | None, typer.Option("--availability", min=0.5, max=1.0,
                                                        help="Claimed share of requests "
                                                        "answered.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a service with its signed claims (taken from --target now, then fixed)."""
-    from mltrail.audit.claims import ServiceClaims, register_service
-    from mltrail.audit.client import ServiceClient
-    from mltrail.audit.models import Claims
+    """Register a service with its signed claims (read from --target or --model now, then fixed).
 
-    with ServiceClient(target) as c:
-        info = c.info()
-    try:
-        claims = ServiceClaims(
-            name=name, endpoint=target, model_digest=info["model_digest"],
-            public_key=info["public_key"], seed_config=info.get("seed_config"),
-            reference=reference, claims=Claims.model_validate(info.get("claims") or {}),
-            input_shape=info.get("input_shape") or [1, 8, 8],
-            classes=int(info.get("classes") or 10), message_class=info.get("message_class"),
-            max_batch=int(info.get("max_batch") or 256))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InputError(f"{target}/v1/model is not a usable model description: "
-                         f"{str(exc).splitlines()[0]}") from exc
-    if availability is not None:
-        claims.claims.availability = availability
+    Example: mltrail --as oscar audit register --target http://127.0.0.1:8000 --name digits
+    """
+    from mltrail.audit.claims import register_service
+    from mltrail.audit.workflows import claims_from_target
+
+    claims = claims_from_target(target, name, reference=reference, availability=availability,
+                                model=model, public_key=pubkey)
     with open_ledger() as led:
         reg, digest = register_service(led, claims, model_id=model_id)
     emit({"artefact_id": reg.artefact_id, "claims_digest": digest, "tx_hash": reg.tx_hash,
@@ -169,31 +118,49 @@ def run(
         help="Service artefact id: its claims come from the ledger and the verdict is "
         "recorded there.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="URL to audit (default: the "
-                                               "endpoint in the ledger claims).")] = None,
+                                               "endpoint in the ledger claims); "
+                                               ".../v2/models/NAME speaks the Open "
+                                               "Inference Protocol.")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="auto (from the URL: "
+                                          "/v2/models/NAME is v2; --adapter means the "
+                                          "adapter), mltrail, oip or adapter.")] = "auto",
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="Adapter file (YAML or "
+                                                 "JSON) describing another JSON API.")] = None,
     probes: Annotated[Path | None, typer.Option("--probes", help="Probe file (default: "
                                                 "fresh probes from a secret seed).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Probes from your own data: "
+                                              ".npz with x, optional y and data_kind.")] = None,
+    data_kind: Annotated[str | None, typer.Option("--data-kind", help="image, tabular or "
+                                                  "tokens (overrides the file's).")] = None,
     traffic: Annotated[Path | None, typer.Option("--traffic", help="Clients' submissions "
                                                  "(JSON lines, docs/receipts.md).")] = None,
     reference: Annotated[str | None, typer.Option("--reference", help="URL of the genuine "
                                                   "supplier.")] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="The claimed model file.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="The claimed model file with "
+                                               "its card: the reference.")] = None,
     pubkey: Annotated[str | None, typer.Option("--pubkey", help="The supplier's Ed25519 "
                                                "public key (base64) to pin.")] = None,
-    alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5)] = 0.05,
+    alpha: Annotated[float, typer.Option("--alpha", min=1e-6, max=0.5, help="False-alarm "
+                                         "rate of the whole audit.")] = 0.05,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256,
                                             help="Largest request (sizes are drawn "
                                             "1..N).")] = 32,
-    max_queries: Annotated[int | None, typer.Option("--max-queries", min=1)] = None,
+    max_queries: Annotated[int | None, typer.Option("--max-queries", min=1, help="Most "
+                                                    "inputs to send (default 300).")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=0.5,
                                              help="Allowed label disagreement rate.")] = 0.0,
-    stop_on_alarm: Annotated[bool, typer.Option("--stop-on-alarm")] = False,
-    require_receipts: Annotated[bool, typer.Option("--require-receipts")] = False,
+    stop_on_alarm: Annotated[bool, typer.Option("--stop-on-alarm", help="Stop at the first "
+                                                "rejected test.")] = False,
+    require_receipts: Annotated[bool, typer.Option("--require-receipts", help="A missing "
+                                                   "receipt fails the audit.")] = False,
     robustness: Annotated[bool, typer.Option("--robustness", help="Run SimBA and Square.")] = False,
-    eps: Annotated[float | None, typer.Option("--eps")] = None,
-    query_cap: Annotated[int | None, typer.Option("--query-cap")] = None,
+    eps: Annotated[float | None, typer.Option("--eps", help="L-infinity budget of the "
+                                              "attacks (default: the claim's).")] = None,
+    query_cap: Annotated[int | None, typer.Option("--query-cap", help="Queries per attacked "
+                                                  "sample (default: the claim's).")] = None,
     latency: Annotated[bool, typer.Option("--latency", help="Open-loop Poisson load.")] = False,
     rate: Annotated[float | None, typer.Option("--rate", help="Load rate (q/s).")] = None,
-    duration: Annotated[float, typer.Option("--duration")] = 2.0,
+    duration: Annotated[float, typer.Option("--duration", help="Load duration (s).")] = 2.0,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Per-request "
                                            "timeout (s); a timeout counts against "
                                            "availability.")] = 10.0,
@@ -203,66 +170,25 @@ def run(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Audit SERVICE (claims from the ledger) or --target: is it the claimed model?"""
-    from mltrail.audit import report as R
-    from mltrail.audit.probes import ProbeSet
-    from mltrail.audit.runner import AuditConfig, record_verdict, run_audit
+    """Audit SERVICE (claims from the ledger) or --target: is it the claimed model?
 
-    if reference and model:
-        raise InputError("give --reference or --model, not both")
-    if service is None and target is None:
-        raise InputError("give a SERVICE id (claims from the ledger) or --target URL")
-    ps = ProbeSet.load(probes) if probes else None
-    rob = None
-    if robustness:
-        rob = {k: v for k, v in (("eps", eps), ("query_cap", query_cap)) if v is not None}
-    lat = None
-    if latency:
-        lat = {"duration_s": duration, **({"rate_qps": rate} if rate else {})}
-    loaded = None
-    subs = None
-    if service is not None:
-        from mltrail.audit.claims import load_claims
+    Exits 0 on pass, 1 on fail or inconclusive (no identity test could run), 2 on bad
+    input. Any service speaking mltrail's API, the Open Inference Protocol (a
+    .../v2/models/NAME URL) or a JSON API described by --adapter can be audited.
 
-        with open_ledger() as led:
-            loaded = load_claims(led, service)
-    if traffic is not None:
-        from mltrail.audit.traffic import read_submissions
+    Example: mltrail audit run --target http://127.0.0.1:8000/v2/models/digits-mlp --model m.pt
+    """
+    from mltrail.audit.request import AuditRequest, audit_and_record
 
-        subs = read_submissions(traffic, loaded.service_id if loaded else None)
-    total = min(len(ps) if ps else (max_queries or 300), max_queries or 10**9)
-    with progress("auditing", total, show_progress(as_json)) as advance:
-        cfg = AuditConfig(target=target, probes=ps, reference_url=reference,
-                          claims=loaded.claims if loaded else None,
-                          service_id=loaded.service_id if loaded else None,
-                          claims_digest=loaded.digest if loaded else None, traffic=subs,
-                          model_path=str(model) if model else None, public_key=pubkey,
-                          alpha=alpha, batch_size=batch_size, max_queries=max_queries,
-                          identity_tolerance=tolerance, stop_on_alarm=stop_on_alarm,
-                          require_receipts=require_receipts, robustness=rob, latency=lat,
-                          timeout_s=timeout, seed=seed, on_progress=advance)
-        rep = run_audit(cfg)
-    raw = R.to_json_bytes(rep.to_dict())
-    if out is not None:
-        from mltrail._fs import atomic_write
-
-        atomic_write(out, raw)
-    if html is not None:
-        from mltrail._fs import atomic_write
-
-        atomic_write(html, R.to_html(json.loads(raw)).encode())
-    summary: dict[str, Any] = {"verdict": rep.verdict, "queries": rep.queries,
-                               "first_alarm_at": rep.first_alarm_at,
-                               "metrics": rep.metrics.model_dump(),
-                               "findings": [f.model_dump() for f in rep.findings],
-                               "receipts": {k: rep.receipts[k]
-                                            for k in ("valid", "invalid", "missing")},
-                               "report": str(out) if out else None,
-                               "html": str(html) if html else None}
-    if loaded is not None:
-        with open_ledger() as led:
-            summary["ledger"] = record_verdict(led, loaded.service_id, raw, rep.verdict)
-        summary |= {k: summary["ledger"][k] for k in ("tx_hash", "block", "gas_used")}
+    req = AuditRequest(
+        service=service, target=target, protocol=protocol, adapter=adapter, probes=probes,
+        data=data, data_kind=data_kind, traffic=traffic, reference=reference, model=model,
+        pubkey=pubkey, alpha=alpha, batch_size=batch_size, max_queries=max_queries,
+        tolerance=tolerance, stop_on_alarm=stop_on_alarm, require_receipts=require_receipts,
+        robustness=robustness, eps=eps, query_cap=query_cap, latency=latency, rate=rate,
+        duration=duration, timeout=timeout, seed=seed, out=out, html=html)
+    rep, summary = audit_and_record(
+        req, open_ledger, lambda total: progress("auditing", total, show_progress(as_json)))
 
     def human() -> None:
         from rich.markup import escape
@@ -297,7 +223,10 @@ def submit_cmd(
     auditor: Annotated[str, typer.Option("--auditor", help="URL of the auditor's inbox.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Forward a client's sampled (input, response, receipt) triples to an auditor."""
+    """Forward a client's sampled (input, response, receipt) triples to an auditor.
+
+    Example: mltrail audit submit samples.jsonl --auditor http://127.0.0.1:8010
+    """
     from mltrail.audit.traffic import read_submissions, submit
 
     res = submit(auditor, read_submissions(samples))
@@ -312,11 +241,15 @@ def submit_cmd(
 def inbox(
     services: Annotated[list[str], typer.Argument(help="Service artefact ids to accept.")],
     folder: Annotated[Path, typer.Option("--dir", help="Where accepted submissions go.")],
-    port: Annotated[int, typer.Option("--port")] = 8010,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port_file: Annotated[Path | None, typer.Option("--port-file")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 8010,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port_file: Annotated[Path | None, typer.Option("--port-file", help="Write the bound "
+                                                   "port here.")] = None,
 ) -> None:
-    """Serve the auditor's inbox for clients' submissions (keys from the ledger claims)."""
+    """Serve the auditor's inbox for clients' submissions (keys from the ledger claims).
+
+    Example: mltrail --as audrey audit inbox 0xabc... --dir inbox --port 8010
+    """
     from mltrail.audit.claims import load_claims
     from mltrail.audit.service import serve_forever
     from mltrail.audit.traffic import create_inbox_app
@@ -326,6 +259,9 @@ def inbox(
     with open_ledger() as led:
         for sid in services:
             lc = load_claims(led, sid)
+            if lc.claims.public_key is None:
+                raise InputError(f"service {sid} signs no receipts; its clients cannot "
+                                 "submit evidence")
             keys[lc.service_id] = (lc.claims.public_key, lc.claims.model_digest)
     serve_forever(create_inbox_app(folder, keys), host, port,
                   announce(f"audit inbox for {len(keys)} service(s)", host, port_file))

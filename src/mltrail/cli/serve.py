@@ -34,11 +34,19 @@ def serve_model(
     host: HostOpt = "127.0.0.1",
     key: Annotated[Path | None, typer.Option("--key", help="Ed25519 signing key (PEM); "
                                              "created if missing, ephemeral if omitted.")] = None,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1)] = 256,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most inputs per "
+                                           "request.")] = 256,
     threads: Annotated[int, typer.Option("--threads", min=1, help="Torch threads.")] = 1,
     port_file: PortFileOpt = None,
 ) -> None:
-    """Serve MODEL as the reference classification API with signed receipts."""
+    """Serve MODEL as a classification API with signed receipts, in two protocols.
+
+    mltrail's own API (GET /v1/model, POST /v1/classify) and the Open Inference Protocol
+    (KServe / Triton v2: GET /v2/models/NAME, POST /v2/models/NAME/infer, NAME being the
+    card's name; the receipt travels in the response parameters).
+
+    Example: mltrail serve-model model.safetensors --port 8000 --key supplier.pem
+    """
     import torch
 
     from mltrail.audit.models import load_model
@@ -66,7 +74,10 @@ def serve_proxy(
     host: HostOpt = "127.0.0.1",
     port_file: PortFileOpt = None,
 ) -> None:
-    """Run a provider in front of --upstream that may cheat (for tests and demos)."""
+    """Run a provider in front of --upstream that may cheat (for tests and demos).
+
+    Example: mltrail serve-proxy --upstream http://127.0.0.1:8000 --mode mix=0.1 --port 8001
+    """
     import numpy as np
     import torch
 

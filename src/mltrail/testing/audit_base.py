@@ -1,10 +1,13 @@
 """What every cheating supplier of :mod:`mltrail.testing` shares: one HTTP service.
 
 A cheating supplier holds the genuine model, a cheap substitute and the genuine
-receipt key, so its receipts always verify. A :class:`Cheat` decides, per request, which
-inputs get the genuine model, how long to stall, whether to refuse, and what
-``/v1/model`` advertises; this module turns that into a service (:func:`build_app`) and
-a process (:func:`main`, ``python -m mltrail.testing.audit_<name> MODEL --cheap-model
+receipt key, so its receipts always verify. It speaks mltrail's ``/v1`` API and the Open
+Inference Protocol's ``/v2`` routes, like ``serve-model``. A :class:`Cheat` decides, per
+request, which inputs get the genuine model, how long to stall, whether to refuse, and
+what ``/v1/model`` advertises (:meth:`Cheat.decide_oip` sees a v2 request's whole body,
+:meth:`Cheat.shape_oip` may rewrite a v2 answer, :meth:`Cheat.decide_tf` decides on a
+TF-Serving-style route); this module turns that into a service (:func:`build_app`) and a
+process (:func:`main`, ``python -m mltrail.testing.audit_<name> MODEL --cheap-model
 ... --port-file ...``). Nothing in the auditor imports from here.
 """
 
@@ -24,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from mltrail.audit import oip
 from mltrail.audit.models import ModelCard, predict
 from mltrail.audit.receipts import public_key_b64, sign_receipt
 from mltrail.audit.service import (
@@ -55,6 +59,23 @@ class Cheat:
     def decide(self, batch: np.ndarray, nonce: str | None, now: float) -> Decision:
         return Decision(np.ones(len(batch), dtype=bool))
 
+    def decide_oip(self, batch: np.ndarray, request: dict[str, Any], now: float) -> Decision:
+        """A v2 request (``request`` is its whole JSON body); by default as on ``/v1``."""
+        rid = request.get("id")
+        return self.decide(batch, rid if isinstance(rid, str) else None, now)
+
+    def shape_oip(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A v2 answer as sent (honest: unchanged)."""
+        return body
+
+    def decide_tf(self, batch: np.ndarray, request: dict[str, Any], now: float) -> Decision:
+        """A request on the TF-Serving-style route (an adapter's); by default as on /v1."""
+        return self.decide(batch, None, now)
+
+    def transform(self, probs: np.ndarray) -> np.ndarray:
+        """The probabilities as computed before signing (honest: unchanged)."""
+        return probs
+
     def note(self, audit_like: bool, n: int) -> None:
         self.log.append({"audit_like": audit_like, "n": n})
 
@@ -80,6 +101,32 @@ def build_app(cheat: Cheat, model: torch.nn.Module, card: ModelCard, digest: str
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    def answer(batch: np.ndarray, d: Decision, nonce: str) -> tuple[list[dict[str, Any]],
+                                                                   dict[str, Any]]:
+        probs = predict(model, batch)
+        if not d.genuine.all():
+            cheap_probs = predict(cheap, batch)
+            width = min(probs.shape[1], cheap_probs.shape[1])
+            probs = probs.copy()
+            probs[~d.genuine] = 0.0
+            probs[~d.genuine, :width] = cheap_probs[~d.genuine, :width]
+        outputs = outputs_of(cheat.transform(probs))
+        receipt = sign_receipt(key, model_digest=digest, batch=batch, outputs=outputs,
+                               nonce=nonce)
+        return outputs, receipt
+
+    @app.post("/v1/models/m:predict")
+    async def tf_predict(request: Request) -> JSONResponse:
+        payload = await read_json(request)
+        rows = payload.get("instances") if isinstance(payload, dict) else None
+        try:
+            batch = np.asarray(rows, dtype=np.float32).reshape((-1, *shape))
+        except (ValueError, TypeError):
+            return JSONResponse({"error": "bad request"}, status_code=400)
+        d = cheat.decide_tf(batch, payload, time.monotonic())
+        outputs, _ = answer(batch, d, "")
+        return JSONResponse({"predictions": [o["probs"] for o in outputs]})
+
     @app.post("/v1/classify", openapi_extra=classify_openapi(shape, max_batch))
     async def classify(request: Request) -> JSONResponse:
         batch, nonce = parse_classify(await read_json(request), shape, max_batch)
@@ -88,17 +135,30 @@ def build_app(cheat: Cheat, model: torch.nn.Module, card: ModelCard, digest: str
             await asyncio.sleep(d.delay_s)
         if d.refuse:
             return JSONResponse({"error": "service temporarily unavailable"}, status_code=503)
-        probs = predict(model, batch)
-        if not d.genuine.all():
-            cheap_probs = predict(cheap, batch)
-            width = min(probs.shape[1], cheap_probs.shape[1])
-            probs = probs.copy()
-            probs[~d.genuine] = 0.0
-            probs[~d.genuine, :width] = cheap_probs[~d.genuine, :width]
-        outputs = outputs_of(probs)
-        receipt = sign_receipt(key, model_digest=digest, batch=batch, outputs=outputs,
-                               nonce=nonce or "")
+        outputs, receipt = answer(batch, d, nonce or "")
         return JSONResponse({"model_digest": digest, "outputs": outputs, "receipt": receipt})
+
+    @app.get("/v2/models/{model_name}")
+    async def v2_metadata(model_name: str) -> JSONResponse:
+        if model_name != card.name:
+            return JSONResponse({"error": "unknown model"}, status_code=404)
+        return JSONResponse(oip.metadata(card.name, shape, card.classes).model_dump(
+            exclude_none=True))
+
+    @app.post("/v2/models/{model_name}/infer")
+    async def v2_infer(model_name: str, request: Request) -> JSONResponse:
+        if model_name != card.name:
+            return JSONResponse({"error": "unknown model"}, status_code=404)
+        payload = await read_json(request)
+        batch, rid, names = oip.parse_infer(payload, shape, max_batch)
+        d = cheat.decide_oip(batch, payload, time.monotonic())
+        if d.delay_s:
+            await asyncio.sleep(d.delay_s)
+        if d.refuse:
+            return JSONResponse({"error": "service temporarily unavailable"}, status_code=503)
+        outputs, receipt = answer(batch, d, rid or "")
+        body = oip.infer_response(card.name, rid, outputs, receipt, digest, names)
+        return JSONResponse(cheat.shape_oip(body))
 
     return app
 

@@ -1,0 +1,191 @@
+"""The auditor's clients for the protocols it speaks besides mltrail's own.
+
+Owns :class:`OIPClient` (the Open Inference Protocol, KServe / Triton v2 REST: model
+metadata, ``POST .../infer`` with the nonce as the request ``id``, outputs found by
+name, receipts read from the response ``parameters``), :class:`AdapterClient` (any JSON
+API described by an adapter file, :mod:`.adapter`) and :func:`open_target`, which picks
+the protocol. The protocol is chosen from the endpoint, never by probing it: a URL whose
+path is ``/v2/models/NAME`` (optionally ``/versions/V``) speaks v2, an adapter file
+means the adapter, anything else is mltrail's own API. Probing would send requests no
+ordinary client sends, which a provider could key on. It never judges answers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import ValidationError
+
+from mltrail.audit import oip
+from mltrail.audit.adapter import NONCE, AdapterSpec, fill, read_outputs
+from mltrail.audit.client import ServiceClient, Target, _first_error
+from mltrail.audit.wire import ServiceInfo
+from mltrail.errors import InputError
+
+OIP_PATH = re.compile(r"^(?P<base>.*?)(?P<model>/v2/models/[^/]+(?:/versions/[^/]+)?)/?$")
+ProtocolName = Literal["auto", "mltrail", "oip", "adapter"]
+FLOAT_TYPES = ("FP16", "FP32", "FP64", "BF16")
+PROB_NAMES = ("probs", "probabilities", "scores", "softmax", "output_probs")
+LABEL_NAMES = ("label", "labels", "class", "classes", "predicted_label")
+
+
+class OIPClient(Target):
+    """A client of one model behind the Open Inference Protocol (v2 REST)."""
+
+    protocol = "oip"
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        m = OIP_PATH.match(url.rstrip("/"))
+        if not m:
+            raise InputError(f"{url} is not an Open Inference Protocol model URL "
+                             "(.../v2/models/NAME)")
+        super().__init__(m["base"] or url, timeout)
+        self.endpoint = url.rstrip("/")
+        self.model_path = m["model"]
+        self.input_name, self.input_type = oip.INPUT, "FP32"
+        self.input_shape: list[int] | None = None
+        self.probs_name: str | None = None
+        self.label_name: str | None = None
+
+    def info(self) -> ServiceInfo:
+        """The model's v2 metadata, as far as the auditor can read it."""
+        data = self._get(self.model_path)
+        try:
+            meta = oip.ModelMetadata.model_validate(data)
+        except ValidationError as exc:
+            raise InputError(f"{self.endpoint} metadata is malformed: "
+                             f"{_first_error(exc)}") from exc
+        if len(meta.inputs) != 1:
+            raise InputError(f"{self.endpoint} takes {len(meta.inputs)} inputs; mltrail "
+                             "audits single-input classifiers")
+        t = meta.inputs[0]
+        self.input_name, self.input_type = t.name, t.datatype
+        dims = t.shape[1:]
+        self.input_shape = dims if dims and all(d > 0 for d in dims) else None
+        probs = [o for o in meta.outputs if o.datatype in FLOAT_TYPES and len(o.shape) == 2]
+        named = [o for o in probs if o.name.lower() in PROB_NAMES]
+        if not probs:
+            raise InputError(f"{self.endpoint} has no [batch, classes] float output")
+        pick = (named or probs)[0]
+        self.probs_name = pick.name
+        labels = [o for o in meta.outputs if o.name.lower() in LABEL_NAMES
+                  and o.datatype.startswith(("INT", "UINT")) and len(o.shape) == 1]
+        self.label_name = labels[0].name if labels else None
+        classes = pick.shape[1] if pick.shape[1] > 0 else None
+        return ServiceInfo(protocol="oip", name=meta.name, classes=classes,
+                           input_shape=self.input_shape)
+
+    def request_for(self, batch: np.ndarray, nonce: str) -> tuple[str, Any]:
+        shape = self.input_shape or list(batch.shape[1:])
+        arr = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(batch), -1)
+        data = arr.round().astype(np.int64).ravel().tolist() \
+            if self.input_type.startswith(("INT", "UINT")) else arr.ravel().tolist()
+        return self.model_path + "/infer", {"id": nonce, "inputs": [{
+            "name": self.input_name, "shape": [len(batch), *shape],
+            "datatype": self.input_type, "data": data}]}
+
+    def parse(self, data: Any, n: int, nonce: str) -> tuple[Any, Any, str | None]:
+        if not isinstance(data, dict) or not isinstance(data.get("outputs"), list):
+            raise ValueError("no outputs")
+        if data.get("id") != nonce:
+            raise ValueError("the response does not echo the request id")
+        by_name = {o.get("name"): o for o in data["outputs"] if isinstance(o, dict)}
+        t = by_name.get(self.probs_name or oip.PROBS)
+        if t is None:
+            raise ValueError(f"no output {self.probs_name or oip.PROBS!r}")
+        if t.get("datatype") not in FLOAT_TYPES:
+            raise ValueError(f"output {t.get('name')!r} is not a float tensor")
+        probs = _tensor(t, n)
+        if probs.ndim != 2:
+            raise ValueError("probabilities are not [batch, classes]")
+        lt = by_name.get(self.label_name) if self.label_name else None
+        if self.label_name is None and oip.LABEL in by_name:
+            lt = by_name[oip.LABEL]
+        if lt is not None:
+            labels = _tensor(lt, n).reshape(-1)
+            if len(labels) != n or not np.all(labels == np.round(labels)):
+                raise ValueError("labels are not one integer per input")
+            labs = [int(v) for v in labels]
+        else:
+            labs = [int(v) for v in probs.argmax(1)]
+        rows = _python_rows(t, n)
+        outputs = [{"label": labs[i], "probs": rows[i]} for i in range(n)]
+        params = data.get("parameters")
+        digest = params.get(oip.DIGEST_PARAM) if isinstance(params, dict) else None
+        return outputs, oip.receipt_of(params), digest if isinstance(digest, str) else None
+
+
+def _tensor(t: dict[str, Any], n: int) -> np.ndarray:
+    shape, values = t.get("shape"), t.get("data")
+    if not isinstance(shape, list) or not shape or shape[0] != n or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ValueError(f"output {t.get('name')!r} has shape {shape!r} for {n} inputs")
+    if not isinstance(values, list):
+        raise ValueError(f"output {t.get('name')!r} has no data")
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"output {t.get('name')!r} holds {arr.size} values for shape {shape}")
+    return arr.reshape(shape)
+
+
+def _python_rows(t: dict[str, Any], n: int) -> list[list[float]]:
+    """The probability rows as the JSON numbers received (receipts hash exactly those)."""
+    flat: list[Any] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, list):
+            for x in v:
+                walk(x)
+        else:
+            flat.append(v)
+
+    walk(t["data"])
+    width = len(flat) // n
+    return [[float(v) for v in flat[i * width:(i + 1) * width]] for i in range(n)]
+
+
+class AdapterClient(Target):
+    """A client of a JSON API described by an adapter file."""
+
+    protocol = "adapter"
+
+    def __init__(self, url: str, spec: AdapterSpec, timeout: float = 30.0) -> None:
+        super().__init__(url, timeout)
+        self.spec = spec
+        self.method = spec.request.method
+
+    def info(self) -> ServiceInfo:
+        """What the adapter file says (the API itself is not asked, except its health
+        path when the file names one)."""
+        if self.spec.health:
+            self._get(self.spec.health)
+        return ServiceInfo(protocol="adapter", name=self.spec.name, classes=self.spec.classes,
+                           input_shape=list(self.spec.input_shape),
+                           max_batch=self.spec.max_batch)
+
+    def request_for(self, batch: np.ndarray, nonce: str) -> tuple[str, Any]:
+        return self.spec.request.path, fill(self.spec, batch, nonce)[1]
+
+    def headers_for(self, nonce: str) -> dict[str, str]:
+        return {k: (nonce if v == NONCE else v) for k, v in self.spec.request.headers.items()}
+
+    def parse(self, data: Any, n: int, nonce: str) -> tuple[Any, Any, str | None]:
+        return read_outputs(self.spec, data, n)
+
+
+def open_target(url: str, *, protocol: ProtocolName = "auto",
+                adapter: AdapterSpec | None = None, timeout: float = 30.0) -> Target:
+    """The client for ``url``: v2 for ``.../v2/models/NAME``, the adapter when one is
+    given, mltrail's own API otherwise (``protocol`` overrides the choice)."""
+    if protocol == "auto":
+        protocol = "adapter" if adapter is not None else \
+            "oip" if OIP_PATH.match(url.rstrip("/")) else "mltrail"
+    if protocol == "adapter":
+        if adapter is None:
+            raise InputError("the adapter protocol needs an adapter file (--adapter)")
+        return AdapterClient(url, adapter, timeout)
+    if protocol == "oip":
+        return OIPClient(url, timeout)
+    return ServiceClient(url, timeout)
