@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -28,6 +28,7 @@ from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
+from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.pol.report import Check, Report, Segment
 from mltrail.reference import build_model
@@ -96,13 +97,14 @@ class Challenge:
         return asdict(self)
 
 
-def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, q: int = 1,
+def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   r: int | None = None, miss_rate: float = DEFAULT_MISS_RATE,
                   forged: float = DEFAULT_FORGED, threshold: float | None = None,
                   seed: int | None = None, challenge: Challenge | None = None,
                   prior_rejections: Sequence[str] = (), expected_model: str | None = None,
                   ledger: Ledger | None = None, device: str = "cpu",
-                  progress: Callable[[int], None] | None = None) -> Report:
+                  progress: Callable[[int], None] | None = None,
+                  code_paths: Sequence[str] = (), timeout: float | None = None) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
     ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
@@ -112,6 +114,12 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
     stop at the first failure. Returns a report whose verdict is ``accepted`` only if
     every check passes; raises :class:`~mltrail.errors.InputError` only when the bundle
     cannot be read at all.
+
+    ``data`` is ``(x, y)`` for the reference task. For a proof recorded from a user's own
+    loop (:class:`~mltrail.pol.loop.LoopRecorder`) it is a data file or folder, a mapping
+    of named tensors, ``(x, y)`` or a tensor dataset; ``code_paths`` are the folders where
+    the prover's pinned code is found, and the replay runs it in a separate process
+    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most.
     """
     t0 = time.perf_counter()
     folder = Path(bundle)
@@ -128,6 +136,17 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
                  verifier_seed=challenge.seed, challenge=challenge.as_dict(),
                  prior_rejections=list(prior_rejections),
                  torch_threads=torch.get_num_threads(), device=device)
+    if isinstance(man.header.training, LoopSpec):
+        from mltrail.pol.loopverify import verify_loop
+
+        verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
+                    threshold=thr, code_paths=code_paths, ledger=ledger,
+                    expected_model=expected_model, device=device, timeout=timeout,
+                    progress=progress)
+        rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
+            and rep.checks[-1].name == "replay" else "rejected"
+        rep.total_seconds = time.perf_counter() - t0
+        return rep
     x, y = data
 
     def run(*steps: Callable[[], Check]) -> bool:
