@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import random
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -65,7 +66,10 @@ def import_ref(ref: CodeRef, paths: Sequence[str]) -> Any:
 class Code:
     """Every callable of a spec, imported once (digests checked)."""
 
-    def __init__(self, spec: LoopSpec, paths: Sequence[str]) -> None:
+    def __init__(self, spec: LoopSpec, paths: Sequence[str], fresh: bool = False) -> None:
+        if fresh:  # forget module-level state the prover's code kept (counters, caches)
+            for ref in spec.refs():
+                sys.modules.pop(ref.module, None)
         self.factory: Callable[..., nn.Module] = import_ref(spec.model, paths)
         self.loss: Callable[..., torch.Tensor] = import_ref(spec.loss, paths)
         self.transform: Callable[[torch.Tensor], torch.Tensor] | None = (
@@ -374,9 +378,17 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
                                int(job.get("prior", 0)))
     out["rule"] = rule
     device = str(job.get("device", "cpu"))
-    for i, why in chosen:
+    # each segment from freshly imported code, in an order the prover cannot know: state
+    # the code keeps between calls (a counter, a cache) is not in any checkpoint, so a
+    # replay that starts mid-run must not inherit it from the segment replayed before
+    order = list(chosen)
+    random.Random(int(job["seed"])).shuffle(order)
+    results: dict[int, dict[str, Any]] = {}
+    for i, why in order:
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         try:
+            code = Code(spec, job.get("code_paths", []), fresh=True)
+            dataset = rebind(dataset, code)
             mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
                                      cks[i + 1].step, device)
         except Exception as exc:  # the prover's code: anything can go wrong
@@ -388,12 +400,22 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
             o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
             oerr = relative_error(orr, o0z, o1)[0] if o1 or orr else None
         ok = err <= thr and (oerr is None or oerr <= optim_threshold(thr))
-        out["segments"].append({"index": i, "epoch": spec.epoch_of(cks[i].step),
+        results[i] = ({"index": i, "epoch": spec.epoch_of(cks[i].step),
                                 "start_step": cks[i].step, "end_step": cks[i + 1].step,
                                 "chosen": why, "update_norm": score[i],
                                 "error": err if math.isfinite(err) else 1e300,
                                 "optim_error": oerr, "cosine": cos, "ok": ok})
+    out["segments"] = [results[i] for i, _ in chosen]
     return out
+
+
+def rebind(dataset: Any, code: Code) -> Any:
+    """Point a rebuilt dataset at freshly imported code (its bytes stay checked)."""
+    if hasattr(dataset, "_fn"):
+        dataset._fn = code.transform
+    if hasattr(dataset, "_load") and code.load is not None:
+        dataset._load = code.load
+    return dataset
 
 
 def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from mltrail.pol.bundle import Manifest, data_commitment
 from mltrail.pol.recorder import ProofRecorder
 from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.reference import build_model, init_bounds, init_weights
-from mltrail.testing.pol_forgeries import forge_bundle, load_states
+from mltrail.testing.pol_forgeries import _source, forge_bundle, load_states
 
 State = dict[str, torch.Tensor]
 
@@ -119,7 +119,7 @@ def small_update_fakes(out: str | Path, honest: str | Path, count: int, seed: in
         states[c] = ({k: (a[0][k] + b[0][k]) / 2 if a[0][k].is_floating_point() else b[0][k]
                       for k in a[0]},
                      {k: (a[1].get(k, torch.zeros_like(v)) + v) / 2 for k, v in b[1].items()})
-    return forge_bundle(out, man.header, states), sorted(picked)
+    return forge_bundle(out, man.header, states, source=_source(man, honest)), sorted(picked)
 
 
 def forged_segment(out: str | Path, honest: str | Path, x: torch.Tensor, y: torch.Tensor,
