@@ -65,7 +65,10 @@ def _arch(spec: str) -> dict[str, Any]:
 @app.command("data")
 def data_cmd(out: Annotated[Path, typer.Argument(help="Where to write the data file.")],
              as_json: JsonOpt = False) -> None:
-    """Write the reference digits training split as a data file (x, y safetensors)."""
+    """Write the reference digits training split as a data file (x, y safetensors).
+
+    Example: mltrail pol data digits.safetensors
+    """
     from mltrail.pol.datafile import load_data, save_data
 
     x, y = load_data("digits")
@@ -80,11 +83,12 @@ def train(
     data: DataOpt = "digits",
     arch: Annotated[str, typer.Option("--arch", help="cnn, mlp, resnet20 or a JSON spec.")] = "cnn",
     optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adam.")] = "sgd",
-    lr: Annotated[float, typer.Option("--lr")] = 0.05,
-    momentum: Annotated[float, typer.Option("--momentum")] = 0.9,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 0.05,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum.")] = 0.9,
     schedule: Annotated[str, typer.Option("--schedule", help="constant or cosine.")] = "constant",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per "
+                                            "step.")] = 32,
     k: Annotated[int, typer.Option("--k", min=1, help="Checkpoint every k steps.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Init seed (data order: seed+1).")] = 0,
     no_init_seed: Annotated[bool, typer.Option(
@@ -96,7 +100,13 @@ def train(
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model under the Proof-of-Learning recorder; anchor and register it."""
+    """Train a reference model under the Proof-of-Learning recorder; anchor and register it.
+
+    To record your own PyTorch loop instead, use mltrail.record_loop from Python
+    (docs/pol-your-loop.md).
+
+    Example: mltrail pol train proof --arch cnn --epochs 2 --k 10
+    """
     from mltrail.pol.bundle import data_commitment
     from mltrail.pol.datafile import load_data
     from mltrail.pol.recorder import record_training
@@ -203,10 +213,24 @@ def verify(
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
                                              "segment seed (overrides the challenge).")] = None,
     device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
+    code: Annotated[list[Path] | None, typer.Option(
+        "--code", help="A user-loop proof: a folder holding the prover's pinned code "
+        "(repeatable); it runs in a separate process after its digests are checked.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="A user-loop proof: stop the replay process after this "
+        "many seconds (rejected).")] = None,
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a proof by partial replay. Exit 0: accepted; 1: rejected."""
+    """Verify a proof by partial replay. Exit 0: accepted; 1: rejected.
+
+    A proof recorded from your own loop (mltrail.record_loop) names its model factory,
+    loss and transform by import path; give the folder of that code with --code. Its
+    source digests are checked before it is imported, and the replay runs it in a
+    separate process.
+
+    Example: mltrail pol verify proof --data train.safetensors --code src
+    """
     from mltrail.pol.verifier import verify_bundle
 
     _threads(threads)
@@ -234,9 +258,19 @@ def verify(
             challenge, prior = public_challenge(led, art.id, delay=delay,
                                                 secret=_secret(secret))
         assert bundle is not None
-        x, y = _data_for(data, bundle, led)
+        from mltrail.pol.bundle import read_manifest
+        from mltrail.pol.loopspec import LoopSpec
+
+        given: Any
+        if isinstance(read_manifest(bundle).header.training, LoopSpec):
+            from mltrail.pol.loopverify import loop_data_location
+
+            given = loop_data_location(bundle, data, led)
+        else:
+            given = _data_for(data, bundle, led)
         with progress("replaying", None, show_progress(as_json)) as advance:
-            rep = verify_bundle(bundle, (x, y), q=q, r=random_r, miss_rate=miss_rate,
+            rep = verify_bundle(bundle, given, code_paths=[str(c) for c in code or []],
+                                timeout=timeout, q=q, r=random_r, miss_rate=miss_rate,
                                 forged=forged, threshold=threshold, seed=seed,
                                 challenge=challenge, prior_rejections=prior,
                                 expected_model=expected, ledger=led, device=device,
@@ -329,12 +363,16 @@ def dispute(
     model_id: Annotated[str, typer.Argument(help="A model artefact (any claimant's).")],
     data: Annotated[str, typer.Option("--data", help="The training data the proofs commit "
                                       "to: a data file, or 'digits'.")],
-    q: Annotated[int, typer.Option("--q", min=0)] = 1,
-    random_r: Annotated[int, typer.Option("--random", min=0)] = 1,
+    q: Annotated[int, typer.Option("--q", min=0, help="Top segments per epoch.")] = 1,
+    random_r: Annotated[int, typer.Option("--random", min=0, help="Random segments per "
+                                          "proof.")] = 1,
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Settle who trained a model: every claimant of its digest, by validity then chronology."""
+    """Settle who trained a model: every claimant of its digest, by validity then chronology.
+
+    Example: mltrail pol dispute 0x1234abcd --data digits
+    """
     from mltrail.pol.datafile import load_data
     from mltrail.pol.dispute import claims_on_ledger, settle
 
@@ -354,10 +392,15 @@ def dispute(
 
 @app.command()
 def publish(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
-            name: Annotated[str, typer.Option("--name")] = "pol-model",
-            parent: Annotated[list[str] | None, typer.Option("--parent", "-p")] = None,
+            name: Annotated[str, typer.Option("--name", help="Model name on the ledger.")]
+            = "pol-model",
+            parent: Annotated[list[str] | None, typer.Option(
+                "--parent", "-p", help="A parent artefact (the dataset); repeatable.")] = None,
             as_json: JsonOpt = False) -> None:
-    """Register the model a bundle proves (its final weights) and mark it trained."""
+    """Register the model a bundle proves (its final weights) and mark it trained.
+
+    Example: mltrail pol publish proof --name my-model --parent 0x1234abcd
+    """
     from mltrail.pol.onchain import publish_model
 
     with open_ledger() as led:
@@ -370,7 +413,10 @@ def publish(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
 @app.command()
 def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
             as_json: JsonOpt = False) -> None:
-    """Show what a proof bundle claims (no verification)."""
+    """Show what a proof bundle claims (no verification).
+
+    Example: mltrail pol inspect proof --json
+    """
     from mltrail.pol.bundle import read_manifest
 
     man = read_manifest(bundle)
@@ -388,7 +434,10 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
 def pack(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
          out: Annotated[Path, typer.Argument(help="Where to write the .tar.")],
          as_json: JsonOpt = False) -> None:
-    """Pack a bundle folder into one deterministic tar (what the content store keeps)."""
+    """Pack a bundle folder into one deterministic tar (what the content store keeps).
+
+    Example: mltrail pol pack proof proof.tar
+    """
     from mltrail._fs import atomic_write
     from mltrail.pol.bundle import pack as pack_bundle
     from mltrail.provenance.digest import digest_bytes
@@ -403,7 +452,10 @@ def pack(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
 def unpack(archive: Annotated[Path, typer.Argument(help="A packed bundle (.tar).")],
            out: Annotated[Path, typer.Argument(help="New folder for the bundle.")],
            as_json: JsonOpt = False) -> None:
-    """Unpack a packed bundle into a folder."""
+    """Unpack a packed bundle into a folder.
+
+    Example: mltrail pol unpack proof.tar proof-copy
+    """
     from mltrail.pol.bundle import unpack as unpack_bundle
 
     if not archive.is_file():
@@ -421,15 +473,45 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
               device: Annotated[str | None, typer.Option("--device", help="Also replay on "
                                                          "this device (e.g. cuda).")] = None,
               out: Annotated[Path | None, typer.Option("--out", help="Write the JSON.")] = None,
+              bundle: Annotated[list[Path] | None, typer.Option(
+                  "--bundle", help="Calibrate on your own set-up: honest proofs recorded "
+                  "from your loop (repeatable) instead of the reference task.")] = None,
+              data: Annotated[str | None, typer.Option(
+                  "--data", help="With --bundle: the data those proofs commit to (a file, "
+                  "a folder, or a dataset artefact).")] = None,
+              code: Annotated[list[Path] | None, typer.Option(
+                  "--code", help="With --bundle: a folder holding the pinned code "
+                  "(repeatable).")] = None,
               as_json: JsonOpt = False) -> None:
-    """Measure honest replay noise on the reference task and derive the threshold."""
+    """Measure honest replay noise and derive the replay thresholds.
+
+    Without --bundle, on the reference task (the numbers behind the defaults). With
+    --bundle, on proofs of your own loop: every segment is replayed under two threads and
+    in float64 (and on --device), so thresholds are calibrated for your regime; pass the
+    result to verify --threshold.
+
+    Example: mltrail pol calibrate --bundle proof --data train.safetensors --code src
+    """
     from mltrail._fs import atomic_write
     from mltrail.pol.calibration import calibrate as run_calibration
-    from mltrail.pol.calibration import reference_runs
+    from mltrail.pol.calibration import calibrate_loop, reference_runs
     from mltrail.pol.datafile import load_data
 
-    runs = reference_runs(1)[:2] if quick else reference_runs()
-    res = run_calibration(load_data("digits"), runs, device=device)
+    if bundle:
+        from mltrail.pol.loopverify import loop_data_location
+
+        led = open_ledger() if data is not None and not Path(data).exists() and \
+            _home_or_none() is not None else None
+        try:
+            where = loop_data_location(bundle[0], data, led)
+        finally:
+            if led is not None:
+                led.close()
+        res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
+                             device=device)
+    else:
+        runs = reference_runs(1)[:2] if quick else reference_runs()
+        res = run_calibration(load_data("digits"), runs, device=device)
     if out is not None:
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "
@@ -442,7 +524,10 @@ def forge(honest: Annotated[Path, typer.Argument(help="An honest bundle to steal
           out: Annotated[Path, typer.Argument(help="Where to write the forgery.")],
           how: Annotated[str, typer.Option("--how", help="interpolate, zero-lr or copy.")]
           = "interpolate", as_json: JsonOpt = False) -> None:
-    """(Demo/test only.) Forge a proof for someone else's model."""
+    """Forge a proof for someone else's model (demo and tests only).
+
+    Example: mltrail pol forge proof forged --how interpolate
+    """
     from mltrail.pol.bundle import read_manifest
     from mltrail.testing import pol_forgeries as attacks
 

@@ -289,3 +289,32 @@ def measure_loop(bundle: str | Path, data: LoopDataArg, *, code_paths: Sequence[
     if "error" in result:
         raise InputError(f"calibration replay failed: {result['error']}")
     return [(float(a), float(b)) for a, b in result["errors"]]
+
+
+def loop_data_location(bundle: str | Path, data: str | None, ledger: Ledger | None
+                       ) -> str:
+    """Where a verifier finds a loop proof's data: ``data`` when it is a file or folder;
+    else (with a ledger) the file or folder that the dataset artefact ``data`` names — or,
+    with no ``data``, the artefact registered with the proof's data digest — when it
+    holds exactly the committed bytes."""
+    from mltrail.pol.bundle import read_manifest
+    from mltrail.pol.onchain import find_dataset, metadata
+    from mltrail.provenance.digest import digest_path
+
+    if data is not None and Path(data).exists():
+        return data
+    spec = read_manifest(bundle).header.training
+    if not isinstance(spec, LoopSpec):
+        raise InputError(f"{bundle} is not a proof of a user loop")
+    want = spec.data.digest
+    if ledger is None:
+        raise InputError("--data is required: the file or folder the proof's loop consumed"
+                         if data is None else f"no such data file or folder: {data}")
+    art = ledger.artefact(data) if data is not None else find_dataset(ledger, want)
+    path = metadata(ledger, art).get("path") if art is not None else None
+    if not path or not Path(str(path)).exists():
+        raise InputError(f"no file or folder on this machine holds the proof's data "
+                         f"{want[:19]}… (give --data)")
+    if art is not None and art.content_digest != want and digest_path(str(path)) != want:
+        raise InputError(f"dataset {art.id[:10]}… is not the data this proof committed to")
+    return str(path)
