@@ -28,6 +28,10 @@ _EXPORTS: dict[str, str] = {
     # Proof-of-Learning
     "ProofRecorder": "mltrail.pol.recorder",
     "record_training": "mltrail.pol.recorder",
+    "record_loop": "mltrail.pol.loop",
+    "LoopRecorder": "mltrail.pol.loop",
+    "ArrayDataset": "mltrail.pol.loopdata",
+    "FolderDataset": "mltrail.pol.loopdata",
     "verify_bundle": "mltrail.pol.verifier",
     "publish_model": "mltrail.pol.onchain",
     "record_pol_verdict": "mltrail.pol.onchain:record_verdict",
@@ -49,10 +53,13 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "ArrayDataset",
     "AuditConfig",
+    "FolderDataset",
     "InputError",
     "Ledger",
     "LedgerError",
+    "LoopRecorder",
     "MltrailError",
     "NetworkError",
     "ProofRecorder",
@@ -66,6 +73,7 @@ __all__ = [
     "load_claims",
     "publish_model",
     "record_audit_verdict",
+    "record_loop",
     "record_pol_verdict",
     "record_training",
     "register_path",
@@ -109,6 +117,8 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from mltrail.ledger.setup import init_home
     from mltrail.pol.onchain import publish_model
     from mltrail.pol.onchain import record_verdict as record_pol_verdict
+    from mltrail.pol.loop import LoopRecorder, record_loop
+    from mltrail.pol.loopdata import ArrayDataset, FolderDataset
     from mltrail.pol.recorder import ProofRecorder, record_training
     from mltrail.pol.verifier import verify_bundle
     from mltrail.provenance.artefacts import register_path

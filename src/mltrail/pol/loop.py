@@ -184,6 +184,11 @@ class LoopRecorder:
         if use_rng and loader.num_workers > 0:
             raise InputError("a loop that draws random numbers must load on the main process "
                              "(num_workers=0) to be replayed")
+        from torch.utils.data import default_collate
+
+        if loader.collate_fn is not default_collate:
+            raise InputError("the replay rebuilds batches with torch's default_collate; a "
+                             "custom collate_fn belongs in the dataset or the loss")
         if loader.batch_sampler is None:
             raise InputError("the loader needs a batch size (batch_size=None is not a loop)")
         data, transform = commit(loader.dataset, paths)

@@ -318,7 +318,6 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     """The child's part of verifying a loop proof (see the module doc); JSON out."""
     from mltrail.pol.bundle import read_manifest
     from mltrail.pol.limits import MAX_PARAMS
-    from mltrail.pol.loop import scheduler_state
     from mltrail.pol.verifier import optim_threshold, plan, relative_error
 
     folder = Path(job["bundle"])
@@ -331,11 +330,11 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     try:
         code = Code(spec, job.get("code_paths", []))
         dataset = build_dataset(spec, code, job.get("data"))
-        states, batches, rng, scheds = read_bundle(folder, spec, man, code, MAX_PARAMS)
+        states, batches, rng, _ = read_bundle(folder, spec, man, code, MAX_PARAMS)
     except MltrailError as exc:
-        checks.append(_check("files", False, exc.message))
+        checks.append(_check("tensors", False, exc.message))
         return out
-    checks.append(_check("files", True, f"{len(states)} checkpoints fit {spec.model.ref}; "
+    checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {spec.model.ref}; "
                          f"{len(batches)} steps of batch indices inside the committed data"))
     seed = man.header.init.seed
     if states[0][1]:
@@ -356,21 +355,6 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
         out["init_origin"] = "seed"
         checks.append(_check("init", True, f"initial weights are exactly {spec.model.ref}() "
                              f"after torch.manual_seed({seed}), a seed the prover chose"))
-    if spec.scheduler is not None:
-        with torch.random.fork_rng(devices=[]):
-            twin = code.model()
-        sched = build_scheduler(spec, build_optimizer(spec, twin))
-        pos = 0
-        for c, recorded in zip(man.checkpoints(), scheds, strict=True):
-            want = scheduler_position(spec, c.step, at_checkpoint=True)
-            advance(sched, want - pos)
-            pos = want
-            if recorded != json.loads(json.dumps(scheduler_state(sched))):
-                checks.append(_check("scheduler", False, f"the scheduler state at step "
-                                     f"{c.step} is not what {spec.scheduler.name} gives"))
-                return out
-        checks.append(_check("scheduler", True, f"{len(scheds)} scheduler states are "
-                             f"{spec.scheduler.name} stepped every {spec.scheduler.every}"))
     thr = float(job["threshold"])
     cks = man.checkpoints()
     chosen, score, rule = plan(man, states, int(job["q"]), job.get("r"),

@@ -59,7 +59,7 @@ def bounds(man: Manifest, spec: LoopSpec) -> Check:
 def hyperparameters(spec: LoopSpec) -> Check:
     """Optimizer and scheduler are torch's own classes, rates plausible, and the
     schedule (run on dummy parameters) keeps every group's rate positive and finite."""
-    from mltrail.pol.loopreplay import advance, build_optimizer, build_scheduler
+    from mltrail.pol.loopreplay import advance
 
     problems = []
     for n, g in enumerate(spec.optimizer.groups):
@@ -79,16 +79,8 @@ def hyperparameters(spec: LoopSpec) -> Check:
             problems.append(f"group {n}: maximize=True is not learning")
     if problems:
         return Check(name="hyperparameters", ok=False, detail="; ".join(problems))
-    dummy = torch.nn.Module()
-    for n, g in enumerate(spec.optimizer.groups):
-        for i, name in enumerate(g.params):
-            dummy.register_parameter(f"p{n}_{i}", torch.nn.Parameter(torch.zeros(1)))
-    renamed = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(update={
-        "groups": [g.model_copy(update={"params": [f"p{n}_{i}" for i in range(len(g.params))]})
-                   for n, g in enumerate(spec.optimizer.groups)]})})
     try:
-        opt = build_optimizer(renamed, dummy)
-        sched = build_scheduler(renamed, opt)
+        opt, sched = _dummy(spec)
         low = min(g["lr"] for g in opt.param_groups)
         if sched is not None:
             positions = spec.total_steps if spec.scheduler is None or \
@@ -108,6 +100,59 @@ def hyperparameters(spec: LoopSpec) -> Check:
                  detail=f"{spec.optimizer.name} with {len(spec.optimizer.groups)} parameter "
                         f"groups, scheduler {spec.scheduler.name if spec.scheduler else 'none'}"
                         f", lowest rate {low:.3g}")
+
+
+def _dummy(spec: LoopSpec) -> tuple[torch.optim.Optimizer, Any]:
+    """The spec's optimizer and scheduler over one-element stand-ins for its parameters
+    (the schedule depends on nothing else)."""
+    from mltrail.pol.loopreplay import build_optimizer, build_scheduler
+
+    dummy = torch.nn.Module()
+    for n, g in enumerate(spec.optimizer.groups):
+        for i, _ in enumerate(g.params):
+            dummy.register_parameter(f"p{n}_{i}", torch.nn.Parameter(torch.zeros(1)))
+    renamed = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(update={
+        "groups": [g.model_copy(update={"params": [f"p{n}_{i}" for i in range(len(g.params))]})
+                   for n, g in enumerate(spec.optimizer.groups)]})})
+    opt = build_optimizer(renamed, dummy)
+    return opt, build_scheduler(renamed, opt)
+
+
+def scheduler_states(folder: Path, man: Manifest, spec: LoopSpec) -> Check:
+    """Each checkpoint's scheduler state is what the declared scheduler gives at that
+    step (recomputed here, on stand-in parameters, without the prover's code)."""
+    from mltrail.pol.bundle import bundle_path
+    from mltrail.pol.loop import scheduler_state
+    from mltrail.pol.loopreplay import advance, scheduler_position
+
+    if spec.scheduler is None:
+        if any("sched" in c.files for c in man.checkpoints()):
+            return Check(name="scheduler", ok=False,
+                         detail="checkpoints hold scheduler state but no scheduler is declared")
+        return Check(name="scheduler", ok=True, detail="no scheduler declared")
+    try:
+        _, sched = _dummy(spec)
+    except MltrailError as exc:
+        return Check(name="scheduler", ok=False, detail=exc.message)
+    pos = 0
+    for c in man.checkpoints():
+        if "sched" not in c.files:
+            return Check(name="scheduler", ok=False,
+                         detail=f"the checkpoint at step {c.step} has no scheduler state")
+        want = scheduler_position(spec, c.step, at_checkpoint=True)
+        advance(sched, want - pos)
+        pos = want
+        try:
+            recorded = json.loads(bundle_path(folder, c.files["sched"]).read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            recorded = None
+        if recorded != json.loads(json.dumps(scheduler_state(sched))):
+            return Check(name="scheduler", ok=False,
+                         detail=f"the scheduler state at step {c.step} is not what "
+                                f"{spec.scheduler.name} gives")
+    return Check(name="scheduler", ok=True,
+                 detail=f"{len(man.checkpoints())} scheduler states are {spec.scheduler.name} "
+                        f"stepped every {spec.scheduler.every}")
 
 
 def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, str | None]:
@@ -167,6 +212,34 @@ def code_digests(spec: LoopSpec, paths: Sequence[str]) -> Check:
     return Check(name="code", ok=True,
                  detail=f"{len(spec.refs())} pinned modules match their digests "
                         f"({', '.join(sorted({r.module for r in spec.refs()}))})")
+
+
+def file_digests(folder: Path, man: Manifest) -> Check:
+    """Every file the records name is inside the bundle and has its digest, checked
+    before any of the prover's code runs (sizes bounded by the manifest limit each)."""
+    from mltrail.errors import VerificationError
+    from mltrail.pol.bundle import bundle_path
+    from mltrail.pol.limits import MAX_PARAMS
+    from mltrail.provenance.digest import digest_file
+
+    limit = 16 * MAX_PARAMS + (1 << 20)
+    n = 0
+    try:
+        for rec in man.records:
+            if set(rec.files) != set(rec.digests):
+                raise VerificationError(f"record {rec.seq} names files without digests")
+            for role, rel in rec.files.items():
+                path = bundle_path(folder, rel)
+                if path.stat().st_size > limit:
+                    raise VerificationError(f"bundle file {rel} is larger than any model")
+                if digest_file(path) != rec.digests[role]:
+                    raise VerificationError(f"bundle file {rel} does not match its digest in "
+                                            "the manifest")
+                n += 1
+    except VerificationError as exc:
+        return Check(name="files", ok=False, detail=exc.message)
+    return Check(name="files", ok=True, detail=f"{n} files inside the bundle match their "
+                                               "digests")
 
 
 def child_env() -> dict[str, str]:
@@ -231,7 +304,9 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                  lambda: code_digests(spec, paths))
         if ok:
             anchor_check, rep.anchors = checks.anchors(man, ledger)
-            ok = run(lambda: anchor_check, lambda: checks.final(man, expected_model))
+            ok = run(lambda: anchor_check, lambda: checks.final(man, expected_model),
+                     lambda: file_digests(folder, man),
+                     lambda: scheduler_states(folder, man, spec))
         if not ok:
             return
         job = {"bundle": str(folder.resolve()), "data": where[0], "code_paths": paths,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mltrail._fs import atomic_write
 from mltrail.pol.bundle import (
     Anchor,
     Header,
@@ -32,7 +33,6 @@ from mltrail.pol.bundle import (
     save_tensors,
     write_manifest,
 )
-from mltrail._fs import atomic_write
 from mltrail.pol.checks import expected_layout
 from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec
