@@ -115,10 +115,10 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from mltrail.ledger.check import check as check_ledger
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.setup import init_home
-    from mltrail.pol.onchain import publish_model
-    from mltrail.pol.onchain import record_verdict as record_pol_verdict
     from mltrail.pol.loop import LoopRecorder, record_loop
     from mltrail.pol.loopdata import ArrayDataset, FolderDataset
+    from mltrail.pol.onchain import publish_model
+    from mltrail.pol.onchain import record_verdict as record_pol_verdict
     from mltrail.pol.recorder import ProofRecorder, record_training
     from mltrail.pol.verifier import verify_bundle
     from mltrail.provenance.artefacts import register_path

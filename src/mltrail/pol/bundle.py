@@ -94,6 +94,20 @@ class Header(_Strict):
     anchor_artefact: str | None = None
     note: str | None = None
 
+    @property
+    def ref_training(self) -> TrainingSpec:
+        """The spec of a reference-task proof (an error for a user loop's proof)."""
+        if not isinstance(self.training, TrainingSpec):
+            raise InputError("this is a proof of a user's own loop, not of the reference task")
+        return self.training
+
+    @property
+    def ref_data(self) -> DataCommitment:
+        """The data commitment of a reference-task proof."""
+        if not isinstance(self.data, DataCommitment):
+            raise InputError("this is a proof of a user's own loop, not of the reference task")
+        return self.data
+
 
 class Record(_Strict):
     """One link of the chain: a checkpoint, or the batch indices of an epoch."""

@@ -63,7 +63,7 @@ def measure(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, thre
         out = []
         for i in range(len(cks) - 1):
             (m0, o0), (m1, o1) = states[i], states[i + 1]
-            mr, orr = _replay(man.header.training, m0, o0, data[0], data[1], cks[i].step,
+            mr, orr = _replay(man.header.ref_training, m0, o0, data[0], data[1], cks[i].step,
                               cks[i + 1].step, dtype, device)
             o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
             out.append((relative_error(mr, m0, m1)[0],

@@ -150,12 +150,12 @@ class _Tracked:
     def __len__(self) -> int:
         return len(self.inner)  # type: ignore[arg-type]
 
-    def __iter__(self) -> Iterator[Sequence[int]]:
+    def __iter__(self) -> Iterator[list[int]]:
         for batch in self.inner:
             idx = [int(i) for i in batch]
             rng = torch.get_rng_state() if self.rec.spec.rng else None
             self.rec._queue.append((idx, rng))
-            yield batch
+            yield idx
 
 
 class LoopRecorder:

@@ -58,6 +58,14 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, ...]]):
         elif transform is not None:
             self._fn = transform
 
+    @classmethod
+    def of(cls, tensors: Mapping[str, torch.Tensor],
+           transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ArrayDataset:
+        """A dataset over ``tensors`` (in their order) with an already imported transform."""
+        ds = cls(None, **tensors)
+        ds._fn = transform
+        return ds
+
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
 

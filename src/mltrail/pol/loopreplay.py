@@ -20,7 +20,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -103,7 +103,8 @@ def build_optimizer(spec: LoopSpec, model: nn.Module) -> torch.optim.Optimizer:
             opts["betas"] = tuple(opts["betas"])
         groups.append({"params": [params[n] for n in g.params], **opts})
     try:
-        return cls(groups)  # type: ignore[no-any-return]
+        make = cast(Callable[..., torch.optim.Optimizer], cls)
+        return make(groups)
     except (TypeError, ValueError, KeyError) as exc:
         raise InputError(f"{spec.optimizer.name} cannot be built from the manifest: {exc}"
                          ) from exc
@@ -158,9 +159,7 @@ def build_dataset(spec: LoopSpec, code: Code, location: str | None,
         why = check_tensors(spec.data, t)
         if why:
             raise VerificationError(why)
-        ds = ArrayDataset(**{n: t[n] for n in spec.data.names})
-        ds._fn = code.transform
-        return ds
+        return ArrayDataset.of({n: t[n] for n in spec.data.names}, code.transform)
     if location is None or not Path(location).is_dir():
         raise InputError("this proof's data is a folder of files: give the folder")
     digest, _ = folder_digest(Path(location))
@@ -288,8 +287,8 @@ def read_bundle(folder: Path, spec: LoopSpec, man: Any, code: Code, max_params: 
     batches: dict[int, list[int]] = {}
     rng: dict[int, torch.Tensor] = {}
     for rec in man.epoch_records():
-        t = load_tensors(folder, rec.files["indices"], rec.digests["indices"])
-        flat, sizes = t.get("indices"), t.get("sizes")
+        got = load_tensors(folder, rec.files["indices"], rec.digests["indices"])
+        flat, sizes = got.get("indices"), got.get("sizes")
         if flat is None or sizes is None or len(sizes) != spec.steps_per_epoch or \
                 int(sizes.sum()) != len(flat) or (len(flat) and (
                     int(flat.min()) < 0 or int(flat.max()) >= spec.n_samples)) or \
@@ -302,7 +301,7 @@ def read_bundle(folder: Path, spec: LoopSpec, man: Any, code: Code, max_params: 
             batches[first + j] = flat[pos:pos + size].tolist()
             pos += size
         if spec.rng:
-            r = t.get("rng")
+            r = got.get("rng")
             if r is None or r.dtype != torch.uint8 or len(r) != spec.steps_per_epoch:
                 raise VerificationError(f"epoch {rec.epoch}: RNG states missing")
             for j in range(spec.steps_per_epoch):

@@ -321,7 +321,7 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                                  f"{result['error']}"))
         return
     for c in result["checks"]:
-        if not run(lambda c=c: Check(**c)):
+        if not run(_const(Check(**c))):
             return
     rep.init_origin = result.get("init_origin")
     rep.r_rule = result.get("rule", {})
@@ -339,6 +339,10 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
             f"#{s.index} (steps {s.start_step}-{s.end_step}, {s.chosen}) error {s.error:.3g}"
             + (f", optimizer state error {s.optim_error:.3g}" if s.optim_error is not None
                else "") for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
+
+
+def _const(check: Check) -> Callable[[], Check]:
+    return lambda: check
 
 
 def measure_loop(bundle: str | Path, data: LoopDataArg, *, code_paths: Sequence[str] = (),

@@ -158,14 +158,14 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                 return False
         return True
 
-    spec = man.header.training
+    spec = man.header.ref_training
     ok = run(lambda: checks.bounds(man),
              lambda: checks.chain(man),
              lambda: checks.schedule(man),
              lambda: checks.hyperparameters(spec, man.header.k),
              lambda: checks.data(man, x, y),
              lambda: checks.declared(man, x, y))
-    rep.data_digest = man.header.data.digest
+    rep.data_digest = man.header.ref_data.digest
     if ok:
         anchor_check, rep.anchors = checks.anchors(man, ledger)
         ok = run(lambda: anchor_check, lambda: checks.batch_order(folder, man))
@@ -201,7 +201,7 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
 def load_all_states(folder: Path, man: Manifest) -> list[tuple[State, State]]:
     """Every checkpoint's (model, optimizer) tensors, each file's names and shapes checked
     against the architecture and optimizer before it is loaded."""
-    spec = man.header.training
+    spec = man.header.ref_training
     with torch.device("meta"):
         ref = build_model(spec.arch)
     shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
@@ -256,7 +256,7 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
             y: torch.Tensor, rep: Report, q: int, r: int | None, miss_rate: float,
             forged: float, thr: float, device: str,
             progress: Callable[[int], None] | None) -> None:
-    spec = man.header.training
+    spec = man.header.ref_training
     cks = man.checkpoints()
     chosen, score, rule = plan(man, states, q, r, miss_rate, forged, rep.verifier_seed,
                                len(rep.prior_rejections))

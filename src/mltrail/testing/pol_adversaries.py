@@ -33,7 +33,7 @@ def _clone(s: State) -> State:
 def _continue(man: Manifest, start: tuple[State, State], first: int, x: torch.Tensor,
               y: torch.Tensor) -> list[tuple[State, State]]:
     """Honest checkpoints after checkpoint ``first`` when training resumes from ``start``."""
-    spec, cks = man.header.training, man.checkpoints()
+    spec, cks = man.header.ref_training, man.checkpoints()
     model = build_model(spec.arch)
     model.load_state_dict(start[0])
     opt = spec.make_optimizer(model)
@@ -48,7 +48,7 @@ def _continue(man: Manifest, start: tuple[State, State], first: int, x: torch.Te
 def poisoned_target(man: Manifest, w: State, x: torch.Tensor, y: torch.Tensor,
                     steps: int = 30) -> State:
     """Weights the cheater wants: ``w`` trained on shifted labels for ``steps`` steps."""
-    spec = man.header.training
+    spec = man.header.ref_training
     model = build_model(spec.arch)
     model.load_state_dict(w)
     opt = torch.optim.SGD(model.parameters(), lr=spec.base_lr)
@@ -69,7 +69,7 @@ def forged_optimizer_segment(out: str | Path, honest: str | Path, x: torch.Tenso
     lands exactly on ``target`` (default: a poisoned-label model); honest training
     resumes from there. Only the link between segments ``j − 1`` and ``j`` is false."""
     man, states = load_states(honest)
-    spec = man.header.training
+    spec = man.header.ref_training
     mu = float(spec.optimizer.get("momentum", 0.0))
     if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0 or j < 1:
         raise ValueError("built for SGD with momentum, k = 1 and j >= 1")
@@ -180,7 +180,7 @@ def laundered_proof(out: str | Path, stolen_bundle: str | Path, x: torch.Tensor,
     """Record an honest run of the stolen proof's spec that starts from a laundered init
     (no init seed committed)."""
     man, states = load_states(stolen_bundle)
-    spec, h = man.header.training, man.header
+    spec, h = man.header.ref_training, man.header
     model = build_model(spec.arch)
     model.load_state_dict(launder_init(states[-1][0], spec.arch, h.init.scheme, seed,
                                        copy_small))

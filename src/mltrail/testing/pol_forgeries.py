@@ -249,7 +249,7 @@ def adversarial_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: t
     from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, train_step
 
     man, states = load_states(honest)
-    spec = man.header.training
+    spec = man.header.ref_training
     if man.header.k != 1 or spec.epochs != 1:
         raise ValueError("the adversarial spoof is built for k=1, one epoch")
     init = init_weights(build_model(spec.arch), man.header.init.scheme, man.header.init.seed or 0)
@@ -311,7 +311,7 @@ def momentum_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torc
     empty at step 0). Only the optimizer-state comparison can catch it.
     """
     man, states = load_states(honest)
-    spec = man.header.training
+    spec = man.header.ref_training
     mu = float(spec.optimizer.get("momentum", 0.0))
     if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0:
         raise ValueError("the momentum spoof is built for SGD with momentum and k=1")

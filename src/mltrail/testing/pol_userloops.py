@@ -50,7 +50,8 @@ class SmallResNet(nn.Module):
         self.head = nn.Linear(2 * width, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(self.stem(x)).mean(dim=(2, 3)))
+        out: torch.Tensor = self.head(self.body(self.stem(x)).mean(dim=(2, 3)))
+        return out
 
 
 def make_resnet(width: int = 4, classes: int = 4) -> nn.Module:
@@ -70,7 +71,8 @@ class TinyTransformer(nn.Module):
         self.out = nn.Linear(dim, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.out(self.layer(self.embed(tokens) + self.pos[:tokens.shape[1]]))
+        out: torch.Tensor = self.out(self.layer(self.embed(tokens) + self.pos[:tokens.shape[1]]))
+        return out
 
 
 def make_transformer(vocab: int = 12, dim: int = 16, length: int = 8) -> nn.Module:
@@ -81,7 +83,8 @@ def make_transformer(vocab: int = 12, dim: int = 16, length: int = 8) -> nn.Modu
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits, target)
+    out: torch.Tensor = nn.functional.cross_entropy(logits, target)
+    return out
 
 
 def smooth_margin_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -91,7 +94,9 @@ def smooth_margin_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 def token_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    out: torch.Tensor = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                    target.reshape(-1))
+    return out
 
 
 def standardise(row: torch.Tensor) -> torch.Tensor:
@@ -206,7 +211,7 @@ def loop_data(bundle: str | Path) -> dict[str, torch.Tensor]:
 
     spec = read_manifest(bundle).header.training
     ref = getattr(spec, "model", None)
-    seed_free = {"make_resnet": image_data, "make_mlp": tabular_data,
+    seed_free: dict[str, Callable[..., Any]] = {"make_resnet": image_data, "make_mlp": tabular_data,
                  "make_transformer": token_data}
     name = ref.attr if ref is not None else ""
     for seed in range(64):
