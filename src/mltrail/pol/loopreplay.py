@@ -421,8 +421,14 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
     errors = []
     for i in range(len(cks) - 1):
         (m0, o0), (m1, o1) = states[i], states[i + 1]
-        mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
-                                 cks[i + 1].step, str(job.get("device", "cpu")), dtype)
+        code = Code(spec, job.get("code_paths", []), fresh=True)  # as the verifier does
+        dataset = rebind(dataset, code)
+        try:
+            mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
+                                     cks[i + 1].step, str(job.get("device", "cpu")), dtype)
+        except Exception:  # the prover's code: a segment that cannot run does not reproduce
+            errors.append([math.inf, math.inf])
+            continue
         o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
         errors.append([relative_error(mr, m0, m1)[0],
                        relative_error(orr, o0z, o1)[0] if o1 else 0.0])

@@ -66,7 +66,8 @@ def write_module(folder: Path, name: str, source: str) -> str:
 
 
 def record_user_module(out: Path, folder: Path, module: str, *, seed: int, epochs: int = 3,
-                       k: int = 1, lr_boost: dict[int, float] | None = None) -> Path:
+                       k: int = 1, lr_boost: dict[int, float] | None = None, n: int = 64
+                       ) -> Path:
     """Record the tabular loop with ``module``'s model and loss (SGD + momentum, a step
     schedule); ``lr_boost`` multiplies the rate of given steps (a lie the files hide)."""
     import importlib
@@ -78,7 +79,7 @@ def record_user_module(out: Path, folder: Path, module: str, *, seed: int, epoch
     model = mod.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.8)
-    loader = DataLoader(tabular_data(n=64, seed=seed), batch_size=16, shuffle=True,
+    loader = DataLoader(tabular_data(n=n, seed=seed), batch_size=16, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     with record_loop(out, model, opt, loader, model_factory=f"{module}:make_model",
                      loss=f"{module}:loss", scheduler=sched, epochs=epochs, k=k,
@@ -98,18 +99,19 @@ def record_user_module(out: Path, folder: Path, module: str, *, seed: int, epoch
     return out
 
 
-def honest(out: Path, folder: Path, seed: int) -> Path:
+def honest(out: Path, folder: Path, seed: int, n: int = 64) -> Path:
     """An honest proof of the tabular loop with its own user module."""
     return record_user_module(out, folder, write_module(folder, f"honest_{seed}", HONEST_LOSS),
-                              seed=seed)
+                              seed=seed, n=n)
 
 
-def swap_source(out: Path, folder: Path, seed: int, *, repin: bool) -> tuple[Path, Path]:
+def swap_source(out: Path, folder: Path, seed: int, *, repin: bool, n: int = 64
+                ) -> tuple[Path, Path]:
     """Record honestly, then replace the module by a variant with the same import path
     (the loss scaled by a random factor). Returns the bundle and the code folder the
     verifier is handed. ``repin`` rewrites the pinned digest and re-chains."""
     name = f"swapped_{seed}"
-    record_user_module(out, folder, write_module(folder, name, HONEST_LOSS), seed=seed)
+    record_user_module(out, folder, write_module(folder, name, HONEST_LOSS), seed=seed, n=n)
     scale = random.Random(seed).choice([0.5, 0.7, 1.5, 2.0])
     write_module(folder, name, SCALED_LOSS.format(scale=scale))
     if repin:
@@ -128,12 +130,12 @@ def swap_source(out: Path, folder: Path, seed: int, *, repin: bool) -> tuple[Pat
     return out, folder
 
 
-def hidden_state(out: Path, folder: Path, seed: int, epochs: int = 3) -> Path:
+def hidden_state(out: Path, folder: Path, seed: int, epochs: int = 3, n: int = 64) -> Path:
     """A loss that changes after a secret call count: honest files, unreplayable code."""
-    steps = epochs * 4
+    steps = epochs * (n // 16)
     secret = random.Random(seed).randrange(steps // 4, 3 * steps // 4)
     name = write_module(folder, f"hidden_{seed}", HIDDEN_STATE_LOSS.format(secret=secret))
-    return record_user_module(out, folder, name, seed=seed, epochs=epochs)
+    return record_user_module(out, folder, name, seed=seed, epochs=epochs, n=n)
 
 
 def edit_scheduler_state(out: Path, honest_bundle: Path, seed: int) -> Manifest:
@@ -166,9 +168,10 @@ def _rechain(folder: Path, man: Manifest) -> Manifest:
     return man
 
 
-def lr_lie(out: Path, folder: Path, seed: int, boost: float = 3.0) -> tuple[Path, int]:
+def lr_lie(out: Path, folder: Path, seed: int, boost: float = 3.0, n: int = 64
+           ) -> tuple[Path, int]:
     """One step trained at ``boost`` × the declared rate; returns the bundle and the step."""
-    steps = 3 * 4
+    steps = 3 * (n // 16)
     step = random.Random(seed).randrange(1, steps - 1)
     name = write_module(folder, f"lie_{seed}", HONEST_LOSS)
-    return record_user_module(out, folder, name, seed=seed, lr_boost={step: boost}), step
+    return record_user_module(out, folder, name, seed=seed, lr_boost={step: boost}, n=n), step
