@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ANVIL   := node_modules/.anvil-installed
 JOBS    ?= 2
-BENCHES := bench/pol.py bench/audit.py bench/cli.py bench/capture.py bench/server.py bench/oracle.py
+BENCHES := bench/pol.py bench/pol_loop.py bench/audit.py bench/cli.py bench/capture.py bench/server.py bench/oracle.py
 
 .PHONY: setup demo test bench lint typecheck contracts clean graphviz browser
 
