@@ -144,7 +144,8 @@ def bench_loop_adversaries(provers: int, seeds: int) -> dict[str, Any]:
     out: dict[str, Any] = {"provers": provers, "verifier_seeds": seeds,
                            "note": "tabular MLP, SGD+momentum, StepLR, k=1, 48 segments"}
     rows: dict[str, list[float]] = {"swap_refused": [], "swap_repinned": [],
-                                    "hidden_state": [], "scheduler_edited": [], "lr_lie": []}
+                                    "hidden_state": [], "scheduler_edited": [],
+                                    "lr_lie_3x": [], "lr_lie_1.2x": []}
     segs: dict[str, list[int]] = {k: [] for k in rows}
     checked = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +165,9 @@ def bench_loop_adversaries(provers: int, seeds: int) -> dict[str, Any]:
             replayed = {"swap_repinned": adv.swap_source(base / f"r{p}", code, 1000 + p,
                                                          repin=True, n=n)[0],
                         "hidden_state": adv.hidden_state(base / f"x{p}", code, p, n=n),
-                        "lr_lie": adv.lr_lie(base / f"l{p}", code, p, n=n)[0]}
+                        "lr_lie_3x": adv.lr_lie(base / f"l{p}", code, p, n=n)[0],
+                        "lr_lie_1.2x": adv.lr_lie(base / f"m{p}", code, p, boost=1.2,
+                                                  n=n)[0]}
             for name, bundle in replayed.items():
                 d = data if name != "swap_repinned" else tensors_of(
                     loops.tabular_data(n=n, seed=1000 + p))
@@ -173,7 +176,7 @@ def bench_loop_adversaries(provers: int, seeds: int) -> dict[str, Any]:
                 rate, r = _catch_rate(bundle, bad, seeds)
                 rows[name].append(rate)
                 segs[name].append(len(bad))
-                if p < 2:  # end-to-end cross-check of the exact computation
+                if p < 1:  # end-to-end cross-check of the exact computation
                     rep = verify_bundle(bundle, d, code_paths=[str(code)], seed=0)
                     predicted = _catch_rate(bundle, bad, 1)[0]
                     checked.append({"adversary": name, "prover": p,

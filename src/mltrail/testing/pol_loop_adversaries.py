@@ -173,5 +173,5 @@ def lr_lie(out: Path, folder: Path, seed: int, boost: float = 3.0, n: int = 64
     """One step trained at ``boost`` × the declared rate; returns the bundle and the step."""
     steps = 3 * (n // 16)
     step = random.Random(seed).randrange(1, steps - 1)
-    name = write_module(folder, f"lie_{seed}", HONEST_LOSS)
+    name = write_module(folder, f"lie_{seed}_{int(boost * 100)}", HONEST_LOSS)
     return record_user_module(out, folder, name, seed=seed, lr_boost={step: boost}, n=n), step
