@@ -170,6 +170,33 @@ def test_the_recorder_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
         mltrail.record_loop(**_tiny(tmp_path / "again")).step()
 
 
+def test_a_folder_of_files_is_data_too(tmp_path: Path) -> None:
+    folder = loops.write_folder(tmp_path / "samples")
+    torch.manual_seed(0)
+    model = loops.make_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loader = DataLoader(mltrail.FolderDataset(folder, load=loops.load_sample), batch_size=8,
+                        shuffle=True)
+    with mltrail.record_loop(tmp_path / "proof", model, opt, loader,
+                             model_factory=loops.make_mlp, loss=loops.cross_entropy,
+                             epochs=1, k=2) as rec:
+        for xb, yb in rec.loader:
+            opt.zero_grad()
+            loops.cross_entropy(model(xb), yb).backward()
+            opt.step()
+            rec.step()
+    spec = read_manifest(tmp_path / "proof").header.training
+    assert isinstance(spec, LoopSpec) and spec.data.kind == "folder" and spec.data.n == 32
+    from mltrail.provenance.digest import digest_path
+
+    assert spec.data.digest == digest_path(folder)  # a registered folder's content digest
+    rep = mltrail.verify_bundle(tmp_path / "proof", folder, seed=2)
+    assert rep.verdict == "accepted", rep.reasons
+    (folder / "sample-0003.npy").write_bytes((folder / "sample-0004.npy").read_bytes())
+    rep = mltrail.verify_bundle(tmp_path / "proof", folder, seed=2)
+    assert rep.verdict == "rejected" and rep.checks[-1].name == "data"
+
+
 def test_calibrate_on_the_users_own_proof(proofs: dict[str, Path], tmp_path: Path) -> None:
     from mltrail.pol.calibration import calibrate_loop
 

@@ -287,11 +287,11 @@ def verify(
             led.close()
 
     def human() -> None:
-        ch = rep.challenge or {}
-        if ch.get("source") == "ledger":
-            console.print(f"  challenge: block {ch['block']} hash {str(ch['block_hash'])[:18]}… "
+        ch = rep.challenge
+        if ch is not None and ch.source == "ledger":
+            console.print(f"  challenge: block {ch.block} hash {str(ch.block_hash)[:18]}… "
                           f"(publication + {delay})"
-                          + (f", verifier secret {ch['secret']}" if ch.get("secret") else "")
+                          + (f", verifier secret {ch.secret}" if ch.secret else "")
                           + f" -> seed {rep.verifier_seed}", highlight=False)
         rule = rep.r_rule
         if "miss_rate" in rule:

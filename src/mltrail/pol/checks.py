@@ -28,7 +28,7 @@ from mltrail.pol.challenge import init_seed_from, start_root
 from mltrail.pol.limits import arch_problems, spec_problems
 from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec
-from mltrail.pol.report import Check
+from mltrail.pol.report import AnchorEvent, Check
 from mltrail.provenance.digest import digest_state_dict, to_bytes32
 from mltrail.reference import build_model, init_bounds, init_weights
 
@@ -170,7 +170,7 @@ def _schedule_problems(spec: TrainingSpec, lr: float) -> list[str]:
     return []
 
 
-def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str, Any]]]:
+def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[AnchorEvent]]:
     """Anchored epoch roots equal the recomputed ones; with a ledger, they are on chain."""
     groups = epoch_groups(man.records)
     roots = [epoch_root(g) for g in groups]
@@ -179,7 +179,7 @@ def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str,
             for i, (a, r, g) in enumerate(zip(man.anchors, roots, groups, strict=False))):
         return Check(name="anchors", ok=False,
                      detail="epoch Merkle roots in the manifest do not match its records"), []
-    found: list[dict[str, Any]] = []
+    found: list[AnchorEvent] = []
     if ledger is None:
         n = sum(1 for a in man.anchors if a.artefact_id)
         return Check(name="anchors", ok=True,
@@ -195,7 +195,7 @@ def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str,
         if ev is None:
             missing.append(a.epoch)
         else:
-            found.append({"epoch": a.epoch, **ev})
+            found.append(AnchorEvent(epoch=a.epoch, **ev))
     if missing:
         return Check(name="anchors", ok=False,
                      detail=f"epochs {missing} are not anchored on the ledger as claimed"), found
@@ -206,7 +206,7 @@ def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str,
     first = found[0]
     return Check(name="anchors", ok=True,
                  detail=f"{len(found)} of {len(roots)} epoch roots on the ledger, first at "
-                        f"block {first.get('block')} (t={first.get('timestamp')})"), found
+                        f"block {first.block} (t={first.timestamp})"), found
 
 
 def _as32(v: Any) -> bytes:

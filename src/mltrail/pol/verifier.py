@@ -16,9 +16,8 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,7 +29,7 @@ from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
 from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
-from mltrail.pol.report import Check, Report, Segment
+from mltrail.pol.report import Challenge, Check, Report, Segment
 from mltrail.reference import build_model
 
 if TYPE_CHECKING:
@@ -81,22 +80,6 @@ def replay_segment(spec: TrainingSpec, model_state: State, optim_state: State,
             optimizer_tensors(model, opt))
 
 
-@dataclass
-class Challenge:
-    """Where the verifier's random seed came from (revealed in the report)."""
-
-    seed: int
-    source: Literal["ledger", "verifier"]
-    model_id: str | None = None
-    bundle_digest: str | None = None
-    block: int | None = None
-    block_hash: str | None = None
-    secret: str | None = None  # hex; revealed after the verdict so anyone can recheck
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
 def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   r: int | None = None, miss_rate: float = DEFAULT_MISS_RATE,
                   forged: float = DEFAULT_FORGED, threshold: float | None = None,
@@ -133,7 +116,7 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     rep = Report(verdict="rejected", bundle=str(folder), header_digest=man.header_digest,
                  chain_head=man.chain_head, final_model=man.final_model, threshold=thr,
                  optim_threshold=othr, q=q, r=r if r is not None else 0,
-                 verifier_seed=challenge.seed, challenge=challenge.as_dict(),
+                 verifier_seed=challenge.seed, challenge=challenge,
                  prior_rejections=list(prior_rejections),
                  torch_threads=torch.get_num_threads(), device=device)
     if isinstance(man.header.training, LoopSpec):

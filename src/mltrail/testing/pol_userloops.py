@@ -122,6 +122,22 @@ def tabular_data(n: int = 96, seed: int = 0) -> ArrayDataset:
     return ArrayDataset(x=x, y=y.astype(np.int64), transform=standardise)
 
 
+def load_sample(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """A folder dataset's ``load``: one ``.npy`` row of 10 features and a label."""
+    row = np.load(path)
+    return torch.from_numpy(row[:10].astype(np.float32)), torch.tensor(int(row[10]))
+
+
+def write_folder(root: Path, n: int = 32, seed: int = 0) -> Path:
+    """A folder of ``n`` sample files (what a user's data on disk looks like)."""
+    rows = tabular_data(n=n, seed=seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        x, y = rows.tensors["x"][i].numpy(), rows.tensors["y"][i].numpy()
+        np.save(root / f"sample-{i:04d}.npy", np.concatenate([x.astype(np.float64), [y]]))
+    return root
+
+
 def token_data(n: int = 64, length: int = 8, vocab: int = 12, seed: int = 0
                ) -> TensorDataset:
     """Reverse a sequence: inputs are random tokens, targets the same tokens reversed."""
