@@ -202,7 +202,7 @@ class LoopRecorder:
             epochs=epochs, steps_per_epoch=len(loader.batch_sampler),  # type: ignore[arg-type]
             batch_size=int(getattr(loader.batch_sampler, "batch_size", None) or 1),
             rng=use_rng, grad_clip=grad_clip)
-        self._check_rebuild(init_seed)
+        self._check_rebuild(init_seed, paths)
         self._queue: deque[tuple[list[int], torch.Tensor | None]] = deque()
         self.loader: DataLoader[Any] = DataLoader(
             loader.dataset, batch_sampler=_Tracked(loader.batch_sampler, self),
@@ -225,7 +225,7 @@ class LoopRecorder:
         self._checkpoint()
 
     # ---- set-up checks
-    def _check_rebuild(self, init_seed: int | None) -> None:
+    def _check_rebuild(self, init_seed: int | None, paths: list[str]) -> None:
         """The verifier must be able to rebuild model, optimizer and scheduler from the
         spec: try it now (on a forked RNG, so the caller's random stream is untouched)."""
         from mltrail.pol.loopreplay import build_optimizer, build_scheduler, import_ref
@@ -233,7 +233,7 @@ class LoopRecorder:
         with torch.random.fork_rng(devices=[]):
             if init_seed is not None:
                 torch.manual_seed(init_seed)
-            twin = import_ref(self.spec.model, [])(**self.spec.model.kwargs)
+            twin = import_ref(self.spec.model, paths)(**self.spec.model.kwargs)
         mine = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         if [(n, tuple(t.shape)) for n, t in twin.state_dict().items()] != \
                 [(n, tuple(t.shape)) for n, t in mine.items()]:
