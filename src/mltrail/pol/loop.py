@@ -151,10 +151,10 @@ class _Tracked:
         return len(self.inner)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[list[int]]:
+        queue, rng_on = self.rec._queue, self.rec.spec.rng
         for batch in self.inner:
-            idx = [int(i) for i in batch]
-            rng = torch.get_rng_state() if self.rec.spec.rng else None
-            self.rec._queue.append((idx, rng))
+            idx = batch if type(batch) is list else [int(i) for i in batch]
+            queue.append((idx, torch.get_rng_state() if rng_on else None))
             yield idx
 
 
@@ -217,6 +217,10 @@ class LoopRecorder:
                         anchor_artefact=anchor_artefact,
                         note=note or f"recorded {_dt.datetime.now(_dt.UTC).isoformat()}")
         self.k = k
+        # plain ints for the per-step path (the spec's properties are computed each call)
+        self._total, self._spe = self.spec.total_steps, self.spec.steps_per_epoch
+        self._sched_every_step = self.spec.scheduler is None or \
+            self.spec.scheduler.every == "step"
         self.manifest = Manifest(header=header, header_digest=digest_json(header.model_dump()))
         self.anchor_fn = anchor
         self.steps_done = 0
@@ -277,21 +281,19 @@ class LoopRecorder:
             self._rng.append(rng)
         self.steps_done += 1
         s = self.steps_done
-        spec = self.spec
-        if s > spec.total_steps:
-            raise InputError(f"more steps than the {spec.total_steps} declared "
-                             f"({spec.epochs} epochs of {spec.steps_per_epoch})")
+        if s > self._total:
+            raise InputError(f"more steps than the {self._total} declared "
+                             f"({self.spec.epochs} epochs of {self._spe})")
         if self.sched is not None:
-            want = s if spec.scheduler is not None and spec.scheduler.every == "step" \
-                else (s - 1) // spec.steps_per_epoch
+            want = s if self._sched_every_step else (s - 1) // self._spe
             if self.sched.last_epoch != want:
+                every = "step" if self._sched_every_step else "epoch"
                 raise InputError(f"the scheduler has stepped {self.sched.last_epoch} times at "
-                                 f"step {s}; scheduler_every={spec.scheduler.every!r} "
-                                 f"expects {want} (call sched.step() then rec.step())"
-                                 if spec.scheduler else "scheduler mismatch")
-        if s % self.k == 0 or s == spec.total_steps:
+                                 f"step {s}; scheduler_every={every!r} expects {want} (call "
+                                 "sched.step() then rec.step())")
+        if s % self.k == 0 or s == self._total:
             self._checkpoint()
-        if s % spec.steps_per_epoch == 0:
+        if s % self._spe == 0:
             self._close_epoch()
 
     def finish(self) -> Manifest:
