@@ -146,6 +146,8 @@ def test_the_recorder_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="import path"):
         mltrail.record_loop(**_tiny(tmp_path, loss=local_loss))
+    with pytest.raises(InputError, match="standard library"):
+        mltrail.record_loop(**_tiny(tmp_path, loss="os:system"))
     with pytest.raises(InputError, match="not what"):
         mltrail.record_loop(**_tiny(tmp_path, model_factory=loops.make_resnet))
     args = _tiny(tmp_path)

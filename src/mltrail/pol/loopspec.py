@@ -167,7 +167,13 @@ def find_source(module: str, paths: list[str] | None = None) -> Path:
 
 
 def source_digest(module: str, paths: list[str] | None = None) -> str:
-    """SHA-256 of the source file of ``module`` (found without importing it)."""
+    """SHA-256 of the source file of ``module`` (found without importing it). The
+    standard library is refused: a proof names the user's own code, never ``os:system``."""
+    import sys
+
+    if module.split(".")[0] in sys.stdlib_module_names:
+        raise InputError(f"{module!r} is part of Python's standard library, not the user's "
+                         "code a proof may name")
     return digest_file(find_source(module, paths))
 
 
