@@ -5,8 +5,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ANVIL   := node_modules/.anvil-installed
 JOBS    ?= 2
-BENCHES := bench/ledger_forgeries.py bench/pol.py bench/audit.py bench/cli.py bench/capture.py bench/server.py \
-  bench/oracle.py bench/audit_protocols.py
+BENCHES := bench/ledger_forgeries.py bench/pol.py bench/pol_loop.py bench/audit.py bench/cli.py \
+  bench/capture.py bench/server.py bench/oracle.py bench/audit_protocols.py
 
 .PHONY: setup demo test bench lint typecheck contracts clean graphviz browser
 

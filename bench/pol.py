@@ -14,6 +14,10 @@ synthetic 32×32×3 data for a few hundred steps. For each:
 * ``detection`` (issue 7): one forged segment out of N (N = 10, 100, 1,000; tiny MLP,
   k = 1) over ``--seeds`` verifier seeds: measured detection vs the hypergeometric
   prediction, for R from the stated target, the default R and R = pool/10;
+* ``loop_overhead`` (issue 10): a user's own loop (small ResNet, Adam with two parameter
+  groups, cosine schedule; and a tiny tabular MLP) bare vs under ``record_loop`` at
+  k = 100, interleaved in the same run (``bench/pol_loop.py`` has it and the user-loop
+  adversaries);
 * ``adversaries``: the forged optimizer-state segment and small-update fakes at 1, 2 and
   5 of 43 segments (digits MLP, k = 1) over the same seeds, and re-submission shopping
   (5 attempts, with and without the prior-rejection rule).
@@ -221,7 +225,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="digits only")
     ap.add_argument("--seeds", type=int, default=50, help="verifier seeds per rate")
-    ap.add_argument("--only", choices=["all", "cost", "detection"], default="all")
+    ap.add_argument("--only", choices=["all", "cost", "detection", "loop"], default="all")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     d = load_digits_tensors()
@@ -230,6 +234,13 @@ def main() -> None:
                            "machine": platform.machine(), "python": sys.version.split()[0],
                            "tasks": []}
     t0 = time.perf_counter()
+    if args.only in ("all", "loop"):
+        from pol_loop import bench_loop_overhead  # bench/ is on the path when run as a script
+
+        out["loop_overhead"] = bench_loop_overhead(max(args.repeat, 5))
+        if args.only == "loop":
+            print(json.dumps(out, indent=2))
+            return
     if args.only in ("all", "detection"):
         out["detection"] = bench_detection(args.seeds)
         out["adversaries"] = bench_adversaries(args.seeds)

@@ -28,6 +28,10 @@ _EXPORTS: dict[str, str] = {
     # Proof-of-Learning
     "ProofRecorder": "mltrail.pol.recorder",
     "record_training": "mltrail.pol.recorder",
+    "record_loop": "mltrail.pol.loop",
+    "LoopRecorder": "mltrail.pol.loop",
+    "ArrayDataset": "mltrail.pol.loopdata",
+    "FolderDataset": "mltrail.pol.loopdata",
     "verify_bundle": "mltrail.pol.verifier",
     "publish_model": "mltrail.pol.onchain",
     "record_pol_verdict": "mltrail.pol.onchain:record_verdict",
@@ -56,11 +60,14 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AdapterSpec",
+    "ArrayDataset",
     "AuditConfig",
     "AuditReport",
+    "FolderDataset",
     "InputError",
     "Ledger",
     "LedgerError",
+    "LoopRecorder",
     "MltrailError",
     "NetworkError",
     "ProofRecorder",
@@ -78,6 +85,7 @@ __all__ = [
     "probes_from_data",
     "publish_model",
     "record_audit_verdict",
+    "record_loop",
     "record_pol_verdict",
     "record_training",
     "register_path",
@@ -124,6 +132,8 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from mltrail.ledger.check import check as check_ledger
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.setup import init_home
+    from mltrail.pol.loop import LoopRecorder, record_loop
+    from mltrail.pol.loopdata import ArrayDataset, FolderDataset
     from mltrail.pol.onchain import publish_model
     from mltrail.pol.onchain import record_verdict as record_pol_verdict
     from mltrail.pol.recorder import ProofRecorder, record_training

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 CLI = Path(__file__).resolve().parents[2] / "src" / "mltrail" / "cli"
-# i10p/i10a thin cli/pol.py, cli/audit.py and cli/serve.py on their branches; the lead
-# adds them here after merging.
-MODULES = ["core", "roles", "ledger_cmd", "provenance", "node", "oracle", "ids", "audit", "serve"]
+MODULES = ["core", "roles", "ledger_cmd", "provenance", "node", "oracle", "ids", "audit",
+           "serve", "pol"]
 MAX_STATEMENTS = 12
 
 

@@ -46,13 +46,13 @@ def test_small_update_fakes_are_caught_at_the_stated_miss_rate(tmp_path: Path, h
 def test_the_same_challenge_gives_the_same_selection(tmp_path: Path, honest: Path,
                                                      digits) -> None:
     """Re-asking with the same public challenge replays the same segments."""
-    from mltrail.pol.verifier import Challenge
+    from mltrail.pol.report import Challenge
 
     ch = Challenge(seed=12345, source="ledger", block=7, block_hash="0x00")
     a = verify_bundle(honest, digits, challenge=ch, r=2)
     b = verify_bundle(honest, digits, challenge=ch, r=2)
     assert [s.index for s in a.segments] == [s.index for s in b.segments]
-    assert a.challenge == b.challenge == ch.as_dict()
+    assert a.challenge == b.challenge == ch
 
 
 def test_declared_subset_and_oversized_n_samples_are_rejected(tmp_path: Path, digits) -> None:

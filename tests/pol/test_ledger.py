@@ -97,7 +97,7 @@ def test_verified_proof_moves_the_model_to_verified(chain, trained, digits) -> N
                         ledger=victor)
     assert rep.accepted, rep.reasons
     assert rep.init_origin == "ledger" and rep.verifier_seed == challenge.seed
-    assert [a["actor"] for a in rep.anchors] == [led["alice"].address] * 2
+    assert [a.actor for a in rep.anchors] == [led["alice"].address] * 2
     with pytest.raises(RefusedError, match="missing role"):  # only a verifier may
         record_verdict(led["alice"], pub["model_id"], rep)
     res = record_verdict(victor, pub["model_id"], rep)

@@ -7,8 +7,9 @@ names. ``verify`` exits 0 when the proof is accepted and 1 when it is rejected.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,9 +30,6 @@ NeedDataOpt = Annotated[str | None, typer.Option(
     "artefact on the ledger records a file with exactly the committed bytes.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="torch CPU threads (0: "
                                          "torch's default). One is fastest for small nets.")]
-ARCHS: dict[str, dict[str, Any]] = {"cnn": {"type": "cnn"}, "mlp": {"type": "mlp"},
-                                    "resnet20": {"type": "resnet", "depth": 20}}
-
 
 def _home_or_none() -> Any:
     from mltrail.cli.common import home
@@ -50,22 +48,25 @@ def _threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def _arch(spec: str) -> dict[str, Any]:
-    if spec in ARCHS:
-        return dict(ARCHS[spec])
+@contextmanager
+def _ledger_if(wanted: bool, need_home: bool = False) -> Iterator[Any]:
+    """The home's ledger when ``wanted`` (closed after), else None. Without a home: None,
+    or the usual 'no home' error when ``need_home``."""
+    led = open_ledger() if wanted and (need_home or _home_or_none() is not None) else None
     try:
-        arch = json.loads(spec)
-    except ValueError:
-        raise InputError(f"--arch must be one of {', '.join(ARCHS)} or a JSON spec") from None
-    if not isinstance(arch, dict):
-        raise InputError("--arch JSON must be an object")
-    return arch
+        yield led
+    finally:
+        if led is not None:
+            led.close()
 
 
 @app.command("data")
 def data_cmd(out: Annotated[Path, typer.Argument(help="Where to write the data file.")],
              as_json: JsonOpt = False) -> None:
-    """Write the reference digits training split as a data file (x, y safetensors)."""
+    """Write the reference digits training split as a data file (x, y safetensors).
+
+    Example: mltrail pol data digits.safetensors
+    """
     from mltrail.pol.datafile import load_data, save_data
 
     x, y = load_data("digits")
@@ -80,11 +81,12 @@ def train(
     data: DataOpt = "digits",
     arch: Annotated[str, typer.Option("--arch", help="cnn, mlp, resnet20 or a JSON spec.")] = "cnn",
     optimizer: Annotated[str, typer.Option("--optimizer", help="sgd or adam.")] = "sgd",
-    lr: Annotated[float, typer.Option("--lr")] = 0.05,
-    momentum: Annotated[float, typer.Option("--momentum")] = 0.9,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 0.05,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum.")] = 0.9,
     schedule: Annotated[str, typer.Option("--schedule", help="constant or cosine.")] = "constant",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per "
+                                            "step.")] = 32,
     k: Annotated[int, typer.Option("--k", min=1, help="Checkpoint every k steps.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Init seed (data order: seed+1).")] = 0,
     no_init_seed: Annotated[bool, typer.Option(
@@ -96,67 +98,23 @@ def train(
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model under the Proof-of-Learning recorder; anchor and register it."""
-    from mltrail.pol.bundle import data_commitment
-    from mltrail.pol.datafile import load_data
-    from mltrail.pol.recorder import record_training
+    """Train a reference model under the Proof-of-Learning recorder; anchor and register it.
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out} exists and is not empty; choose a new folder")
+    To record your own PyTorch loop instead, use mltrail.record_loop from Python
+    (docs/pol-your-loop.md).
+
+    Example: mltrail pol train proof --arch cnn --epochs 2 --k 10
+    """
+    from mltrail.pol.workflows import TrainRequest, train_and_publish
+
     _threads(threads)
-    x, y = load_data(data)
-    opt: dict[str, Any] = ({"name": "sgd", "lr": lr, "momentum": momentum}
-                           if optimizer == "sgd" else {"name": optimizer, "lr": lr})
-    sched = {"name": schedule}
-    led = open_ledger() if ledger and _home_or_none() is not None else None
-    result: dict[str, Any] = {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
-        anchor = None
-        dataset_id = None
-        init_seed, origin = None, None
-        if led is not None:
-            from mltrail.pol.onchain import find_dataset, ledger_anchor
-
-            digest = data_commitment(x, y).digest
-            ds = find_dataset(led, digest)
-            if ds is None:
-                reg = led.register(led.lifecycle.bound_kind("pol", "data_kind"), digest,
-                                   metadata={"name": f"{name}-data", "path": str(data)})
-                dataset_id = reg.artefact_id
-            else:
-                dataset_id = ds.id
-            anchor = ledger_anchor(led, dataset_id)
-            if not no_init_seed:
-                from mltrail.pol.onchain import start_training
-
-                init_seed, origin = start_training(led, dataset_id, data_digest=digest,
-                                                   data_seed=seed + 1, arch=_arch(arch))
-        steps = -(-len(y) // batch_size) * epochs
-        with progress("training", steps, show_progress(as_json)) as advance:
-            _, man = record_training(stage, x, y, arch=_arch(arch), optimizer=opt, k=k,
-                                     epochs=epochs, batch_size=batch_size, seed=seed,
-                                     commit_init_seed=not no_init_seed, schedule=sched,
-                                     anchor=anchor, prover=led.address if led else None,
-                                     anchor_artefact=dataset_id, init_seed=init_seed,
-                                     init_origin=origin, on_step=lambda _s: advance(1))
-        if out.exists():
-            out.rmdir()
-        stage.rename(out)
-        result = {"bundle": str(out), "final_model": man.final_model, "steps": steps,
-                  "checkpoints": len(man.checkpoints()), "header_digest": man.header_digest,
-                  "anchors": [a.model_dump() for a in man.anchors], "dataset_id": dataset_id,
-                  "init_seed_block": origin.block if origin else None}
-        if led is not None:
-            from mltrail.pol.onchain import publish_model
-
-            result.update(publish_model(led, out, name=name, parents=[dataset_id or ""]))
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
-        if led is not None:
-            led.close()
+    req = TrainRequest(out=out, data=data, arch=arch, optimizer=optimizer, lr=lr,
+                       momentum=momentum, schedule=schedule, epochs=epochs,
+                       batch_size=batch_size, k=k, seed=seed, no_init_seed=no_init_seed,
+                       name=name)
+    with _ledger_if(ledger) as led:
+        result = train_and_publish(
+            req, led, lambda total: progress("training", total, show_progress(as_json)))
     text = (f"trained {result['steps']} steps; proof in {out} "
             f"({result['checkpoints']} checkpoints)\n  final model {result['final_model']}")
     if "model_id" in result:
@@ -203,61 +161,42 @@ def verify(
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
                                              "segment seed (overrides the challenge).")] = None,
     device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
+    code: Annotated[list[Path] | None, typer.Option(
+        "--code", help="A user-loop proof: a folder holding the prover's pinned code "
+        "(repeatable); it runs in a separate process after its digests are checked.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="A user-loop proof: stop the replay process after this "
+        "many seconds (rejected).")] = None,
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a proof by partial replay. Exit 0: accepted; 1: rejected."""
-    from mltrail.pol.verifier import verify_bundle
+    """Verify a proof by partial replay. Exit 0: accepted; 1: rejected.
+
+    A proof recorded from your own loop (mltrail.record_loop) names its model factory,
+    loss and transform by import path; give the folder of that code with --code. Its
+    source digests are checked before it is imported, and the replay runs it in a
+    separate process.
+
+    Example: mltrail pol verify proof --data train.safetensors --code src
+    """
+    from mltrail.pol.workflows import VerifyRequest, verify_and_record
 
     _threads(threads)
-    if bundle is None and model is None:
-        raise InputError("give a BUNDLE folder or --model ID")
-    if data is None and model is None:
-        raise InputError("--data is required: the training data the proof commits to (a "
-                         "data file, or 'digits' for the reference task)")
-    led = open_ledger() if model else None
-    try:
-        expected, challenge = None, None
-        prior: list[str] = []
-        if led is not None and model is not None:
-            from mltrail.pol.onchain import public_challenge
-
-            art = led.artefact(model)
-            model_kind = led.lifecycle.bound_kind("pol")
-            if art.kind != model_kind:
-                raise InputError(f"{art.id} is a {art.kind}, not a {model_kind}")
-            expected, model = art.content_digest, art.id
-            if bundle is None:
-                from mltrail.pol.onchain import bundle_for
-
-                bundle = bundle_for(led, art.id)
-            challenge, prior = public_challenge(led, art.id, delay=delay,
-                                                secret=_secret(secret))
-        assert bundle is not None
-        x, y = _data_for(data, bundle, led)
-        with progress("replaying", None, show_progress(as_json)) as advance:
-            rep = verify_bundle(bundle, (x, y), q=q, r=random_r, miss_rate=miss_rate,
-                                forged=forged, threshold=threshold, seed=seed,
-                                challenge=challenge, prior_rejections=prior,
-                                expected_model=expected, ledger=led, device=device,
-                                progress=advance)
-        rep.save(report, html_out)
-        out: dict[str, Any] = rep.model_dump()
-        out["report_digest"] = rep.digest()
-        if led is not None and model is not None and record:
-            from mltrail.pol.onchain import record_verdict
-
-            out["ledger"] = record_verdict(led, model, rep, allow_unseeded=allow_unseeded)
-    finally:
-        if led is not None:
-            led.close()
+    req = VerifyRequest(bundle=bundle, data=data, q=q, random_r=random_r, miss_rate=miss_rate,
+                        forged=forged, threshold=threshold, model=model, record=record,
+                        delay=delay, secret=secret, allow_unseeded=allow_unseeded, seed=seed,
+                        device=device, code=list(code or []), timeout=timeout, report=report,
+                        html=html_out)
+    with _ledger_if(model is not None, need_home=True) as led:
+        rep, out = verify_and_record(
+            req, led, lambda total: progress("replaying", total, show_progress(as_json)))
 
     def human() -> None:
-        ch = rep.challenge or {}
-        if ch.get("source") == "ledger":
-            console.print(f"  challenge: block {ch['block']} hash {str(ch['block_hash'])[:18]}… "
+        ch = rep.challenge
+        if ch is not None and ch.source == "ledger":
+            console.print(f"  challenge: block {ch.block} hash {str(ch.block_hash)[:18]}… "
                           f"(publication + {delay})"
-                          + (f", verifier secret {ch['secret']}" if ch.get("secret") else "")
+                          + (f", verifier secret {ch.secret}" if ch.secret else "")
                           + f" -> seed {rep.verifier_seed}", highlight=False)
         rule = rep.r_rule
         if "miss_rate" in rule:
@@ -273,7 +212,7 @@ def verify(
         console.print(escape(rep.summary()), highlight=False)
         rec = out.get("ledger")
         if rec and rec.get("recorded"):
-            console.print(f"  model {model} -> [bold]{rec['state']}[/] (evidence "
+            console.print(f"  model {out['model']} -> [bold]{rec['state']}[/] (evidence "
                           f"{rec['report_digest']}, tx {rec['tx_hash']} block {rec['block']} "
                           f"gas {rec['gas_used']})")
         elif rec:
@@ -284,57 +223,21 @@ def verify(
         raise VerificationError(f"proof rejected: {rep.reasons[0] if rep.reasons else '?'}")
 
 
-def _secret(text: str | None) -> bytes | None:
-    if text is None:
-        return None
-    if text == "random":
-        import secrets
-
-        return secrets.token_bytes(32)
-    try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise InputError("--secret must be hex or 'random'") from None
-    if not raw:
-        raise InputError("--secret must not be empty")
-    return raw
-
-
-def _data_for(data: str | None, bundle: Path, led: Any) -> tuple[Any, Any]:
-    """The verifier's data: ``--data``, else the file the proof's dataset artefact names on
-    the ledger if it holds exactly the committed bytes."""
-    from mltrail.pol.datafile import load_data
-
-    if data is not None:
-        return load_data(data)
-    from mltrail.pol.bundle import data_commitment, read_manifest
-    from mltrail.pol.onchain import find_dataset, metadata
-
-    want = read_manifest(bundle).header.data.digest
-    ds = find_dataset(led, want) if led is not None else None
-    path = metadata(led, ds).get("path") if ds is not None else None
-    if path:
-        try:
-            x, y = load_data(str(path))
-            if data_commitment(x, y).digest == want:
-                return x, y
-        except MltrailError:
-            pass
-    raise InputError(f"--data is required: the proof commits to data {want[:19]}…, and no "
-                     "dataset artefact on the ledger names a file with those bytes")
-
-
 @app.command()
 def dispute(
     model_id: Annotated[str, typer.Argument(help="A model artefact (any claimant's).")],
     data: Annotated[str, typer.Option("--data", help="The training data the proofs commit "
                                       "to: a data file, or 'digits'.")],
-    q: Annotated[int, typer.Option("--q", min=0)] = 1,
-    random_r: Annotated[int, typer.Option("--random", min=0)] = 1,
+    q: Annotated[int, typer.Option("--q", min=0, help="Top segments per epoch.")] = 1,
+    random_r: Annotated[int, typer.Option("--random", min=0, help="Random segments per "
+                                          "proof.")] = 1,
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
-    """Settle who trained a model: every claimant of its digest, by validity then chronology."""
+    """Settle who trained a model: every claimant of its digest, by validity then chronology.
+
+    Example: mltrail pol dispute 0x1234abcd --data digits
+    """
     from mltrail.pol.datafile import load_data
     from mltrail.pol.dispute import claims_on_ledger, settle
 
@@ -354,10 +257,15 @@ def dispute(
 
 @app.command()
 def publish(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
-            name: Annotated[str, typer.Option("--name")] = "pol-model",
-            parent: Annotated[list[str] | None, typer.Option("--parent", "-p")] = None,
+            name: Annotated[str, typer.Option("--name", help="Model name on the ledger.")]
+            = "pol-model",
+            parent: Annotated[list[str] | None, typer.Option(
+                "--parent", "-p", help="A parent artefact (the dataset); repeatable.")] = None,
             as_json: JsonOpt = False) -> None:
-    """Register the model a bundle proves (its final weights) and mark it trained."""
+    """Register the model a bundle proves (its final weights) and mark it trained.
+
+    Example: mltrail pol publish proof --name my-model --parent 0x1234abcd
+    """
     from mltrail.pol.onchain import publish_model
 
     with open_ledger() as led:
@@ -370,7 +278,10 @@ def publish(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
 @app.command()
 def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
             as_json: JsonOpt = False) -> None:
-    """Show what a proof bundle claims (no verification)."""
+    """Show what a proof bundle claims (no verification).
+
+    Example: mltrail pol inspect proof --json
+    """
     from mltrail.pol.bundle import read_manifest
 
     man = read_manifest(bundle)
@@ -388,7 +299,10 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
 def pack(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
          out: Annotated[Path, typer.Argument(help="Where to write the .tar.")],
          as_json: JsonOpt = False) -> None:
-    """Pack a bundle folder into one deterministic tar (what the content store keeps)."""
+    """Pack a bundle folder into one deterministic tar (what the content store keeps).
+
+    Example: mltrail pol pack proof proof.tar
+    """
     from mltrail._fs import atomic_write
     from mltrail.pol.bundle import pack as pack_bundle
     from mltrail.provenance.digest import digest_bytes
@@ -403,7 +317,10 @@ def pack(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")],
 def unpack(archive: Annotated[Path, typer.Argument(help="A packed bundle (.tar).")],
            out: Annotated[Path, typer.Argument(help="New folder for the bundle.")],
            as_json: JsonOpt = False) -> None:
-    """Unpack a packed bundle into a folder."""
+    """Unpack a packed bundle into a folder.
+
+    Example: mltrail pol unpack proof.tar proof-copy
+    """
     from mltrail.pol.bundle import unpack as unpack_bundle
 
     if not archive.is_file():
@@ -421,15 +338,45 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
               device: Annotated[str | None, typer.Option("--device", help="Also replay on "
                                                          "this device (e.g. cuda).")] = None,
               out: Annotated[Path | None, typer.Option("--out", help="Write the JSON.")] = None,
+              bundle: Annotated[list[Path] | None, typer.Option(
+                  "--bundle", help="Calibrate on your own set-up: honest proofs recorded "
+                  "from your loop (repeatable) instead of the reference task.")] = None,
+              data: Annotated[str | None, typer.Option(
+                  "--data", help="With --bundle: the data those proofs commit to (a file, "
+                  "a folder, or a dataset artefact).")] = None,
+              code: Annotated[list[Path] | None, typer.Option(
+                  "--code", help="With --bundle: a folder holding the pinned code "
+                  "(repeatable).")] = None,
               as_json: JsonOpt = False) -> None:
-    """Measure honest replay noise on the reference task and derive the threshold."""
+    """Measure honest replay noise and derive the replay thresholds.
+
+    Without --bundle, on the reference task (the numbers behind the defaults). With
+    --bundle, on proofs of your own loop: every segment is replayed under two threads and
+    in float64 (and on --device), so thresholds are calibrated for your regime; pass the
+    result to verify --threshold.
+
+    Example: mltrail pol calibrate --bundle proof --data train.safetensors --code src
+    """
     from mltrail._fs import atomic_write
     from mltrail.pol.calibration import calibrate as run_calibration
-    from mltrail.pol.calibration import reference_runs
+    from mltrail.pol.calibration import calibrate_loop, reference_runs
     from mltrail.pol.datafile import load_data
 
-    runs = reference_runs(1)[:2] if quick else reference_runs()
-    res = run_calibration(load_data("digits"), runs, device=device)
+    if bundle:
+        from mltrail.pol.loopverify import loop_data_location
+
+        led = open_ledger() if data is not None and not Path(data).exists() and \
+            _home_or_none() is not None else None
+        try:
+            where = loop_data_location(bundle[0], data, led)
+        finally:
+            if led is not None:
+                led.close()
+        res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
+                             device=device)
+    else:
+        runs = reference_runs(1)[:2] if quick else reference_runs()
+        res = run_calibration(load_data("digits"), runs, device=device)
     if out is not None:
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "
@@ -442,23 +389,12 @@ def forge(honest: Annotated[Path, typer.Argument(help="An honest bundle to steal
           out: Annotated[Path, typer.Argument(help="Where to write the forgery.")],
           how: Annotated[str, typer.Option("--how", help="interpolate, zero-lr or copy.")]
           = "interpolate", as_json: JsonOpt = False) -> None:
-    """(Demo/test only.) Forge a proof for someone else's model."""
-    from mltrail.pol.bundle import read_manifest
-    from mltrail.testing import pol_forgeries as attacks
+    """Forge a proof for someone else's model (demo and tests only).
 
-    read_manifest(honest)
-    if out.exists():
-        raise InputError(f"{out} exists; choose a new folder")
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        stage = Path(tmp) / "bundle"
-        if how == "interpolate":
-            man = attacks.interpolation_spoof(stage, honest, lr=None)
-        elif how == "zero-lr":
-            man = attacks.interpolation_spoof(stage, honest, lr=0.0)
-        elif how == "copy":
-            man = attacks.resign_copy(stage, honest, STATE.identity or "forger")
-        else:
-            raise InputError("--how must be interpolate, zero-lr or copy")
-        stage.rename(out)
+    Example: mltrail pol forge proof forged --how interpolate
+    """
+    from mltrail.testing.pol_forgeries import forge_named
+
+    man = forge_named(honest, out, how, STATE.identity or "forger")
     emit({"bundle": str(out), "final_model": man.final_model}, as_json,
          f"forged proof ({how}) in {out} claiming {man.final_model}")

@@ -14,14 +14,15 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError, VerificationError
 from mltrail.pol.limits import MAX_MANIFEST_BYTES, MAX_TAR_MEMBERS, safetensors_header
+from mltrail.pol.loopspec import LoopData, LoopSpec
 from mltrail.pol.replay import TrainingSpec
 from mltrail.provenance.anchor import merkle_root
 from mltrail.provenance.digest import digest_bytes, digest_file, digest_json, digest_state_dict
@@ -62,19 +63,50 @@ class InitCommitment(_Strict):
     origin: InitOrigin | None = None  # None: a seed the prover chose
 
 
+def _kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "loop" if kind == "loop" else "reference"
+
+
+def _data_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "loop" if kind in ("tensors", "folder") else "reference"
+
+
+AnySpec = Annotated[Annotated[TrainingSpec, Tag("reference")] | Annotated[LoopSpec, Tag("loop")],
+                    Discriminator(_kind)]
+"""The reference task's spec (no ``kind``) or a user loop's (``"kind": "loop"``)."""
+AnyData = Annotated[Annotated[DataCommitment, Tag("reference")] | Annotated[LoopData, Tag("loop")],
+                    Discriminator(_data_kind)]
+
+
 class Header(_Strict):
     """Everything fixed before training starts; its digest opens the hash chain."""
 
     format: Literal["mltrail-pol/1"] = FORMAT
-    training: TrainingSpec
+    training: AnySpec
     k: int = Field(ge=1)
-    data: DataCommitment
+    data: AnyData
     init: InitCommitment
     torch: str
     device: str
     prover: str | None = None
     anchor_artefact: str | None = None
     note: str | None = None
+
+    @property
+    def ref_training(self) -> TrainingSpec:
+        """The spec of a reference-task proof (an error for a user loop's proof)."""
+        if not isinstance(self.training, TrainingSpec):
+            raise InputError("this is a proof of a user's own loop, not of the reference task")
+        return self.training
+
+    @property
+    def ref_data(self) -> DataCommitment:
+        """The data commitment of a reference-task proof."""
+        if not isinstance(self.data, DataCommitment):
+            raise InputError("this is a proof of a user's own loop, not of the reference task")
+        return self.data
 
 
 class Record(_Strict):

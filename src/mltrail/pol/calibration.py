@@ -63,7 +63,7 @@ def measure(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, thre
         out = []
         for i in range(len(cks) - 1):
             (m0, o0), (m1, o1) = states[i], states[i + 1]
-            mr, orr = _replay(man.header.training, m0, o0, data[0], data[1], cks[i].step,
+            mr, orr = _replay(man.header.ref_training, m0, o0, data[0], data[1], cks[i].step,
                               cks[i + 1].step, dtype, device)
             o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
             out.append((relative_error(mr, m0, m1)[0],
@@ -134,3 +134,43 @@ def reference_runs(seeds: int = 8) -> list[dict[str, Any]]:
                      "optimizer": {"name": "adam", "lr": 0.003}, "k": 20, "epochs": 2,
                      "batch_size": 32, "seed": seed})
     return runs
+
+
+def calibrate_loop(bundles: Sequence[str | Path], data: Any, *, code_paths: Sequence[str] = (),
+                   threads: Sequence[int] = (2,), float64: bool = True,
+                   device: str | None = None, margin: float = 8.0, optim_margin: float = 3.0,
+                   floor: float = 1e-3) -> dict[str, Any]:
+    """Calibrate on the user's own set-up: replay every segment of honest proofs of the
+    user's loop (in the separate replay process) under other thread counts, in float64
+    and on ``device``; thresholds as in :func:`calibrate`."""
+    from mltrail.pol.loopverify import measure_loop
+
+    results: list[dict[str, Any]] = []
+    weights: list[float] = []
+    optim: list[float] = []
+    modes: list[tuple[str, int, str, str]] = [(f"threads={t}", t, "float32", "cpu")
+                                              for t in threads]
+    if float64:
+        modes.append(("float64", 1, "float64", "cpu"))
+    if device:
+        modes.append((device, 1, "float32", device))
+    for n, bundle in enumerate(bundles):
+        for label, t, dt, dev in modes:
+            errs = measure_loop(bundle, data, code_paths=code_paths, threads=t, dtype=dt,
+                                device=dev)
+            w, o = [e[0] for e in errs], [e[1] for e in errs]
+            weights += w
+            optim += o
+            results.append({"run": n, "bundle": str(bundle), "mode": label,
+                            "segments": len(errs), "max": max(w),
+                            "median": sorted(w)[len(w) // 2], "optim_max": max(o)})
+    worst, worst_o = max(weights), max(optim)
+    weights.sort()
+    return {"measurements": results, "replays": len(weights), "honest_max": worst,
+            "honest_p99": weights[int(0.99 * (len(weights) - 1))],
+            "honest_median": weights[len(weights) // 2], "honest_optim_max": worst_o,
+            "margin": margin, "threshold": max(floor, margin * worst),
+            "optim_margin": optim_margin,
+            "optim_threshold": max(floor, optim_margin * worst_o),
+            "default_threshold": DEFAULT_THRESHOLD,
+            "default_optim_threshold": DEFAULT_OPTIM_THRESHOLD}

@@ -26,8 +26,9 @@ from mltrail.pol.bundle import (
 )
 from mltrail.pol.challenge import init_seed_from, start_root
 from mltrail.pol.limits import arch_problems, spec_problems
+from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec
-from mltrail.pol.report import Check
+from mltrail.pol.report import AnchorEvent, Check
 from mltrail.provenance.digest import digest_state_dict, to_bytes32
 from mltrail.reference import build_model, init_bounds, init_weights
 
@@ -42,7 +43,7 @@ INIT_ALPHA = 1e-4  # family-wise level of the statistical init test
 def bounds(man: Manifest) -> Check:
     """Sizes a verifier must not take on trust: steps, samples, k, model size (built on
     the ``meta`` device, nothing allocated). Runs before anything loops over steps."""
-    spec = man.header.training
+    spec = man.header.ref_training
     problems = spec_problems(spec, man.header.k)
     if problems:
         return Check(name="bounds", ok=False, detail="; ".join(problems))
@@ -68,7 +69,7 @@ def chain(man: Manifest) -> Check:
                  detail=f"{len(man.records)} records chained from the header to {prev[:19]}…")
 
 
-def expected_layout(spec: TrainingSpec, k: int) -> list[tuple[str, int, int]]:
+def expected_layout(spec: TrainingSpec | LoopSpec, k: int) -> list[tuple[str, int, int]]:
     """``(type, step, epoch)`` of every record an honest recorder writes, in order."""
     out: list[tuple[str, int, int]] = [("checkpoint", 0, 0)]
     for s in range(1, spec.total_steps + 1):
@@ -169,7 +170,7 @@ def _schedule_problems(spec: TrainingSpec, lr: float) -> list[str]:
     return []
 
 
-def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str, Any]]]:
+def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[AnchorEvent]]:
     """Anchored epoch roots equal the recomputed ones; with a ledger, they are on chain."""
     groups = epoch_groups(man.records)
     roots = [epoch_root(g) for g in groups]
@@ -178,7 +179,7 @@ def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str,
             for i, (a, r, g) in enumerate(zip(man.anchors, roots, groups, strict=False))):
         return Check(name="anchors", ok=False,
                      detail="epoch Merkle roots in the manifest do not match its records"), []
-    found: list[dict[str, Any]] = []
+    found: list[AnchorEvent] = []
     if ledger is None:
         n = sum(1 for a in man.anchors if a.artefact_id)
         return Check(name="anchors", ok=True,
@@ -194,7 +195,7 @@ def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str,
         if ev is None:
             missing.append(a.epoch)
         else:
-            found.append({"epoch": a.epoch, **ev})
+            found.append(AnchorEvent(epoch=a.epoch, **ev))
     if missing:
         return Check(name="anchors", ok=False,
                      detail=f"epochs {missing} are not anchored on the ledger as claimed"), found
@@ -205,7 +206,7 @@ def anchors(man: Manifest, ledger: Ledger | None) -> tuple[Check, list[dict[str,
     first = found[0]
     return Check(name="anchors", ok=True,
                  detail=f"{len(found)} of {len(roots)} epoch roots on the ledger, first at "
-                        f"block {first.get('block')} (t={first.get('timestamp')})"), found
+                        f"block {first.block} (t={first.timestamp})"), found
 
 
 def _as32(v: Any) -> bytes:
@@ -239,7 +240,7 @@ def find_anchor(ledger: Ledger, artefact_id: str, root: bytes, count: int,
 
 def data(man: Manifest, x: torch.Tensor, y: torch.Tensor) -> Check:
     """The verifier's data are byte-for-byte the committed training data and labels."""
-    want = man.header.data
+    want = man.header.ref_data
     if len(x) != len(y):
         return Check(name="data", ok=False, detail="the given inputs and labels differ in length")
     got = data_commitment(x, y)
@@ -261,7 +262,7 @@ def declared(man: Manifest, x: torch.Tensor, y: torch.Tensor) -> Check:
     """Declared parameters against what they name: n_samples is the committed data's
     sample count (a subset must be committed as its own data), and the architecture
     takes the committed inputs and has an output for every label."""
-    spec, d = man.header.training, man.header.data
+    spec, d = man.header.ref_training, man.header.ref_data
     if spec.n_samples != d.n:
         return Check(name="declared", ok=False,
                      detail=f"n_samples is {spec.n_samples} but the committed data has {d.n} "
@@ -292,7 +293,7 @@ def declared(man: Manifest, x: torch.Tensor, y: torch.Tensor) -> Check:
 
 def batch_order(folder: Path, man: Manifest) -> Check:
     """Recorded batch indices are the order the committed data seed produces."""
-    spec = man.header.training
+    spec = man.header.ref_training
     for rec in man.epoch_records():
         try:
             t = load_tensors(folder, rec.files["indices"], rec.digests["indices"])
@@ -318,7 +319,7 @@ def init(man: Manifest, model0: dict[str, torch.Tensor], optim0: dict[str, torch
     seed's origin: ``ledger`` (derived from the block of the prover's start anchor,
     checked on ``ledger``), ``seed`` (a seed the prover chose) or ``unseeded`` (only the
     distribution tests, which a prover who picks the init can pass)."""
-    arch, ic = man.header.training.arch, man.header.init
+    arch, ic = man.header.ref_training.arch, man.header.init
     if optim0:
         return Check(name="init", ok=False, detail="optimizer state at step 0 is not empty"), None
     try:
@@ -342,7 +343,8 @@ def _init_origin(man: Manifest, ledger: Ledger | None) -> tuple[Check, Origin]:
     ic, h = man.header.init, man.header
     o = ic.origin
     assert o is not None
-    root = start_root(h.data.digest, h.prover, h.training.data_seed, h.training.arch, ic.scheme)
+    spec = h.ref_training
+    root = start_root(h.data.digest, h.prover, spec.data_seed, spec.arch, ic.scheme)
     if o.root != root.hex():
         return Check(name="init", ok=False, detail="the start anchor's root does not bind this "
                                                    "header's data, prover and architecture"), "seed"

@@ -64,12 +64,11 @@ def _chronology(claim: Claim, epochs: int) -> None:
     rep = claim.report
     if rep is None:
         return
-    own = [a for a in rep.anchors
-           if str(a.get("actor", "")).lower() == claim.claimant.lower()]
+    own = [a for a in rep.anchors if str(a.actor or "").lower() == claim.claimant.lower()]
     claim.anchored_epochs = len(own)
-    first = [a for a in own if a.get("epoch") == 0]
+    first = [a for a in own if a.epoch == 0]
     if len(own) == epochs and first:
-        claim.first_anchor = int(str(first[0]["block"]))
+        claim.first_anchor = first[0].block
 
 
 def settle(claims: list[Claim], data: tuple[torch.Tensor, torch.Tensor], model_digest: str,

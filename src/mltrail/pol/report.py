@@ -42,6 +42,37 @@ class Segment(BaseModel):
     ok: bool
 
 
+class AnchorEvent(BaseModel):
+    """An epoch root found on the ledger: block, time and actor from the chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int
+    artefact_id: str
+    block: int
+    timestamp: int | None = None
+    actor: str | None = None
+    tx_hash: str | None = None
+    root: str
+
+
+class Challenge(BaseModel):
+    """Where the verifier's random seed came from (revealed in the report)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int
+    source: Literal["ledger", "verifier"]
+    model_id: str | None = None
+    bundle_digest: str | None = None
+    block: int | None = None
+    block_hash: str | None = None
+    secret: str | None = None  # hex; revealed after the verdict so anyone can recheck
+
+    def as_dict(self) -> dict[str, object]:
+        return self.model_dump()
+
+
 class Report(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,13 +89,13 @@ class Report(BaseModel):
     q: int
     r: int
     verifier_seed: int
-    challenge: dict[str, object] | None = None  # where the seed came from (recheckable)
+    challenge: Challenge | None = None  # where the seed came from (recheckable)
     r_rule: dict[str, float | int] = Field(default_factory=dict)  # how R was chosen
     prior_rejections: list[str] = Field(default_factory=list)  # same weights, rejected before
     init_origin: Literal["ledger", "seed", "unseeded"] | None = None
     checks: list[Check] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
-    anchors: list[dict[str, object]] = Field(default_factory=list)
+    anchors: list[AnchorEvent] = Field(default_factory=list)
     replay_seconds: float = 0.0
     total_seconds: float = 0.0
     torch_threads: int = 1

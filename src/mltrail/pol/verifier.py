@@ -16,9 +16,8 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,8 +27,9 @@ from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
+from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
-from mltrail.pol.report import Check, Report, Segment
+from mltrail.pol.report import Challenge, Check, Report, Segment
 from mltrail.reference import build_model
 
 if TYPE_CHECKING:
@@ -80,29 +80,14 @@ def replay_segment(spec: TrainingSpec, model_state: State, optim_state: State,
             optimizer_tensors(model, opt))
 
 
-@dataclass
-class Challenge:
-    """Where the verifier's random seed came from (revealed in the report)."""
-
-    seed: int
-    source: Literal["ledger", "verifier"]
-    model_id: str | None = None
-    bundle_digest: str | None = None
-    block: int | None = None
-    block_hash: str | None = None
-    secret: str | None = None  # hex; revealed after the verdict so anyone can recheck
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, q: int = 1,
+def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   r: int | None = None, miss_rate: float = DEFAULT_MISS_RATE,
                   forged: float = DEFAULT_FORGED, threshold: float | None = None,
                   seed: int | None = None, challenge: Challenge | None = None,
                   prior_rejections: Sequence[str] = (), expected_model: str | None = None,
                   ledger: Ledger | None = None, device: str = "cpu",
-                  progress: Callable[[int], None] | None = None) -> Report:
+                  progress: Callable[[int], None] | None = None,
+                  code_paths: Sequence[str] = (), timeout: float | None = None) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
     ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
@@ -112,6 +97,12 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
     stop at the first failure. Returns a report whose verdict is ``accepted`` only if
     every check passes; raises :class:`~mltrail.errors.InputError` only when the bundle
     cannot be read at all.
+
+    ``data`` is ``(x, y)`` for the reference task. For a proof recorded from a user's own
+    loop (:class:`~mltrail.pol.loop.LoopRecorder`) it is a data file or folder, a mapping
+    of named tensors, ``(x, y)`` or a tensor dataset; ``code_paths`` are the folders where
+    the prover's pinned code is found, and the replay runs it in a separate process
+    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most.
     """
     t0 = time.perf_counter()
     folder = Path(bundle)
@@ -125,9 +116,20 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
     rep = Report(verdict="rejected", bundle=str(folder), header_digest=man.header_digest,
                  chain_head=man.chain_head, final_model=man.final_model, threshold=thr,
                  optim_threshold=othr, q=q, r=r if r is not None else 0,
-                 verifier_seed=challenge.seed, challenge=challenge.as_dict(),
+                 verifier_seed=challenge.seed, challenge=challenge,
                  prior_rejections=list(prior_rejections),
                  torch_threads=torch.get_num_threads(), device=device)
+    if isinstance(man.header.training, LoopSpec):
+        from mltrail.pol.loopverify import verify_loop
+
+        verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
+                    threshold=thr, code_paths=code_paths, ledger=ledger,
+                    expected_model=expected_model, device=device, timeout=timeout,
+                    progress=progress)
+        rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
+            and rep.checks[-1].name == "replay" else "rejected"
+        rep.total_seconds = time.perf_counter() - t0
+        return rep
     x, y = data
 
     def run(*steps: Callable[[], Check]) -> bool:
@@ -139,14 +141,14 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
                 return False
         return True
 
-    spec = man.header.training
+    spec = man.header.ref_training
     ok = run(lambda: checks.bounds(man),
              lambda: checks.chain(man),
              lambda: checks.schedule(man),
              lambda: checks.hyperparameters(spec, man.header.k),
              lambda: checks.data(man, x, y),
              lambda: checks.declared(man, x, y))
-    rep.data_digest = man.header.data.digest
+    rep.data_digest = man.header.ref_data.digest
     if ok:
         anchor_check, rep.anchors = checks.anchors(man, ledger)
         ok = run(lambda: anchor_check, lambda: checks.batch_order(folder, man))
@@ -182,7 +184,7 @@ def verify_bundle(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *
 def load_all_states(folder: Path, man: Manifest) -> list[tuple[State, State]]:
     """Every checkpoint's (model, optimizer) tensors, each file's names and shapes checked
     against the architecture and optimizer before it is loaded."""
-    spec = man.header.training
+    spec = man.header.ref_training
     with torch.device("meta"):
         ref = build_model(spec.arch)
     shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
@@ -237,7 +239,7 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
             y: torch.Tensor, rep: Report, q: int, r: int | None, miss_rate: float,
             forged: float, thr: float, device: str,
             progress: Callable[[int], None] | None) -> None:
-    spec = man.header.training
+    spec = man.header.ref_training
     cks = man.checkpoints()
     chosen, score, rule = plan(man, states, q, r, miss_rate, forged, rep.verifier_seed,
                                len(rep.prior_rejections))

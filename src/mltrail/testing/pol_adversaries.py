@@ -21,7 +21,7 @@ from mltrail.pol.bundle import Manifest, data_commitment
 from mltrail.pol.recorder import ProofRecorder
 from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.reference import build_model, init_bounds, init_weights
-from mltrail.testing.pol_forgeries import forge_bundle, load_states
+from mltrail.testing.pol_forgeries import _source, forge_bundle, load_states
 
 State = dict[str, torch.Tensor]
 
@@ -33,7 +33,7 @@ def _clone(s: State) -> State:
 def _continue(man: Manifest, start: tuple[State, State], first: int, x: torch.Tensor,
               y: torch.Tensor) -> list[tuple[State, State]]:
     """Honest checkpoints after checkpoint ``first`` when training resumes from ``start``."""
-    spec, cks = man.header.training, man.checkpoints()
+    spec, cks = man.header.ref_training, man.checkpoints()
     model = build_model(spec.arch)
     model.load_state_dict(start[0])
     opt = spec.make_optimizer(model)
@@ -48,7 +48,7 @@ def _continue(man: Manifest, start: tuple[State, State], first: int, x: torch.Te
 def poisoned_target(man: Manifest, w: State, x: torch.Tensor, y: torch.Tensor,
                     steps: int = 30) -> State:
     """Weights the cheater wants: ``w`` trained on shifted labels for ``steps`` steps."""
-    spec = man.header.training
+    spec = man.header.ref_training
     model = build_model(spec.arch)
     model.load_state_dict(w)
     opt = torch.optim.SGD(model.parameters(), lr=spec.base_lr)
@@ -69,7 +69,7 @@ def forged_optimizer_segment(out: str | Path, honest: str | Path, x: torch.Tenso
     lands exactly on ``target`` (default: a poisoned-label model); honest training
     resumes from there. Only the link between segments ``j − 1`` and ``j`` is false."""
     man, states = load_states(honest)
-    spec = man.header.training
+    spec = man.header.ref_training
     mu = float(spec.optimizer.get("momentum", 0.0))
     if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0 or j < 1:
         raise ValueError("built for SGD with momentum, k = 1 and j >= 1")
@@ -119,7 +119,7 @@ def small_update_fakes(out: str | Path, honest: str | Path, count: int, seed: in
         states[c] = ({k: (a[0][k] + b[0][k]) / 2 if a[0][k].is_floating_point() else b[0][k]
                       for k in a[0]},
                      {k: (a[1].get(k, torch.zeros_like(v)) + v) / 2 for k, v in b[1].items()})
-    return forge_bundle(out, man.header, states), sorted(picked)
+    return forge_bundle(out, man.header, states, source=_source(man, honest)), sorted(picked)
 
 
 def forged_segment(out: str | Path, honest: str | Path, x: torch.Tensor, y: torch.Tensor,
@@ -180,7 +180,7 @@ def laundered_proof(out: str | Path, stolen_bundle: str | Path, x: torch.Tensor,
     """Record an honest run of the stolen proof's spec that starts from a laundered init
     (no init seed committed)."""
     man, states = load_states(stolen_bundle)
-    spec, h = man.header.training, man.header
+    spec, h = man.header.ref_training, man.header
     model = build_model(spec.arch)
     model.load_state_dict(launder_init(states[-1][0], spec.arch, h.init.scheme, seed,
                                        copy_small))

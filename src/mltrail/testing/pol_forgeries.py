@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mltrail._fs import atomic_write
 from mltrail.pol.bundle import (
     Anchor,
     Header,
@@ -33,7 +34,9 @@ from mltrail.pol.bundle import (
     write_manifest,
 )
 from mltrail.pol.checks import expected_layout
-from mltrail.provenance.digest import digest_json
+from mltrail.pol.loopspec import LoopSpec
+from mltrail.pol.replay import TrainingSpec
+from mltrail.provenance.digest import digest_bytes, digest_json
 from mltrail.reference import build_model, init_weights
 
 State = dict[str, torch.Tensor]
@@ -50,20 +53,23 @@ def load_states(bundle: str | Path) -> tuple[Manifest, list[tuple[State, State]]
 
 def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, State]],
                  layout: list[tuple[str, int, int]] | None = None,
-                 anchor: Callable[[int, bytes, int, str], Anchor | None] | None = None
-                 ) -> Manifest:
+                 anchor: Callable[[int, bytes, int, str], Anchor | None] | None = None,
+                 source: str | Path | None = None) -> Manifest:
     """Write a self-consistent bundle with ``states`` as its checkpoints.
 
     ``layout`` (default: what an honest recorder writes for ``header``) gives the record
     sequence; checkpoints are taken from ``states`` in order. Batch indices are the
-    committed seeded order. Everything is re-hashed and re-chained.
+    committed seeded order — for a user loop's proof, the ``source`` bundle's recorded
+    indices and scheduler states, copied. Everything is re-hashed and re-chained.
     """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     spec = header.training
     man = Manifest(header=header, header_digest=digest_json(header.model_dump()))
     layout = layout if layout is not None else expected_layout(spec, header.k)
+    src = read_manifest(source) if source is not None else None
     it = iter(states)
+    ck = 0
     for n, (typ, step, epoch) in enumerate(layout):
         if typ == "checkpoint":
             model, optim = next(it)
@@ -71,7 +77,22 @@ def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, Stat
                      "optim": f"checkpoints/{n:06d}.optim.safetensors"}
             digests = {"model": save_tensors(folder, files["model"], model),
                        "optim": save_tensors(folder, files["optim"], optim)}
+            if src is not None and source is not None:
+                old = src.checkpoints()[min(ck, len(src.checkpoints()) - 1)]
+                if "sched" in old.files:
+                    files["sched"] = f"checkpoints/{n:06d}.sched.json"
+                    raw = (Path(source) / old.files["sched"]).read_bytes()
+                    atomic_write(folder / files["sched"], raw)
+                    digests["sched"] = digest_bytes(raw)
+            ck += 1
+        elif src is not None and source is not None:
+            old = src.epoch_records()[epoch]
+            files = {"indices": f"indices/epoch-{epoch:04d}.safetensors"}
+            raw = (Path(source) / old.files["indices"]).read_bytes()
+            atomic_write(folder / files["indices"], raw)
+            digests = {"indices": digest_bytes(raw)}
         else:
+            assert isinstance(spec, TrainingSpec)
             order = spec.epoch_order(epoch)
             sizes = torch.tensor([len(spec.batch_indices(epoch * spec.steps_per_epoch + i))
                                   for i in range(spec.steps_per_epoch)], dtype=torch.int64)
@@ -93,6 +114,11 @@ def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, Stat
     return man
 
 
+def _source(man: Manifest, honest: str | Path) -> Path | None:
+    """The honest bundle, when its indices must be copied (a user loop's proof)."""
+    return Path(honest) if isinstance(man.header.training, LoopSpec) else None
+
+
 def _lerp(a: State, b: State, t: float) -> State:
     if t in (0.0, 1.0):  # exact endpoints: the forged proof ends on the stolen weights
         return {k: (a if t == 0.0 else b)[k].clone() for k in a}
@@ -109,14 +135,23 @@ def interpolation_spoof(out: str | Path, honest: str | Path, *, lr: float | None
     """
     man, states = load_states(honest)
     spec = man.header.training
-    opt = dict(spec.optimizer)
-    if lr is not None:
-        opt["lr"] = lr
-    header = man.header.model_copy(update={
-        "training": spec.model_copy(update={"optimizer": opt}), "prover": "mallory",
-        "note": "forged: interpolation"})
-    init = init_weights(build_model(spec.arch), header.init.scheme, header.init.seed or 0)
-    w0: State = {k: v.detach().clone() for k, v in init.state_dict().items()}
+    if isinstance(spec, LoopSpec):  # a user loop: keep its spec, start from its init
+        if lr is not None:
+            spec = _with_lr(spec, lr)
+        header = man.header.model_copy(update={"training": spec, "prover": "mallory",
+                                               "note": "forged: interpolation"})
+        w0: State = {k: v.clone() for k, v in states[0][0].items()}
+        source: Path | None = Path(honest)
+    else:
+        opt = dict(spec.optimizer)
+        if lr is not None:
+            opt["lr"] = lr
+        header = man.header.model_copy(update={
+            "training": spec.model_copy(update={"optimizer": opt}), "prover": "mallory",
+            "note": "forged: interpolation"})
+        init = init_weights(build_model(spec.arch), header.init.scheme, header.init.seed or 0)
+        w0 = {k: v.detach().clone() for k, v in init.state_dict().items()}
+        source = None
     final = states[-1][0]
     n = len(states)
     forged = []
@@ -124,7 +159,16 @@ def interpolation_spoof(out: str | Path, honest: str | Path, *, lr: float | None
         optim = {} if (i == 0 or lr == 0) else {k: torch.zeros_like(v)
                                                 for k, v in states[i][1].items()}
         forged.append((_lerp(w0, final, i / (n - 1)), optim))
-    return forge_bundle(out, header, forged, anchor=anchor)
+    return forge_bundle(out, header, forged, anchor=anchor, source=source)
+
+
+def _with_lr(spec: LoopSpec, lr: float | None = None, scale: float = 1.0) -> LoopSpec:
+    """A loop spec with every group's learning rate set to ``lr`` (or scaled)."""
+    groups = [g.model_copy(update={"options": {**g.options, "lr": lr if lr is not None
+                                               else float(g.options["lr"]) * scale}})
+              for g in spec.optimizer.groups]
+    return spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
+        update={"groups": groups})})
 
 
 def tamper_states(out: str | Path, honest: str | Path, how: str, *, rechain: bool,
@@ -151,7 +195,7 @@ def tamper_states(out: str | Path, honest: str | Path, how: str, *, rechain: boo
         if how == "drop":
             where = [i for i, r in enumerate(layout) if r[0] == "checkpoint"]
             del layout[where[mid]]
-        return forge_bundle(out, man.header, states, layout=layout)
+        return forge_bundle(out, man.header, states, layout=layout, source=_source(man, honest))
     shutil.copytree(honest, out)
     folder = Path(out)
     # the files change behind the manifest; their digests in it do not
@@ -165,11 +209,17 @@ def edit_hyperparameters(out: str | Path, honest: str | Path, changes: dict[str,
                          rechain: bool) -> Manifest:
     """Change optimizer settings in the manifest after training (naively or re-chained)."""
     man, states = load_states(honest)
-    opt = {**man.header.training.optimizer, **changes}
-    header = man.header.model_copy(update={
-        "training": man.header.training.model_copy(update={"optimizer": opt})})
+    spec = man.header.training
+    if isinstance(spec, LoopSpec):  # a user loop: the changes apply to every group
+        groups = [g.model_copy(update={"options": {**g.options, **changes}})
+                  for g in spec.optimizer.groups]
+        training: Any = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
+            update={"groups": groups})})
+    else:
+        training = spec.model_copy(update={"optimizer": {**spec.optimizer, **changes}})
+    header = man.header.model_copy(update={"training": training})
     if rechain:
-        return forge_bundle(out, header, states)
+        return forge_bundle(out, header, states, source=_source(man, honest))
     shutil.copytree(honest, out)
     edited = man.model_copy(update={"header": header})
     write_manifest(Path(out), edited)
@@ -182,7 +232,7 @@ def resign_copy(out: str | Path, honest: str | Path, prover: str,
     """Someone else's honest proof under a new prover name, re-chained and re-anchored."""
     man, states = load_states(honest)
     header = man.header.model_copy(update={"prover": prover, "note": "mine, honestly"})
-    return forge_bundle(out, header, states, anchor=anchor)
+    return forge_bundle(out, header, states, anchor=anchor, source=_source(man, honest))
 
 
 def adversarial_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torch.Tensor,
@@ -199,7 +249,7 @@ def adversarial_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: t
     from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, train_step
 
     man, states = load_states(honest)
-    spec = man.header.training
+    spec = man.header.ref_training
     if man.header.k != 1 or spec.epochs != 1:
         raise ValueError("the adversarial spoof is built for k=1, one epoch")
     init = init_weights(build_model(spec.arch), man.header.init.scheme, man.header.init.seed or 0)
@@ -261,7 +311,7 @@ def momentum_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torc
     empty at step 0). Only the optimizer-state comparison can catch it.
     """
     man, states = load_states(honest)
-    spec = man.header.training
+    spec = man.header.ref_training
     mu = float(spec.optimizer.get("momentum", 0.0))
     if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0:
         raise ValueError("the momentum spoof is built for SGD with momentum and k=1")
@@ -293,3 +343,30 @@ def momentum_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torc
         forged.append((targets[t + 1], {f"{k}.momentum_buffer": mu * m[k] + g[k] for k in g}))
     header = man.header.model_copy(update={"prover": "mallory", "note": "forged: momentum"})
     return forge_bundle(out, header, forged)
+
+
+FORGE_KINDS = ("interpolate", "zero-lr", "copy")
+
+
+def forge_named(honest: str | Path, out: str | Path, how: str, prover: str) -> Manifest:
+    """``mltrail pol forge``: one of :data:`FORGE_KINDS` built from ``honest`` into the new
+    folder ``out`` (staged beside it, so a failure leaves nothing)."""
+    import tempfile
+
+    from mltrail.errors import InputError
+    from mltrail.pol.bundle import read_manifest
+
+    read_manifest(honest)
+    out = Path(out)
+    if out.exists():
+        raise InputError(f"{out} exists; choose a new folder")
+    if how not in FORGE_KINDS:
+        raise InputError(f"--how must be {', '.join(FORGE_KINDS)}")
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        stage = Path(tmp) / "bundle"
+        if how == "copy":
+            man = resign_copy(stage, honest, prover)
+        else:
+            man = interpolation_spoof(stage, honest, lr=None if how == "interpolate" else 0.0)
+        stage.rename(out)
+    return man

@@ -75,13 +75,13 @@ def symlinked_checkpoint(out: str | Path, honest: str | Path, target: str | Path
 
 def huge_epochs(out: str | Path, honest: str | Path, epochs: int = 10 ** 15) -> Manifest:
     def edit(man: Manifest, folder: Path) -> None:
-        man.header.training.epochs = epochs
+        man.header.ref_training.epochs = epochs
     return rewrite(out, honest, edit)
 
 
 def huge_arch(out: str | Path, honest: str | Path, hidden: int = 50_000_000) -> Manifest:
     def edit(man: Manifest, folder: Path) -> None:
-        man.header.training.arch = {"type": "mlp", "hidden": [hidden]}
+        man.header.ref_training.arch = {"type": "mlp", "hidden": [hidden]}
     return rewrite(out, honest, edit)
 
 

@@ -1,0 +1,399 @@
+"""The verifier's side for a user loop's proof: static checks here, replay in a child.
+
+Owns :func:`verify_loop`, called by :func:`mltrail.pol.verifier.verify_bundle` when a
+manifest's training spec is a :class:`~mltrail.pol.loopspec.LoopSpec`. In this process it
+checks everything that needs none of the prover's code: bounds, hash chain and layout,
+hyperparameters (optimizer and scheduler classes of ``torch.optim``, rates and the
+schedule's trajectory on dummy parameters), the data against its commitment, the source
+digest of every pinned module (found on ``code_paths`` *without importing it*), anchors
+and the final model. Only then does it start a separate Python process
+(``python -I -m mltrail.pol.loopreplay``: isolated mode, an empty working folder, an
+environment without mltrail passwords or anything named like a secret) which imports the
+pinned code after checking its digests again and replays the challenged segments. It
+never imports the prover's code itself and never touches the ledger except to read
+anchors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mltrail.errors import InputError, MltrailError
+from mltrail.pol import checks
+from mltrail.pol.bundle import Manifest
+from mltrail.pol.limits import MAX_SAMPLES, MAX_TOTAL_STEPS
+from mltrail.pol.loopspec import FolderData, LoopSpec, TensorData, source_digest
+from mltrail.pol.report import Check, Report, Segment
+from mltrail.provenance.digest import digest_state_dict
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Ledger
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL")
+LoopDataArg = Any  # a path, a mapping of tensors, an (x, y) pair or a tensor dataset
+
+
+def bounds(man: Manifest, spec: LoopSpec) -> Check:
+    if spec.n_samples > MAX_SAMPLES:
+        return Check(name="bounds", ok=False, detail=f"n {spec.n_samples:,} exceeds "
+                                                     f"{MAX_SAMPLES:,}")
+    if spec.total_steps > MAX_TOTAL_STEPS or man.header.k > MAX_TOTAL_STEPS:
+        return Check(name="bounds", ok=False, detail=f"{spec.epochs:,} epochs of "
+                     f"{spec.steps_per_epoch:,} steps (k={man.header.k:,}) exceed "
+                     f"{MAX_TOTAL_STEPS:,} steps")
+    return Check(name="bounds", ok=True, detail=f"{spec.total_steps:,} steps within the "
+                                                "verifier's limits")
+
+
+def hyperparameters(spec: LoopSpec) -> Check:
+    """Optimizer and scheduler are torch's own classes, rates plausible, and the
+    schedule (run on dummy parameters) keeps every group's rate positive and finite."""
+    from mltrail.pol.loopreplay import advance
+
+    problems = []
+    for n, g in enumerate(spec.optimizer.groups):
+        o = g.options
+        lr = o.get("lr")
+        if not isinstance(lr, int | float) or not math.isfinite(lr) or not 0 < lr <= 10:
+            problems.append(f"group {n}: learning rate {lr!r} is implausible")
+        for key in ("momentum", "weight_decay", "dampening"):
+            v = o.get(key, 0.0)
+            if not isinstance(v, int | float) or not 0.0 <= v < 1.0:
+                problems.append(f"group {n}: {key} must be in [0, 1)")
+        betas = o.get("betas", [0.5, 0.5])
+        if not (isinstance(betas, list) and all(isinstance(b, int | float) and 0 <= b < 1
+                                                 for b in betas)):
+            problems.append(f"group {n}: betas must be in [0, 1)")
+        if o.get("maximize"):
+            problems.append(f"group {n}: maximize=True is not learning")
+    if problems:
+        return Check(name="hyperparameters", ok=False, detail="; ".join(problems))
+    try:
+        opt, sched = _dummy(spec)
+        low = min(g["lr"] for g in opt.param_groups)
+        if sched is not None:
+            positions = spec.total_steps if spec.scheduler is None or \
+                spec.scheduler.every == "step" else spec.epochs
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(positions - 1):
+                    advance(sched, 1)
+                    low = min(low, *(float(g["lr"]) for g in opt.param_groups))
+    except (MltrailError, RuntimeError, TypeError, ValueError, ZeroDivisionError) as exc:
+        return Check(name="hyperparameters", ok=False,
+                     detail=f"cannot be built: {str(exc).splitlines()[0][:200]}")
+    if not math.isfinite(low) or low <= 0:
+        return Check(name="hyperparameters", ok=False,
+                     detail=f"the schedule drives a learning rate to {low:g}")
+    return Check(name="hyperparameters", ok=True,
+                 detail=f"{spec.optimizer.name} with {len(spec.optimizer.groups)} parameter "
+                        f"groups, scheduler {spec.scheduler.name if spec.scheduler else 'none'}"
+                        f", lowest rate {low:.3g}")
+
+
+def _dummy(spec: LoopSpec) -> tuple[torch.optim.Optimizer, Any]:
+    """The spec's optimizer and scheduler over one-element stand-ins for its parameters
+    (the schedule depends on nothing else)."""
+    from mltrail.pol.loopreplay import build_optimizer, build_scheduler
+
+    dummy = torch.nn.Module()
+    for n, g in enumerate(spec.optimizer.groups):
+        for i, _ in enumerate(g.params):
+            dummy.register_parameter(f"p{n}_{i}", torch.nn.Parameter(torch.zeros(1)))
+    renamed = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(update={
+        "groups": [g.model_copy(update={"params": [f"p{n}_{i}" for i in range(len(g.params))]})
+                   for n, g in enumerate(spec.optimizer.groups)]})})
+    opt = build_optimizer(renamed, dummy)
+    return opt, build_scheduler(renamed, opt)
+
+
+def scheduler_states(folder: Path, man: Manifest, spec: LoopSpec) -> Check:
+    """Each checkpoint's scheduler state is what the declared scheduler gives at that
+    step (recomputed here, on stand-in parameters, without the prover's code)."""
+    from mltrail.pol.bundle import bundle_path
+    from mltrail.pol.loop import scheduler_state
+    from mltrail.pol.loopreplay import advance, scheduler_position
+
+    if spec.scheduler is None:
+        if any("sched" in c.files for c in man.checkpoints()):
+            return Check(name="scheduler", ok=False,
+                         detail="checkpoints hold scheduler state but no scheduler is declared")
+        return Check(name="scheduler", ok=True, detail="no scheduler declared")
+    try:
+        _, sched = _dummy(spec)
+    except MltrailError as exc:
+        return Check(name="scheduler", ok=False, detail=exc.message)
+    pos = 0
+    for c in man.checkpoints():
+        if "sched" not in c.files:
+            return Check(name="scheduler", ok=False,
+                         detail=f"the checkpoint at step {c.step} has no scheduler state")
+        want = scheduler_position(spec, c.step, at_checkpoint=True)
+        advance(sched, want - pos)
+        pos = want
+        try:
+            recorded = json.loads(bundle_path(folder, c.files["sched"]).read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            recorded = None
+        if recorded != json.loads(json.dumps(scheduler_state(sched))):
+            return Check(name="scheduler", ok=False,
+                         detail=f"the scheduler state at step {c.step} is not what "
+                                f"{spec.scheduler.name} gives")
+    return Check(name="scheduler", ok=True,
+                 detail=f"{len(man.checkpoints())} scheduler states are {spec.scheduler.name} "
+                        f"stepped every {spec.scheduler.every}")
+
+
+def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, str | None]:
+    """Check the verifier's data against the commitment; returns where the child reads
+    it (a safetensors file written into ``tmp``, or the data folder)."""
+    from mltrail.pol.loopdata import check_tensors, folder_digest, load_tensors_file, tensors_of
+
+    committed = spec.data
+    if isinstance(committed, FolderData):
+        if not isinstance(data, str | Path) or not Path(data).is_dir():
+            return Check(name="data", ok=False, detail="the proof's data is a folder of "
+                                                       "files: give that folder"), None
+        digest, n = folder_digest(Path(data))
+        if digest != committed.digest:
+            return Check(name="data", ok=False, detail=f"the folder {digest[:19]}… is not "
+                         f"the committed {committed.digest[:19]}…"), None
+        return Check(name="data", ok=True, detail=f"{n} files match {digest[:19]}…"), \
+            str(data)
+    assert isinstance(committed, TensorData)
+    if isinstance(data, str | Path):
+        tensors = load_tensors_file(data)
+    elif isinstance(data, Mapping):
+        tensors = {str(k): v for k, v in data.items()}
+    elif isinstance(data, tuple) and len(data) == 2:
+        tensors = {"x": data[0], "y": data[1]}
+    else:
+        found = tensors_of(data)
+        if found is None:
+            raise InputError("give the proof's data as a file, a folder, a mapping of "
+                             "tensors or a tensor dataset")
+        tensors = found
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    why = check_tensors(committed, tensors)
+    if why:
+        return Check(name="data", ok=False, detail=why), None
+    path = tmp / "data.safetensors"
+    from mltrail.provenance.digest import save_state_dict
+
+    save_state_dict(tensors, path)
+    return Check(name="data", ok=True, detail=f"{committed.n} samples of "
+                 f"{', '.join(committed.names)} match {digest_state_dict(tensors)[:19]}…"), \
+        str(path)
+
+
+def code_digests(spec: LoopSpec, paths: Sequence[str]) -> Check:
+    """Every pinned module's source, found without importing it, has its digest."""
+    for ref in spec.refs():
+        try:
+            got = source_digest(ref.module, list(paths))
+        except MltrailError as exc:
+            return Check(name="code", ok=False, detail=exc.message)
+        if got != ref.source:
+            return Check(name="code", ok=False,
+                         detail=f"the source of {ref.module} does not match the digest "
+                                f"pinned in the proof ({got[:19]}… found, {ref.source[:19]}… "
+                                "pinned): refusing to run it")
+    return Check(name="code", ok=True,
+                 detail=f"{len(spec.refs())} pinned modules match their digests "
+                        f"({', '.join(sorted({r.module for r in spec.refs()}))})")
+
+
+def file_digests(folder: Path, man: Manifest) -> Check:
+    """Every file the records name is inside the bundle and has its digest, checked
+    before any of the prover's code runs (sizes bounded by the manifest limit each)."""
+    from mltrail.errors import VerificationError
+    from mltrail.pol.bundle import bundle_path
+    from mltrail.pol.limits import MAX_PARAMS
+    from mltrail.provenance.digest import digest_file
+
+    limit = 16 * MAX_PARAMS + (1 << 20)
+    n = 0
+    try:
+        for rec in man.records:
+            if set(rec.files) != set(rec.digests):
+                raise VerificationError(f"record {rec.seq} names files without digests")
+            for role, rel in rec.files.items():
+                path = bundle_path(folder, rel)
+                if path.stat().st_size > limit:
+                    raise VerificationError(f"bundle file {rel} is larger than any model")
+                if digest_file(path) != rec.digests[role]:
+                    raise VerificationError(f"bundle file {rel} does not match its digest in "
+                                            "the manifest")
+                n += 1
+    except VerificationError as exc:
+        return Check(name="files", ok=False, detail=exc.message)
+    return Check(name="files", ok=True, detail=f"{n} files inside the bundle match their "
+                                               "digests")
+
+
+def child_env() -> dict[str, str]:
+    """The replay process's environment: the caller's, minus mltrail's and anything that
+    looks like a secret."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("MLTRAIL") and not any(w in k.upper() for w in SECRET_WORDS)}
+
+
+def run_child(job: dict[str, Any], tmp: Path, timeout: float | None = None) -> dict[str, Any]:
+    """Run :mod:`mltrail.pol.loopreplay` on ``job`` in a separate, isolated process."""
+    job = {**job, "result": str(tmp / "result.json")}
+    job_file = tmp / "job.json"
+    job_file.write_text(json.dumps(job))
+    work = tmp / "work"
+    work.mkdir(exist_ok=True)
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-m", "mltrail.pol.loopreplay",
+                               str(job_file)], cwd=work, env=child_env(), capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the replay process ran past {timeout} s"}
+    result = tmp / "result.json"
+    if not result.is_file():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"the replay process died (exit {proc.returncode}): {last[:300]}"}
+    loaded: dict[str, Any] = json.loads(result.read_text())
+    return loaded
+
+
+def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, q: int,
+                r: int | None, miss_rate: float, forged: float, threshold: float,
+                code_paths: Sequence[str] = (), ledger: Ledger | None = None,
+                expected_model: str | None = None, device: str = "cpu",
+                timeout: float | None = None,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure."""
+    spec = man.header.training
+    assert isinstance(spec, LoopSpec)
+    paths = [str(Path(p).resolve()) for p in code_paths]
+
+    def run(*steps: Callable[[], Check]) -> bool:
+        for step in steps:
+            c = step()
+            rep.checks.append(c)
+            if not c.ok:
+                rep.reasons.append(f"{c.name}: {c.detail}")
+                return False
+        return True
+
+    rep.data_digest = spec.data.digest
+    with tempfile.TemporaryDirectory(prefix="mltrail-replay-") as tmp_name:
+        tmp = Path(tmp_name)
+        where: list[str | None] = [None]
+
+        def data_check() -> Check:
+            c, where[0] = materialise(spec, data, tmp)
+            return c
+
+        ok = run(lambda: bounds(man, spec), lambda: checks.chain(man),
+                 lambda: checks.schedule(man), lambda: hyperparameters(spec), data_check,
+                 lambda: code_digests(spec, paths))
+        if ok:
+            anchor_check, rep.anchors = checks.anchors(man, ledger)
+            ok = run(lambda: anchor_check, lambda: checks.final(man, expected_model),
+                     lambda: file_digests(folder, man),
+                     lambda: scheduler_states(folder, man, spec))
+        if not ok:
+            return
+        job = {"bundle": str(folder.resolve()), "data": where[0], "code_paths": paths,
+               "q": q, "r": r, "miss_rate": miss_rate, "forged": forged,
+               "threshold": threshold, "seed": rep.verifier_seed,
+               "prior": len(rep.prior_rejections), "device": device,
+               "threads": torch.get_num_threads()}
+        result = run_child(job, tmp, timeout)
+    if "error" in result:
+        run(lambda: Check(name="replay", ok=False,
+                          detail=f"the prover's code failed in the replay process: "
+                                 f"{result['error']}"))
+        return
+    for c in result["checks"]:
+        if not run(_const(Check(**c))):
+            return
+    rep.init_origin = result.get("init_origin")
+    rep.r_rule = result.get("rule", {})
+    rep.r = int(rep.r_rule.get("r", 0))
+    rep.reasons += result.get("reasons", [])
+    rep.segments = [Segment(**s) for s in result["segments"]]
+    if progress is not None:
+        progress(len(rep.segments))
+    bad = [s for s in rep.segments if not s.ok]
+    run(lambda: Check(
+        name="replay", ok=not bad and bool(rep.segments),
+        detail=(f"{len(rep.segments)} segments replayed in a separate process, max error "
+                f"{rep.max_error:.3g} <= {threshold:.3g}") if not bad else
+        f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
+            f"#{s.index} (steps {s.start_step}-{s.end_step}, {s.chosen}) error {s.error:.3g}"
+            + (f", optimizer state error {s.optim_error:.3g}" if s.optim_error is not None
+               else "") for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
+
+
+def _const(check: Check) -> Callable[[], Check]:
+    return lambda: check
+
+
+def measure_loop(bundle: str | Path, data: LoopDataArg, *, code_paths: Sequence[str] = (),
+                 threads: int = 1, dtype: str = "float32", device: str = "cpu"
+                 ) -> list[tuple[float, float]]:
+    """(weights, optimizer state) errors of every segment of a loop proof replayed (in a
+    separate process) with ``threads`` threads in ``dtype`` on ``device``."""
+    from mltrail.pol.bundle import read_manifest
+
+    man = read_manifest(bundle)
+    spec = man.header.training
+    if not isinstance(spec, LoopSpec):
+        raise InputError(f"{bundle} is not a proof of a user loop")
+    with tempfile.TemporaryDirectory(prefix="mltrail-calibrate-") as tmp_name:
+        tmp = Path(tmp_name)
+        c, where = materialise(spec, data, tmp)
+        if not c.ok:
+            raise InputError(c.detail)
+        result = run_child({"mode": "calibrate", "bundle": str(Path(bundle).resolve()),
+                            "data": where, "code_paths": [str(Path(p).resolve())
+                                                          for p in code_paths],
+                            "threads": threads, "dtype": dtype, "device": device}, tmp)
+    if "error" in result:
+        raise InputError(f"calibration replay failed: {result['error']}")
+    return [(float(a), float(b)) for a, b in result["errors"]]
+
+
+def loop_data_location(bundle: str | Path, data: str | None, ledger: Ledger | None
+                       ) -> str:
+    """Where a verifier finds a loop proof's data: ``data`` when it is a file or folder;
+    else (with a ledger) the file or folder that the dataset artefact ``data`` names — or,
+    with no ``data``, the artefact registered with the proof's data digest — when it
+    holds exactly the committed bytes."""
+    from mltrail.pol.bundle import read_manifest
+    from mltrail.pol.onchain import find_dataset, metadata
+    from mltrail.provenance.digest import digest_path
+
+    if data is not None and Path(data).exists():
+        return data
+    spec = read_manifest(bundle).header.training
+    if not isinstance(spec, LoopSpec):
+        raise InputError(f"{bundle} is not a proof of a user loop")
+    want = spec.data.digest
+    if ledger is None:
+        raise InputError("--data is required: the file or folder the proof's loop consumed"
+                         if data is None else f"no such data file or folder: {data}")
+    art = ledger.artefact(data) if data is not None else find_dataset(ledger, want)
+    path = metadata(ledger, art).get("path") if art is not None else None
+    if not path or not Path(str(path)).exists():
+        raise InputError(f"no file or folder on this machine holds the proof's data "
+                         f"{want[:19]}… (give --data)")
+    if art is not None and art.content_digest != want and digest_path(str(path)) != want:
+        raise InputError(f"dataset {art.id[:10]}… is not the data this proof committed to")
+    return str(path)

@@ -1,0 +1,248 @@
+"""The Proof-of-Learning workflows the command line runs, as library calls.
+
+Owns :func:`train_and_publish` (record the reference training into a new bundle folder,
+anchored on and registered in the ledger when one is given) and :func:`verify_and_record`
+(replay a bundle, reference or user loop, with the public challenge and recorded verdict
+when a model artefact is named). ``mltrail.cli.pol`` is argument parsing, one call here
+and printing. A failed training never leaves a partial bundle behind. This module never
+prints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mltrail.errors import InputError, MltrailError
+from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RATE
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Ledger
+    from mltrail.pol.report import Report
+
+ARCHS: dict[str, dict[str, Any]] = {"cnn": {"type": "cnn"}, "mlp": {"type": "mlp"},
+                                    "resnet20": {"type": "resnet", "depth": 20}}
+Progress = Callable[[int | None], AbstractContextManager[Callable[[int], None]]]
+
+
+def parse_arch(spec: str) -> dict[str, Any]:
+    """A built-in architecture name (cnn, mlp, resnet20) or a JSON spec object."""
+    if spec in ARCHS:
+        return dict(ARCHS[spec])
+    try:
+        arch = json.loads(spec)
+    except ValueError:
+        raise InputError(f"--arch must be one of {', '.join(ARCHS)} or a JSON spec") from None
+    if not isinstance(arch, dict):
+        raise InputError("--arch JSON must be an object")
+    return arch
+
+
+def parse_secret(text: str | None) -> bytes | None:
+    """A verifier secret: hex, or 'random' for 32 fresh bytes."""
+    if text is None:
+        return None
+    if text == "random":
+        import secrets
+
+        return secrets.token_bytes(32)
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise InputError("--secret must be hex or 'random'") from None
+    if not raw:
+        raise InputError("--secret must not be empty")
+    return raw
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """The options of ``mltrail pol train``."""
+
+    out: Path
+    data: str = "digits"
+    arch: str = "cnn"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "constant"
+    epochs: int = 3
+    batch_size: int = 32
+    k: int = 10
+    seed: int = 0
+    no_init_seed: bool = False
+    name: str = "pol-model"
+
+
+def _register_data(led: Ledger, req: TrainRequest, digest: str) -> str:
+    from mltrail.pol.onchain import find_dataset
+
+    ds = find_dataset(led, digest)
+    if ds is not None:
+        return ds.id
+    reg = led.register(led.lifecycle.bound_kind("pol", "data_kind"), digest,
+                       metadata={"name": f"{req.name}-data", "path": str(req.data)})
+    return reg.artefact_id
+
+
+def train_and_publish(req: TrainRequest, led: Ledger | None,
+                      progress: Progress) -> dict[str, Any]:
+    """Train the reference task under the recorder into ``req.out``; with a ledger, anchor
+    the epochs on the dataset artefact (registered if new), fix the init seed on chain
+    unless ``no_init_seed``, and register the model. Returns what the CLI prints."""
+    from mltrail.pol.bundle import data_commitment
+    from mltrail.pol.datafile import load_data
+    from mltrail.pol.recorder import record_training
+
+    out = req.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not empty; choose a new folder")
+    arch = parse_arch(req.arch)
+    x, y = load_data(req.data)
+    opt: dict[str, Any] = ({"name": "sgd", "lr": req.lr, "momentum": req.momentum}
+                           if req.optimizer == "sgd" else {"name": req.optimizer, "lr": req.lr})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        anchor, dataset_id, init_seed, origin = None, None, None, None
+        if led is not None:
+            from mltrail.pol.onchain import ledger_anchor, start_training
+
+            digest = data_commitment(x, y).digest
+            dataset_id = _register_data(led, req, digest)
+            anchor = ledger_anchor(led, dataset_id)
+            if not req.no_init_seed:
+                init_seed, origin = start_training(led, dataset_id, data_digest=digest,
+                                                   data_seed=req.seed + 1, arch=arch)
+        steps = -(-len(y) // req.batch_size) * req.epochs
+        with progress(steps) as advance:
+            _, man = record_training(stage, x, y, arch=arch, optimizer=opt, k=req.k,
+                                     epochs=req.epochs, batch_size=req.batch_size,
+                                     seed=req.seed, commit_init_seed=not req.no_init_seed,
+                                     schedule={"name": req.schedule}, anchor=anchor,
+                                     prover=led.address if led else None,
+                                     anchor_artefact=dataset_id, init_seed=init_seed,
+                                     init_origin=origin, on_step=lambda _s: advance(1))
+        if out.exists():
+            out.rmdir()
+        stage.rename(out)
+        result: dict[str, Any] = {
+            "bundle": str(out), "final_model": man.final_model, "steps": steps,
+            "checkpoints": len(man.checkpoints()), "header_digest": man.header_digest,
+            "anchors": [a.model_dump() for a in man.anchors], "dataset_id": dataset_id,
+            "init_seed_block": origin.block if origin else None}
+        if led is not None:
+            from mltrail.pol.onchain import publish_model
+
+            result.update(publish_model(led, out, name=req.name, parents=[dataset_id or ""]))
+        return result
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def data_for(data: str | None, bundle: Path, led: Ledger | None) -> tuple[Any, Any]:
+    """The verifier's data: ``--data``, else the file the proof's dataset artefact names on
+    the ledger if it holds exactly the committed bytes."""
+    from mltrail.pol.datafile import load_data
+
+    if data is not None:
+        return load_data(data)
+    from mltrail.pol.bundle import data_commitment, read_manifest
+    from mltrail.pol.onchain import find_dataset, metadata
+
+    want = read_manifest(bundle).header.data.digest
+    ds = find_dataset(led, want) if led is not None else None
+    path = metadata(led, ds).get("path") if led is not None and ds is not None else None
+    if path:
+        try:
+            x, y = load_data(str(path))
+            if data_commitment(x, y).digest == want:
+                return x, y
+        except MltrailError:
+            pass
+    raise InputError(f"--data is required: the proof commits to data {want[:19]}…, and no "
+                     "dataset artefact on the ledger names a file with those bytes")
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """The options of ``mltrail pol verify``."""
+
+    bundle: Path | None = None
+    data: str | None = None
+    q: int = 1
+    random_r: int | None = None
+    miss_rate: float = DEFAULT_MISS_RATE
+    forged: float = DEFAULT_FORGED
+    threshold: float | None = None
+    model: str | None = None
+    record: bool = True
+    delay: int = DEFAULT_DELAY
+    secret: str | None = None
+    allow_unseeded: bool = False
+    seed: int | None = None
+    device: str = "cpu"
+    code: list[Path] = field(default_factory=list)
+    timeout: float | None = None
+    report: Path | None = None
+    html: Path | None = None
+
+
+def verify_and_record(req: VerifyRequest, led: Ledger | None,
+                      progress: Progress) -> tuple[Report, dict[str, Any]]:
+    """Replay ``req.bundle`` (or the bundle ``req.model`` names); with a model artefact,
+    take the public challenge from the ledger and record the verdict. Returns the report
+    and what the CLI prints."""
+    from mltrail.pol.bundle import read_manifest
+    from mltrail.pol.loopspec import LoopSpec
+    from mltrail.pol.verifier import verify_bundle
+
+    if req.bundle is None and req.model is None:
+        raise InputError("give a BUNDLE folder or --model ID")
+    if req.data is None and req.model is None:
+        raise InputError("--data is required: the training data the proof commits to (a "
+                         "data file, or 'digits' for the reference task)")
+    bundle, model, expected, challenge = req.bundle, req.model, None, None
+    prior: list[str] = []
+    if led is not None and model is not None:
+        from mltrail.pol.onchain import bundle_for, public_challenge
+
+        art = led.artefact(model)
+        model_kind = led.lifecycle.bound_kind("pol")
+        if art.kind != model_kind:
+            raise InputError(f"{art.id} is a {art.kind}, not a {model_kind}")
+        expected, model = art.content_digest, art.id
+        bundle = bundle if bundle is not None else bundle_for(led, art.id)
+        challenge, prior = public_challenge(led, art.id, delay=req.delay,
+                                            secret=parse_secret(req.secret))
+    assert bundle is not None
+    given: Any
+    if isinstance(read_manifest(bundle).header.training, LoopSpec):
+        from mltrail.pol.loopverify import loop_data_location
+
+        given = loop_data_location(bundle, req.data, led)
+    else:
+        given = data_for(req.data, bundle, led)
+    with progress(None) as advance:
+        rep = verify_bundle(bundle, given, code_paths=[str(c) for c in req.code],
+                            timeout=req.timeout, q=req.q, r=req.random_r,
+                            miss_rate=req.miss_rate, forged=req.forged,
+                            threshold=req.threshold, seed=req.seed, challenge=challenge,
+                            prior_rejections=prior, expected_model=expected, ledger=led,
+                            device=req.device, progress=advance)
+    rep.save(req.report, req.html)
+    out: dict[str, Any] = rep.model_dump()
+    out["report_digest"] = rep.digest()
+    if led is not None and model is not None and req.record:
+        from mltrail.pol.onchain import record_verdict
+
+        out["ledger"] = record_verdict(led, model, rep, allow_unseeded=req.allow_unseeded)
+        out["model"] = model
+    return rep, out
