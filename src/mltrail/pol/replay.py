@@ -15,16 +15,22 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from torch import nn
 
 from mltrail.errors import InputError
+from mltrail.reference.specs import (
+    AdamSpec,
+    CosineSchedule,
+    StepSchedule,
+    arch_of,
+    optimizer_of,
+    schedule_of,
+)
 
 if TYPE_CHECKING:
     from mltrail.reference import TrainConfig
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "step", "cosine")
 
 
 class TransformSpec(BaseModel):
@@ -56,6 +62,26 @@ class TrainingSpec(BaseModel):
     data_seed: int
     transforms: list[TransformSpec] = Field(default_factory=list)
     _order: tuple[tuple[int, int, int], torch.Tensor] | None = PrivateAttr(default=None)
+
+    # The parts stay the JSON objects the prover wrote (the manifest digest covers them
+    # byte for byte); each must parse as its typed union (mltrail.reference.specs).
+    @field_validator("arch")
+    @classmethod
+    def _typed_arch(cls, v: dict[str, Any]) -> dict[str, Any]:
+        arch_of(v)
+        return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _typed_optimizer(cls, v: dict[str, Any]) -> dict[str, Any]:
+        optimizer_of(v)
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _typed_schedule(cls, v: dict[str, Any]) -> dict[str, Any]:
+        schedule_of(v)
+        return v
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, n_samples: int) -> TrainingSpec:
@@ -93,56 +119,34 @@ class TrainingSpec(BaseModel):
     # ---- schedule
     @property
     def base_lr(self) -> float:
-        return float(self.optimizer.get("lr", 0.0))
+        return optimizer_of(self.optimizer).lr
 
     def lr_at(self, step: int) -> float:
         """Learning rate used by global ``step``."""
-        s = self.schedule
-        name = s.get("name", "constant")
+        s = schedule_of(self.schedule)
         lr = self.base_lr
-        if name == "constant":
-            return lr
-        if name == "step":
-            return lr * float(s.get("gamma", 0.1)) ** (step // int(s.get("step_size", 1)))
-        if name == "cosine":
-            lo = float(s.get("min_lr", 0.0))
+        if isinstance(s, StepSchedule):
+            return lr * s.gamma ** (step // s.step_size)
+        if isinstance(s, CosineSchedule):
+            lo = s.min_lr
             return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * step / self.total_steps))
-        raise InputError(f"unknown schedule {name!r} (one of {', '.join(SCHEDULES)})")
+        return lr
 
     # ---- optimizer
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """A fresh optimizer for ``model`` with exactly the manifest's hyperparameters."""
-        o = dict(self.optimizer)
-        name = o.pop("name", None)
-        try:
-            if name == "sgd":
-                return torch.optim.SGD(model.parameters(), lr=float(o.pop("lr")),
-                                       momentum=float(o.pop("momentum", 0.0)),
-                                       weight_decay=float(o.pop("weight_decay", 0.0)),
-                                       nesterov=bool(o.pop("nesterov", False)),
-                                       foreach=False, **_no_extra(o))
-            if name == "adam":
-                b1, b2 = o.pop("betas", (0.9, 0.999))
-                return torch.optim.Adam(model.parameters(), lr=float(o.pop("lr")),
-                                        betas=(float(b1), float(b2)),
-                                        eps=float(o.pop("eps", 1e-8)),
-                                        weight_decay=float(o.pop("weight_decay", 0.0)),
-                                        foreach=False, **_no_extra(o))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"bad optimizer spec {self.optimizer!r}: {exc}") from exc
-        raise InputError(f"unknown optimizer {name!r} (one of {', '.join(OPTIMIZERS)})")
+        o = optimizer_of(self.optimizer)
+        if isinstance(o, AdamSpec):
+            return torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
+                                    weight_decay=o.weight_decay, foreach=False)
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay, nesterov=o.nesterov, foreach=False)
 
     def transform(self, x: torch.Tensor, step: int) -> torch.Tensor:
         for t in self.transforms:
             gen = torch.Generator().manual_seed(hash_seed(t.seed, step))
             x = x + torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) * t.std
         return x
-
-
-def _no_extra(rest: Mapping[str, Any]) -> dict[str, Any]:
-    if rest:
-        raise InputError(f"unsupported optimizer settings: {', '.join(sorted(rest))}")
-    return {}
 
 
 def hash_seed(*parts: int) -> int:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
 from mltrail.errors import InputError
@@ -129,34 +129,30 @@ def build_model(arch: Mapping[str, Any]) -> nn.Module:
     * ``{"type": "resnet", "in_channels": [3], "depth": [20], "width": [16],
       "classes": [10]}`` — the CIFAR ResNet of He et al. (ResNet-20: 0.27 M params).
     """
-    kind = arch.get("type")
+    from mltrail.reference.specs import CnnArch, MlpArch, arch_of
+
+    spec = arch_of(arch)
+    if isinstance(spec, CnnArch):
+        cin = spec.in_channels
+        layers: list[nn.Module] = []
+        for c in spec.channels:
+            layers += [nn.Conv2d(cin, c, 3, 1, 1), nn.ReLU()]
+            cin = c
+        layers += [nn.AdaptiveMaxPool2d(4), nn.Flatten(), nn.Linear(cin * 16, spec.hidden),
+                   nn.ReLU(), nn.Linear(spec.hidden, spec.classes)]
+        return nn.Sequential(*layers)
+    if isinstance(spec, MlpArch):
+        fin = spec.in_features
+        mlp: list[nn.Module] = [nn.Flatten()]
+        for h in spec.hidden:
+            mlp += [nn.Linear(fin, h), nn.ReLU()]
+            fin = h
+        mlp.append(nn.Linear(fin, spec.classes))
+        return nn.Sequential(*mlp)
     try:
-        classes = int(arch.get("classes", 10))
-        if kind == "cnn":
-            chans = [int(c) for c in arch.get("channels", [8, 16])]
-            cin = int(arch.get("in_channels", 1))
-            layers: list[nn.Module] = []
-            for c in chans:
-                layers += [nn.Conv2d(cin, c, 3, 1, 1), nn.ReLU()]
-                cin = c
-            hidden = int(arch.get("hidden", 32))
-            layers += [nn.AdaptiveMaxPool2d(4), nn.Flatten(), nn.Linear(cin * 16, hidden),
-                       nn.ReLU(), nn.Linear(hidden, classes)]
-            return nn.Sequential(*layers)
-        if kind == "mlp":
-            fin = int(arch.get("in_features", 64))
-            mlp: list[nn.Module] = [nn.Flatten()]
-            for h in [int(h) for h in arch.get("hidden", [64])]:
-                mlp += [nn.Linear(fin, h), nn.ReLU()]
-                fin = h
-            mlp.append(nn.Linear(fin, classes))
-            return nn.Sequential(*mlp)
-        if kind == "resnet":
-            return _resnet(int(arch.get("in_channels", 3)), classes,
-                           int(arch.get("depth", 20)), int(arch.get("width", 16)))
+        return _resnet(spec.in_channels, spec.classes, spec.depth, spec.width)
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad architecture spec {dict(arch)!r}: {exc}") from exc
-    raise InputError(f"unknown architecture type {kind!r} (cnn, mlp or resnet)")
 
 
 def _fan_in(p: torch.Tensor) -> int:
@@ -235,6 +231,16 @@ class TrainConfig(BaseModel):
     schedule: dict[str, Any] = Field(default_factory=lambda: {"name": "constant"})
     epochs: int = Field(default=3, ge=1)
     batch_size: int = Field(default=32, ge=1)
+
+    @field_validator("arch", "optimizer", "schedule")
+    @classmethod
+    def _typed(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Each part must parse as its typed union (:mod:`mltrail.reference.specs`)."""
+        from mltrail.reference.specs import arch_of, optimizer_of, schedule_of
+
+        {"arch": arch_of, "optimizer": optimizer_of, "schedule": schedule_of}[
+            str(info.field_name)](v)
+        return v
 
     @property
     def init_seed(self) -> int:
