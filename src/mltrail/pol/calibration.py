@@ -107,16 +107,8 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
                                 "seed": run["seed"], "optimizer": run["optimizer"].get("name"),
                                 "mode": label, "segments": len(errs), "max": max(w),
                                 "median": sorted(w)[len(w) // 2], "optim_max": max(o)})
-    worst, worst_o = max(weights), max(optim)
-    weights.sort()
-    return {"measurements": results, "replays": len(weights), "honest_max": worst,
-            "honest_p99": weights[int(0.99 * (len(weights) - 1))],
-            "honest_median": weights[len(weights) // 2], "honest_optim_max": worst_o,
-            "margin": margin, "threshold": max(floor, margin * worst),
-            "optim_margin": optim_margin,
-            "optim_threshold": max(floor, optim_margin * worst_o),
-            "default_threshold": DEFAULT_THRESHOLD,
-            "default_optim_threshold": DEFAULT_OPTIM_THRESHOLD}
+    return _summary(results, weights, optim, margin=margin, floor=floor,
+                    optim_margin=optim_margin)
 
 
 def reference_runs(seeds: int = 8) -> list[dict[str, Any]]:
@@ -164,8 +156,15 @@ def calibrate_loop(bundles: Sequence[str | Path], data: Any, *, code_paths: Sequ
             results.append({"run": n, "bundle": str(bundle), "mode": label,
                             "segments": len(errs), "max": max(w),
                             "median": sorted(w)[len(w) // 2], "optim_max": max(o)})
+    return _summary(results, weights, optim, margin=margin, floor=floor,
+                    optim_margin=optim_margin)
+
+
+def _summary(results: list[dict[str, Any]], weights: list[float], optim: list[float], *,
+             margin: float, floor: float, optim_margin: float) -> dict[str, Any]:
+    """The thresholds from honest replay errors: ``margin`` × the worst, at least ``floor``."""
     worst, worst_o = max(weights), max(optim)
-    weights.sort()
+    weights = sorted(weights)
     return {"measurements": results, "replays": len(weights), "honest_max": worst,
             "honest_p99": weights[int(0.99 * (len(weights) - 1))],
             "honest_median": weights[len(weights) // 2], "honest_optim_max": worst_o,

@@ -281,14 +281,7 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
     assert isinstance(spec, LoopSpec)
     paths = [str(Path(p).resolve()) for p in code_paths]
 
-    def run(*steps: Callable[[], Check]) -> bool:
-        for step in steps:
-            c = step()
-            rep.checks.append(c)
-            if not c.ok:
-                rep.reasons.append(f"{c.name}: {c.detail}")
-                return False
-        return True
+    run = rep.run
 
     rep.data_digest = spec.data.digest
     with tempfile.TemporaryDirectory(prefix="mltrail-replay-") as tmp_name:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -111,6 +112,17 @@ class Report(BaseModel):
 
     def to_json(self) -> bytes:
         return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+    def run(self, *steps: Callable[[], Check]) -> bool:
+        """Run checks in order, recording each; stop at the first failure (its reason
+        recorded). True when all passed."""
+        for step in steps:
+            c = step()
+            self.checks.append(c)
+            if not c.ok:
+                self.reasons.append(f"{c.name}: {c.detail}")
+                return False
+        return True
 
     def digest(self) -> str:
         """Digest of the JSON report (the evidence recorded on the ledger)."""

@@ -132,14 +132,7 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
         return rep
     x, y = data
 
-    def run(*steps: Callable[[], Check]) -> bool:
-        for step in steps:
-            c = step()
-            rep.checks.append(c)
-            if not c.ok:
-                rep.reasons.append(f"{c.name}: {c.detail}")
-                return False
-        return True
+    run = rep.run
 
     spec = man.header.ref_training
     ok = run(lambda: checks.bounds(man),
