@@ -57,3 +57,17 @@ def test_probes_and_audit_run_exit_codes(tmp_path, monkeypatch, capsys, supplier
 def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, args) -> None:  # type: ignore[no-untyped-def]
     code, _, err = _mltrail(monkeypatch, capsys, *args)
     assert code == 2 and "Traceback" not in err and err.count("\n") <= 3
+
+
+@pytest.mark.parametrize("option", ["--probes", "--data", "--adapter"])
+@pytest.mark.parametrize("special", ["fifo", "folder"])
+def test_special_files_are_refused_not_read(tmp_path, monkeypatch, capsys, option,  # type: ignore[no-untyped-def]
+                                            special) -> None:
+    """A FIFO given as probes, data or adapter would block a reader forever."""
+    import os
+
+    path = tmp_path / special
+    os.mkfifo(path) if special == "fifo" else path.mkdir()
+    code, _, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target",
+                            "http://127.0.0.1:9", option, str(path))
+    assert code == 2 and ("FIFO" in err or "folder" in err), err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from types import SimpleNamespace
+
 import pytest
 
 from mltrail.errors import RefusedError
@@ -13,11 +16,9 @@ from mltrail.pol.onchain import (
     public_challenge,
     publish_model,
     record_verdict,
-    start_training,
 )
-from mltrail.pol.recorder import record_training
 from mltrail.pol.verifier import plan, verify_bundle
-from mltrail.provenance.digest import digest_state_dict
+from mltrail.pol.workflows import TrainRequest, train_and_publish
 from mltrail.reference import pinned_threads
 from mltrail.testing import pol_forgeries as attacks
 
@@ -49,21 +50,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def trained(chain, digits):
-    """alice registers the data, trains under the recorder with epoch anchors, publishes."""
+    """alice registers the data, trains under the recorder with epoch anchors, publishes:
+    the library's workflow, as ``mltrail pol train`` runs it."""
     root, led = chain
     alice = led["alice"]
-    x, y = digits
-    digest = digest_state_dict({"x": x, "y": y})
-    ds = alice.register("dataset", digest, metadata={"name": "digits"})
-    iseed, origin = start_training(alice, ds.artefact_id, data_digest=digest, data_seed=22,
-                                   arch={"type": "cnn"})
     with pinned_threads(1):
-        record_training(root / "alice", x, y, arch={"type": "cnn"},
-                        optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9}, k=10,
-                        epochs=2, batch_size=32, seed=21, init_seed=iseed, init_origin=origin,
-                        anchor=ledger_anchor(alice, ds.artefact_id), prover=alice.address,
-                        anchor_artefact=ds.artefact_id)
-    pub = publish_model(alice, root / "alice", name="cnn", parents=[ds.artefact_id])
+        pub = train_and_publish(TrainRequest(out=root / "alice", data="digits", epochs=2, k=10,
+                                             seed=21, lr=0.05, name="cnn"), alice,
+                                lambda _total: nullcontext(lambda _n: None))
+    ds = SimpleNamespace(artefact_id=pub["dataset_id"])
     alice.anchor(ds.artefact_id, b"\0" * 32, 1)  # a later block: the public challenge's
     return root / "alice", ds.artefact_id, pub
 

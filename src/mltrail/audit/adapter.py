@@ -24,7 +24,7 @@ import yaml
 from jsonpointer import JsonPointer, JsonPointerException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mltrail.errors import InputError, NotFoundError
+from mltrail.errors import InputError
 
 MAX_FILE = 1 << 20
 INPUTS = "$inputs"
@@ -156,9 +156,9 @@ def parse_adapter(text: str, source: str = "adapter") -> AdapterSpec:
 
 def load_adapter(path: str | Path) -> AdapterSpec:
     """Read and validate an adapter file."""
-    p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"adapter file not found: {p}")
+    from mltrail._fs import regular_file
+
+    p = regular_file(path, "adapter file")
     raw = p.read_bytes()[: MAX_FILE + 1]
     try:
         text = raw.decode("utf-8")

@@ -24,7 +24,7 @@ import numpy as np
 
 from mltrail.audit.models import augment, digits
 from mltrail.audit.stego import StegoKit, psnr, trigger_set
-from mltrail.errors import InputError, NotFoundError
+from mltrail.errors import InputError
 
 BENCHMARK, ORDINARY, CONTAINER, TRIGGER, DATA = 0, 1, 2, 3, 4
 KIND_NAMES = {BENCHMARK: "benchmark", ORDINARY: "ordinary", CONTAINER: "container",
@@ -63,9 +63,9 @@ class ProbeSet:
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeSet:
-        p = Path(path)
-        if not p.exists():
-            raise NotFoundError(f"probe file not found: {p}")
+        from mltrail._fs import regular_file
+
+        p = regular_file(path, "probe file")
         try:
             with np.load(p, allow_pickle=False) as z:
                 x, y, kind = z["x"].astype(np.float32), z["y"].astype(np.int64), z["kind"]
@@ -92,9 +92,9 @@ def from_data(path: str | Path, data_kind: str | None = None, *, seed: int = 0,
     any shape), optionally ``y`` (integer labels) and ``data_kind`` (``image``,
     ``tabular`` or ``tokens``; the argument overrides it). Shuffled by ``seed``; at most
     ``n``. Labelled rows are ``ordinary`` probes, unlabelled ones ``data`` probes."""
-    p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"data file not found: {p}")
+    from mltrail._fs import regular_file
+
+    p = regular_file(path, "data file")
     try:
         with np.load(p, allow_pickle=False) as z:
             if "x" not in z.files:
