@@ -38,16 +38,9 @@ from torch.utils.data import DataLoader
 from mltrail._fs import atomic_write
 from mltrail.errors import InputError
 from mltrail.pol.bundle import (
-    Anchor,
     Header,
     InitCommitment,
     Manifest,
-    Record,
-    epoch_groups,
-    epoch_root,
-    link_of,
-    save_tensors,
-    write_manifest,
 )
 from mltrail.pol.loopdata import commit
 from mltrail.pol.loopspec import (
@@ -58,10 +51,9 @@ from mltrail.pol.loopspec import (
     plain,
     ref_of,
 )
-from mltrail.pol.replay import optimizer_tensors
+from mltrail.pol.writer import AnchorFn, BundleWriter
 from mltrail.provenance.digest import canonical_json, digest_bytes, digest_json, digest_state_dict
 
-AnchorFn = Callable[[int, bytes, int, str], Anchor | None]
 SKIP_ARGS = {"self", "optimizer", "last_epoch", "verbose"}
 
 
@@ -158,8 +150,10 @@ class _Tracked:
             yield idx
 
 
-class LoopRecorder:
+class LoopRecorder(BundleWriter):
     """Records a proof of learning while the caller's own loop trains (see module doc)."""
+
+    spec: LoopSpec
 
     def __init__(self, out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                  loader: DataLoader[Any], *, model_factory: Callable[..., nn.Module] | str,
@@ -296,64 +290,23 @@ class LoopRecorder:
         if s % self._spe == 0:
             self._close_epoch()
 
-    def finish(self) -> Manifest:
-        """Write the final manifest; returns it. The last checkpoint is the model."""
-        if self.steps_done != self.spec.total_steps:
-            raise InputError(f"training stopped at step {self.steps_done} of "
-                             f"{self.spec.total_steps}; the proof is incomplete")
-        if self.manifest.complete:
-            return self.manifest
-        last = self.manifest.checkpoints()[-1]
-        self.manifest.final_model = last.digests["model"]
-        self.manifest.complete = True
-        write_manifest(self.out, self.manifest)
-        return self.manifest
-
-    # ---- records
-    def _append(self, rec: Record) -> None:
-        rec.link = link_of(rec)
-        self.manifest.records.append(rec)
-
-    def _checkpoint(self) -> None:
-        s = self.steps_done
-        n = len(self.manifest.checkpoints())
-        base = f"checkpoints/{n:06d}-step{s:07d}"
-        files = {"model": f"{base}.model.safetensors", "optim": f"{base}.optim.safetensors"}
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        digests = {"model": save_tensors(self.out, files["model"], state),
-                   "optim": save_tensors(self.out, files["optim"],
-                                         optimizer_tensors(self.model, self.opt))}
-        if self.sched is not None:
-            files["sched"] = f"{base}.sched.json"
-            raw = canonical_json(scheduler_state(self.sched))
-            atomic_write(self.out / files["sched"], raw, durable=False)
-            digests["sched"] = digest_bytes(raw)
-        epoch = self.spec.epoch_of(max(s - 1, 0))
-        self._append(Record(type="checkpoint", seq=len(self.manifest.records), epoch=epoch,
-                            step=s, files=files, digests=digests,
-                            prev=self.manifest.chain_head))
+    def _extra_checkpoint_files(self, base: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The scheduler's state beside each checkpoint (when there is a scheduler)."""
+        if self.sched is None:
+            return {}, {}
+        rel = f"{base}.sched.json"
+        raw = canonical_json(scheduler_state(self.sched))
+        atomic_write(self.out / rel, raw, durable=False)
+        return {"sched": rel}, {"sched": digest_bytes(raw)}
 
     def _close_epoch(self) -> None:
-        epoch = self.spec.epoch_of(self.steps_done - 1)
-        rel = f"indices/epoch-{epoch:04d}.safetensors"
         tensors = {"indices": torch.tensor([i for b in self._indices for i in b],
                                            dtype=torch.int64),
                    "sizes": torch.tensor([len(b) for b in self._indices], dtype=torch.int64)}
         if self._rng:
             tensors["rng"] = torch.stack(self._rng)
-        dig = save_tensors(self.out, rel, tensors)
         self._indices, self._rng = [], []
-        self._append(Record(type="epoch", seq=len(self.manifest.records), epoch=epoch,
-                            step=self.steps_done, files={"indices": rel},
-                            digests={"indices": dig}, prev=self.manifest.chain_head))
-        group = epoch_groups(self.manifest.records)[-1]
-        root = epoch_root(group)
-        receipt = None
-        if self.anchor_fn is not None:
-            receipt = self.anchor_fn(epoch, root, len(group), self.manifest.header_digest)
-        self.manifest.anchors.append(receipt or Anchor(epoch=epoch, root=root.hex(),
-                                                       count=len(group)))
-        write_manifest(self.out, self.manifest, durable=False)
+        self._write_epoch(tensors)
 
 
 def record_loop(out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from mltrail.errors import InputError, LedgerError, NotFoundError, RefusedError
 from mltrail.pol.bundle import Anchor, InitOrigin, Manifest, pack, read_manifest, unpack
 from mltrail.pol.challenge import DEFAULT_DELAY, challenge_seed, init_seed_from, start_root
-from mltrail.pol.recorder import AnchorFn
 from mltrail.pol.report import Challenge, Report
+from mltrail.pol.writer import AnchorFn
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Artefact, Ledger

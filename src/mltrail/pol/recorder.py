@@ -21,34 +21,24 @@ from torch import nn
 
 from mltrail.errors import InputError
 from mltrail.pol.bundle import (
-    Anchor,
     Header,
     InitCommitment,
     InitOrigin,
     Manifest,
-    Record,
     data_commitment,
-    epoch_groups,
-    epoch_root,
-    link_of,
-    save_tensors,
-    write_manifest,
 )
 from mltrail.pol.replay import (
     TrainingSpec,
     TransformSpec,
     optimizer_from_spec,
-    optimizer_tensors,
     train_step,
 )
+from mltrail.pol.writer import AnchorFn, BundleWriter
 from mltrail.provenance.digest import digest_json, digest_state_dict
 from mltrail.reference import build_model, init_weights
 
-AnchorFn = Callable[[int, bytes, int, str], Anchor | None]
-"""``anchor(epoch, root, count, header_digest)`` -> the receipt, or None if not anchored."""
 
-
-class ProofRecorder:
+class ProofRecorder(BundleWriter):
     """Wraps a training loop so that it leaves a proof bundle in ``out``.
 
     Usage::
@@ -65,6 +55,8 @@ class ProofRecorder:
     model must be freshly initialised with ``init_weights(build_model(arch), scheme,
     init_seed)`` (checked) or, with ``init_seed=None``, by ``scheme`` from any seed.
     """
+
+    spec: TrainingSpec
 
     def __init__(self, out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                  data: tuple[torch.Tensor, torch.Tensor], *, arch: dict[str, Any], k: int,
@@ -138,54 +130,11 @@ class ProofRecorder:
         if end_of_epoch:
             self._close_epoch()
 
-    def finish(self) -> Manifest:
-        """Write the final manifest; returns it. The last checkpoint is the model."""
-        if self.steps_done != self.spec.total_steps:
-            raise InputError(f"training stopped at step {self.steps_done} of "
-                             f"{self.spec.total_steps}; the proof is incomplete")
-        last = self.manifest.checkpoints()[-1]
-        self.manifest.final_model = last.digests["model"]
-        self.manifest.complete = True
-        write_manifest(self.out, self.manifest)
-        return self.manifest
-
-    # ---- records
-    def _append(self, rec: Record) -> None:
-        rec.link = link_of(rec)
-        self.manifest.records.append(rec)
-
-    def _checkpoint(self) -> None:
-        s = self.steps_done
-        n = len(self.manifest.checkpoints())
-        files = {"model": f"checkpoints/{n:06d}-step{s:07d}.model.safetensors",
-                 "optim": f"checkpoints/{n:06d}-step{s:07d}.optim.safetensors"}
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        digests = {"model": save_tensors(self.out, files["model"], state),
-                   "optim": save_tensors(self.out, files["optim"],
-                                         optimizer_tensors(self.model, self.opt))}
-        epoch = self.spec.epoch_of(max(s - 1, 0))
-        self._append(Record(type="checkpoint", seq=len(self.manifest.records), epoch=epoch,
-                            step=s, files=files, digests=digests,
-                            prev=self.manifest.chain_head))
-
     def _close_epoch(self) -> None:
-        epoch = self.spec.epoch_of(self.steps_done - 1)
-        rel = f"indices/epoch-{epoch:04d}.safetensors"
         flat = torch.cat(self._epoch_indices).to(torch.int64)
         sizes = torch.tensor([len(i) for i in self._epoch_indices], dtype=torch.int64)
-        dig = save_tensors(self.out, rel, {"indices": flat, "sizes": sizes})
         self._epoch_indices = []
-        self._append(Record(type="epoch", seq=len(self.manifest.records), epoch=epoch,
-                            step=self.steps_done, files={"indices": rel},
-                            digests={"indices": dig}, prev=self.manifest.chain_head))
-        group = epoch_groups(self.manifest.records)[-1]
-        root = epoch_root(group)
-        receipt = None
-        if self.anchor_fn is not None:
-            receipt = self.anchor_fn(epoch, root, len(group), self.manifest.header_digest)
-        self.manifest.anchors.append(receipt or Anchor(epoch=epoch, root=root.hex(),
-                                                       count=len(group)))
-        write_manifest(self.out, self.manifest, durable=False)
+        self._write_epoch({"indices": flat, "sizes": sizes})
 
 
 def record_training(out: str | Path, x: torch.Tensor, y: torch.Tensor, *,
