@@ -30,17 +30,17 @@ def adapter_file(tmp_path):  # type: ignore[no-untyped-def]
 
 
 def test_tf_serving_style_api_honest_passes_substitute_fails(supplier, cheap, adapter_file,
-                                                              monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+                                                              cli) -> None:  # type: ignore[no-untyped-def]
     spec = adapter_file("tf")
     with serve("tf", lambda b: predict(supplier.model, b)) as good, \
             serve("tf", lambda b: predict(cheap, b)) as bad:
-        code, out, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target", good.url,
+        code, out, err = _mltrail(cli, "audit", "run", "--target", good.url,
                                   "--adapter", spec, "--model", str(supplier.path),
                                   "--max-queries", "80", "--json")
         assert code == 0, err
         rep = json.loads(out)
         assert rep["verdict"] == "pass" and rep["receipts"]["missing"] > 0  # signs nothing
-        code, out, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target", bad.url,
+        code, out, err = _mltrail(cli, "audit", "run", "--target", bad.url,
                                   "--adapter", spec, "--model", str(supplier.path),
                                   "--max-queries", "80", "--stop-on-alarm", "--json")
         assert code == 1 and json.loads(out)["verdict"] == "fail"
@@ -76,10 +76,10 @@ def test_an_adapter_target_without_a_reference_is_inconclusive(supplier) -> None
     ({"labels": ["a", "b"]}, "labels"),
     ({"extra": True}, "extra"),
 ])
-def test_bad_adapter_files_exit_2_naming_the_field(supplier, adapter_file, monkeypatch, capsys,
+def test_bad_adapter_files_exit_2_naming_the_field(supplier, adapter_file, cli,
                                                    change, field) -> None:  # type: ignore[no-untyped-def]
     spec = adapter_file("tf", **change)
-    code, _, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target", supplier.url,
+    code, _, err = _mltrail(cli, "audit", "run", "--target", supplier.url,
                             "--adapter", spec)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert field in err.split(".yaml: ", 1)[1], err

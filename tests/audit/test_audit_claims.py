@@ -130,32 +130,22 @@ def test_compare_advertised_names_each_difference(seeded_path) -> None:  # type:
 
 
 def test_cli_register_then_audit_from_the_ledger(ledger_home, start_cheat, monkeypatch,
-                                                 capsys) -> None:  # type: ignore[no-untyped-def]
-    import sys
-
-    from mltrail.cli.main import run
-
+                                                 cli) -> None:  # type: ignore[no-untyped-def]
     url, _ = start_cheat(Cheat())
     monkeypatch.setenv("MLTRAIL_HOME", str(ledger_home.root))
     monkeypatch.setenv("MLTRAIL_PASSWORD", "pw")
 
-    def cli(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-        monkeypatch.setattr(sys, "argv", ["mltrail", *args])
-        code = 0
-        try:
-            run()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return code, json.loads(out.out) if out.out.strip() else {"err": out.err}
+    def call(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        r = cli(*args)
+        return r.code, json.loads(r.out) if r.out.strip() else {"err": r.err}
 
-    code, reg = cli("--as", "oscar", "audit", "register", "--target", url, "--name", "svc",
-                    "--json")
+    code, reg = call("--as", "oscar", "audit", "register", "--target", url, "--name", "svc",
+                     "--json")
     assert code == 0 and reg["tx_hash"] and reg["claims_digest"].startswith("sha256:")
     sid = reg["artefact_id"]
-    assert cli("--as", "oscar", "transition", sid, "deployed", "--json")[0] == 0
-    code, rep = cli("--as", "audrey", "audit", "run", sid, "--max-queries", "80", "--seed", "4",
-                    "--json")
+    assert call("--as", "oscar", "transition", sid, "deployed", "--json")[0] == 0
+    code, rep = call("--as", "audrey", "audit", "run", sid, "--max-queries", "80", "--seed", "4",
+                     "--json")
     assert code == 0, rep
     assert rep["verdict"] == "pass" and rep["tx_hash"] and rep["ledger"]["state"] == "audited"
     assert rep["metrics"]["agreement"] == 1.0

@@ -145,10 +145,10 @@ def test_splitbrain_honest_on_v2_is_caught_where_customers_are(seeded_path, star
     assert bad.verdict == "fail"  # ... the claimed /v1 endpoint is not
 
 
-def test_no_identity_test_is_inconclusive_and_exits_1(supplier, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_no_identity_test_is_inconclusive_and_exits_1(supplier, cli) -> None:  # type: ignore[no-untyped-def]
     from test_audit_cli import _mltrail
 
-    code, out, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target", _v2(supplier.url),
+    code, out, err = _mltrail(cli, "audit", "run", "--target", _v2(supplier.url),
                               "--max-queries", "40", "--json")
     assert code == 1, err
     res = json.loads(out)
@@ -156,11 +156,10 @@ def test_no_identity_test_is_inconclusive_and_exits_1(supplier, monkeypatch, cap
     assert "inconclusive" in err and err.count("\n") == 1
 
 
-def test_cli_audits_a_v2_target_against_a_model_file(supplier, seeded_path, monkeypatch,
-                                                     capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_audits_a_v2_target_against_a_model_file(supplier, seeded_path, cli) -> None:  # type: ignore[no-untyped-def]
     from test_audit_cli import _mltrail
 
-    code, out, err = _mltrail(monkeypatch, capsys, "audit", "run", "--target", _v2(supplier.url),
+    code, out, err = _mltrail(cli, "audit", "run", "--target", _v2(supplier.url),
                               "--model", str(seeded_path), "--pubkey", supplier.pubkey,
                               "--max-queries", "80", "--seed", str(secrets.randbits(16)),
                               "--json")

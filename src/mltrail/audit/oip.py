@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mltrail.audit.service import MAX_NONCE, ApiError, read_json
+from mltrail.audit.service import MAX_NONCE, ApiError, leaves, read_json
 
 INPUT = "input"
 PROBS = "probs"
@@ -129,7 +129,7 @@ def parse_infer(payload: Any, shape: tuple[int, ...], max_batch: int
     if not isinstance(data, list):
         raise _bad("data must be a list")
     try:
-        if any(isinstance(v, bool) for v in _leaves(data)):
+        if any(isinstance(v, bool) for v in leaves(data)):
             raise TypeError("booleans")
         arr = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -156,14 +156,6 @@ def parse_infer(payload: Any, shape: tuple[int, ...], max_batch: int
             _parameters(o.get("parameters"), "output ")
             names.append(str(o["name"]))
     return batch, rid, names
-
-
-def _leaves(obj: Any) -> Any:
-    if isinstance(obj, list):
-        for v in obj:
-            yield from _leaves(v)
-    else:
-        yield obj
 
 
 def infer_response(model_name: str, rid: str | None, outputs: list[dict[str, Any]],

@@ -155,7 +155,7 @@ def parse_classify(payload: Any, input_shape: tuple[int, ...],
     if len(inputs) > max_batch:
         raise ApiError(413, f"batch of {len(inputs)} inputs exceeds the limit of {max_batch}")
     try:
-        if any(isinstance(v, bool) for v in _leaves(inputs)):
+        if any(isinstance(v, bool) for v in leaves(inputs)):
             raise TypeError("booleans are not numbers")
         arr = np.asarray(inputs, dtype=np.float64)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -174,10 +174,11 @@ def parse_classify(payload: Any, input_shape: tuple[int, ...],
     return batch, nonce
 
 
-def _leaves(obj: Any) -> Any:
+def leaves(obj: Any) -> Any:
+    """Every non-list value inside nested lists (JSON arrays), depth first."""
     if isinstance(obj, list):
         for v in obj:
-            yield from _leaves(v)
+            yield from leaves(v)
     else:
         yield obj
 

@@ -323,15 +323,8 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
     rep.segments = [Segment(**s) for s in result["segments"]]
     if progress is not None:
         progress(len(rep.segments))
-    bad = [s for s in rep.segments if not s.ok]
-    run(lambda: Check(
-        name="replay", ok=not bad and bool(rep.segments),
-        detail=(f"{len(rep.segments)} segments replayed in a separate process, max error "
-                f"{rep.max_error:.3g} <= {threshold:.3g}") if not bad else
-        f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
-            f"#{s.index} (steps {s.start_step}-{s.end_step}, {s.chosen}) error {s.error:.3g}"
-            + (f", optimizer state error {s.optim_error:.3g}" if s.optim_error is not None
-               else "") for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
+    run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed in a separate "
+                                 f"process, max error {rep.max_error:.3g} <= {threshold:.3g}"))
 
 
 def _const(check: Check) -> Callable[[], Check]:

@@ -124,6 +124,22 @@ class Report(BaseModel):
                 return False
         return True
 
+    def replay_check(self, ok_detail: str, error_bound: float | None = None) -> Check:
+        """The ``replay`` check over :attr:`segments`: ``ok_detail`` when every segment
+        reproduced, else the first three that did not (with the optimizer-state error of
+        those whose weight error is within ``error_bound``; of all when None)."""
+        bad = [s for s in self.segments if not s.ok]
+        if not bad:
+            return Check(name="replay", ok=bool(self.segments), detail=ok_detail)
+        shown = ", ".join(
+            f"#{s.index} (steps {s.start_step}-{s.end_step}, {s.chosen}) error {s.error:.3g}"
+            + (f", optimizer state error {s.optim_error:.3g}"
+               if s.optim_error is not None and (error_bound is None or s.error <= error_bound)
+               else "") for s in bad[:3])
+        return Check(name="replay", ok=False,
+                     detail=f"{len(bad)} of {len(self.segments)} segments do not reproduce: "
+                     + shown + (", …" if len(bad) > 3 else ""))
+
     def digest(self) -> str:
         """Digest of the JSON report (the evidence recorded on the ledger)."""
         return digest_bytes(self.to_json())

@@ -159,16 +159,9 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
         t1 = time.perf_counter()
         _replay(man, states, x, y, rep, q, r, miss_rate, forged, thr, device, progress)
         rep.replay_seconds = time.perf_counter() - t1
-        bad = [s for s in rep.segments if not s.ok]
-        run(lambda: Check(
-            name="replay", ok=not bad and bool(rep.segments),
-            detail=(f"{len(rep.segments)} segments, max error {rep.max_error:.3g} <= {thr:.3g} "
-                    f"(optimizer state <= {othr:.3g})") if not bad else
-            f"{len(bad)} of {len(rep.segments)} segments do not reproduce: " + ", ".join(
-                f"#{s.index} (steps {s.start_step}-{s.end_step}, {s.chosen}) error "
-                f"{s.error:.3g}" + (f", optimizer state error {s.optim_error:.3g}"
-                                    if s.error <= thr and s.optim_error is not None else "")
-                for s in bad[:3]) + (", …" if len(bad) > 3 else "")))
+        run(lambda: rep.replay_check(
+            f"{len(rep.segments)} segments, max error {rep.max_error:.3g} <= {thr:.3g} "
+            f"(optimizer state <= {othr:.3g})", error_bound=thr))
     rep.verdict = "accepted" if ok and all(c.ok for c in rep.checks) else "rejected"
     rep.total_seconds = time.perf_counter() - t0
     return rep
