@@ -161,7 +161,8 @@ def _schedule_problems(spec: TrainingSpec, lr: float) -> list[str]:
                 return ["cosine schedule needs 0 <= min_lr <= lr"]
         elif name != "constant":
             return [f"unknown schedule {name!r}"]
-        rates = [spec.lr_at(t) for t in range(spec.total_steps)]
+        rate_of = spec.lr_schedule()
+        rates = [rate_of(t) for t in range(spec.total_steps)]
     except (TypeError, ValueError, MltrailError) as exc:
         return [f"schedule cannot be evaluated: {exc}"]
     low = min(rates, default=lr)

@@ -121,16 +121,20 @@ class TrainingSpec(BaseModel):
     def base_lr(self) -> float:
         return optimizer_of(self.optimizer).lr
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate used by global ``step``."""
-        s = schedule_of(self.schedule)
-        lr = self.base_lr
+    def lr_schedule(self) -> Callable[[int], float]:
+        """The learning rate of each global step, with the spec parsed once."""
+        s, lr, total = schedule_of(self.schedule), self.base_lr, self.total_steps
         if isinstance(s, StepSchedule):
-            return lr * s.gamma ** (step // s.step_size)
+            gamma, size = s.gamma, s.step_size
+            return lambda step: lr * gamma ** (step // size)
         if isinstance(s, CosineSchedule):
             lo = s.min_lr
-            return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * step / self.total_steps))
-        return lr
+            return lambda step: lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * step / total))
+        return lambda step: lr
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate used by global ``step``."""
+        return self.lr_schedule()(step)
 
     # ---- optimizer
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
