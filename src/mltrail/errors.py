@@ -17,6 +17,8 @@ class MltrailError(Exception):
     exit_code: int = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        # one line whatever the message quotes (file names, values from a document)
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         super().__init__(message)
         self.message = message
         self.hint = hint
