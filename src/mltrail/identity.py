@@ -181,10 +181,16 @@ def unlock_key(home: Home, name: str, password: str | None = None) -> UnlockedKe
             from eth_account import Account
 
             key = bytes(Account.decrypt(keystore, pw))
-        return UnlockedKey.of(key)
+        unlocked = UnlockedKey.of(key)
     except ValueError as exc:
         if isinstance(exc, MacMismatch) or "mac mismatch" in str(exc).lower():
             raise AuthError(f"wrong password for identity {name!r}") from exc
         raise InputError(f"malformed keystore {path}: {exc}".splitlines()[0]) from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"malformed keystore {path}: missing or bad {exc}") from exc
+    # The v3 MAC covers the ciphertext, not the IV: an edited IV decrypts to another key.
+    named = "0x" + str(keystore["address"]).lower().removeprefix("0x")
+    if unlocked.address.lower() != named:
+        raise InputError(f"keystore {path} decrypts to {unlocked.address}, not the address "
+                         f"{named} it names (damaged or tampered)")
+    return unlocked

@@ -108,3 +108,59 @@ def test_unusual_keystores_get_eth_accounts_errors(key_home):
     path.write_text(json.dumps(doc))
     with pytest.raises(InputError, match="malformed keystore"):
         unlock_key(key_home, "bob", "pw")
+
+
+def _tamper(ks: dict, seed: int) -> dict:
+    """An attacker's edit of one field of a keystore: one hex digit of the ciphertext, MAC,
+    IV or salt, or a KDF parameter moved (the seed picks which and where)."""
+    import random
+
+    rng = random.Random(seed)
+    doc = copy.deepcopy(ks)
+    crypto = doc["crypto"]
+    hexes = [(crypto, "ciphertext"), (crypto, "mac"), (crypto["cipherparams"], "iv"),
+             (crypto["kdfparams"], "salt")]
+    numbers = [k for k in ("c", "n", "r", "p", "dklen") if k in crypto["kdfparams"]]
+    if rng.random() < 0.8:
+        where, field = rng.choice(hexes)
+        i = rng.randrange(len(where[field]))
+        digit = rng.choice([d for d in "0123456789abcdef" if d != where[field][i].lower()])
+        where[field] = where[field][:i] + digit + where[field][i + 1:]
+    else:
+        k = rng.choice(numbers)
+        crypto["kdfparams"][k] = max(1, crypto["kdfparams"][k] + rng.choice([-1, 1, 16]))
+    return doc
+
+
+def _outcome(fn, doc: dict) -> bytes | str:  # type: ignore[no-untyped-def]
+    try:
+        return bytes(fn(doc, "right"))
+    except Exception as exc:  # noqa: BLE001 - only whether it was refused matters
+        return "refused" if exc else "?"
+
+
+@pytest.mark.parametrize("kdf,cost", KDFS)
+def test_a_tampered_keystore_decrypts_as_eth_account_decides(kdf, cost):
+    """Seeded edits of one field: mltrail's decryption decides exactly as eth-account's,
+    including the format's own gap (the v3 MAC does not cover the IV)."""
+    ks = _encrypt(bytes(range(1, 33)), "right", kdf, cost)
+    for seed in range(40):
+        doc = _tamper(ks, seed)
+        ours = _outcome(lambda d, pw: decrypt_plain(d, pw) or Account.decrypt(d, pw), doc)
+        assert ours == _outcome(Account.decrypt, doc), (seed, doc["crypto"])
+
+
+@pytest.mark.parametrize("kdf,cost", KDFS)
+def test_a_tampered_identity_never_unlocks_to_another_key(key_home, kdf, cost):
+    """The same edits on an identity in a home: refused, or the original key, never
+    another one (an edited IV decrypts to another key; the address check refuses it)."""
+    key = bytes(range(1, 33))
+    ks = _encrypt(key, "right", kdf, cost)
+    path = key_home.keys_dir / "alice.json"
+    for seed in range(40):
+        path.write_text(json.dumps(_tamper(ks, seed)))
+        try:
+            got = unlock_key(key_home, "alice", "right").key
+        except (AuthError, InputError):
+            continue
+        assert got == key, (seed, json.loads(path.read_text())["crypto"])
