@@ -90,7 +90,7 @@ def cli(capsys, monkeypatch) -> Callable[..., CliResult]:
             if cwd:
                 m.chdir(cwd)
             main.STATE.home = main.STATE.identity = None
-            main.STATE.debug = False
+            main.STATE.debug = main.STATE.fast = False
             try:
                 main.run()
                 code = 0

@@ -10,6 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "test-password"
 os.environ.setdefault("MLTRAIL_PASSWORD", PASSWORD)
+# No test starts a warm agent by running a command (tests/agent starts its own, in its own
+# folder, and stops it): the suite leaves no process behind.
+os.environ["MLTRAIL_AGENT"] = "off"
 
 # One identity per role of the default lifecycle, plus admin (the deployer).
 ROLE_IDENTITIES = {

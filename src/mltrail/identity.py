@@ -27,8 +27,18 @@ if TYPE_CHECKING:  # eth-account is imported only when a key is made or signs a 
 _ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
 _MAX_KEYSTORE = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# scrypt cost: 2**14 keeps unlocking near 50 ms; raise with MLTRAIL_SCRYPT_N for real keys.
-SCRYPT_N = int(os.environ.get("MLTRAIL_SCRYPT_N", str(2**14)))
+ENV_SCRYPT_N = "MLTRAIL_SCRYPT_N"
+
+
+def scrypt_n() -> int:
+    """The scrypt cost for new keystores: ``$MLTRAIL_SCRYPT_N``, else 2**14 (unlocking near
+    50 ms; raise it for real keys). Read on each call, not at import, so a process forked
+    from the warm agent (:mod:`mltrail.agent`) sees its caller's setting."""
+    raw = os.environ.get(ENV_SCRYPT_N, str(2**14))
+    n = int(raw) if raw.isdigit() else 0
+    if n < 2 or n > 2**20 or n & (n - 1):
+        raise InputError(f"{ENV_SCRYPT_N}={raw!r}: use a power of two from 2 to 2**20")
+    return n
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ def create_identity(home: Home, name: str, password: str | None = None,
         acct = Account.from_key(private_key) if private_key else Account.create()
     except ValueError as exc:
         raise InputError(f"not a usable secp256k1 private key: {exc}") from exc
-    keystore = Account.encrypt(acct.key, pw, kdf="scrypt", iterations=SCRYPT_N)
+    keystore = Account.encrypt(acct.key, pw, kdf="scrypt", iterations=scrypt_n())
     keystore["mltrail_name"] = name
     atomic_write(home.keys_dir / f"{name}.json", json.dumps(keystore, indent=1).encode(),
                  mode=0o600)

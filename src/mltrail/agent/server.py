@@ -1,0 +1,275 @@
+"""The agent process: load the libraries once, then fork one child per command.
+
+For each connection the agent forks a *handler*, which reads the request and forks the
+*command* process; the handler reports the command's pid to the caller, waits for it
+(and for the caller to go away, which ends the command with SIGTERM) and reports how it
+ended. The command process takes over the caller's descriptors, environment, folder,
+umask and argument list, and leaves the agent's stack with ``SystemExit`` so that the
+interpreter ends it as it ends any command (threads joined, ``atexit`` run, streams
+flushed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import gc
+import importlib
+import io
+import locale
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mltrail.agent import (
+    IDLE_S,
+    agent_dir,
+    fingerprint,
+    install_key,
+    recv_message,
+    send_message,
+    socket_path,
+)
+
+# What a ledger command imports, except PyTorch (``pol``): a process that forks must not
+# have started its thread pools, and PyTorch would triple the agent's memory.
+PRELOAD = (
+    "mltrail.cli.main", "mltrail.cli.fast", "mltrail.cli.core", "mltrail.cli.ids",
+    "mltrail.cli.roles", "mltrail.cli.ledger_cmd", "mltrail.cli.provenance",
+    "mltrail.cli.audit", "mltrail.cli.oracle", "mltrail.cli.node", "mltrail.cli.serve",
+    "mltrail.cli.agent_cmd", "mltrail.ledger.embedded", "mltrail.ledger.client",
+    "mltrail.ledger.setup", "mltrail.ledger.check", "mltrail.ledger.rpc",
+    "mltrail.provenance.artefacts", "mltrail.config_models", "mltrail.identity",
+    "rich.console", "rich.table", "rich.tree", "rich.markup",
+)
+
+
+class _Stopped(Exception):
+    """SIGTERM in the agent: leave the serving loop and remove the socket."""
+
+
+def serve(idle: float = IDLE_S) -> None:
+    """Run the agent for this installation until ``idle`` seconds pass without a command
+    or SIGTERM. Returns at once when another agent already serves the same code."""
+    directory = agent_dir(create=True)
+    fp = fingerprint()
+    path = socket_path(directory, fp)
+    lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the agent's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return
+    for name in PRELOAD:
+        importlib.import_module(name)
+    gc.freeze()  # the loaded modules are never collected: children neither scan nor copy them
+    _stop_older(directory, path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    # handlers write one byte here per command they start: that count, and the time of the
+    # last one, are what status reports and what the idle timeout is measured from
+    # (``agent status`` itself does not keep an agent alive)
+    ran_r, ran_w = os.pipe()
+    me, started, last, commands = os.getpid(), time.time(), time.monotonic(), 0
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
+    signal.signal(signal.SIGTERM, _stop)
+    info = {"pid": me, "socket": str(path), "fingerprint": fp, "idle_s": idle,
+            "started": started}
+    try:
+        while (remaining := last + idle - time.monotonic()) > 0:
+            ready, _, _ = select.select([ran_r, listener.fileno()], [], [], remaining)
+            if ran_r in ready:
+                commands += len(os.read(ran_r, 4096))
+                last = time.monotonic()
+            if listener.fileno() not in ready:
+                continue
+            conn, _ = listener.accept()
+            if not _same_user(conn):
+                conn.close()
+                continue
+            if os.fork() == 0:
+                listener.close()
+                lock.close()
+                os.close(ran_r)
+                _handle(conn, dict(info, commands=commands), ran_w)  # returns in a command
+                return
+            conn.close()
+    except _Stopped:
+        pass
+    finally:
+        if os.getpid() == me:  # not in a handler or a command leaving through here
+            for own in (path, path.with_suffix(".lock")):
+                with contextlib.suppress(FileNotFoundError):
+                    own.unlink()
+            lock.close()
+
+
+def _stop(_signum: int, _frame: Any) -> NoReturn:
+    raise _Stopped
+
+
+def _same_user(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    _pid, uid, _gid = (int.from_bytes(creds[i:i + 4], sys.byteorder) for i in (0, 4, 8))
+    return uid == os.getuid()
+
+
+def _stop_older(directory: Path, current: Path) -> None:
+    """Stop agents of this installation that serve other (older) code."""
+    for other in directory.glob(f"agent-{install_key()}-*.sock"):
+        if other == current:
+            continue
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(str(other))
+                send_message(s, {"op": "stop"})
+        except OSError:
+            with contextlib.suppress(OSError):
+                other.unlink()
+
+
+def _handle(conn: socket.socket, info: dict[str, Any], ran: int) -> None:
+    """In the handler: answer one request. Returns only in the command process."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        conn.settimeout(10)
+        request, fds = recv_message(conn, max_fds=3)
+        conn.settimeout(None)
+    except (OSError, EOFError, ValueError):
+        os._exit(0)
+    op = request.get("op")
+    if op == "status":
+        send_message(conn, dict(info, uptime_s=round(time.time() - info["started"], 1)))
+        os._exit(0)
+    if op == "stop":
+        os.kill(info["pid"], signal.SIGTERM)
+        send_message(conn, {"stopping": info["pid"]})
+        os._exit(0)
+    if op != "run" or len(fds) != 3:
+        os._exit(0)
+    os.write(ran, b"r")
+    os.close(ran)
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        _become(request, fds)
+        return
+    for fd in fds:
+        os.close(fd)
+    try:
+        send_message(conn, {"pid": pid})
+        send_message(conn, _wait(pid, conn))
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def _wait(pid: int, conn: socket.socket) -> dict[str, int]:
+    """Wait for the command; if the caller goes away first, end the command (SIGTERM)."""
+    pidfd = os.pidfd_open(pid)
+    while True:
+        ready, _, _ = select.select([pidfd, conn.fileno()], [], [])
+        if conn.fileno() in ready and not conn.recv(1):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            ready = [pidfd]  # now wait for it to end
+            select.select([pidfd], [], [])
+        if pidfd in ready:
+            _, status = os.waitpid(pid, 0)
+            os.close(pidfd)
+            if os.WIFSIGNALED(status):
+                return {"signal": os.WTERMSIG(status)}
+            return {"exit": os.waitstatus_to_exitcode(status)}
+
+
+def _become(request: dict[str, Any], fds: list[int]) -> None:
+    """In the command process: take the caller's place."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        if fd > 2:
+            os.close(fd)
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+    time.tzset()
+    with contextlib.suppress(locale.Error):
+        locale.setlocale(locale.LC_CTYPE, "")
+    os.chdir(request["cwd"])
+    os.umask(int(request["umask"]))
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = request["streams"]
+    sys.stdin = _stream(0, "r", in_enc, in_err)
+    sys.stdout = _stream(1, "w", out_enc, out_err)
+    sys.stderr = _stream(2, "w", err_enc, err_err, line=True)
+    sys.argv = [str(a) for a in request["argv"]]
+
+
+def _stream(fd: int, mode: str, encoding: str, errors: str,
+            line: bool = False) -> io.TextIOWrapper:
+    """A standard stream on ``fd`` as Python makes one at start-up."""
+    stream = open(fd, mode, encoding=encoding, errors=errors, newline="\n",  # noqa: SIM115
+                  closefd=False)
+    assert isinstance(stream, io.TextIOWrapper)
+    if line or (mode == "w" and os.isatty(fd)):
+        stream.reconfigure(line_buffering=True)
+    return stream
+
+
+def _run_command() -> NoReturn:
+    """In the command process: run the command, then end as an interpreter ends (threads
+    joined, ``atexit`` run, streams flushed) but without tearing down the agent's
+    thousand modules one by one, which took 0.3 s per command (strace, 2026-11-25)."""
+    from mltrail.cli.main import run
+
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException:  # as the interpreter would: the traceback (``--debug``), exit 1
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx does first
+    if callable(shutdown):
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120  # as the interpreter: a failed flush at exit is status 120
+    os._exit(code)
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mltrail.agent [IDLE_SECONDS]``: serve, then run the command if this
+    process became one."""
+    args = sys.argv[1:] if argv is None else argv
+    idle = float(args[0]) if args else IDLE_S
+    pid = os.getpid()
+    serve(idle)
+    if os.getpid() != pid:  # the command process
+        _run_command()
