@@ -134,16 +134,18 @@ def test_a_planted_folder_never_gets_a_command_or_a_password(tmp_path, plant):
 
 
 def _as_nobody_send(path: str, request: dict[str, object]) -> str:
-    """Connect as uid 65534 and send a run request; what came back."""
+    """Connect as uid 65534 and send a request; what came back ('EOF': closed unanswered,
+    before or after the request was read)."""
     code = (
         "import os, socket, sys, json\n"
         "from mltrail.agent import send_message, recv_message\n"  # before: nobody can't read it
         f"os.setgid({NOBODY}); os.setuid({NOBODY})\n"
         "s = socket.socket(socket.AF_UNIX)\n"
         f"s.connect({path!r})\n"
-        f"send_message(s, json.loads({json.dumps(request)!r}), [0, 1, 2])\n"
-        "try:\n    print(recv_message(s)[0])\n"
-        "except (EOFError, ConnectionResetError):\n    print('EOF')\n"
+        "try:\n"
+        f"    send_message(s, json.loads({json.dumps(request)!r}), [0, 1, 2])\n"
+        "    print(recv_message(s)[0])\n"
+        "except (EOFError, ConnectionResetError, BrokenPipeError):\n    print('EOF')\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=60, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
@@ -196,7 +198,12 @@ def test_commands_see_the_callers_environment_only(tmp_path):
     h = make_home(tmp_path)
     with agent_folder() as folder:
         env = agent_env(folder, MLTRAIL_HOME=str(h.root))
-        with running_agent(dict(env, AGENT_ONLY="leak")):
+        with running_agent(dict(env, AGENT_ONLY="leak")) as info:
+            # the agent keeps none of its starter's environment but the interpreter's
+            # and file locations': not the password, not the starter's other variables
+            environ = Path(f"/proc/{info['pid']}/environ").read_bytes().split(b"\0")
+            names = {e.split(b"=", 1)[0] for e in environ if e}
+            assert not names & {b"MLTRAIL_PASSWORD", b"AGENT_ONLY", b"MLTRAIL_HOME"}
             caller = dict(env, CALLER_ONLY="mine")
             p = run(["--as", "dev", "run", "--step", "env", "-o", "out.txt", "--",
                      "sh", "-c", 'echo "[$AGENT_ONLY][$CALLER_ONLY]" > out.txt'], caller,
@@ -232,3 +239,14 @@ def test_socket_and_folder_modes(tmp_path):
         with running_agent(env) as info:
             assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
             assert stat.S_IMODE(os.stat(info["socket"]).st_mode) == 0o600
+
+
+def test_a_folder_too_deep_for_a_socket_is_refused(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    h = make_home(tmp_path)
+    env = dict(agent_env(deep), MLTRAIL_HOME=str(h.root))
+    p = run(["agent", "start"], env)
+    assert p.returncode == 2 and "too long for a Unix socket" in p.stderr
+    assert run(["ledger", "check"], env).returncode == 0  # runs in place
+    assert "too long" in run(["agent", "status"], env).stdout

@@ -35,6 +35,10 @@ from typing import Any
 
 ENV_MODE = "MLTRAIL_AGENT"  # auto (default): use one, start one when absent; off: never
 ENV_DIR = "MLTRAIL_AGENT_DIR"  # the agents' folder (default: $XDG_RUNTIME_DIR/mltrail)
+ENV_PATH = "MLTRAIL_AGENT_PATH"  # the caller's import path, which a new agent adopts
+# What a new agent's environment keeps of its starter's (never a password): what the
+# interpreter reads at start (PYTHON*), and what locates files and locales.
+KEPT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "XDG_RUNTIME_DIR", ENV_DIR)
 OFF = frozenset({"0", "off", "no", "false"})
 IDLE_S = 900.0
 _HEADER = struct.Struct("!I")
@@ -83,11 +87,12 @@ def agent_dir(create: bool = False) -> Path:
 
 
 def fingerprint(package: str | None = None) -> str:
-    """What the agent's loaded code depends on: the interpreter, the import path after
-    the script's own folder (folders change when a package is installed or removed) and
-    mltrail's source files (mtime and size). A different fingerprint is a different
-    agent."""
-    parts = [sys.executable, sys.version]
+    """What the agent's loaded code depends on: the interpreter and the ``PYTHON*``
+    variables it read at start, the import path after the script's own folder (folders
+    change when a package is installed or removed) and mltrail's source files (mtime and
+    size). A different fingerprint is a different agent."""
+    parts = [sys.executable, sys.version, *sorted(f"{k}={v}" for k, v in os.environ.items()
+                                                  if k.startswith("PYTHON"))]
     for entry in sys.path[1:]:  # [0] is the script's folder or the working folder
         try:
             parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
@@ -113,7 +118,10 @@ def install_key() -> str:
 
 def socket_path(directory: Path, fp: str | None = None) -> Path:
     """The socket of the agent for this installation and code."""
-    return directory / f"agent-{install_key()}-{fp or fingerprint()}.sock"
+    path = directory / f"agent-{install_key()}-{fp or fingerprint()}.sock"
+    if len(os.fsencode(path)) > 107:  # sun_path holds 108 bytes with the final NUL
+        raise AgentUnavailable(f"{path} is too long for a Unix socket; set {ENV_DIR}")
+    return path
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None

@@ -20,7 +20,9 @@ from typing import Any, NamedTuple
 
 from mltrail.agent import (
     ENV_MODE,
+    ENV_PATH,
     IDLE_S,
+    KEPT,
     AgentUnavailable,
     agent_dir,
     mode,
@@ -142,14 +144,19 @@ def _follow(conn: socket.socket) -> int:
 
 def start_in_background(idle: float = IDLE_S) -> None:
     """Start an agent for later commands, detached from this one (no shared streams, its
-    own session), if the mode allows and the folder is usable. Never fails."""
+    own session, none of our environment but what the interpreter and file locations
+    need), if the mode allows and the folder is usable. Never fails."""
+    import json
     import subprocess
 
     if mode() == "off":
         return
+    # ``-P``: nothing from the working folder on the import path; the agent adopts ours
+    env = {k: v for k, v in os.environ.items() if k in KEPT or k.startswith("PYTHON")}
+    env[ENV_PATH] = json.dumps(sys.path)
     try:
-        agent_dir(create=True)
-        subprocess.Popen([sys.executable, "-m", "mltrail.agent", str(idle)],
+        socket_path(agent_dir(create=True))
+        subprocess.Popen([sys.executable, "-P", "-m", "mltrail.agent", str(idle)], env=env,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     except (AgentUnavailable, OSError):
@@ -160,10 +167,9 @@ def status() -> dict[str, Any]:
     """The agent serving this installation, or why there is none."""
     info: dict[str, Any] = {"mode": mode(), "env": ENV_MODE}
     try:
-        directory = agent_dir()
+        path = socket_path(agent_dir())
     except AgentUnavailable as exc:
         return dict(info, running=False, reason=str(exc))
-    path = socket_path(directory)
     info["socket"] = str(path)
     conn = _connect()
     if conn is None:
@@ -199,7 +205,7 @@ def start(idle: float = IDLE_S, timeout: float = 60.0) -> dict[str, Any]:
     """Start an agent (unless one runs) and wait until it answers."""
     if mode() == "off":
         raise AgentUnavailable(f"{ENV_MODE} is off")
-    agent_dir(create=True)
+    socket_path(agent_dir(create=True))
     if not status()["running"]:
         start_in_background(idle)
     deadline = time.monotonic() + timeout

@@ -17,6 +17,7 @@ import fcntl
 import gc
 import importlib
 import io
+import json
 import locale
 import os
 import select
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mltrail.agent import (
+    ENV_PATH,
     IDLE_S,
     agent_dir,
     fingerprint,
@@ -165,7 +167,11 @@ def _handle(conn: socket.socket, info: dict[str, Any], ran: int) -> None:
     pid = os.fork()
     if pid == 0:
         conn.close()
-        _become(request, fds)
+        try:
+            _become(request, fds)
+        except (OSError, KeyError, TypeError, ValueError) as exc:  # e.g. its folder is gone
+            os.write(2, f"error: the agent cannot run this command as you: {exc}\n".encode())
+            os._exit(2)
         return
     for fd in fds:
         os.close(fd)
@@ -179,7 +185,11 @@ def _handle(conn: socket.socket, info: dict[str, Any], ran: int) -> None:
 
 def _wait(pid: int, conn: socket.socket) -> dict[str, int]:
     """Wait for the command; if the caller goes away first, end the command (SIGTERM)."""
-    pidfd = os.pidfd_open(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # Linux before 5.3: wait without watching the caller
+        _, status = os.waitpid(pid, 0)
+        return _ended(status)
     while True:
         ready, _, _ = select.select([pidfd, conn.fileno()], [], [])
         if conn.fileno() in ready and not conn.recv(1):
@@ -190,9 +200,13 @@ def _wait(pid: int, conn: socket.socket) -> dict[str, int]:
         if pidfd in ready:
             _, status = os.waitpid(pid, 0)
             os.close(pidfd)
-            if os.WIFSIGNALED(status):
-                return {"signal": os.WTERMSIG(status)}
-            return {"exit": os.waitstatus_to_exitcode(status)}
+            return _ended(status)
+
+
+def _ended(status: int) -> dict[str, int]:
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exit": os.waitstatus_to_exitcode(status)}
 
 
 def _become(request: dict[str, Any], fds: list[int]) -> None:
@@ -269,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     process became one."""
     args = sys.argv[1:] if argv is None else argv
     idle = float(args[0]) if args else IDLE_S
+    starter_path = os.environ.pop(ENV_PATH, None)
+    if starter_path:  # import exactly what the starting command would (started with -P)
+        sys.path[:] = json.loads(starter_path)
     pid = os.getpid()
     serve(idle)
     if os.getpid() != pid:  # the command process
