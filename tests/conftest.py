@@ -11,7 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from testkit import PASSWORD, anvil_binary, free_port, make_home
+from testkit import PASSWORD, agent_processes, anvil_binary, free_port, make_home, uptime
+
+_SESSION_START = uptime()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no agent behind: any agent of this installation started during the
+    run and still alive (a test that let a command start one and did not stop it) is
+    killed and named. Not a failure, since its commands already passed or failed."""
+    import os
+    import signal
+
+    if hasattr(session.config, "workerinput"):  # xdist worker: the controller does it
+        return
+    for pid, env in agent_processes(started_after=_SESSION_START):
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        print(f"\nwarning: killed a leftover mltrail agent, pid {pid}, folder "
+              f"{env.get('MLTRAIL_AGENT_DIR', '(default)')}")
 
 
 @pytest.fixture

@@ -60,3 +60,33 @@ def fund(url: str, address: str, eth: int = 10) -> None:
           "maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9}
     w3.eth.wait_for_transaction_receipt(
         w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
+
+
+def agent_processes(started_after: float = 0.0) -> list[tuple[int, dict[str, str]]]:
+    """(pid, environment) of each running ``mltrail`` agent of this installation (the
+    interpreter next to ours) that started after ``started_after`` (seconds since boot)."""
+    import sys
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+            if b"mltrail.agent" not in cmd or Path(os.fsdecode(cmd[0])).parent != Path(
+                    sys.executable).parent:
+                continue
+            start = int((d / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+            raw = (d / "environ").read_bytes().decode("utf-8", "replace").split("\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if start >= started_after:
+            found.append((int(d.name), dict(e.split("=", 1) for e in raw if "=" in e)))
+    return found
+
+
+def uptime() -> float:
+    """Seconds since boot (the clock of ``agent_processes``)."""
+    return float(Path("/proc/uptime").read_text().split()[0])
+

@@ -16,6 +16,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from testkit import agent_processes
+
 EXE = str(Path(sys.executable).with_name("mltrail"))
 
 
@@ -43,7 +45,11 @@ def agent_folder() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="mla-", dir="/tmp"))
     try:
         yield d
-    finally:
+    finally:  # stop any agent a command started there (a test stops its own; this is a net)
+        for pid, env in agent_processes():
+            if env.get("MLTRAIL_AGENT_DIR") == str(d):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         shutil.rmtree(d, ignore_errors=True)
 
 

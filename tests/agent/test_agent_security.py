@@ -250,3 +250,9 @@ def test_a_folder_too_deep_for_a_socket_is_refused(tmp_path):
     assert p.returncode == 2 and "too long for a Unix socket" in p.stderr
     assert run(["ledger", "check"], env).returncode == 0  # runs in place
     assert "too long" in run(["agent", "status"], env).stdout
+
+
+def test_a_relative_agent_folder_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv(agent.ENV_DIR, "agents")
+    with pytest.raises(agent.AgentUnavailable, match="not an absolute path"):
+        agent.agent_dir(create=True)

@@ -61,6 +61,8 @@ def agent_dir(create: bool = False) -> Path:
     explicit = os.environ.get(ENV_DIR)
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if explicit:
+        if not os.path.isabs(explicit):
+            raise AgentUnavailable(f"{ENV_DIR}={explicit!r} is not an absolute path")
         d = Path(explicit)
     elif runtime and os.path.isabs(runtime):
         d = Path(runtime) / "mltrail"

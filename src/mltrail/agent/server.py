@@ -62,6 +62,7 @@ def serve(idle: float = IDLE_S) -> None:
     or SIGTERM. Returns at once when another agent already serves the same code."""
     directory = agent_dir(create=True)
     fp = fingerprint()
+    os.chdir("/")  # hold no caller's folder; each command takes its caller's
     path = socket_path(directory, fp)
     lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the agent's life
     try:
