@@ -116,6 +116,11 @@ def test_storage_leaf_edited_in_place(open_as):
     db.commit()
     db.close()
     dev.backend.kv.cache.clear()  # type: ignore[attr-defined]
+    # the next write reads that leaf: refused before it builds on it, nothing mined
+    head = dev.backend.head()
+    with pytest.raises(VerificationError, match="ledger damaged: .* does not hash to its key"):
+        dev.transition(a, "evaluated")
+    assert dev.backend.head() == head
     _damaged(dev, "chain.sqlite: row 0x[0-9a-f]+ does not hash to its key")
 
 

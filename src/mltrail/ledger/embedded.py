@@ -53,10 +53,24 @@ class EmbeddedChain(MiningChain):
         return super().create_header_from_parent(parent_header, **params)
 
 
+def check_row(path: Path, key: bytes, value: bytes) -> None:
+    """A row with a 32-byte key is content-addressed in py-evm's layout (trie nodes of
+    state, storage, transactions and receipts; contract code; headers): its key must be the
+    keccak256 of its value, or the row was edited in place."""
+    if len(key) == 32 and keccak(value) != key:
+        raise damaged(f"{path}: row 0x{key.hex()} does not hash to its key (a trie node, "
+                      "code or header was edited in place)")
+
+
 class SqliteKV(BaseDB):
-    """A py-evm key-value database in one SQLite table, with buffered commits."""
+    """A py-evm key-value database in one SQLite table, with buffered commits.
+
+    Every row read from the file is checked against its key (:func:`check_row`), so a write
+    that reads an edited trie node, header or code is refused as ``ledger damaged`` instead
+    of building on it (``ledger check`` checks every row, read or not)."""
 
     def __init__(self, path: Path, create: bool = True) -> None:
+        self.path = path
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             self._setup(create)
@@ -100,6 +114,7 @@ class SqliteKV(BaseDB):
         if row is None:
             raise KeyError(key)
         value = bytes(row[0])
+        check_row(self.path, key, value)
         if len(self.cache) > 500_000:
             self.cache.clear()
         self.cache[key] = value

@@ -26,12 +26,11 @@ from typing import Any
 
 from eth import constants
 from eth.db.atomic import AtomicDB
-from eth_hash.auto import keccak
 from eth_typing import BlockNumber
 
 from mltrail.errors import VerificationError
 from mltrail.ledger.backend import damaged
-from mltrail.ledger.embedded import EmbeddedBackend, EmbeddedChain
+from mltrail.ledger.embedded import EmbeddedBackend, EmbeddedChain, check_row
 
 # header fields execution never reads, as mltrail's embedded miner always writes them: a
 # rewrite of one (rehashed, later headers re-linked, pins forged) is caught here
@@ -66,9 +65,7 @@ def content_addressed_rows(backend: EmbeddedBackend) -> int:
             if len(key) != 32:
                 continue
             checked += 1
-            if keccak(bytes(value)) != bytes(key):
-                raise damaged(f"{backend.path}: row 0x{bytes(key).hex()} does not hash to its "
-                              "key (a trie node, code or header was edited in place)")
+            check_row(backend.path, bytes(key), bytes(value))
     except sqlite3.DatabaseError as exc:
         raise damaged(f"{backend.path} is unreadable ({exc})") from exc
     return checked
