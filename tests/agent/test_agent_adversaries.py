@@ -1,6 +1,7 @@
 """Adversaries against the warm agent (redteam, 2026-11-25): malformed requests from a
-same-uid process must leave the agent serving, and known behavioural differences from a
-command run in place are pinned as strict xfails (see /work/notes/redteam.md)."""
+same-uid process leave the agent serving and are declined before anything runs; the
+differences from a command run in place that the red team found (descriptors beyond 0-2,
+resource limits) stay fixed."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agentkit import EXE, agent_env, agent_folder, running_agent
+from agentkit import EXE, agent_env, agent_folder, running_agent, served
 
+from mltrail.agent import process_context
 from testkit import make_home
 
 _MALFORMED = [
@@ -67,35 +69,42 @@ def test_malformed_requests_leave_the_agent_serving(agent):
             s.sendall(payload)
             s.shutdown(socket.SHUT_WR)
             with contextlib.suppress(ConnectionResetError):
-                assert s.recv(100) == b""  # closed unanswered
+                reply = s.recv(4096)
+                assert reply == b"" or b'"decline"' in reply  # unanswered, or declined
         assert _status_pid(sock) == info["pid"]
 
 
-def test_bad_run_requests_fail_without_running_anything(agent):
+def test_bad_run_requests_are_declined_before_anything_runs(agent):
+    """A request of the wrong shape, or from another process context, or with limits the
+    agent cannot apply, is declined before any command process exists: the real client
+    then runs the command in place."""
     root, env, info = agent
     sock = info["socket"]
     base = {"op": "run", "argv": ["mltrail", "list"], "env": env, "cwd": str(root),
-            "umask": 0o22, "streams": [["utf-8", "strict"]] * 3}
-    for bad in ({"cwd": "/nonexistent/x"}, {"umask": "abc"}, {"env": {"A=B": "1"}},
-                {"streams": []}):
+            "umask": 0o22, "streams": [["utf-8", "strict"]] * 3, "fds": [0, 1, 2],
+            "limits": {}, "nice": 0, "context": process_context(),
+            "signals": {"ignored": [], "blocked": []}}
+    before = served(env)
+    bads = ({"context": "another"}, {"umask": "abc"}, {"env": {"A=B": "1"}}, {"env": ["A"]},
+            {"streams": []},
+            {"streams": [["no-such-codec", "strict"]] * 3}, {"fds": [0, 1]}, {"context": 7},
+            {"argv": "list"}, {"signals": {}}, {"limits": {"RLIMIT_NOFILE": [1, 2**62]}}, None)
+    for bad in bads:
         r, w = os.pipe()
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(30)
             s.connect(sock)
-            socket.send_fds(s, [_frame(dict(base, **bad))], [w, w, w])
+            socket.send_fds(s, [_frame(dict(base, **(bad or {})))], [w, w, w])
             os.close(w)
             data = b""
             while chunk := s.recv(4096):
                 data += chunk
-        err = os.read(r, 65536)
         os.close(r)
-        assert data.endswith(b'{"exit": 2}'), (bad, data)
-        assert b"cannot run this command as you" in err
+        assert (b'"decline"' in data and b'"pid"' not in data) == (bad is not None), (bad, data)
+    assert served(env) == before + 1  # only the well-formed request from this context
     assert _status_pid(sock) == info["pid"]
 
 
-@pytest.mark.xfail(strict=True, reason="/dev/fd/N (N>2) names the command's own fd in the "
-                   "agent, so a different content is hashed (client.forward passes fds 0-2 only)")
 def test_dev_fd_paths_name_the_callers_file(agent):
     root, env, _ = agent
     script = f"exec 7<data.csv; exec {EXE} verify /dev/fd/7"
@@ -106,8 +115,6 @@ def test_dev_fd_paths_name_the_callers_file(agent):
     assert via.stderr == here.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the command keeps the agent's rlimits, not the "
-                   "caller's (server._become does not apply them)")
 def test_callers_file_size_limit_applies(agent):
     root, env, _ = agent
     script = f"ulimit -f 0; {EXE} list --json > out.json; echo $?"

@@ -278,3 +278,41 @@ def test_reads_on_the_fast_path_do_not_start_an_agent(tmp_path):
         assert run(["roles", "list", "--json"], env).returncode == 0
         time.sleep(1)
         assert not list(folder.glob("*.sock"))
+
+
+def test_a_steps_kill_0_stays_in_its_own_command(setting):
+    """Each command has its own process group: a step that signals its group (``kill 0``)
+    ends its own command, as in place, not the agent or another caller's write."""
+    root, env, info = setting
+    dev = ["--as", "dev", "run"]
+    long = subprocess.Popen([EXE, *dev, "--step", "long", "-o", "long.txt", "--", "sh", "-c",
+                             "sleep 3; echo a > long.txt"], env=env, cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    k = run([*dev, "--step", "k", "-o", "k.txt", "--", "sh", "-c", "echo b > k.txt; kill 0"],
+            env, cwd=root)
+    assert k.returncode == -signal.SIGTERM  # ended by its own SIGTERM, like the caller
+    out, err = long.communicate(timeout=120)
+    assert long.returncode == 0, err
+    assert agent_status(env)["pid"] == info["pid"]
+
+
+def test_niceness_and_ignored_signals_are_the_callers(setting):
+    """``nice`` and ``nohup``-style ignored signals reach the command's own processes the
+    same way in the agent and in place."""
+    root, env, _ = setting
+    step = ('cut -d" " -f19 /proc/self/stat > {o}; grep -E "^Sig(Ign|Blk)" /proc/self/status'
+            ' >> {o}')
+    outs = []
+    for name, e in (("agent", env), ("here", _off(env))):
+        o = f"ctx-{name}.txt"
+        script = (f"trap '' HUP; exec nice -n 7 {EXE} --as dev run --step ctx{name} -o {o} -- "
+                  f"sh -c '{step.format(o=o)}'")
+        p = subprocess.run(["bash", "-c", script], env=e, cwd=root, capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        outs.append((root / o).read_text())
+    assert outs[0] == outs[1]
+    assert outs[0].splitlines()[0] == "7"
+    ignored = int(outs[0].splitlines()[2].split()[1], 16)
+    assert ignored & (1 << (signal.SIGHUP - 1))

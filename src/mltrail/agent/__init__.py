@@ -43,6 +43,7 @@ OFF = frozenset({"0", "off", "no", "false"})
 IDLE_S = 900.0
 _HEADER = struct.Struct("!I")
 MAX_MESSAGE = 4 * 1024 * 1024
+MAX_FDS = 200  # descriptors passed with one command (SCM_RIGHTS takes up to 253)
 
 
 class AgentUnavailable(Exception):
@@ -92,9 +93,10 @@ def fingerprint(package: str | None = None) -> str:
     """What the agent's loaded code depends on: the interpreter and the ``PYTHON*``
     variables it read at start, the import path after the script's own folder (folders
     change when a package is installed or removed) and mltrail's source files (mtime and
-    size). A different fingerprint is a different agent."""
-    parts = [sys.executable, sys.version, *sorted(f"{k}={v}" for k, v in os.environ.items()
-                                                  if k.startswith("PYTHON"))]
+    size); and the process context (:func:`process_context`), so a caller in a sandbox
+    starts its own agent there. A different fingerprint is a different agent."""
+    parts = [sys.executable, sys.version, process_context(),
+             *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("PYTHON"))]
     for entry in sys.path[1:]:  # [0] is the script's folder or the working folder
         try:
             parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
@@ -111,6 +113,33 @@ def fingerprint(package: str | None = None) -> str:
             parts.append(f"{root}/{name}:{st.st_mtime_ns}:{st.st_size}")
     blob = "\n".join(parts).encode("utf-8", "surrogateescape")
     return f"{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
+
+
+def process_context() -> str:
+    """What a process runs as and inside, beyond its uid: ids and groups, capabilities,
+    no-new-privileges, seccomp, security label, cgroup and namespaces. The agent serves
+    only callers with its own context, so a command never leaves a sandbox, a cgroup (its
+    memory or CPU limits) or a namespace its caller is in."""
+    parts = [f"ids {os.getuid()} {os.geteuid()} {os.getgid()} {os.getegid()} "
+             f"{sorted(os.getgroups())}"]
+    for name in ("cgroup", "attr/current"):
+        try:
+            with open(f"/proc/self/{name}", "rb") as fh:
+                parts.append(fh.read().decode("utf-8", "replace"))
+        except OSError:
+            parts.append(f"{name} -")
+    for ns in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"):
+        try:
+            parts.append(os.readlink(f"/proc/self/ns/{ns}"))
+        except OSError:
+            parts.append(f"{ns} -")
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as fh:
+            parts += [line for line in fh.read().splitlines()
+                      if line.startswith(("Cap", "NoNewPrivs", "Seccomp"))]
+    except OSError:
+        parts.append("status -")
+    return "\n".join(parts)
 
 
 def install_key() -> str:

@@ -1,9 +1,10 @@
 """The caller's side: hand a command to the agent, relay signals, report how it ended.
 
-:func:`forward` answers None whenever the command should run in place instead: the
-agent is off or absent, a password prompt may be needed, or a standard stream or the
-working folder is unusable. Once a command was handed over it is never run a second
-time here, whatever happens to the agent.
+:func:`forward` leaves the command to run in place whenever the agent is off or absent,
+a password prompt may be needed, a standard stream or the working folder is unusable, or
+the agent declines (another process context, limits it cannot apply, a request it finds
+malformed). The agent declines or accepts before anything runs; once a command was
+accepted it is never run a second time here, whatever happens to the agent.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from mltrail.agent import (
     ENV_PATH,
     IDLE_S,
     KEPT,
+    MAX_FDS,
     AgentUnavailable,
     agent_dir,
     mode,
+    process_context,
     recv_message,
     send_message,
     socket_path,
@@ -61,16 +64,10 @@ def _connect() -> socket.socket | None:
     return s
 
 
-def _streams() -> list[list[str]] | None:
-    out = []
-    for fd, stream in ((0, sys.stdin), (1, sys.stdout), (2, sys.stderr)):
-        try:
-            os.fstat(fd)
-        except OSError:
-            return None  # a closed standard stream: run in place, as the caller set it up
-        out.append([getattr(stream, "encoding", None) or "utf-8",
-                    getattr(stream, "errors", None) or "strict"])
-    return out
+def _streams() -> list[list[str]]:
+    return [[getattr(stream, "encoding", None) or "utf-8",
+             getattr(stream, "errors", None) or "strict"]
+            for stream in (sys.stdin, sys.stdout, sys.stderr)]
 
 
 class Outcome(NamedTuple):
@@ -86,29 +83,70 @@ def forward(argv: list[str]) -> Outcome:
     if not usable(argv):
         return Outcome(None)
     streams = _streams()
+    fds = _open_fds()
     try:
         cwd = os.getcwd()
     except OSError:
         return Outcome(None)
-    if streams is None:
+    if fds is None:
         return Outcome(None)
     conn = _connect()
     if conn is None:
         return Outcome(None, start_agent=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    request = {"op": "run", "argv": ["mltrail", *argv], "env": dict(os.environ), "cwd": cwd,
-               "umask": umask, "streams": streams}
     with conn:
         try:
-            send_message(conn, request, [0, 1, 2])
-        except OSError:  # nothing was handed over: the agent went away as we connected
+            send_message(conn, _request(argv, cwd, streams, fds), fds)
+            answer, _ = recv_message(conn)
+        except (OSError, EOFError, ValueError):  # nothing ran: the agent went away first
             return Outcome(None, start_agent=True)
+        if "decline" in answer:  # nothing ran: this caller is not one the agent may serve
+            return Outcome(None)
         return Outcome(_follow(conn))
 
 
+def _request(argv: list[str], cwd: str, streams: list[list[str]], fds: list[int]
+             ) -> dict[str, Any]:
+    """Everything of this process that the command process must take over: beyond the
+    arguments, environment, folder and streams, its other open descriptors (a path like
+    ``/dev/fd/7`` must name the same file), umask, resource limits, niceness, ignored and
+    blocked signals, and its context (the agent refuses another one)."""
+    import resource
+
+    umask = os.umask(0)
+    os.umask(umask)
+    limits = {name: list(resource.getrlimit(getattr(resource, name)))
+              for name in dir(resource) if name.startswith("RLIMIT_")}
+    ignored = [int(s) for s in signal.valid_signals()
+               if s not in (signal.SIGKILL, signal.SIGSTOP)
+               and signal.getsignal(s) == signal.SIG_IGN]
+    blocked = [int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])]
+    return {"op": "run", "argv": ["mltrail", *argv], "env": dict(os.environ), "cwd": cwd,
+            "umask": umask, "streams": streams, "fds": fds, "limits": limits,
+            "nice": os.getpriority(os.PRIO_PROCESS, 0), "context": process_context(),
+            "signals": {"ignored": ignored, "blocked": blocked}}
+
+
+def _open_fds() -> list[int] | None:
+    """This process's open descriptors, 0, 1 and 2 first; None when a standard one is
+    closed or there are too many to pass in one message."""
+    try:
+        listed = sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        return None
+    fds = []
+    for fd in listed:
+        try:
+            os.fstat(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        fds.append(fd)
+    if fds[:3] != [0, 1, 2] or len(fds) > MAX_FDS:
+        return None
+    return fds
+
+
 def _follow(conn: socket.socket) -> int:
-    """Relay signals to the command until the agent says how it ended."""
+    """Relay signals to the command's process group until the agent says how it ended."""
     try:
         first, _ = recv_message(conn)
         pid = int(first["pid"])
@@ -117,8 +155,11 @@ def _follow(conn: socket.socket) -> int:
         return 3
 
     def relay(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        try:
+            os.killpg(pid, signum)  # the command and the processes it started, as a terminal
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     previous = {sig: signal.signal(sig, relay) for sig in _RELAYED}
     try:
@@ -185,7 +226,8 @@ def status() -> dict[str, Any]:
 
 
 def stop(timeout: float = 10.0) -> dict[str, Any]:
-    """Stop the agent serving this installation; wait until its socket is gone."""
+    """Stop the agent serving this installation; wait until its socket is gone
+    (AgentUnavailable if it is still there after ``timeout`` seconds)."""
     before = status()
     if not before["running"]:
         return before
@@ -198,6 +240,9 @@ def stop(timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while Path(before["socket"]).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    if Path(before["socket"]).exists():
+        raise AgentUnavailable(f"the agent (pid {before['pid']}) did not stop within "
+                               f"{timeout:.0f} s")
     return dict(status(), stopped=before["pid"])
 
 

@@ -16,9 +16,7 @@ import contextlib
 import fcntl
 import gc
 import importlib
-import io
 import json
-import locale
 import os
 import select
 import signal
@@ -32,13 +30,16 @@ from typing import Any, NoReturn
 from mltrail.agent import (
     ENV_PATH,
     IDLE_S,
+    MAX_FDS,
     agent_dir,
     fingerprint,
     install_key,
+    process_context,
     recv_message,
     send_message,
     socket_path,
 )
+from mltrail.agent.caller import admit, become
 
 # What a ledger command imports, except PyTorch (``pol``): a process that forks must not
 # have started its thread pools, and PyTorch would triple the agent's memory.
@@ -88,7 +89,7 @@ def serve(idle: float = IDLE_S) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda _sig, _frame: os.write(stop_w, b"s"))
     info = {"pid": me, "socket": str(path), "fingerprint": fp, "idle_s": idle,
-            "started": started}
+            "started": started, "context": process_context()}
     try:
         while (remaining := last + idle - time.monotonic()) > 0:
             ready, _, _ = select.select([ran_r, stop_r, listener.fileno()], [], [], remaining)
@@ -146,31 +147,40 @@ def _handle(conn: socket.socket, info: dict[str, Any], ran: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         conn.settimeout(10)
-        request, fds = recv_message(conn, max_fds=3)
+        request, fds = recv_message(conn, max_fds=MAX_FDS)
         conn.settimeout(None)
     except (OSError, EOFError, ValueError):
         os._exit(0)
     op = request.get("op")
     if op == "status":
-        send_message(conn, dict(info, uptime_s=round(time.time() - info["started"], 1)))
+        public = {k: v for k, v in info.items() if k != "context"}
+        send_message(conn, dict(public, uptime_s=round(time.time() - info["started"], 1)))
         os._exit(0)
     if op == "stop":
         os.kill(info["pid"], signal.SIGTERM)
         send_message(conn, {"stopping": info["pid"]})
         os._exit(0)
-    if op != "run" or len(fds) != 3:
+    if op != "run":
         os._exit(0)
+    reason = admit(request, fds, info["context"])
+    if reason is not None:
+        with contextlib.suppress(OSError):
+            send_message(conn, {"decline": reason})
+        os._exit(0)
+    send_message(conn, {"accepted": True})  # from here on, the caller never runs it itself
     os.write(ran, b"r")
     os.close(ran)
     pid = os.fork()
     if pid == 0:
         conn.close()
         try:
-            _become(request, fds)
-        except (OSError, KeyError, TypeError, ValueError) as exc:  # e.g. its folder is gone
+            become(request, fds)
+        except OSError as exc:  # e.g. its folder is gone since it asked
             os.write(2, f"error: the agent cannot run this command as you: {exc}\n".encode())
             os._exit(2)
         return
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # as the child does: whichever runs first
     for fd in fds:
         os.close(fd)
     try:
@@ -182,7 +192,8 @@ def _handle(conn: socket.socket, info: dict[str, Any], ran: int) -> None:
 
 
 def _wait(pid: int, conn: socket.socket) -> dict[str, int]:
-    """Wait for the command; if the caller goes away first, end the command (SIGTERM)."""
+    """Wait for the command; if the caller goes away first, end the command and what it
+    started (SIGTERM to its process group)."""
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:  # Linux before 5.3: wait without watching the caller
@@ -191,8 +202,11 @@ def _wait(pid: int, conn: socket.socket) -> dict[str, int]:
     while True:
         ready, _, _ = select.select([pidfd, conn.fileno()], [], [])
         if conn.fileno() in ready and not conn.recv(1):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
             ready = [pidfd]  # now wait for it to end
             select.select([pidfd], [], [])
         if pidfd in ready:
@@ -205,40 +219,6 @@ def _ended(status: int) -> dict[str, int]:
     if os.WIFSIGNALED(status):
         return {"signal": os.WTERMSIG(status)}
     return {"exit": os.waitstatus_to_exitcode(status)}
-
-
-def _become(request: dict[str, Any], fds: list[int]) -> None:
-    """In the command process: take the caller's place."""
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        if fd > 2:
-            os.close(fd)
-    os.environ.clear()
-    os.environ.update({str(k): str(v) for k, v in request["env"].items()})
-    time.tzset()
-    with contextlib.suppress(locale.Error):
-        locale.setlocale(locale.LC_CTYPE, "")
-    os.chdir(request["cwd"])
-    os.umask(int(request["umask"]))
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    (in_enc, in_err), (out_enc, out_err), (err_enc, err_err) = request["streams"]
-    sys.stdin = _stream(0, "r", in_enc, in_err)
-    sys.stdout = _stream(1, "w", out_enc, out_err)
-    sys.stderr = _stream(2, "w", err_enc, err_err, line=True)
-    sys.argv = [str(a) for a in request["argv"]]
-
-
-def _stream(fd: int, mode: str, encoding: str, errors: str,
-            line: bool = False) -> io.TextIOWrapper:
-    """A standard stream on ``fd`` as Python makes one at start-up."""
-    stream = open(fd, mode, encoding=encoding, errors=errors, newline="\n",  # noqa: SIM115
-                  closefd=False)
-    assert isinstance(stream, io.TextIOWrapper)
-    if line or (mode == "w" and os.isatty(fd)):
-        stream.reconfigure(line_buffering=True)
-    return stream
 
 
 def _run_command() -> NoReturn:

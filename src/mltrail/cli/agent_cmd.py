@@ -59,8 +59,12 @@ def stop(as_json: JsonOpt = False) -> None:
 
     Example: mltrail agent stop
     """
+    from mltrail.agent import AgentUnavailable
     from mltrail.agent.client import stop as agent_stop
 
-    info = agent_stop()
+    try:
+        info = agent_stop()
+    except AgentUnavailable as exc:
+        raise InputError(str(exc)) from exc
     emit(info, as_json, f"agent {info['stopped']} stopped" if "stopped" in info
          else _line(info))

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from mltrail.errors import MltrailError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -139,16 +141,22 @@ def tx_fields(result: Any) -> dict[str, Any]:
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
-    """Print ``data`` as JSON, or call/print ``human`` for people."""
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        return
-    if human is None:
-        console.print_json(json.dumps(data, default=str))
-    elif callable(human):
-        human()
-    else:
-        console.print(human)
+    """Print ``data`` as JSON, or call/print ``human`` for people. A full disk or a failing
+    device under stdout is one line (exit 2), not an internal error."""
+    try:
+        if as_json:
+            sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        elif human is None:
+            console.print_json(json.dumps(data, default=str))
+        elif callable(human):
+            human()
+        else:
+            console.print(human)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise MltrailError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
 def show_progress(as_json: bool) -> bool:

@@ -19,6 +19,7 @@ everything else, help and every usage error included, goes through Typer.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Annotated, Any, NoReturn
 
@@ -173,6 +174,11 @@ def run() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (``| head``): say so once, exit 2
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        err_console.print("error: the output was closed before all of it was written",
+                          highlight=False)
+        sys.exit(2)
     except SystemExit:
         raise
     except Exception as exc:  # a stand-alone click's usage errors, and anything unforeseen
