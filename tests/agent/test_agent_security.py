@@ -117,7 +117,7 @@ def test_a_planted_folder_never_gets_a_command_or_a_password(tmp_path, plant):
             folder.symlink_to(theirs)
         env = agent_env(folder, MLTRAIL_HOME=str(h.root))
         path = subprocess.run([INTERPRETER, "-c", "from pathlib import Path; from mltrail "
-                               f"import agent; print(agent.socket_path(Path({str(folder)!r})))"],
+                               f"import agent; print(agent.socket_path({str(folder)!r}))"],
                               env=env, capture_output=True, text=True, check=True).stdout.strip()
         impostor = Impostor(Path(path))
         try:

@@ -30,8 +30,11 @@ import stat
 import struct
 import sys
 import zlib
-from pathlib import Path
-from typing import Any
+
+# not ``typing``/``pathlib``: every command imports this module first (about 10 ms)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV_MODE = "MLTRAIL_AGENT"  # auto (default): use one, start one when absent; off: never
 ENV_DIR = "MLTRAIL_AGENT_DIR"  # the agents' folder (default: $XDG_RUNTIME_DIR/mltrail)
@@ -55,7 +58,7 @@ def mode() -> str:
     return "off" if os.environ.get(ENV_MODE, "").strip().lower() in OFF else "auto"
 
 
-def agent_dir(create: bool = False) -> Path:
+def agent_dir(create: bool = False) -> str:
     """The folder holding this user's agent sockets, which must be a real folder owned by
     the user with no access for anyone else (else another user could stand in for the
     agent and read the passwords sent to it)."""
@@ -64,11 +67,11 @@ def agent_dir(create: bool = False) -> Path:
     if explicit:
         if not os.path.isabs(explicit):
             raise AgentUnavailable(f"{ENV_DIR}={explicit!r} is not an absolute path")
-        d = Path(explicit)
+        d = explicit
     elif runtime and os.path.isabs(runtime):
-        d = Path(runtime) / "mltrail"
+        d = os.path.join(runtime, "mltrail")
     else:
-        d = Path("/tmp") / f"mltrail-agent-{os.getuid()}"
+        d = f"/tmp/mltrail-agent-{os.getuid()}"
     if create:
         try:
             os.mkdir(d, 0o700)
@@ -147,9 +150,9 @@ def install_key() -> str:
     return f"{zlib.crc32(sys.executable.encode('utf-8', 'surrogateescape')):08x}"
 
 
-def socket_path(directory: Path, fp: str | None = None) -> Path:
+def socket_path(directory: str, fp: str | None = None) -> str:
     """The socket of the agent for this installation and code."""
-    path = directory / f"agent-{install_key()}-{fp or fingerprint()}.sock"
+    path = os.path.join(directory, f"agent-{install_key()}-{fp or fingerprint()}.sock")
     if len(os.fsencode(path)) > 107:  # sun_path holds 108 bytes with the final NUL
         raise AgentUnavailable(f"{path} is too long for a Unix socket; set {ENV_DIR}")
     return path

@@ -15,9 +15,6 @@ import signal
 import socket
 import sys
 import time
-from pathlib import Path
-from types import FrameType
-from typing import Any, NamedTuple
 
 from mltrail.agent import (
     ENV_MODE,
@@ -33,6 +30,11 @@ from mltrail.agent import (
     send_message,
     socket_path,
 )
+
+TYPE_CHECKING = False  # not ``typing``: imported by every command (see mltrail.agent)
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 _RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _LOST = ("error: the mltrail agent ended before the command did; its outcome is unknown "
@@ -57,7 +59,7 @@ def _connect() -> socket.socket | None:
         return None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.connect(str(path))
+        s.connect(path)
     except OSError:
         s.close()
         return None
@@ -70,12 +72,14 @@ def _streams() -> list[list[str]]:
             for stream in (sys.stdin, sys.stdout, sys.stderr)]
 
 
-class Outcome(NamedTuple):
+class Outcome:
     """What :func:`forward` did: the command's exit status if the agent ran it (else None,
     and the command runs here), and whether an agent should be started for later ones."""
 
-    code: int | None
-    start_agent: bool = False
+    __slots__ = ("code", "start_agent")
+
+    def __init__(self, code: int | None, start_agent: bool = False) -> None:
+        self.code, self.start_agent = code, start_agent
 
 
 def forward(argv: list[str]) -> Outcome:
@@ -211,7 +215,7 @@ def status() -> dict[str, Any]:
         path = socket_path(agent_dir())
     except AgentUnavailable as exc:
         return dict(info, running=False, reason=str(exc))
-    info["socket"] = str(path)
+    info["socket"] = path
     conn = _connect()
     if conn is None:
         return dict(info, running=False, reason="no agent serves this installation")
@@ -238,9 +242,9 @@ def stop(timeout: float = 10.0) -> dict[str, Any]:
             send_message(conn, {"op": "stop"})
             recv_message(conn)
     deadline = time.monotonic() + timeout
-    while Path(before["socket"]).exists() and time.monotonic() < deadline:
+    while os.path.exists(before["socket"]) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if Path(before["socket"]).exists():
+    if os.path.exists(before["socket"]):
         raise AgentUnavailable(f"the agent (pid {before['pid']}) did not stop within "
                                f"{timeout:.0f} s")
     return dict(status(), stopped=before["pid"])

@@ -57,10 +57,10 @@ PRELOAD = (
 def serve(idle: float = IDLE_S) -> None:
     """Run the agent for this installation until ``idle`` seconds pass without a command
     or SIGTERM. Returns at once when another agent already serves the same code."""
-    directory = agent_dir(create=True)
+    directory = Path(agent_dir(create=True))
     fp = fingerprint()
     os.chdir("/")  # hold no caller's folder; each command takes its caller's
-    path = socket_path(directory, fp)
+    path = Path(socket_path(str(directory), fp))
     lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the agent's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
