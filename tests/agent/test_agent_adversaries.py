@@ -105,22 +105,26 @@ def test_bad_run_requests_are_declined_before_anything_runs(agent):
     assert _status_pid(sock) == info["pid"]
 
 
-def test_dev_fd_paths_name_the_callers_file(agent):
-    root, env, _ = agent
-    script = f"exec 7<data.csv; exec {EXE} verify /dev/fd/7"
+def _both(script: str, root: Path, env: dict[str, str]
+          ) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """``bash -c script`` in place, then through the agent (which must have run it)."""
     here = subprocess.run(["bash", "-c", script], env=dict(env, MLTRAIL_AGENT="off"), cwd=root,
                           capture_output=True, text=True, timeout=120)
+    before = served(env)
     via = subprocess.run(["bash", "-c", script], env=env, cwd=root, capture_output=True,
                          text=True, timeout=120)
-    assert via.stderr == here.stderr
+    assert served(env) == before + 1
+    return here, via
+
+
+def test_dev_fd_paths_name_the_callers_file(agent):
+    root, env, _ = agent
+    here, via = _both(f"exec 7<data.csv; exec {EXE} verify /dev/fd/7", root, env)
+    assert via.stderr == here.stderr and via.returncode == here.returncode
 
 
 def test_callers_file_size_limit_applies(agent):
     root, env, _ = agent
-    script = f"ulimit -f 0; {EXE} list --json > out.json; echo $?"
-    here = subprocess.run(["bash", "-c", script], env=dict(env, MLTRAIL_AGENT="off"), cwd=root,
-                          capture_output=True, text=True, timeout=120)
-    via = subprocess.run(["bash", "-c", script], env=env, cwd=root, capture_output=True,
-                         text=True, timeout=120)
+    here, via = _both(f"ulimit -f 0; {EXE} list --json > out.json; echo $?", root, env)
     Path(root, "out.json").unlink(missing_ok=True)
     assert via.stdout == here.stdout
