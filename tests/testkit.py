@@ -62,6 +62,19 @@ def fund(url: str, address: str, eth: int = 10) -> None:
         w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
 
 
+def make_home_with_artefacts(path: Path) -> Path:
+    """A home (see :func:`make_home`) holding dataset ``ds`` and model ``m`` derived from
+    it; returns the home's folder."""
+    from mltrail.ledger.client import Ledger
+
+    h = make_home(path)
+    with Ledger.open(h, identity="steward", password=PASSWORD) as led:
+        led.register("dataset", "sha256:" + "ab" * 32, name="ds")
+    with Ledger.open(h, identity="dev", password=PASSWORD) as led:
+        led.register("model", "sha256:" + "cd" * 32, parents=["ds"], name="m")
+    return Path(h.root)
+
+
 def agent_processes(started_after: float = 0.0) -> list[tuple[int, dict[str, str]]]:
     """(pid, environment) of each running ``mltrail`` agent of this installation (the
     interpreter next to ours) that started after ``started_after`` (seconds since boot)."""

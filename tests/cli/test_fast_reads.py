@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mltrail.cli import fast
-from testkit import PASSWORD, make_home
+from testkit import make_home_with_artefacts
 
 PLAIN = [
     ["show", "ds"], ["show", "ds", "--json"], ["show", "--json", "m"], ["history", "m"],
@@ -40,14 +40,7 @@ WORDS = ["show", "history", "list", "lineage", "roles", "ledger", "status", "ds"
 
 @pytest.fixture(scope="module")
 def home_root(tmp_path_factory):
-    from mltrail.ledger.client import Ledger
-
-    h = make_home(tmp_path_factory.mktemp("fast"))
-    with Ledger.open(h, identity="steward", password=PASSWORD) as led:
-        led.register("dataset", "sha256:" + "ab" * 32, name="ds")
-    with Ledger.open(h, identity="dev", password=PASSWORD) as led:
-        led.register("model", "sha256:" + "cd" * 32, parents=["ds"], name="m")
-    return h.root
+    return make_home_with_artefacts(tmp_path_factory.mktemp("fast"))
 
 
 def _both(cli, monkeypatch, home_root, tmp_path, args):

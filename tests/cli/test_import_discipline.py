@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import PASSWORD, make_home
+from testkit import PASSWORD, make_home_with_artefacts
 
 RUN = """
 import json, os, sys
@@ -46,14 +46,7 @@ READS = [["show", "ds", "--json"], ["show", "ds"], ["history", "ds"], ["lineage"
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
-    from mltrail.ledger.client import Ledger
-
-    h = make_home(tmp_path_factory.mktemp("imports"))
-    with Ledger.open(h, identity="steward", password=PASSWORD) as led:
-        led.register("dataset", "sha256:" + "ab" * 32, name="ds")
-    with Ledger.open(h, identity="dev", password=PASSWORD) as led:
-        led.register("model", "sha256:" + "cd" * 32, parents=["ds"], name="m")
-    return h.root
+    return make_home_with_artefacts(tmp_path_factory.mktemp("imports"))
 
 
 def _modules(home: Path, tmp_path: Path, *args: str) -> set[str]:

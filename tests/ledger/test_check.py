@@ -9,6 +9,7 @@ a deleted or emptied chain file, a replaced chain) must be reported as ``ledger 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import sqlite3
 
@@ -21,6 +22,7 @@ from eth_utils import to_canonical_address
 from mltrail.errors import VerificationError
 from mltrail.ledger.check import check, reindex
 from mltrail.ledger.client import Ledger
+from mltrail.testing.ledger_forgeries import damage_file
 from testkit import PASSWORD
 
 
@@ -209,18 +211,9 @@ def test_damaged_chain_file_exits_1(home, open_as, cli, tmp_path, damage):
 
     other = make_home(tmp_path / "other") if damage == "replaced" else None
     path = home.chain_db
-    size = path.stat().st_size
-    if damage == "deleted":
-        path.unlink()
-    elif damage == "emptied":
-        path.write_bytes(b"")
-    elif damage == "truncated":
-        with path.open("r+b") as fh:
-            fh.truncate(size // 2)
-    elif damage == "garbage":
-        path.write_bytes(b"not a database" * 100)
+    if other is None:
+        damage_file(path, damage, random.Random(0))
     else:
-        assert other is not None
         shutil.copy(other.chain_db, path)
     r = cli("ledger", "check", home=home.root)
     assert r.code == 1, (r.code, r.err)

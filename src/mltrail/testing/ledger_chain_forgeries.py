@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import random
 import shutil
+import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,35 +221,45 @@ def receipt_in_place(home: Home, rng: random.Random) -> Forged:
     header = backend.chain.get_canonical_block_header_by_number(BlockNumber(block))
     root = bytes(header.receipt_root)
     backend.close()
-    db = _connect(home.chain_db)
-    try:
-        (node,) = db.execute("SELECT v FROM kv WHERE k=?", (root,)).fetchone()
-        node = bytearray(node)
+
+    def word(node: bytearray) -> str:
         at = rng.randrange(max(1, len(node) - 32))
         node[at:at + 32] = rng.randbytes(min(32, len(node) - at))
-        db.execute("UPDATE kv SET v=? WHERE k=?", (bytes(node), root))
-    finally:
-        db.close()
-    return Forged("receipt_in_place", f"receipt node of block {block} ({name}) at byte {at}",
+        return f"at byte {at}"
+
+    done = _edit_row(home, lambda _db: root, word)
+    return Forged("receipt_in_place", f"receipt node of block {block} ({name}) {done}",
                   "chain")
 
 
 @forger("trie_row")
 def trie_row(home: Home, rng: random.Random) -> Forged:
     """One byte of a random content-addressed row (trie node, code, header) changed."""
-    db = _connect(home.chain_db)
-    try:
-        keys = [k for (k,) in db.execute("SELECT k FROM kv WHERE length(k)=32")]
-        key = rng.choice(keys)
-        (value,) = db.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
-        value = bytearray(value)
+
+    def bit(value: bytearray) -> str:
         at = rng.randrange(len(value))
         value[at] ^= 1 << rng.randrange(8)
+        return f"byte {at} of {len(value)}"
+
+    done = _edit_row(home, lambda db: rng.choice(
+        [bytes(k) for (k,) in db.execute("SELECT k FROM kv WHERE length(k)=32")]), bit)
+    return Forged("trie_row", done, "chain")
+
+
+def _edit_row(home: Home, pick: Callable[[sqlite3.Connection], bytes],
+              edit: Callable[[bytearray], str]) -> str:
+    """Edit one row of the chain file in place, its key unchanged: ``pick`` chooses the
+    key, ``edit`` changes the value and says how."""
+    db = _connect(home.chain_db)
+    try:
+        key = pick(db)
+        (value,) = db.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
+        value = bytearray(value)
+        how = edit(value)
         db.execute("UPDATE kv SET v=? WHERE k=?", (bytes(value), key))
     finally:
         db.close()
-    return Forged("trie_row", f"row 0x{bytes(key).hex()[:12]}.. byte {at} of {len(value)}",
-                  "chain")
+    return f"row 0x{key.hex()[:12]}.. {how}"
 
 
 @forger("header_fields")

@@ -325,9 +325,17 @@ def index_unhappened_state(home: Home, rng: random.Random) -> Forged:
 def chain_file(home: Home, rng: random.Random) -> Forged:
     """The chain file deleted, emptied, truncated or overwritten at a random place, or one
     of its SQLite pages filled with garbage (the WAL is checkpointed first)."""
-    path = home.chain_db
+    how = rng.choice(FILE_DAMAGE)
+    return Forged("chain_file", damage_file(home.chain_db, how, rng), "chain")
+
+
+FILE_DAMAGE = ("deleted", "emptied", "truncated", "garbage", "page")
+
+
+def damage_file(path: Path, how: str, rng: random.Random) -> str:
+    """Damage ``path`` as ``how`` (one of FILE_DAMAGE) says, at places ``rng`` picks;
+    returns what was done."""
     size = path.stat().st_size
-    how = rng.choice(["deleted", "emptied", "truncated", "garbage", "page"])
     if how == "deleted":
         path.unlink()
     elif how == "emptied":
@@ -344,7 +352,7 @@ def chain_file(home: Home, rng: random.Random) -> Forged:
             fh.seek(n * page)
             fh.write(rng.randbytes(page))
         how = f"page {n} of {size // page} overwritten"
-    return Forged("chain_file", how, "chain")
+    return how
 
 
 
