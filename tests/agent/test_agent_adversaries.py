@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from agentkit import EXE, agent_env, agent_folder, running_agent, served
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mltrail.agent import process_context
 from testkit import make_home
@@ -80,29 +82,71 @@ def test_bad_run_requests_are_declined_before_anything_runs(agent):
     then runs the command in place."""
     root, env, info = agent
     sock = info["socket"]
-    base = {"op": "run", "argv": ["mltrail", "list"], "env": env, "cwd": str(root),
-            "umask": 0o22, "streams": [["utf-8", "strict"]] * 3, "fds": [0, 1, 2],
-            "limits": {}, "nice": 0, "context": process_context(),
-            "signals": {"ignored": [], "blocked": []}}
+    base = _base_request(root, env)
     before = served(env)
     bads = ({"context": "another"}, {"umask": "abc"}, {"env": {"A=B": "1"}}, {"env": ["A"]},
             {"streams": []},
             {"streams": [["no-such-codec", "strict"]] * 3}, {"fds": [0, 1]}, {"context": 7},
             {"argv": "list"}, {"signals": {}}, {"limits": {"RLIMIT_NOFILE": [1, 2**62]}}, None)
     for bad in bads:
-        r, w = os.pipe()
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
-            s.connect(sock)
-            socket.send_fds(s, [_frame(dict(base, **(bad or {})))], [w, w, w])
-            os.close(w)
-            data = b""
-            while chunk := s.recv(4096):
-                data += chunk
-        os.close(r)
+        data, _ = _send_run(sock, dict(base, **(bad or {})))
         assert (b'"decline"' in data and b'"pid"' not in data) == (bad is not None), (bad, data)
     assert served(env) == before + 1  # only the well-formed request from this context
     assert _status_pid(sock) == info["pid"]
+
+
+def _base_request(root: Path, env: dict[str, str]) -> dict[str, object]:
+    return {"op": "run", "argv": ["mltrail", "list", "--json"], "env": env, "cwd": str(root),
+            "umask": 0o22, "streams": [["utf-8", "strict"]] * 3, "fds": [0, 1, 2],
+            "limits": {}, "nice": 0, "context": process_context(),
+            "signals": {"ignored": [], "blocked": []}}
+
+
+def _send_run(sock: str, request: object) -> tuple[bytes, bytes]:
+    """Send ``request`` with a pipe as the three streams; the agent's answer and what the
+    command (if any) wrote."""
+    r, w = os.pipe()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(60)
+        s.connect(sock)
+        socket.send_fds(s, [_frame(request)], [w, w, w])
+        os.close(w)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(4096):
+                data += chunk
+    with os.fdopen(r, "rb") as fh:
+        return data, fh.read()
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70)
+                     | st.text(max_size=12), lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+FUZZ_EXAMPLES = int(os.environ.get("MLTRAIL_AGENT_FUZZ", "30"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_random_request_fields_never_break_the_agent(agent, data):
+    """A same-uid adversary sends run requests with random fields replaced (any JSON) or
+    dropped. Every one is declined or runs as a command that ends with 0, 1 or 2 and no
+    traceback; the agent keeps serving. ``MLTRAIL_AGENT_FUZZ=N`` runs N seeds."""
+    root, env, info = agent
+    request = _base_request(root, env)
+    for key in data.draw(st.lists(st.sampled_from(sorted(request)), min_size=1, max_size=3,
+                                  unique=True)):
+        if data.draw(st.booleans()):
+            del request[key]
+        else:
+            request[key] = data.draw(_JSON)
+    answer, output = _send_run(info["socket"], request)
+    if b'"pid"' in answer:
+        assert answer.endswith((b'{"exit": 0}', b'{"exit": 1}', b'{"exit": 2}')), (request,
+                                                                                   answer)
+        assert b"Traceback" not in output, output[-2000:]
+    else:
+        assert answer == b"" or b'"decline"' in answer, (request, answer)
+    assert _status_pid(info["socket"]) == info["pid"]
 
 
 def _both(script: str, root: Path, env: dict[str, str]
