@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "test-password"
@@ -102,4 +103,28 @@ def agent_processes(started_after: float = 0.0) -> list[tuple[int, dict[str, str
 def uptime() -> float:
     """Seconds since boot (the clock of ``agent_processes``)."""
     return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def wait_healthy(proc: Any, port_file: Path, timeout: float, what: str) -> str:
+    """The URL of a server started with ``--port 0 --port-file F`` once its ``/healthz``
+    answers 200; AssertionError (with its stderr) if it exits, or after ``timeout`` s."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
+        text = port_file.read_text().strip() if port_file.exists() else ""
+        if text:
+            url = f"http://127.0.0.1:{text}"
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"{what} did not start")
 

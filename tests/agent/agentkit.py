@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from testkit import agent_processes
+from testkit import agent_processes, make_home_with_artefacts
 
 EXE = str(Path(sys.executable).with_name("mltrail"))
 
@@ -82,3 +82,16 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@contextmanager
+def home_and_agent(root: Path) -> Iterator[tuple[Path, dict[str, str], dict[str, Any]]]:
+    """In ``root``: a home with dataset ``ds`` and model ``m``, a file ``data.csv``, and an
+    agent serving it from a private folder; yields (root, env, the agent's status)."""
+    home_root = make_home_with_artefacts(root)
+    (root / "data.csv").write_text("x,y\n1,2\n")
+    with agent_folder() as folder:
+        env = agent_env(folder, MLTRAIL_HOME=str(home_root))
+        with running_agent(env) as info:
+            yield root, env, info
+

@@ -14,12 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agentkit import EXE, agent_env, agent_folder, running_agent, served
+from agentkit import EXE, home_and_agent, served
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mltrail.agent import process_context
-from testkit import make_home
 
 _MALFORMED = [
     b"\x00\x00\x00\x05{{{{{", struct.pack("!I", 0xFFFFFFFF) + b"x", b"\xff" * 64,
@@ -52,13 +51,8 @@ def _status_pid(sock: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adv")
-    h = make_home(root)
-    (root / "data.csv").write_text("x,y\n1,2\n")
-    with agent_folder() as folder:
-        env = agent_env(folder, MLTRAIL_HOME=str(h.root))
-        with running_agent(env) as info:
-            yield root, env, info
+    with home_and_agent(tmp_path_factory.mktemp("adv")) as setup:
+        yield setup
 
 
 def test_malformed_requests_leave_the_agent_serving(agent):

@@ -15,12 +15,21 @@ import time
 from pathlib import Path
 
 import pytest
-from agentkit import EXE, agent_env, agent_folder, agent_status, run, running_agent, served
+from agentkit import (
+    EXE,
+    agent_env,
+    agent_folder,
+    agent_status,
+    home_and_agent,
+    run,
+    running_agent,
+    served,
+)
 from agentkit import wait_for as wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testkit import free_port, make_home, make_home_with_artefacts
+from testkit import free_port, make_home
 
 # Reads, --json, help, version, usage errors and refusals: identical output either way.
 SAME = [
@@ -41,13 +50,8 @@ WORDS = ["show", "history", "list", "lineage", "roles", "ledger", "status", "che
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
     """A home with a dataset and a model, a private agent folder and a running agent."""
-    root = tmp_path_factory.mktemp("agent")
-    home_root = make_home_with_artefacts(root)
-    (root / "data.csv").write_text("x,y\n1,2\n")
-    with agent_folder() as folder:
-        env = agent_env(folder, MLTRAIL_HOME=str(home_root))
-        with running_agent(env) as info:
-            yield root, env, info
+    with home_and_agent(tmp_path_factory.mktemp("agent")) as setup:
+        yield setup
 
 
 def _off(env: dict[str, str]) -> dict[str, str]:

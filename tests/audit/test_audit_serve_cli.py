@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from testkit import wait_healthy
 
 
 def _start(args: list[str], port_file: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([sys.executable, "-m", "mltrail.cli.main", *args, "--port", "0",
                              "--port-file", str(port_file)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
-        if port_file.exists() and port_file.read_text().strip():
-            url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
+    return proc, wait_healthy(proc, port_file, 90, "server")
 
 
 def test_serve_model_and_proxy_processes(tmp_path, seeded_path) -> None:  # type: ignore[no-untyped-def]

@@ -14,11 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from testkit import wait_healthy
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md"
 MLTRAIL = shutil.which("mltrail", path=str(Path(sys.executable).parent)) or "mltrail"
@@ -53,21 +52,7 @@ def _serve(home: Home, model: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([MLTRAIL, "serve-model", str(model), "--key", str(home.root / "k.pem"),
                              "--port", "0", "--port-file", str(port_file)],
                             cwd=home.root, env=home.env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
-        text = port_file.read_text().strip() if port_file.exists() else ""
-        if text:
-            url = f"http://127.0.0.1:{text}"
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("serve-model did not start")
+    return proc, wait_healthy(proc, port_file, 120, "serve-model")
 
 
 def test_custom_lifecycle_runs_pol_and_an_audit(tmp_path: Path) -> None:
