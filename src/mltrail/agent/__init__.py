@@ -118,11 +118,20 @@ def fingerprint(package: str | None = None) -> str:
     return f"{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}"
 
 
+_CONTEXT: list[str] = []  # this process's context, read once (fingerprint and request)
+
+
 def process_context() -> str:
     """What a process runs as and inside, beyond its uid: ids and groups, capabilities,
     no-new-privileges, seccomp, security label, cgroup and namespaces. The agent serves
     only callers with its own context, so a command never leaves a sandbox, a cgroup (its
-    memory or CPU limits) or a namespace its caller is in."""
+    memory or CPU limits) or a namespace its caller is in. Read once per process."""
+    if not _CONTEXT:
+        _CONTEXT.append(_read_context())
+    return _CONTEXT[0]
+
+
+def _read_context() -> str:
     parts = [f"ids {os.getuid()} {os.geteuid()} {os.getgid()} {os.getegid()} "
              f"{sorted(os.getgroups())}"]
     for name in ("cgroup", "attr/current"):
