@@ -49,8 +49,6 @@ GROUPS: dict[str, tuple[str, str]] = {
              "Example: mltrail audit run --target http://127.0.0.1:8000 --max-queries 80"),
     "oracle": ("mltrail.cli.oracle", "The auditor network: oracles, stakes, rounds.\n\n"
               "Example: mltrail oracle status --json"),
-    "agent": ("mltrail.cli.agent_cmd", "The warm agent that runs commands without their "
-             "start-up cost.\n\nExample: mltrail agent status"),
 }
 # Commands another module adds to a group: group -> (module, function taking the group's app).
 EXTENSIONS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -153,7 +151,6 @@ def run() -> None:
         fast = plan(sys.argv[1:])  # a plain read command: no Typer parsing (cli/fast.py)
         if fast is not None:
             call, glob = fast
-            STATE.fast = True
             STATE.home, STATE.identity, STATE.debug = (glob["home"] or None, glob["identity"],
                                                        glob["debug"])
             call()
