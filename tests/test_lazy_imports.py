@@ -114,8 +114,10 @@ def test_a_bls_precompile_on_a_prague_chain():
                          "mix_hash": constants.ZERO_HASH32, "timestamp": 1,
                          "base_fee_per_gas": 0}}, {{}})
         head = chain.get_canonical_head()
-        X = 0x17f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83ff97a1aeffb3af00adb22c6bb
-        Y = 0x08b3f481e3aaa0f1a09e30ed741d8ae4fcf5e095d5d00af600db18cb2c04b3edd03cc744a2888ae40caa232946c5e7e1
+        X = int("17f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83f"
+                "f97a1aeffb3af00adb22c6bb", 16)  # the BLS12-381 G1 generator
+        Y = int("08b3f481e3aaa0f1a09e30ed741d8ae4fcf5e095d5d00af600db18cb2c04b3edd03cc744"
+                "a2888ae40caa232946c5e7e1", 16)
         g1 = X.to_bytes(64, "big") + Y.to_bytes(64, "big")
         tx = chain.get_vm(head).create_unsigned_transaction(
             nonce=0, gas_price=0, gas=1_000_000, to=b"\\0" * 19 + b"\\x0b", value=0,
