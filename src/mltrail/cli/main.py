@@ -11,9 +11,10 @@ public :class:`typer.TyperException`, which is what is caught here (pinned in
 pyproject.toml: ``typer>=0.29,<0.30``). A stand-alone ``click`` may also be installed by
 other packages; its exceptions are caught too, in case an older typer is used.
 
-Plain read commands (``show ds --json``, ``roles list``, ...) are called without Typer's
-parser (:mod:`mltrail.cli.fast`, which reads their options from the same annotations);
-everything else, help and every usage error included, goes through Typer.
+Plain read commands (``show ds --json``, ``roles list``, ...) and plain ``register`` and
+``transition`` calls are made without Typer's parser (:mod:`mltrail.cli.fast`, which
+reads their options from the same annotations); everything else, help and every usage
+error included, goes through Typer.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def run() -> None:
     from mltrail.cli.fast import plan
 
     try:
-        fast = plan(sys.argv[1:])  # a plain read command: no Typer parsing (cli/fast.py)
+        fast = plan(sys.argv[1:])  # a plain command: no Typer parsing (cli/fast.py)
         if fast is not None:
             call, glob = fast
             STATE.home, STATE.identity, STATE.debug = (glob["home"] or None, glob["identity"],
