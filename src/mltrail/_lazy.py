@@ -12,7 +12,7 @@ rules, no proof of work, keccak from pysha3) does not run in ordinary use.
 modules in :data:`LAZY`. Such a module is created from its real spec (same file, same
 ``__path__``) but its code is not run. Its importers take names from it with ``from M
 import f``; for the names listed in :data:`LAZY` (all plain functions in the real module,
-which ``tests/ledger/test_lazy_imports.py`` checks against each installed version) it
+which ``tests/test_lazy_imports.py`` checks against each installed version) it
 holds a stand-in that runs the real module's code on first call and then calls the real
 function. Any other attribute access runs the real code first, exactly once (under a
 lock), into the same module object. So a BLS precompile, a bn128 pairing or pycryptodome's
