@@ -14,10 +14,11 @@ modules in :data:`LAZY`. Such a module is created from its real spec (same file,
 import f``; for the names listed in :data:`LAZY` (all plain functions in the real module,
 which ``tests/test_lazy_imports.py`` checks against each installed version) it
 holds a stand-in that runs the real module's code on first call and then calls the real
-function. Any other attribute access runs the real code first, exactly once (under a
-lock), into the same module object. So a BLS precompile, a bn128 pairing or pycryptodome's
-keccak still work, and only cost their import when first used. No installed file is
-changed, a module already imported is left as it is, and nothing here decides a rule.
+function. Any other attribute access runs the real code first, exactly once (under the
+module's own lock, which other threads wait on), into the same module object. So a BLS
+precompile, a bn128 pairing or pycryptodome's keccak still work, and only cost their
+import when first used. No installed file is changed, a module already imported is left
+as it is, and nothing here decides a rule.
 
 Standard library only: :mod:`mltrail` installs this before anything imports py-evm.
 """
@@ -51,7 +52,7 @@ LAZY: dict[str, tuple[str, ...]] = {
     # pycryptodome's keccak, for proof of work only (eth/consensus/ethash.py takes the module)
     "Crypto.Hash.keccak": (),
 }
-_LOCK = _thread.RLock()
+_LOCK = _thread.RLock()  # for install()
 
 
 class _Loader:
@@ -65,35 +66,40 @@ class _Loader:
         return self.real.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
+        lock = _thread.RLock()
         state = {"loaded": False}
 
-        def load() -> ModuleType:
-            with _LOCK:
+        def load() -> None:
+            with lock:  # other threads wait here while the real code runs
                 if not state["loaded"]:
-                    module.__dict__.pop("__getattr__", None)
-                    for name in self.names:
-                        module.__dict__.pop(name, None)
-                    state["loaded"] = True  # before running: a failure is not retried
+                    state["loaded"] = True  # before running: a failure is raised, not retried
                     module.__dict__["__loader__"] = self.real
                     self.real.exec_module(module)
-            return module
+                    if module.__dict__.get("__getattr__") is __getattr__:
+                        del module.__dict__["__getattr__"]
+
+        def real(name: str) -> Any:
+            load()
+            value = module.__dict__.get(name, stand_ins)
+            if value is stand_ins or value is stand_ins.get(name):
+                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+            return value
 
         def __getattr__(name: str) -> Any:  # PEP 562: only names the module lacks
             if name == "__path__":  # the import system asking whether it is a package
                 raise AttributeError(name)  # (a package has it from its spec already)
-            return getattr(load(), name)
+            return real(name)
 
-        module.__dict__["__getattr__"] = __getattr__
-        for name in self.names:
-            module.__dict__[name] = _stand_in(module.__name__, name, load)
+        stand_ins = {name: _stand_in(module.__name__, name, real) for name in self.names}
+        module.__dict__.update(stand_ins, __getattr__=__getattr__)
 
     def __getattr__(self, name: str) -> Any:  # get_source, get_filename, ... of the real one
         return getattr(self.real, name)
 
 
-def _stand_in(module: str, name: str, load: Callable[[], ModuleType]) -> Callable[..., Any]:
+def _stand_in(module: str, name: str, real: Callable[[str], Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(load(), name)(*args, **kwargs)
+        return real(name)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
     call.__module__ = module
