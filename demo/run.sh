@@ -8,8 +8,6 @@ rm -rf "$DEMO_OUT"
 mkdir -p "$DEMO_OUT"
 export MLTRAIL_HOME="$DEMO_OUT/.mltrail" MLTRAIL_PASSWORD=demo
 export COLUMNS=100
-# the warm agent (demo/agent.sh) serves the demo's commands; it is stopped when the demo ends
-trap 'mltrail agent stop >/dev/null 2>&1 || true' EXIT
 
 step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 say() { printf '\033[2m$ %s\033[0m\n' "$*"; }
@@ -62,7 +60,7 @@ run mltrail --as oscar transition "$BASE" deployed
 run mltrail history "$BASE"
 run mltrail lineage "$DS"
 
-for part in demo/agent.sh demo/ledger.sh demo/provenance.sh demo/pol.sh demo/pol_loop.sh demo/audit.sh demo/audit_any.sh demo/oracle.sh demo/node.sh demo/lifecycle.sh; do
+for part in demo/speed.sh demo/ledger.sh demo/provenance.sh demo/pol.sh demo/pol_loop.sh demo/audit.sh demo/audit_any.sh demo/oracle.sh demo/node.sh demo/lifecycle.sh; do
   if [ -f "$part" ]; then
     # shellcheck source=/dev/null
     source "$part"

@@ -11,25 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import PASSWORD, agent_processes, anvil_binary, free_port, make_home, uptime
-
-_SESSION_START = uptime()
-
-
-def pytest_sessionfinish(session, exitstatus):
-    """The suite leaves no agent behind: any agent of this installation started during the
-    run and still alive (a test that let a command start one and did not stop it) is
-    killed and named. Not a failure, since its commands already passed or failed."""
-    import os
-    import signal
-
-    if hasattr(session.config, "workerinput"):  # xdist worker: the controller does it
-        return
-    for pid, env in agent_processes(started_after=_SESSION_START):
-        with __import__("contextlib").suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        print(f"\nwarning: killed a leftover mltrail agent, pid {pid}, folder "
-              f"{env.get('MLTRAIL_AGENT_DIR', '(default)')}")
+from testkit import PASSWORD, anvil_binary, free_port, make_home
 
 
 @pytest.fixture
@@ -108,7 +90,7 @@ def cli(capsys, monkeypatch) -> Callable[..., CliResult]:
             if cwd:
                 m.chdir(cwd)
             main.STATE.home = main.STATE.identity = None
-            main.STATE.debug = main.STATE.fast = False
+            main.STATE.debug = False
             try:
                 main.run()
                 code = 0

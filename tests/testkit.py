@@ -11,9 +11,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "test-password"
 os.environ.setdefault("MLTRAIL_PASSWORD", PASSWORD)
-# No test starts a warm agent by running a command (tests/agent starts its own, in its own
-# folder, and stops it): the suite leaves no process behind.
-os.environ["MLTRAIL_AGENT"] = "off"
 
 # One identity per role of the default lifecycle, plus admin (the deployer).
 ROLE_IDENTITIES = {
@@ -74,35 +71,6 @@ def make_home_with_artefacts(path: Path) -> Path:
     with Ledger.open(h, identity="dev", password=PASSWORD) as led:
         led.register("model", "sha256:" + "cd" * 32, parents=["ds"], name="m")
     return Path(h.root)
-
-
-def agent_processes(started_after: float = 0.0) -> list[tuple[int, dict[str, str]]]:
-    """(pid, environment) of each running ``mltrail`` agent of this installation (the
-    interpreter next to ours) that started after ``started_after`` (seconds since boot)."""
-    import sys
-
-    ticks = os.sysconf("SC_CLK_TCK")
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")
-            if b"mltrail.agent" not in cmd or Path(os.fsdecode(cmd[0])).parent != Path(
-                    sys.executable).parent:
-                continue
-            start = int((d / "stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-            raw = (d / "environ").read_bytes().decode("utf-8", "replace").split("\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if start >= started_after:
-            found.append((int(d.name), dict(e.split("=", 1) for e in raw if "=" in e)))
-    return found
-
-
-def uptime() -> float:
-    """Seconds since boot (the clock of ``agent_processes``)."""
-    return float(Path("/proc/uptime").read_text().split()[0])
 
 
 def wait_healthy(proc: Any, port_file: Path, timeout: float, what: str) -> str:

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from mltrail import _lazy
+
+_lazy.install()  # before anything imports py-evm: see mltrail/_lazy.py
+
 # not ``typing.TYPE_CHECKING``: importing typing costs every command about 10 ms
 TYPE_CHECKING = False
 if TYPE_CHECKING:

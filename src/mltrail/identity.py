@@ -32,8 +32,7 @@ ENV_SCRYPT_N = "MLTRAIL_SCRYPT_N"
 
 def scrypt_n() -> int:
     """The scrypt cost for new keystores: ``$MLTRAIL_SCRYPT_N``, else 2**14 (unlocking near
-    50 ms; raise it for real keys). Read on each call, not at import, so a process forked
-    from the warm agent (:mod:`mltrail.agent`) sees its caller's setting."""
+    50 ms; raise it for real keys). Read on each call, not at import."""
     raw = os.environ.get(ENV_SCRYPT_N, str(2**14))
     n = int(raw) if raw.isdigit() else 0
     if n < 2 or n > 2**20 or n & (n - 1):

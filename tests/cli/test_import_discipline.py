@@ -7,9 +7,10 @@ must not import the EVM, web3, eth-account or the ABI/eth-utils stack, nor pydan
 must not import eth-account or eth-keyfile (its keystore is decrypted by
 ``mltrail.keystore``). No timings here: speed is measured by ``bench/cli.py``.
 
-py-evm itself imports ``py_ecc`` (its Prague BLS12-381 precompiles, eagerly, from
-``eth/precompiles/__init__.py``), so an embedded write cannot avoid py_ecc without
-patching py-evm; the test pins that too, so a py-evm release that drops it is noticed.
+py-evm imports its Prague BLS12-381 precompiles eagerly (``eth/precompiles/__init__.py``),
+and with them py_ecc's pairing tables; ``mltrail._lazy`` defers those until first used,
+so an embedded write must not load them (``tests/test_lazy_imports.py`` runs the
+precompiles themselves).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ sys.exit(code)
 NOT_ON_READS = ("eth", "eth_account", "eth_keyfile", "py_ecc", "web3", "eth_abi", "eth_utils",
                 "eth_keys", "mltrail.ledger.client", "mltrail.ledger.embedded",
                 "pydantic", "mltrail.config_models")  # plain reads skip Typer's parser
-NOT_ON_WRITES = ("eth_account", "eth_keyfile", "web3")
+NOT_ON_WRITES = ("eth_account", "eth_keyfile", "web3", "py_ecc.optimized_bls12_381",
+                 "py_ecc.bls", "pycparser")
 READS = [["show", "ds", "--json"], ["show", "ds"], ["history", "ds"], ["lineage", "ds"],
          ["list", "--json"], ["roles", "list"], ["ledger", "status"]]
 
@@ -79,4 +81,3 @@ def test_embedded_write_imports_no_eth_account(home, tmp_path):
     mods = _modules(home, tmp_path, "--as", "dev", "transition", "m", "trained", "--json")
     assert "eth" in mods and "mltrail.keystore" in mods  # it wrote through py-evm
     assert _top(mods, NOT_ON_WRITES) == []
-    assert "py_ecc" in mods  # py-evm's own import (see the module docstring)

@@ -15,7 +15,6 @@ EXE = Path(sys.executable).with_name("mltrail")
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIL_")}
-    base["MLTRAIL_AGENT"] = "off"  # no warm agent left behind by the suite
     return subprocess.run([str(EXE), *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=120)
 

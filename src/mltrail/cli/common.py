@@ -69,7 +69,6 @@ class CliState:
     home: str | None = None
     debug: bool = False
     identity: str | None = None
-    fast: bool = False  # the command ran on the fast read path (cli/fast.py)
 
 
 STATE = CliState()

@@ -1,27 +1,18 @@
-"""The installed ``mltrail`` command: to the warm agent if one serves, else run here.
+"""The installed ``mltrail`` command: every command runs in its own process.
 
-Kept to the standard library until it knows where the command runs, so a command handed
-to the agent (:mod:`mltrail.agent`) costs an interpreter start and a socket round trip.
-A command that ran here and was not a plain read starts an agent for the next ones.
+There is no background process: a command imports what it needs and exits. Reads skip
+Typer's parser (:mod:`mltrail.cli.fast`) and never import the EVM; writes load py-evm
+without the precompile tables the embedded chain never runs (:mod:`mltrail._lazy`).
+Programs that need many fast writes keep one process: the Python API
+(``mltrail.Ledger``) or a node's REST API (``mltrail serve``). ``MLTRAIL_AGENT``, which
+used to choose a warm agent, is ignored.
 """
 
 from __future__ import annotations
 
-import sys
-
 
 def run() -> None:
     """Entry point of the ``mltrail`` command."""
-    from mltrail.agent.client import forward, start_in_background
-
-    outcome = forward(sys.argv[1:])
-    if outcome.code is not None:
-        sys.exit(outcome.code)
-    from mltrail.cli.common import STATE
     from mltrail.cli.main import run as run_here
 
-    try:
-        run_here()
-    finally:
-        if outcome.start_agent and not STATE.fast:
-            start_in_background()
+    run_here()

@@ -11,9 +11,10 @@ public :class:`typer.TyperException`, which is what is caught here (pinned in
 pyproject.toml: ``typer>=0.29,<0.30``). A stand-alone ``click`` may also be installed by
 other packages; its exceptions are caught too, in case an older typer is used.
 
-Plain read commands (``show ds --json``, ``roles list``, ...) are called without Typer's
-parser (:mod:`mltrail.cli.fast`, which reads their options from the same annotations);
-everything else, help and every usage error included, goes through Typer.
+Plain read commands (``show ds --json``, ``roles list``, ...) and plain ``register`` and
+``transition`` calls are made without Typer's parser (:mod:`mltrail.cli.fast`, which
+reads their options from the same annotations); everything else, help and every usage
+error included, goes through Typer.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ GROUPS: dict[str, tuple[str, str]] = {
              "Example: mltrail audit run --target http://127.0.0.1:8000 --max-queries 80"),
     "oracle": ("mltrail.cli.oracle", "The auditor network: oracles, stakes, rounds.\n\n"
               "Example: mltrail oracle status --json"),
-    "agent": ("mltrail.cli.agent_cmd", "The warm agent that runs commands without their "
-             "start-up cost.\n\nExample: mltrail agent status"),
 }
 # Commands another module adds to a group: group -> (module, function taking the group's app).
 EXTENSIONS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -150,10 +149,9 @@ def run() -> None:
     from mltrail.cli.fast import plan
 
     try:
-        fast = plan(sys.argv[1:])  # a plain read command: no Typer parsing (cli/fast.py)
+        fast = plan(sys.argv[1:])  # a plain command: no Typer parsing (cli/fast.py)
         if fast is not None:
             call, glob = fast
-            STATE.fast = True
             STATE.home, STATE.identity, STATE.debug = (glob["home"] or None, glob["identity"],
                                                        glob["debug"])
             call()
