@@ -3,7 +3,6 @@ network, five staked oracles, a client and a deployed service artefact."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,14 +79,19 @@ def _fresh_funded_key(rpc_url: str) -> bytes:
     return key
 
 
-def register_service(net: Net, url: str, name: str) -> str:
-    """The operator registers a service description and deploys it; returns its id."""
+def register_service(net: Net, url: str, name: str, *, describe: bool = False) -> str:
+    """The operator registers a service with signed claims naming ``url`` (the claims the
+    service at ``url`` describes if ``describe``, else minimal ones) and deploys it;
+    returns its id."""
+    from mltrail.audit.claims import ServiceClaims
+    from mltrail.audit.claims import register_service as register
+    from mltrail.audit.workflows import claims_from_target
     from mltrail.ledger.client import Ledger
-    from mltrail.provenance.digest import digest_bytes
 
-    desc = json.dumps({"name": name, "url": url}, sort_keys=True).encode()
+    claims = claims_from_target(url, name) if describe else ServiceClaims(
+        name=name, endpoint=url, model_digest="sha256:" + "0" * 64)
     with Ledger.open(net.home, identity="operator", password=PASSWORD) as op:
-        sid = op.register("service", digest_bytes(desc), metadata={"name": name, "url": url})
-        op.transition(sid.artefact_id, "deployed")
-    net.services[name] = sid.artefact_id
-    return sid.artefact_id
+        reg, _ = register(op, claims)
+        op.transition(reg.artefact_id, "deployed")
+    net.services[name] = reg.artefact_id
+    return reg.artefact_id
