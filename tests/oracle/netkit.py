@@ -95,3 +95,43 @@ def register_service(net: Net, url: str, name: str, *, describe: bool = False) -
         op.transition(reg.artefact_id, "deployed")
     net.services[name] = reg.artefact_id
     return reg.artefact_id
+
+
+Finding = tuple[list[int], int]  # (values in units, verdict code)
+
+
+def play_round(client: object, oracles: list[object], sid: str,
+               findings: list[Finding | None], mask: int, fee: int = 50,
+               rid: int | None = None) -> dict[str, object]:
+    """One protocol round in process (findings fixed in advance): request (unless ``rid``
+    names an open round, e.g. an escalation), a commitment from each oracle whose finding
+    is not None, the reveals, the finalisation; returns the round's gas by step."""
+    import os
+
+    from mltrail.oracle import market as M
+
+    if rid is None:
+        rid, tx = client.request(sid, mask, fee)  # type: ignore[attr-defined]
+        gas: dict[str, object] = {"request": tx.gas_used}
+    else:
+        gas = {"request": 0}
+    salts: list[bytes] = []
+    commits, reveals = [], []
+    for m, f in zip(oracles, findings, strict=True):
+        salts.append(os.urandom(32))
+        if f is not None:
+            c = M.commitment(rid, f[0], f[1], b"\x01" * 32, b"\x02" * 32, salts[-1],
+                             m.me)  # type: ignore[attr-defined]
+            commits.append(m.commit(rid, c).gas_used)  # type: ignore[attr-defined]
+    if len(commits) < len(oracles):  # close the commit phase by mining past it
+        info = client.round(rid)  # type: ignore[attr-defined]
+        while client.backend.head() < info.commit_end:  # type: ignore[attr-defined]
+            client.tick()  # type: ignore[attr-defined]
+    for m, f, salt in zip(oracles, findings, salts, strict=True):
+        if f is not None:
+            reveals.append(m.reveal(rid, f[0], f[1], b"\x01" * 32, b"\x02" * 32,  # type: ignore[attr-defined]
+                                    salt).gas_used)
+    gas |= {"commit": commits, "reveal": reveals,
+            "finalize": oracles[0].finalize(rid).gas_used,  # type: ignore[attr-defined]
+            "round": rid}
+    return gas
