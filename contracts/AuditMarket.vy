@@ -7,13 +7,22 @@
         report_digest, salt, oracle)) within the commit window, then reveal within the
         reveal window. Finalising takes the median of each wanted metric and the majority
         verdict, pays the fee to oracles within tolerance of the medians that voted with the
-        majority, slashes those that deviated or did not reveal, and moves the service in
-        the registry (this contract holds the registry's auditor role) with the result's
-        digest as evidence. Too few reveals, a tied vote, or no reveal within tolerance of
-        the medians: no consensus, fee refunded (non-revealers are still slashed).
+        majority, slashes those that deviated, did not reveal, or (admitted before the
+        round opened) did not commit, and moves the service in the registry (this contract
+        holds the registry's auditor role) with the result's digest as evidence; a pass
+        never moves a service out of the suspended state (reinstating is the lifecycle's
+        own path, not a round's). A tied vote escalates: the fee moves to a new round that
+        needs one reveal more (at most MAX_ESCALATIONS times). Too few reveals, or no
+        reveal within tolerance of the medians: no consensus, fee refunded. Non-committers
+        and non-revealers are slashed whatever the outcome.
+        The request names only the service: the oracles audit the endpoint of the
+        service's signed claims on the ledger, never one the requester names.
 @dev    Metrics (index: unit): 0 agreement with the reference, 1 accuracy, 2 robustness,
         4 availability (parts per million); 3 p99 latency (microseconds). A reveal is packed
         in one slot: value i << 48*i, verdict << 240, 1 << 255 (revealed).
+        The commitment also binds probe_digest, the digest of the oracle's private probe
+        set (drawn from its salt and the round's seed, so anyone can redraw and check it
+        once the salt is revealed).
         Windows count blocks. The commit phase also ends once the whole committee (the
         oracles admitted when the round opened) has committed, and a round may be finalised
         as soon as every committed oracle has revealed.
@@ -25,14 +34,17 @@ N: constant(uint256) = 5
 MAX_COMMITTEE: constant(uint256) = 32
 ALL_METRICS: constant(uint256) = 31
 VALUE_LIMIT: constant(uint256) = 281474976710656  # 2**48
+MAX_ESCALATIONS: constant(uint256) = 2
 OPEN: constant(uint256) = 1
 CONSENSUS: constant(uint256) = 2
 NO_CONSENSUS: constant(uint256) = 3
+ESCALATED: constant(uint256) = 4
 V_PASS: constant(uint256) = 1
 V_FAIL: constant(uint256) = 2
 REVEALED: constant(uint256) = 1 << 255
 NOT_REVEALED: constant(uint256) = 1
 DEVIATED: constant(uint256) = 2
+NOT_COMMITTED: constant(uint256) = 3
 
 struct Round:
     service: bytes32
@@ -46,6 +58,8 @@ struct Round:
     revealed: uint256
     status: uint256
     verdict: uint256
+    quorum: uint256
+    escalation: uint256
 
 event Requested:
     round: indexed(uint256)
@@ -55,7 +69,8 @@ event Requested:
     metrics: uint256
     commit_end: uint256
     reveal_end: uint256
-    endpoint: String[256]
+    quorum: uint256
+    escalation: uint256
 
 event Committed:
     round: indexed(uint256)
@@ -68,6 +83,7 @@ event Revealed:
     values: uint256[N]
     verdict: uint256
     report_digest: bytes32
+    probe_digest: bytes32
     salt: bytes32
 
 event Finalized:
@@ -80,6 +96,11 @@ event Finalized:
     paid_each: uint256
     moved: bool
     evidence: bytes32
+
+event Escalated:
+    round: indexed(uint256)
+    next_round: indexed(uint256)
+    revealed: uint256
 
 event Paid:
     round: indexed(uint256)
@@ -126,6 +147,9 @@ tol_rel_bps: public(uint256[N])
 
 is_oracle: public(HashMap[address, bool])
 oracle_count: public(uint256)
+members: public(HashMap[uint256, address])
+member_slot: HashMap[address, uint256]
+admitted_before: public(HashMap[address, uint256])
 stake: public(HashMap[address, uint256])
 pending: public(HashMap[address, uint256])
 earned: public(HashMap[address, uint256])
@@ -153,7 +177,9 @@ def __init__(token: address, registry: address, audit_kind: uint256, audited_sta
     self.slash_amount = 50
     self.quorum = 3
     self.min_fee = 1
-    self.tol_abs = [20000, 20000, 50000, 50000, 50000]
+    # agreement and accuracy: less than one shared probe of 64 (honest oracles measure the
+    # same shared probes, so their values are equal; a stale guess must hit the count)
+    self.tol_abs = [10000, 10000, 50000, 50000, 50000]
     self.tol_rel_bps = [0, 0, 0, 5000, 0]
 
 
@@ -206,7 +232,11 @@ def admit(oracle: address):
     assert not self.is_oracle[oracle], "already an oracle"
     assert self.oracle_count < MAX_COMMITTEE, "network full"
     self.is_oracle[oracle] = True
+    self.members[self.oracle_count] = oracle
+    self.member_slot[oracle] = self.oracle_count
     self.oracle_count += 1
+    # on the committee of every round opened after this one
+    self.admitted_before[oracle] = self.round_count + 1
     log OracleChanged(oracle=oracle, admitted=True)
 
 
@@ -216,7 +246,13 @@ def remove(oracle: address):
     self._only_admin()
     assert self.is_oracle[oracle], "not an oracle"
     self.is_oracle[oracle] = False
-    self.oracle_count -= 1
+    last: uint256 = self.oracle_count - 1
+    slot: uint256 = self.member_slot[oracle]
+    moved: address = self.members[last]
+    self.members[slot] = moved
+    self.member_slot[moved] = slot
+    self.members[last] = empty(address)
+    self.oracle_count = last
     log OracleChanged(oracle=oracle, admitted=False)
 
 
@@ -241,9 +277,10 @@ def withdraw_stake(amount: uint256):
 
 
 @external
-def request(service: bytes32, metrics: uint256, fee: uint256, endpoint: String[256]) -> uint256:
+def request(service: bytes32, metrics: uint256, fee: uint256) -> uint256:
     """@notice Open a round auditing `service` (a registry artefact of the audited kind) for
-    the metrics in mask `metrics`, paying `fee` (approve this contract first)."""
+    the metrics in mask `metrics`, paying `fee` (approve this contract first). The oracles
+    audit the endpoint of the service's claims on the ledger."""
     assert metrics != 0 and metrics & ALL_METRICS == metrics, "bad metrics mask"
     assert fee >= self.min_fee, "fee below the minimum"
     assert self.oracle_count >= self.quorum, "fewer oracles than the quorum"
@@ -254,17 +291,37 @@ def request(service: bytes32, metrics: uint256, fee: uint256, endpoint: String[2
     assert ok and len(out) >= 64, "unknown service artefact"
     assert extract32(out, 32, output_type=uint256) == self.audit_kind, "not an artefact of the audited kind"
     assert extcall self.token.transferFrom(msg.sender, self, fee), "token transfer failed"
+    return self._open(service, msg.sender, fee, metrics, self.quorum, 0)
+
+
+@internal
+def _open(service: bytes32, client: address, fee: uint256, metrics: uint256, quorum: uint256,
+          escalation: uint256) -> uint256:
     rid: uint256 = self.round_count + 1
     self.round_count = rid
     commit_end: uint256 = block.number + self.commit_window
     reveal_end: uint256 = commit_end + self.reveal_window
-    self.rounds[rid] = Round(service=service, client=msg.sender, fee=fee, metrics=metrics,
+    self.rounds[rid] = Round(service=service, client=client, fee=fee, metrics=metrics,
                              commit_end=commit_end, reveal_end=reveal_end,
                              committee=self.oracle_count, committed=0, revealed=0,
-                             status=OPEN, verdict=0)
-    log Requested(round=rid, service=service, client=msg.sender, fee=fee, metrics=metrics,
-                  commit_end=commit_end, reveal_end=reveal_end, endpoint=endpoint)
+                             status=OPEN, verdict=0, quorum=quorum, escalation=escalation)
+    log Requested(round=rid, service=service, client=client, fee=fee, metrics=metrics,
+                  commit_end=commit_end, reveal_end=reveal_end, quorum=quorum,
+                  escalation=escalation)
     return rid
+
+
+@internal
+@view
+def _state_of(service: bytes32) -> uint256:
+    """The service's lifecycle state code in the registry (0 if unreadable)."""
+    ok: bool = False
+    out: Bytes[128] = b""
+    ok, out = raw_call(self.registry, abi_encode(service, method_id=method_id("artefact(bytes32)")),
+                       max_outsize=128, is_static_call=True, revert_on_failure=False)
+    if not ok or len(out) < 96:
+        return 0
+    return extract32(out, 64, output_type=uint256)
 
 
 @internal
@@ -292,7 +349,7 @@ def commit(round_id: uint256, commitment: bytes32):
 
 @external
 def reveal(round_id: uint256, values: uint256[N], verdict: uint256, report_digest: bytes32,
-           salt: bytes32):
+           probe_digest: bytes32, salt: bytes32):
     """@notice Reveal the findings committed to; they must hash to the commitment."""
     r: Round = self.rounds[round_id]
     assert r.status == OPEN, "no open round with this id"
@@ -306,11 +363,11 @@ def reveal(round_id: uint256, values: uint256[N], verdict: uint256, report_diges
     for i: uint256 in range(N):
         assert values[i] < VALUE_LIMIT, "metric value out of range"
         packed |= values[i] << (48 * i)
-    assert keccak256(abi_encode(round_id, values, verdict, report_digest, salt, msg.sender)) == c, "reveal does not match commitment"
+    assert keccak256(abi_encode(round_id, values, verdict, report_digest, probe_digest, salt, msg.sender)) == c, "reveal does not match commitment"
     self.reveals[round_id][msg.sender] = packed
     self.rounds[round_id].revealed = r.revealed + 1
     log Revealed(round=round_id, oracle=msg.sender, values=values, verdict=verdict,
-                 report_digest=report_digest, salt=salt)
+                 report_digest=report_digest, probe_digest=probe_digest, salt=salt)
 
 
 @internal
@@ -349,12 +406,24 @@ def _within(v: uint256, med: uint256, i: uint256) -> bool:
     return diff <= self.tol_abs[i] + med * self.tol_rel_bps[i] // 10000
 
 
+@internal
+def _slash_absent(round_id: uint256):
+    """Slash every oracle admitted before the round opened that did not commit."""
+    for i: uint256 in range(MAX_COMMITTEE):
+        if i >= self.oracle_count:
+            break
+        o: address = self.members[i]
+        if self.admitted_before[o] <= round_id and self.commitments[round_id][o] == empty(bytes32):
+            self._slash(round_id, o, NOT_COMMITTED)
+
+
 @external
 def finalize(round_id: uint256):
     """@notice Close a round whose reveals are all in or whose reveal window has passed."""
     r: Round = self.rounds[round_id]
     assert r.status == OPEN, "no open round with this id"
     assert block.number > r.reveal_end or (self._reveal_open(r) and r.revealed == r.committed), "reveal window still open"
+    self._slash_absent(round_id)
     revealers: DynArray[address, MAX_COMMITTEE] = []
     packs: DynArray[uint256, MAX_COMMITTEE] = []
     passes: uint256 = 0
@@ -373,11 +442,18 @@ def finalize(round_id: uint256):
                 passes += 1
     n: uint256 = len(revealers)
     verdict: uint256 = 0
-    if n >= self.quorum and n > 0:
+    if n >= r.quorum and n > 0:
         if passes * 2 > n:
             verdict = V_PASS
         elif (n - passes) * 2 > n:
             verdict = V_FAIL
+        elif r.escalation < MAX_ESCALATIONS and self.oracle_count > n:
+            # a tie: the fee moves to a larger round (one reveal more), nobody is refunded
+            self.rounds[round_id].status = ESCALATED
+            nxt: uint256 = self._open(r.service, r.client, r.fee, r.metrics,
+                                      max(n + 1, self.quorum), r.escalation + 1)
+            log Escalated(round=round_id, next_round=nxt, revealed=n)
+            return
     medians: uint256[N] = empty(uint256[N])
     good: DynArray[address, MAX_COMMITTEE] = []
     bad: DynArray[address, MAX_COMMITTEE] = []
@@ -401,7 +477,7 @@ def finalize(round_id: uint256):
             else:
                 bad.append(revealers[i])
     if len(good) == 0:
-        # too few reveals, a tied vote, or nobody near the medians: no consensus
+        # too few reveals, a tie past the last escalation, or nobody near the medians
         self.rounds[round_id].status = NO_CONSENSUS
         assert extcall self.token.transfer(r.client, r.fee), "token transfer failed"
         log Refunded(round=round_id, client=r.client, amount=r.fee)
@@ -424,9 +500,12 @@ def finalize(round_id: uint256):
     self.rounds[round_id].verdict = verdict
     evidence: bytes32 = keccak256(abi_encode(self, round_id, verdict, medians))
     to_state: uint256 = self.audited_state if verdict == V_PASS else self.suspended_state
-    moved: bool = raw_call(self.registry,
-                           abi_encode(r.service, to_state, evidence,
-                                      method_id=method_id("transition(bytes32,uint256,bytes32)")),
-                           revert_on_failure=False)
+    moved: bool = False
+    if verdict == V_FAIL or self._state_of(r.service) != self.suspended_state:
+        # a pass never reinstates a suspended service: that is the lifecycle's own path
+        moved = raw_call(self.registry,
+                         abi_encode(r.service, to_state, evidence,
+                                    method_id=method_id("transition(bytes32,uint256,bytes32)")),
+                         revert_on_failure=False)
     log Finalized(round=round_id, service=r.service, consensus=True, verdict=verdict,
                   medians=medians, revealed=n, paid_each=each, moved=moved, evidence=evidence)

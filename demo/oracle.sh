@@ -29,9 +29,9 @@ mltrail serve-proxy --upstream "$SUPPLIER" --mode honest --port 0 \
   --cheap-model "$MODEL/cheap.safetensors" --port-file "$ORA/provider.port" &
 _ora_pids+=($!)
 PROVIDER="http://127.0.0.1:$(_ora_wait_port "$ORA/provider.port")"
-python -c 'import httpx,json,sys; d=httpx.get(sys.argv[1]+"/v1/model").json(); d["url"]=sys.argv[1]; print(json.dumps(d, indent=1, sort_keys=True))' \
-  "$PROVIDER" > "$ORA/service.json"
-OSVC=$(mltrail --as oscar register "$ORA/service.json" --kind service --name provider-net --json | jget artefact_id)
+# signed claims on the ledger name the endpoint: the oracles audit that URL, never one
+# a requester names
+OSVC=$(mltrail --as oscar audit register --target "$PROVIDER" --name provider-net --json | jget artefact_id)
 run mltrail --as oscar transition "$OSVC" deployed
 
 step "The admin deploys token + market once (the market gets the registry's auditor role) and admits three oracles"
@@ -59,7 +59,7 @@ for o in ora1 ora2 ora3; do
     > "$ORA/$o.log" 2>&1 &
   _ora_pids+=($!)
 done
-ROUND=$(mltrail --as alice audit request "$OSVC" --fee 30 --target "$PROVIDER" \
+ROUND=$(mltrail --as alice audit request "$OSVC" --fee 30 \
   --metrics agreement,accuracy,availability --json | jget round)
 echo "round $ROUND opened; waiting for the oracles to audit, commit, reveal and finalise"
 python - "$ROUND" <<'PY'
@@ -71,7 +71,7 @@ with Market.open() as m:
             break
         time.sleep(0.25)
 PY
-run mltrail audit result "$ROUND"
+run mltrail audit result "$ROUND" --check-probes
 say "tail -n 1 $ORA/ora1.log   # each daemon logs one line per round"
 tail -n 1 "$ORA/ora1.log"
 run mltrail --as ora1 oracle status

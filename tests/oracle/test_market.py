@@ -26,6 +26,12 @@ def small(tmp_path: Path):
     return net, sid, dead
 
 
+def _claims(url: str):
+    from mltrail.audit.claims import ServiceClaims
+
+    return ServiceClaims(name="t", endpoint=url, model_digest="sha256:" + "0" * 64)
+
+
 def _market(net, who: str):
     from mltrail.oracle.market import Market
 
@@ -35,11 +41,15 @@ def _market(net, who: str):
 def test_refusals_reasons_and_a_round_without_consensus(small, cli) -> None:
     net, sid, dead = small
     h = net.home.root
-    r = cli("--as", "client", "audit", "request", sid[:12], "--fee", "10", "--target", dead,
+    r = cli("--as", "client", "audit", "request", sid[:12], "--fee", "10", "--target",
+            "http://127.0.0.1:1/", home=h)  # the requester names no endpoint any more
+    assert r.code == 2
+    r = cli("--as", "client", "audit", "request", sid[:12], "--fee", "10",
             "--metrics", "agreement,availability", "--json", home=h)
     assert r.code == 0, r.err
     req = r.json()
     assert req["round"] == 1 and {"tx_hash", "block", "gas_used"} <= set(req)
+    assert req["endpoint"] == dead  # from the service's signed claims
     with _market(net, "client") as m:
         before = m.balance()
 
@@ -93,15 +103,15 @@ def test_requests_are_checked_by_the_contract(small) -> None:
         ds = led.register("dataset", "sha256:" + "ab" * 32).artefact_id
     with _market(net, "client") as m:
         with pytest.raises(RefusedError, match="unknown service artefact"):
-            m.request("0x" + "12" * 32, 1, 5, dead)
+            m.request("0x" + "12" * 32, 1, 5)
         with pytest.raises(RefusedError, match="not an artefact of the audited kind"):
-            m.request(ds, 1, 5, dead)
+            m.request(ds, 1, 5)
         with pytest.raises(RefusedError, match="bad metrics mask"):
-            m.request(sid, 64, 5, dead)
+            m.request(sid, 64, 5)
         with pytest.raises(RefusedError, match="insufficient"):
-            m.request(sid, metrics_mask(["all"]), 10**9, dead)
+            m.request(sid, metrics_mask(["all"]), 10**9)
         with pytest.raises(InputError):
-            m.request(sid, 1, 5, "ftp://nowhere")
+            m.request(sid, 1, 0)
     with _market(net, "oracle1") as m:
         with pytest.raises(RefusedError, match="admin only"):
             m.admit(net.addresses["client"])
@@ -112,7 +122,8 @@ def test_requests_are_checked_by_the_contract(small) -> None:
 def test_a_down_target_reports_availability_not_a_crash() -> None:
     from mltrail.oracle.metrics import measure
 
-    m = measure(f"http://127.0.0.1:{free_port()}", ["agreement", "availability"], seed=1)
+    m = measure(_claims(f"http://127.0.0.1:{free_port()}"), ["agreement", "availability"],
+                seed=1)
     assert m.verdict == "fail" and m.values["availability"] == 0.0
     assert m.report["available"] is False and "cannot reach" in m.report["error"]
 
@@ -170,7 +181,7 @@ def test_a_target_answering_nonsense_fails_without_a_crash() -> None:
 
     srv = serve_in_thread(app)
     try:
-        m = measure(srv.url, ["agreement", "accuracy"], seed=2)
+        m = measure(_claims(srv.url), ["agreement", "accuracy"], seed=2)
     finally:
         srv.stop()
     assert m.verdict == "fail" and m.values["agreement"] == 0.0

@@ -99,12 +99,8 @@ class Network:
         from mltrail.oracle.market import metrics_mask
 
         with self.market() as m:
-            rid, _ = m.request(service, metrics_mask(METRICS), 50,
-                               self.good_url if service == self.good else self.bad_url)
+            rid, _ = m.request(service, metrics_mask(METRICS), 50)
         return rid
-
-    good_url: str = ""
-    bad_url: str = ""
 
     def wait_closed(self, rid: int, timeout: float = 240,
                     advance_after: Callable[[], bool] | None = None) -> Any:
@@ -140,9 +136,8 @@ def network(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tmp = tmp_path_factory.mktemp(f"oracles-{request.param}")
     net = build_net(tmp, rpc, stake=400)
     nw = Network(net, tmp, tmp / "schedule.json", {}, {}, rpc)
-    nw.good = register_service(net, services.supplier, "good")
-    nw.bad = register_service(net, services.cheat, "bad")
-    nw.good_url, nw.bad_url = services.supplier, services.cheat
+    nw.good = register_service(net, services.supplier, "good", describe=True)
+    nw.bad = register_service(net, services.cheat, "bad", describe=True)
     home = str(net.home.root)  # type: ignore[attr-defined]
     nw.set_schedule(0)
     for name in ORACLES:

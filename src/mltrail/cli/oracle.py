@@ -272,7 +272,6 @@ def reveal(round_id: RoundArg, salt: Annotated[str | None, typer.Option(
 def request(
     service: Annotated[str, typer.Argument(help="Service artefact id.")],
     fee: Annotated[str, typer.Option("--fee", help="Tokens paid to the oracles.")],
-    target: Annotated[str, typer.Option("--target", help="URL the oracles audit.")],
     metrics: Annotated[list[str] | None, typer.Option(
         "--metrics", help="agreement, accuracy, robustness, latency, availability or all "
         "(comma-separated or repeated).")] = None,
@@ -280,30 +279,49 @@ def request(
 ) -> None:
     """Open an audit round for SERVICE on the oracle network, paying FEE.
 
-    Example: mltrail --as carol audit request svc-v1 --fee 30 --target http://127.0.0.1:8000
-    --metrics agreement,accuracy
+    The oracles audit the endpoint of SERVICE's signed claims on the ledger; a service
+    without usable claims is refused (exit 2) before any fee is paid.
+
+    Example: mltrail --as carol audit request svc-v1 --fee 30 --metrics agreement,accuracy
     """
+    from mltrail.audit.claims import load_claims
+    from mltrail.errors import InputError, VerificationError
     from mltrail.oracle.market import open_round
 
     with _ledger() as led:
         sid = led.resolve(service)
+        try:
+            endpoint = load_claims(led, sid).claims.endpoint
+        except VerificationError as exc:
+            raise InputError(f"service {sid[:12]} has no usable ledger claims: "
+                             f"{exc.message}") from exc
     with _market() as m:
-        info, tx = open_round(m, sid, metrics, fee, target)
-    data = {"round": info.round, "service": sid, "metrics": info.metrics, "fee": info.fee,
-            "commit_end": info.commit_end, "reveal_end": info.reveal_end, **tx.as_dict()}
-    emit(data, as_json, f"round [bold]{info.round}[/] opened for {sid[:12]} "
+        info, tx = open_round(m, sid, metrics, fee)
+    data = {"round": info.round, "service": sid, "endpoint": endpoint,
+            "metrics": info.metrics, "fee": info.fee, "commit_end": info.commit_end,
+            "reveal_end": info.reveal_end, **tx.as_dict()}
+    emit(data, as_json, f"round [bold]{info.round}[/] opened for {sid[:12]} at {endpoint} "
          f"({', '.join(data['metrics'])}"
          f"); commit by block {info.commit_end}, reveal by {info.reveal_end}; "
          f"tx {tx.tx_hash} gas {tx.gas_used}")
 
 
-def result(round_id: RoundArg, as_json: JsonOpt = False) -> None:
+def result(round_id: RoundArg, check_probes: Annotated[bool, typer.Option(
+        "--check-probes", help="Redraw each revealed oracle's private probes from its salt "
+        "and compare with the digest it committed to.")] = False,
+        as_json: JsonOpt = False) -> None:
     """Show a round's consensus and each oracle's revealed values.
 
-    Example: mltrail audit result 1 --json
+    Example: mltrail audit result 1 --check-probes --json
     """
+    from mltrail.oracle.daemon import check_probes as check
+
     with _market() as m:
         res = m.result(round_id)
+        if check_probes:
+            ok = check(m, res)
+            for rv in res.reveals:
+                rv["probes_match"] = ok.get(rv["oracle"])
     data = res.as_dict()
 
     def human() -> None:
@@ -311,6 +329,9 @@ def result(round_id: RoundArg, as_json: JsonOpt = False) -> None:
 
         r = res.round
         color = {"pass": "green", "fail": "red"}.get(r.verdict or "", "yellow")
+        if res.escalated_to:
+            console.print(f"round {r.round}: a tied vote, escalated to round "
+                          f"{res.escalated_to} (fee carried over)")
         console.print(f"round {r.round} service {r.service[:12]}: [bold]{r.status}[/]"
                       + (f", verdict [bold {color}]{r.verdict}[/]" if r.verdict else "")
                       + f"  ({r.revealed}/{r.committed} revealed, committee {r.committee})")
@@ -322,6 +343,8 @@ def result(round_id: RoundArg, as_json: JsonOpt = False) -> None:
             o = rv["oracle"]
             out = (f"paid {res.paid[o]}" if o in res.paid else
                    f"slashed {res.slashed[o]['amount']}" if o in res.slashed else "-")
+            if "probes_match" in rv:
+                out += "" if rv["probes_match"] else " (probes do not match commitment)"
             t.add_row(o[:10], rv["verdict"], *[f"{rv['values'].get(k, 0):g}"
                                                for k in r.metrics], out)
         for o, s in res.slashed.items():

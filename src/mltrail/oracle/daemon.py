@@ -1,5 +1,10 @@
 """The oracle daemon: watch for audit requests, audit, commit, wait, reveal, finalise.
 
+The service audited in a round is found from the request's service id alone: its signed
+claims on the ledger name the endpoint (:func:`service_claims`); a service without valid
+claims fails the round. Each round the oracle draws its own private probes from its
+secret salt (:mod:`mltrail.oracle.probes`) and commits to their digest with its findings.
+
 Owns one oracle's round loop and its private state on disk
 (``<home>/oracle/<address>/``): the block cursor, the rounds it follows, and for each
 round it audits the findings and salt, written durably *before* the commitment is sent,
@@ -29,6 +34,8 @@ from mltrail.oracle.metrics import AuditOptions, Metrics, measure
 from mltrail.provenance.digest import to_bytes32
 
 if TYPE_CHECKING:
+    from mltrail.audit.claims import LoadedClaims
+    from mltrail.audit.probes import ProbeSet
     from mltrail.ledger.client import TxResult
 
 
@@ -42,6 +49,7 @@ class Finding:
     report_digest: str
     salt: str
     commitment: str
+    probe_digest: str = "0x" + "00" * 32
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,17 +129,21 @@ class Daemon:
 
     # -- hooks an adversary overrides (mltrail.testing.oracles) -------------------------
 
-    def audit(self, req: M.Request) -> Metrics:
-        return measure(req.endpoint, M.mask_names(req.metrics), req.seed, self.opts)
+    def audit(self, req: M.Request, private: ProbeSet) -> Metrics:
+        claims, why = service_claims(self.market, req.service)
+        return measure(claims.claims if claims else None, M.mask_names(req.metrics), req.seed,
+                       self.opts, private=private, service_id=req.service,
+                       claims_digest=claims.digest if claims else None, claims_error=why)
 
     def commitment_for(self, req: M.Request, f: Finding) -> bytes | None:
         """The commitment to send (None: not yet)."""
         return bytes.fromhex(f.commitment[2:])
 
     def reveal_args(self, req: M.Request, f: Finding
-                    ) -> tuple[list[int], int, bytes, bytes] | None:
+                    ) -> tuple[list[int], int, bytes, bytes, bytes] | None:
         """What to reveal (None: not yet)."""
-        return f.values, f.verdict, to_bytes32(f.report_digest), bytes.fromhex(f.salt[2:])
+        return (f.values, f.verdict, to_bytes32(f.report_digest),
+                bytes.fromhex(f.probe_digest[2:]), bytes.fromhex(f.salt[2:]))
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -213,15 +225,22 @@ class Daemon:
         return False, True
 
     def prepare(self, req: M.Request) -> Finding:
-        """Audit a request and store the finding and its salt durably (before commit)."""
-        m = self.audit(req)
+        """Draw the private probes, audit, and store the finding and its salt durably
+        (before commit)."""
+        from mltrail.oracle import probes as OP
+
+        salt = os.urandom(32)
+        private = OP.draw(salt, req.seed)
+        pdigest = OP.digest(private)
+        m = self.audit(req, private)
         values = [M.to_units(n, m.values.get(n, 0.0)) if req.metrics >> i & 1 else 0
                   for i, n in enumerate(M.METRICS)]
         verdict = M.PASS if m.verdict == "pass" else M.FAIL
         digest = self.market.home.store.put(m.report_bytes())
-        salt = os.urandom(32)
-        c = M.commitment(req.round, values, verdict, to_bytes32(digest), salt, self.market.me)
-        f = Finding(req.round, values, verdict, digest, "0x" + salt.hex(), "0x" + c.hex())
+        c = M.commitment(req.round, values, verdict, to_bytes32(digest), pdigest, salt,
+                         self.market.me)
+        f = Finding(req.round, values, verdict, digest, "0x" + salt.hex(), "0x" + c.hex(),
+                    "0x" + pdigest.hex())
         self.state.save_finding(f)
         return f
 
@@ -251,7 +270,7 @@ class Daemon:
         if len(raw) != 32:
             raise InputError("--salt must be 32 bytes of hex")
         return self.market.reveal(round_id, f.values, f.verdict, to_bytes32(f.report_digest),
-                                  raw)
+                                  bytes.fromhex(f.probe_digest[2:]), raw)
 
     def _try(self, what: str, fn: Callable[..., Any], *args: Any, quiet: bool = False) -> None:
         try:
@@ -274,6 +293,35 @@ class Daemon:
         self.log(f"round {rid} service {info.service[:10]} {info.status} "
                  f"verdict={info.verdict or '-'} reveals={info.revealed}/{info.committed} "
                  f"{medians} | me: {mine}")
+
+
+def service_claims(market: M.Market, service_id: str) -> tuple[LoadedClaims | None, str]:
+    """The service's signed claims from the ledger (never from a requester), or None and
+    why they cannot be used (unregistered claims, a broken signature...)."""
+    from mltrail.audit.claims import load_claims
+    from mltrail.ledger.client import Ledger
+
+    try:
+        with Ledger.open(market.home, identity=market.identity) as ledger:
+            return load_claims(ledger, service_id), ""
+    except LedgerError:
+        raise  # the node is away: retried by the loop, not a verdict
+    except MltrailError as exc:
+        return None, f"the service's ledger claims are unusable: {exc.message}"
+
+
+def check_probes(market: M.Market, res: M.RoundResult) -> dict[str, bool]:
+    """For each oracle that revealed in a round: whether the private probe set redrawn
+    from its revealed salt and the round's seed has the digest it committed to."""
+    from mltrail.oracle import probes as OP
+
+    req = next((r for r in market.requests(market.network.deploy_block, market.backend.head())
+                if r.round == res.round.round), None)
+    if req is None:
+        raise InputError(f"no request event for round {res.round.round}")
+    return {rv["oracle"]: OP.check(bytes.fromhex(rv["salt"][2:]), req.seed,
+                                   bytes.fromhex(rv["probe_digest"][2:]))
+            for rv in res.reveals}
 
 
 def oracle_report(market: M.Market, who: str | None = None) -> dict[str, Any]:

@@ -34,8 +34,8 @@ METRICS = ("agreement", "accuracy", "robustness", "p99_latency", "availability")
 UNITS = ("ppm", "ppm", "ppm", "us", "ppm")
 VALUE_LIMIT = 1 << 48
 PASS, FAIL = 1, 2
-STATUS = {0: "none", 1: "open", 2: "consensus", 3: "no consensus"}
-SLASH_REASONS = {1: "did not reveal", 2: "deviated from consensus"}
+STATUS = {0: "none", 1: "open", 2: "consensus", 3: "no consensus", 4: "escalated"}
+SLASH_REASONS = {1: "did not reveal", 2: "deviated from consensus", 3: "did not commit"}
 GAS_DEPLOY, GAS_ADMIN, GAS_TOKEN = 3_000_000, 200_000, 120_000
 GAS_REQUEST, GAS_COMMIT, GAS_REVEAL = 400_000, 200_000, 200_000
 GAS_FINALIZE_BASE, GAS_FINALIZE_PER = 250_000, 90_000
@@ -78,10 +78,12 @@ def from_units(name: str, value: int) -> float:
 
 
 def commitment(round_id: int, values: list[int], verdict: int, report_digest: bytes,
-               salt: bytes, oracle: str) -> bytes:
-    """keccak256(abi_encode(round, values[5], verdict, report_digest, salt, oracle))."""
-    return keccak(encode(["uint256", "uint256[5]", "uint256", "bytes32", "bytes32", "address"],
-                         [round_id, values, verdict, report_digest, salt,
+               probe_digest: bytes, salt: bytes, oracle: str) -> bytes:
+    """keccak256(abi_encode(round, values[5], verdict, report_digest, probe_digest, salt,
+    oracle))."""
+    return keccak(encode(["uint256", "uint256[5]", "uint256", "bytes32", "bytes32", "bytes32",
+                          "address"],
+                         [round_id, values, verdict, report_digest, probe_digest, salt,
                           to_checksum_address(oracle)]))
 
 
@@ -129,6 +131,8 @@ class RoundInfo:
     revealed: int
     status: str
     verdict: str | None
+    quorum: int = 0
+    escalation: int = 0
 
     def reveal_open(self, block: int) -> bool:
         """Whether a reveal mined in ``block`` would be inside the reveal phase."""
@@ -150,7 +154,6 @@ class RoundInfo:
 class Request:
     round: int
     service: str
-    endpoint: str
     metrics: int
     block: int
     seed: int
@@ -161,7 +164,7 @@ class Request:
 @dataclass
 class RoundResult:
     round: RoundInfo
-    endpoint: str
+    escalated_to: int | None = None
     medians: dict[str, float] = field(default_factory=dict)
     reveals: list[dict[str, Any]] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
@@ -329,15 +332,14 @@ class Market:
 
     # -- rounds -----------------------------------------------------------------------------
 
-    def request(self, service: str, metrics: int, fee: int, endpoint: str) -> tuple[int, TxResult]:
-        """Open a round (pays ``fee``); returns (round id, transaction)."""
+    def request(self, service: str, metrics: int, fee: int) -> tuple[int, TxResult]:
+        """Open a round (pays ``fee``); returns (round id, transaction). The oracles audit
+        the endpoint of the service's claims on the ledger: the request names none."""
         if fee <= 0:
             raise InputError("the fee must be a positive number of tokens")
-        if len(endpoint.encode()) > 256 or not endpoint.startswith(("http://", "https://")):
-            raise InputError("--target must be an http(s) URL of at most 256 bytes")
         self._approve(fee)
         rc = self._send(self.address_, self.mabi, "request", GAS_REQUEST, to_bytes32(service),
-                        metrics, fee, endpoint)
+                        metrics, fee)
         for lg in rc.logs:
             if lg.address == self.address_:
                 name, args = self.mabi.decode_log(lg)
@@ -349,24 +351,27 @@ class Market:
         return self._m("commit", GAS_COMMIT, round_id, digest)
 
     def reveal(self, round_id: int, values: list[int], verdict: int, report_digest: bytes,
-               salt: bytes) -> TxResult:
-        return self._m("reveal", GAS_REVEAL, round_id, values, verdict, report_digest, salt)
+               probe_digest: bytes, salt: bytes) -> TxResult:
+        return self._m("reveal", GAS_REVEAL, round_id, values, verdict, report_digest,
+                       probe_digest, salt)
 
     def finalize(self, round_id: int) -> TxResult:
         info = self.round(round_id)
-        return self._m("finalize", GAS_FINALIZE_BASE + GAS_FINALIZE_PER * max(1, info.committed),
-                       round_id)
+        # every member is checked for a commitment; an escalation opens a new round
+        n = max(1, info.committed, int(self.view("oracle_count")))
+        return self._m("finalize", GAS_FINALIZE_BASE * 2 + GAS_FINALIZE_PER * n, round_id)
 
     def round(self, round_id: int) -> RoundInfo:
         r = self.view("rounds", round_id)
         (service, client, fee, metrics, commit_end, reveal_end, committee, committed,
-         revealed, status, verdict) = r
+         revealed, status, verdict, quorum, escalation) = r
         if int(status) == 0:
             raise NotFoundError(f"no round {round_id}")
         return RoundInfo(round_id, "0x" + bytes(service).hex(), to_checksum_address(client),
                          int(fee), mask_names(int(metrics)), int(commit_end), int(reveal_end),
                          int(committee), int(committed), int(revealed), STATUS[int(status)],
-                         {1: "pass", 2: "fail"}.get(int(verdict)))
+                         {1: "pass", 2: "fail"}.get(int(verdict)), int(quorum),
+                         int(escalation))
 
     def my_commitment(self, round_id: int) -> bytes:
         return bytes(self.view("commitments", round_id, self.me))
@@ -393,20 +398,19 @@ class Market:
                 seed = int.from_bytes(keccak(bi.hash + int(args["round"]).to_bytes(32, "big"))[:4],
                                       "big")
                 reqs.append(Request(int(args["round"]), "0x" + bytes(args["service"]).hex(),
-                                    str(args["endpoint"]), int(args["metrics"]), block, seed, tx,
-                                    int(args["fee"])))
+                                    int(args["metrics"]), block, seed, tx, int(args["fee"])))
         return reqs
 
     def result(self, round_id: int) -> RoundResult:
         """A round as the chain tells it: state, each oracle's revealed values, payouts."""
         info = self.round(round_id)
-        res = RoundResult(info, "")
+        res = RoundResult(info)
         head = self.backend.head()
         for name, a, _block, tx in self.events(self.network.deploy_block, head):
             if a.get("round") != round_id:
                 continue
-            if name == "Requested":
-                res.endpoint = str(a["endpoint"])
+            if name == "Escalated":
+                res.escalated_to = int(a["next_round"])
             elif name == "Committed":
                 res.commits.append(to_checksum_address(a["oracle"]))
             elif name == "Revealed":
@@ -416,7 +420,9 @@ class Market:
                     "values": {m: from_units(m, int(v)) for m, v in zip(METRICS, a["values"],
                                                                        strict=True)
                                if m in info.metrics},
-                    "report_digest": "sha256:" + bytes(a["report_digest"]).hex(), "tx_hash": tx})
+                    "report_digest": "sha256:" + bytes(a["report_digest"]).hex(),
+                    "probe_digest": "0x" + bytes(a["probe_digest"]).hex(),
+                    "salt": "0x" + bytes(a["salt"]).hex(), "tx_hash": tx})
             elif name == "Paid":
                 res.paid[to_checksum_address(a["oracle"])] = int(a["amount"])
             elif name == "Slashed":
@@ -444,11 +450,12 @@ def parse_amount(text: str | int) -> int:
     return int(d)
 
 
-def open_round(market: Market, service_id: str, metrics: list[str] | None, fee: str | int,
-               endpoint: str) -> tuple[RoundInfo, TxResult]:
-    """Open an audit round for ``service_id`` at ``endpoint`` on ``metrics`` (default:
-    agreement, accuracy and availability), paying ``fee`` whole tokens; returns the new
-    round as the chain has it, and the request's transaction."""
+def open_round(market: Market, service_id: str, metrics: list[str] | None,
+               fee: str | int) -> tuple[RoundInfo, TxResult]:
+    """Open an audit round for ``service_id`` on ``metrics`` (default: agreement, accuracy
+    and availability), paying ``fee`` whole tokens; returns the new round as the chain has
+    it, and the request's transaction. The oracles audit the endpoint of the service's
+    signed claims on the ledger."""
     mask = metrics_mask(metrics or ["agreement", "accuracy", "availability"])
-    rid, tx = market.request(service_id, mask, parse_amount(fee), endpoint)
+    rid, tx = market.request(service_id, mask, parse_amount(fee))
     return market.round(rid), tx

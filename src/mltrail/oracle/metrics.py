@@ -1,20 +1,29 @@
 """The one adapter between the oracle network and the audit library.
 
-:func:`measure` runs an audit of a service endpoint and reduces its report to the five
-metrics the market knows (agreement with the reference, accuracy, robustness, p99
-latency, availability) and a verdict. Every oracle of a round draws the same probes
-(seeded by the round's request block), so honest oracles measure the same agreement and
-accuracy. A target that is down or fails mid-audit yields availability figures and a
-``fail`` verdict, never an exception. This module never touches the ledger.
+:func:`measure` audits the service at the endpoint of its ledger claims (given by the
+caller, who loaded them; never an endpoint a requester named) and reduces the report
+to the five metrics the market knows (agreement with the reference, accuracy,
+robustness, p99 latency, availability) and a verdict. Two probe sets: the round's
+*shared* probes (seeded by the round's request block, the same for every oracle, so
+honest oracles measure the same agreement and accuracy: these values go on chain) and
+the oracle's *private* fresh probes (:mod:`mltrail.oracle.probes`, seeded by its secret
+salt, committed by digest): the verdict is ``pass`` only if both audits pass, so a
+provider that recognises the public shared probes, or memorises public data, fails on
+the private ones. A target that is down or fails mid-audit yields availability figures
+and a ``fail`` verdict, never an exception. This module never touches the ledger.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from mltrail.audit import probes as P
+    from mltrail.audit.claims import ServiceClaims
 
 METRIC_NAMES = ("agreement", "accuracy", "robustness", "p99_latency", "availability")
 
@@ -49,29 +58,42 @@ def _down(endpoint: str, reason: str, wanted: set[str]) -> Metrics:
                                     "metrics": sorted(wanted), "verdict": "fail"})
 
 
-def measure(endpoint: str, wanted: list[str], seed: int,
-            opts: AuditOptions | None = None) -> Metrics:
-    """Audit ``endpoint`` for the ``wanted`` metrics with probes drawn from ``seed``."""
+def measure(claims: ServiceClaims | None, wanted: list[str], seed: int,
+            opts: AuditOptions | None = None, *, private: P.ProbeSet | None = None,
+            service_id: str | None = None, claims_digest: str | None = None,
+            claims_error: str | None = None) -> Metrics:
+    """Audit the service of ``claims`` for the ``wanted`` metrics: shared probes drawn
+    from ``seed``, plus the ``private`` probe set. No claims (``claims_error`` says why):
+    nothing to audit, the round's verdict is ``fail``."""
     from mltrail.audit import probes as P
     from mltrail.audit.client import ServiceClient
     from mltrail.audit.runner import AuditConfig, run_audit
 
     opts = opts or AuditOptions()
     want = set(wanted)
+    if claims is None:
+        return _down("", claims_error or "no claims on the ledger", want)
+    endpoint = claims.endpoint
     try:
         with ServiceClient(endpoint, timeout=opts.timeout_s) as c:
             c.info()
     except MltrailError as exc:
         return _down(endpoint, exc.message, want)
-    cfg = AuditConfig(
-        target=endpoint, probes=P.benchmark(opts.queries, seed=seed),
-        reference_url=opts.reference_url, max_queries=opts.queries,
-        robustness={"per_class": opts.robustness_per_class,
-                    "query_cap": opts.robustness_query_cap} if "robustness" in want else None,
-        latency={"rate_qps": opts.latency_rate_qps, "duration_s": opts.latency_duration_s}
-        if "p99_latency" in want else None)
+
+    def cfg(probes: P.ProbeSet, full: bool) -> AuditConfig:
+        return AuditConfig(
+            target=endpoint, probes=probes, claims=claims, service_id=service_id,
+            claims_digest=claims_digest, reference_url=opts.reference_url,
+            max_queries=len(probes), timeout_s=opts.timeout_s,
+            robustness={"per_class": opts.robustness_per_class,
+                        "query_cap": opts.robustness_query_cap}
+            if full and "robustness" in want else None,
+            latency={"rate_qps": opts.latency_rate_qps, "duration_s": opts.latency_duration_s}
+            if full and "p99_latency" in want else None)
+
     try:
-        report = run_audit(cfg)
+        report = run_audit(cfg(P.benchmark(opts.queries, seed=seed), True))
+        priv = run_audit(cfg(private, False)) if private is not None else None
     except MltrailError as exc:  # the target went away (or answered nonsense) mid-audit
         return _down(endpoint, exc.message, want)
     except Exception as exc:  # noqa: BLE001 - a hostile target's malformed answers
@@ -86,5 +108,11 @@ def measure(endpoint: str, wanted: list[str], seed: int,
     data = report.to_dict()
     data.pop("latency", None)  # per-request samples: large, and not part of the consensus
     data["oracle_metrics"] = values
+    verdict = report.verdict == "pass"
+    if priv is not None:
+        pd = priv.to_dict()
+        pd.pop("latency", None)
+        data["private_probes"] = pd
+        verdict = verdict and priv.verdict == "pass"
     # the market knows pass and fail: an audit that could not reach its power is no pass
-    return Metrics(values, "pass" if report.verdict == "pass" else "fail", data)
+    return Metrics(values, "pass" if verdict else "fail", data)

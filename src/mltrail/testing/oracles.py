@@ -26,6 +26,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from mltrail.audit.probes import ProbeSet
 from mltrail.config import Home
 from mltrail.oracle import market as M
 from mltrail.oracle.daemon import Daemon, Finding
@@ -49,7 +50,7 @@ class ScheduledOracle(Daemon):
             return "honest"
         return str(doc.get(str(rid), "honest"))
 
-    def audit(self, req: M.Request) -> Metrics:
+    def audit(self, req: M.Request, private: ProbeSet) -> Metrics:
         b = self.behaviour(req.round)
         if b in ("lie", "collude"):
             values = dict(LIE)
@@ -58,7 +59,7 @@ class ScheduledOracle(Daemon):
             return Metrics(values, "fail", {"lie": True})
         if b.startswith("copy:"):
             return Metrics({m: 0.0 for m in METRIC_NAMES}, "pass", {"lazy": True})
-        return super().audit(req)
+        return super().audit(req, private)
 
     def _victim_event(self, req: M.Request, kind: str, victim: str) -> dict[str, Any] | None:
         rid = req.round
@@ -79,7 +80,7 @@ class ScheduledOracle(Daemon):
         return super().commitment_for(req, f)
 
     def reveal_args(self, req: M.Request, f: Finding
-                    ) -> tuple[list[int], int, bytes, bytes] | None:
+                    ) -> tuple[list[int], int, bytes, bytes, bytes] | None:
         b = self.behaviour(req.round)
         if b == "silent":
             return None
@@ -91,7 +92,7 @@ class ScheduledOracle(Daemon):
             self._tried.add(req.round)
             self.log(f"round {req.round}: copying {victim[:10]}'s reveal")
             return ([int(v) for v in ev["values"]], int(ev["verdict"]),
-                    bytes(ev["report_digest"]), bytes(ev["salt"]))
+                    bytes(ev["report_digest"]), bytes(ev["probe_digest"]), bytes(ev["salt"]))
         return super().reveal_args(req, f)
 
 

@@ -1,0 +1,47 @@
+"""Each oracle's private probes for a round: drawn, digested, and checked by anyone later.
+
+Owns the derivation of an oracle's private probe seed from its commitment salt and the
+round's public seed (``keccak256(salt ‖ round seed)``), the draw itself (fresh inputs
+from :func:`mltrail.audit.probes.fresh`, never public benchmark samples), the probe set's
+digest that the oracle commits to before anyone reveals, and :func:`check` that redraws
+a revealed oracle's set from its revealed salt and compares the digests. The salt stays
+private until the reveal, so neither the provider nor another oracle can list a set
+before the commit phase closed. This module never queries a service and never touches
+the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from eth_utils import keccak
+
+from mltrail.audit import probes as P
+
+PRIVATE_QUERIES = 64  # private probes per oracle and round (the identity test needs 59)
+
+
+def private_seed(salt: bytes, round_seed: int) -> int:
+    """The seed of an oracle's private probes: secret until the salt is revealed."""
+    return int.from_bytes(keccak(b"mltrail-oracle-probes" + salt +
+                                 round_seed.to_bytes(32, "big"))[:8], "big")
+
+
+def draw(salt: bytes, round_seed: int, n: int = PRIVATE_QUERIES) -> P.ProbeSet:
+    """The oracle's private probe set for a round."""
+    ps = P.fresh(n, seed=private_seed(salt, round_seed))
+    ps.meta["oracle_private"] = True
+    return ps
+
+
+def digest(ps: P.ProbeSet) -> bytes:
+    """sha256 over the probe count, inputs (float32) and labels (int64): 32 bytes."""
+    h = hashlib.sha256(len(ps).to_bytes(4, "big"))
+    h.update(ps.x.astype("<f4").tobytes())
+    h.update(ps.y.astype("<i8").tobytes())
+    return h.digest()
+
+
+def check(salt: bytes, round_seed: int, committed: bytes, n: int = PRIVATE_QUERIES) -> bool:
+    """Whether the probe set drawn from a revealed ``salt`` is the one committed to."""
+    return digest(draw(salt, round_seed, n)) == committed
