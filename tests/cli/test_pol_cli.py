@@ -55,9 +55,13 @@ def test_train_verify_forge_dispute(project: Path, cli) -> None:
     assert json.loads((project / "r.json").read_text())["verdict"] == "accepted"
     assert (project / "r.html").read_text().startswith("<!doctype html>")
     assert cli("show", t["model_id"], "--json", cwd=project).json()["state"] == "verified"
+    # issue 18: a fresh verifier secret by default (the prover cannot know the draw), which
+    # the report reveals, so anyone recomputes the same challenge with it
+    secret = out["challenge"]["secret"]
+    assert secret and len(secret) == 64
     again = cli("--as", "victor", "pol", "verify", "--model", t["model_id"], "--no-record",
-                "--json", cwd=project)
-    assert again.json()["verifier_seed"] == out["verifier_seed"]  # the same public challenge
+                "--secret", secret, "--json", cwd=project)
+    assert again.json()["verifier_seed"] == out["verifier_seed"]  # the same challenge
 
     f = cli("--as", "victor", "pol", "verify", "--model", p.json()["model_id"], "--data",
             "digits", cwd=project)

@@ -10,7 +10,7 @@ import html
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,6 +101,10 @@ class Report(BaseModel):
     total_seconds: float = 0.0
     torch_threads: int = 1
     device: str = "cpu"
+    tolerance: dict[str, Any] | None = None  # basis and reason of the thresholds
+    declared_env: dict[str, Any] | None = None  # the prover's environment (header.env)
+    replay_env: dict[str, Any] | None = None  # the environment the replay ran in
+    publications: list[str] = Field(default_factory=list)  # same weights, published before
 
     @property
     def accepted(self) -> bool:
