@@ -128,7 +128,7 @@ def test_forged_proof_is_rejected_on_the_ledger_and_resubmission_is_seen(
         public_challenge(victor, again["model_id"])
     mallory.anchor(ds_id, b"\2" * 32, 1)
     ch2, prior2, others = public_challenge(victor, again["model_id"])
-    assert others == [pub["model_id"]]
+    assert pub["model_id"] in others  # every publication of these weights counts
     assert prior2 == [pub["model_id"]] and ch2.seed != challenge.seed
     rep2 = verify_bundle(bundle_for(victor, again["model_id"]), digits, challenge=ch2,
                          prior_rejections=prior2, ledger=victor)
