@@ -257,14 +257,20 @@ def verify(
                           f"(publication + {delay})"
                           + (f", verifier secret {ch.secret}" if ch.secret else "")
                           + f" -> seed {rep.verifier_seed}", highlight=False)
+        if rep.tolerance:
+            console.print(f"  tolerance: {escape(str(rep.tolerance['why']))} (weights <= "
+                          f"{rep.threshold:.3g}, optimizer <= {rep.optim_threshold or 0:.3g})",
+                          highlight=False)
         rule = rep.r_rule
         if "miss_rate" in rule:
             console.print(f"  R = {rep.r} random of {rule['pool']} segments: a proof with "
                           f"{rule['forged_segments']} fake of {rule['segments']} escapes with "
                           f"probability {rule['predicted_miss']:.3g} <= "
                           f"{rule['effective_miss_rate']:.3g}"
-                          + (f" ({len(rep.prior_rejections)} earlier rejection(s) of these "
-                             "weights)" if rep.prior_rejections else ""), highlight=False)
+                          + (f" ({len(set(rep.prior_rejections) | set(rep.publications))} "
+                             "other publication(s) of these weights)"
+                             if rep.prior_rejections or rep.publications else ""),
+                          highlight=False)
         for c in rep.checks:
             console.print(f"  {'[green]pass[/]' if c.ok else '[red]FAIL[/]'}  {c.name}: "
                           f"{escape(c.detail)}", highlight=False)

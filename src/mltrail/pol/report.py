@@ -163,7 +163,8 @@ class Report(BaseModel):
             head += f" ({self.qualifier})"
         if self.segments:
             head += (f": {len(self.segments)} segments replayed, max error "
-                     f"{self.max_error:.3g} (threshold {self.threshold:.3g})")
+                     f"{self.max_error:.3g} (threshold {self.threshold:.3g}"
+                     + (f", {self.tolerance['basis']}" if self.tolerance else "") + ")")
         return head if self.accepted else head + "\n  " + "\n  ".join(self.reasons)
 
     def to_html(self) -> str:
@@ -185,7 +186,8 @@ class Report(BaseModel):
 table{{border-collapse:collapse}}</style></head><body>
 <h1 style="color:{colour}">Proof {e(self.verdict)}</h1><ul>{reasons}</ul>
 <p>bundle {e(self.bundle)}<br>final model {e(str(self.final_model))}<br>
-data {e(str(self.data_digest))}<br>threshold {self.threshold:.3g}, Q={self.q}, R={self.r},
+data {e(str(self.data_digest))}<br>threshold {self.threshold:.3g}
+{e(str((self.tolerance or {}).get("why", "")))}<br>Q={self.q}, R={self.r},
 verifier seed {self.verifier_seed}, replay {self.replay_seconds:.2f}s of
 {self.total_seconds:.2f}s on {e(self.device)} with {self.torch_threads} threads</p>
 <h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>

@@ -76,9 +76,9 @@ def grind(prover: Ledger, verifier: Ledger, bundle: str | Path, fakes: Collectio
         model_id = publish_model(prover, pub_bundle, name=f"grind-{os.urandom(4).hex()}",
                                  parents=[dataset])["model_id"]
         _mine(prover, dataset, delay, os.urandom(8) if route == "steer" else bytes([a]))
-        ch, _, _ = public_challenge(prover, model_id, delay=delay)  # the public rule
+        ch, prior, _ = public_challenge(prover, model_id, delay=delay)  # the public rule
         if not _draw_hits(pub_bundle, ch.seed, fakes, miss_rate=miss_rate, forged=forged,
-                          prior=0):
+                          prior=len(prior)):
             break
     sec = os.urandom(32) if secret else None
     ch, prior, others = public_challenge(verifier, model_id, delay=delay, secret=sec)
