@@ -82,7 +82,7 @@ def bench_honest(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dic
         for s in range(seeds):
             b = tmp / f"h{threads}-{s}"
             with pinned_threads(threads):
-                record_training(b, x, y, k=2, seed=s, **RUN)
+                record_training(b, x, y, k=2, seed=s, **{**RUN, "batch_size": 128})
             rep = verify_bundle(b, (x, y), seed=s)
             ok.append(rep.accepted and rep.max_error == 0.0)
             ideal = rep.q * len(load_states(b)[0].epoch_records()) + rep.r
