@@ -4,8 +4,9 @@ Prints one JSON document. By default (``--only trust``, ``bench/pol_trust.py``; 
 minutes on the shared 2-core machine of 2026-12-04): issue 18's rates over ``--seeds``
 seeds — honest acceptance at 1, 2 and 4 threads, drift at fractions of the old
 tolerance, grinding the challenge by re-publication, and verification cost as a ratio
-of Q·E + R. ``--only all`` runs the older sections below. Two tasks: the reference CNN on digits, and a ResNet-20 on
-synthetic 32×32×3 data for a few hundred steps. For each:
+of Q·E + R. ``--only all`` runs the older sections below. Two tasks: the reference
+CNN on digits, and a ResNet-20 on synthetic 32×32×3 data for a few hundred steps. For
+each:
 
 * ``overhead``: wall time of the recorded loop vs the same loop without the recorder,
   at k ∈ {10, 100, steps-per-epoch}; best of ``--repeat`` runs each (target ≤ 10% at
