@@ -442,8 +442,11 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
         finally:
             if led is not None:
                 led.close()
-        res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
-                             device=device)
+        modes = 2 + (1 if device else 0)
+        with _live("calibrating: replays", len(bundle) * modes,
+                   show_progress(as_json)) as live:
+            res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
+                                 device=device, progress=live.advance)
     else:
         runs = reference_runs(1)[:2] if quick else reference_runs()
         modes = 2 + (1 if device else 0)

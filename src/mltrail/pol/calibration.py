@@ -162,7 +162,8 @@ def reference_runs(seeds: int = 8) -> list[dict[str, Any]]:
 def calibrate_loop(bundles: Sequence[str | Path], data: Any, *, code_paths: Sequence[str] = (),
                    threads: Sequence[int] = (2,), float64: bool = True,
                    device: str | None = None, margin: float = 8.0, optim_margin: float = 3.0,
-                   floor: float = 1e-3) -> dict[str, Any]:
+                   floor: float = 1e-3, progress: Callable[[int], None] | None = None
+                   ) -> dict[str, Any]:
     """Calibrate on the user's own set-up: replay every segment of honest proofs of the
     user's loop (in the separate replay process) under other thread counts, in float64
     and on ``device``; thresholds as in :func:`calibrate`."""
@@ -192,6 +193,8 @@ def calibrate_loop(bundles: Sequence[str | Path], data: Any, *, code_paths: Sequ
                 here = environment.platform_key(environment.current(
                     dev.split(":")[0], getattr(torch, dt)))
                 rows += [(environment.platform_key(env), here, a, b) for a, b in errs]
+            if progress is not None:
+                progress(1)
             weights += w
             optim += o
             results.append({"run": n, "bundle": str(bundle), "mode": label,
