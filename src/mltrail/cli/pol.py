@@ -82,13 +82,12 @@ def _live(description: str, total: int | None, enabled: bool) -> Iterator[_Live]
     if not enabled:
         yield _Live()
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mltrail.cli.common import err_console
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
-                  console=err_console, transient=True) as bar:
+                  console=Console(stderr=True), transient=True) as bar:
         yield _Live(bar, bar.add_task(description, total=total, status=""))
 
 
