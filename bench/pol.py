@@ -1,7 +1,12 @@
-"""Proof-of-Learning benchmark: recording overhead, proof size, verification time.
+"""Proof-of-Learning benchmark: trust rates; recording overhead, proof size, verification.
 
-Prints one JSON document. Two tasks: the reference CNN on digits, and a ResNet-20 on
-synthetic 32×32×3 data for a few hundred steps. For each:
+Prints one JSON document. By default (``--only trust``, ``bench/pol_trust.py``; 7
+minutes on the shared 2-core machine of 2026-12-04): issue 18's rates over ``--seeds``
+seeds — honest acceptance at 1, 2 and 4 threads, drift at fractions of the old
+tolerance, grinding the challenge by re-publication, and verification cost as a ratio
+of Q·E + R. ``--only all`` runs the older sections below. Two tasks: the reference
+CNN on digits, and a ResNet-20 on synthetic 32×32×3 data for a few hundred steps. For
+each:
 
 * ``overhead``: wall time of the recorded loop vs the same loop without the recorder,
   at k ∈ {10, 100, steps-per-epoch}; best of ``--repeat`` runs each (target ≤ 10% at
@@ -225,7 +230,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="digits only")
     ap.add_argument("--seeds", type=int, default=50, help="verifier seeds per rate")
-    ap.add_argument("--only", choices=["all", "cost", "detection", "loop"], default="all")
+    ap.add_argument("--only", choices=["trust", "all", "cost", "detection", "loop"],
+                    default="trust", help="trust (default, issue 18: honest acceptance per "
+                    "thread count, drift, grinding, cost; a few minutes) or the older sections")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     d = load_digits_tensors()
@@ -234,6 +241,14 @@ def main() -> None:
                            "machine": platform.machine(), "python": sys.version.split()[0],
                            "tasks": []}
     t0 = time.perf_counter()
+    if args.only == "trust":
+        from pol_trust import bench_trust  # bench/ is on the path when run as a script
+
+        out["utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        out["trust"] = bench_trust(args.seeds)
+        out["bench_seconds"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(out, indent=2))
+        return
     if args.only in ("all", "loop"):
         from pol_loop import bench_loop_overhead  # bench/ is on the path when run as a script
 

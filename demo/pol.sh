@@ -28,11 +28,12 @@ POL_FORGED=$(mltrail --as mallory pol publish "$POL/mallory" --name my-cnn --par
   --json | jget model_id)
 echo "mallory's claim: model $POL_FORGED (same weights digest)"
 
-step "victor verifies alice's proof. The challenge is public: from the hash of the block two after publication, so nobody can steer or re-draw it. R comes from the stated miss rate"
+step "victor verifies alice's proof, replayed in the environment her proof declares (threads, deterministic mode): every replayed segment must be bit-exact. The challenge mixes the block two after publication with victor's fresh secret, so alice could not know it before the verdict. R comes from the stated miss rate"
 run mltrail --as victor pol verify --model "$POL_MODEL" --miss-rate 0.01 --forged 0.1 \
   --report "$POL/report.json" --html "$POL/report.html"
-say "anyone can recompute the selection: the same published proof always gets the same challenge"
-mltrail pol verify --model "$POL_MODEL" --no-record --json > "$POL/again.json"
+say "the report reveals the secret: anyone can recompute the selection with it"
+POL_SECRET=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["challenge"]["secret"])' "$POL/report.json")
+mltrail pol verify --model "$POL_MODEL" --no-record --secret "$POL_SECRET" --json > "$POL/again.json"
 python - "$POL/report.json" "$POL/again.json" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:])
@@ -48,7 +49,7 @@ rc=0; mltrail --as victor pol verify --model "$POL_FORGED" --data digits \
 echo "exit $rc (1 = proof rejected)"
 run mltrail history "$POL_FORGED"
 
-step "Re-submission gains nothing: a new publication of the same weights waits for its own challenge block, and the earlier rejection halves its miss rate"
+step "Re-submission gains nothing: a new publication of the same weights waits for its own challenge block, and every earlier publication of them (rejected or abandoned) halves its miss rate"
 POL_AGAIN=$(mltrail --as mallory pol publish "$POL/mallory" --name my-cnn-v2 --parent "$POL_DS" \
   --json | jget model_id)
 say "mltrail --as victor pol verify --model $POL_AGAIN --data digits   # too early"
@@ -60,7 +61,9 @@ rc=0; mltrail --as victor pol verify --model "$POL_AGAIN" --data digits --json \
 python - "$POL/again-report.json" "$rc" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"earlier rejections of these weights: {r['prior_rejections']}")
+print(f"earlier rejections of these weights: {r['prior_rejections']}; every publication "
+      f"of them counts: {len(r['publications'])} (R = {r['r']}, effective miss rate "
+      f"{r['r_rule'].get('effective_miss_rate')})")
 print(f"verdict {r['verdict']} (exit {sys.argv[2]}); recorded: {r['ledger']['state']}")
 PY
 

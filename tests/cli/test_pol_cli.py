@@ -55,9 +55,13 @@ def test_train_verify_forge_dispute(project: Path, cli) -> None:
     assert json.loads((project / "r.json").read_text())["verdict"] == "accepted"
     assert (project / "r.html").read_text().startswith("<!doctype html>")
     assert cli("show", t["model_id"], "--json", cwd=project).json()["state"] == "verified"
+    # issue 18: a fresh verifier secret by default (the prover cannot know the draw), which
+    # the report reveals, so anyone recomputes the same challenge with it
+    secret = out["challenge"]["secret"]
+    assert secret and len(secret) == 64
     again = cli("--as", "victor", "pol", "verify", "--model", t["model_id"], "--no-record",
-                "--json", cwd=project)
-    assert again.json()["verifier_seed"] == out["verifier_seed"]  # the same public challenge
+                "--secret", secret, "--json", cwd=project)
+    assert again.json()["verifier_seed"] == out["verifier_seed"]  # the same challenge
 
     f = cli("--as", "victor", "pol", "verify", "--model", p.json()["model_id"], "--data",
             "digits", cwd=project)
@@ -109,7 +113,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
     save_file(t, tmp_path / "other.safetensors")
     res = cli("pol", "verify", str(b), "--data", str(tmp_path / "other.safetensors"),
               cwd=tmp_path)
-    assert res.code == 1 and "do not match the committed digests" in res.err
+    # issue 18: data other than the committed bytes are the verifier's input error
+    assert res.code == 2 and "do not match the committed digests" in res.err
     res = cli("pol", "verify", str(b), "--data", str(tmp_path / "d.safetensors"), "--json",
               cwd=tmp_path)
     assert res.code == 0 and res.json()["verdict"] == "accepted"

@@ -23,6 +23,11 @@ def test_honest_noise_is_measured_and_below_the_default(digits) -> None:
     assert 0.0 < res["honest_max"] < DEFAULT_THRESHOLD / 100  # perturbed, yet tiny
     assert res["honest_optim_max"] < DEFAULT_OPTIM_THRESHOLD / 100
     assert res["threshold"] <= DEFAULT_THRESHOLD
+    # issue 18: per pair of platforms, what verify --calibration reads; a thread count is
+    # not a platform (the verifier reproduces it), float64 is
+    (pair,) = res["pairs"]
+    assert "dtype=float32" in pair["recorded"] and "dtype=float64" in pair["replayed"]
+    assert 0.0 < pair["threshold"] <= DEFAULT_THRESHOLD and pair["replays"] == 5
 
 
 def test_spoof_errors_are_far_above_the_threshold(tmp_path: Path, honest: Path,

@@ -85,7 +85,7 @@ def test_verified_proof_moves_the_model_to_verified(chain, trained, digits) -> N
     _, _, pub = trained
     victor = led["victor"]
     bundle = bundle_for(victor, pub["model_id"])  # fetched back from the content store
-    challenge, prior = public_challenge(victor, pub["model_id"])
+    challenge, prior, _ = public_challenge(victor, pub["model_id"])
     assert prior == [] and challenge.block == victor.artefact(pub["model_id"]).block + 2
     assert public_challenge(led["mallory"], pub["model_id"])[0] == challenge  # anyone's view
     rep = verify_bundle(bundle, digits, challenge=challenge, expected_model=pub["content_digest"],
@@ -112,7 +112,7 @@ def test_forged_proof_is_rejected_on_the_ledger_and_resubmission_is_seen(
                                 anchor=ledger_anchor(mallory, ds_id))
     pub = publish_model(mallory, root / "forged", name="mine", parents=[ds_id])
     mallory.anchor(ds_id, b"\1" * 32, 1)  # any later transaction mines the challenge block
-    challenge, prior = public_challenge(victor, pub["model_id"])
+    challenge, prior, _ = public_challenge(victor, pub["model_id"])
     rep = verify_bundle(bundle_for(victor, pub["model_id"]), digits, challenge=challenge,
                         expected_model=pub["content_digest"], ledger=victor)
     assert not rep.accepted
@@ -127,7 +127,8 @@ def test_forged_proof_is_rejected_on_the_ledger_and_resubmission_is_seen(
     with pytest.raises(RefusedError, match="not mined yet"):
         public_challenge(victor, again["model_id"])
     mallory.anchor(ds_id, b"\2" * 32, 1)
-    ch2, prior2 = public_challenge(victor, again["model_id"])
+    ch2, prior2, others = public_challenge(victor, again["model_id"])
+    assert pub["model_id"] in others  # every publication of these weights counts
     assert prior2 == [pub["model_id"]] and ch2.seed != challenge.seed
     rep2 = verify_bundle(bundle_for(victor, again["model_id"]), digits, challenge=ch2,
                          prior_rejections=prior2, ledger=victor)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mltrail.errors import InputError
 from mltrail.pol import challenge as ch
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.calibration import DEFAULT_THRESHOLD
@@ -22,7 +23,11 @@ def test_honest_proof_is_accepted_whatever_the_thread_count(honest: Path, digits
     with pinned_threads(threads):
         rep = verify_bundle(honest, digits, q=2, r=2)
     assert rep.accepted, rep.reasons
-    assert rep.torch_threads == threads
+    # the replay runs with the thread count the proof declares (recorded on one), so the
+    # caller's own count changes nothing and the replay is exact
+    assert rep.torch_threads == 1 and rep.tolerance is not None
+    assert rep.tolerance["basis"] == "same-environment" and rep.threshold == 0.0
+    assert all(s.error == 0.0 for s in rep.segments)
     whys = {s.chosen for s in rep.segments}
     assert {"top-q", "final", "random", "predecessor"} <= whys
     assert all(s.ok and s.error <= DEFAULT_THRESHOLD for s in rep.segments)
@@ -80,15 +85,19 @@ def test_report_json_html_and_digest(tmp_path: Path, honest: Path, digits) -> No
     assert rep.digest().startswith("sha256:")
 
 
-def test_wrong_data_and_wrong_model_are_rejected(honest: Path, digits) -> None:
+def test_wrong_data_is_the_verifiers_input_error_and_wrong_model_rejected(
+        honest: Path, digits) -> None:
+    # issue 18: data other than the committed bytes are the verifier's own input error
+    # (exit 2, nothing recorded), never a verdict about the proof
     x, y = digits
     y2 = y.clone()
     y2[0] = (y2[0] + 1) % 10  # one label
-    rep = verify_bundle(honest, (x, y2), q=1, r=0)
-    assert not rep.accepted and any("labels do not match" in r for r in rep.reasons)
+    with pytest.raises(InputError, match="labels do not match"):
+        verify_bundle(honest, (x, y2), q=1, r=0)
     x2 = x.clone()
     x2[-1, 0, 0, 0] += 1e-3  # one pixel of the last sample
-    assert not verify_bundle(honest, (x2, y), q=1, r=0).accepted
+    with pytest.raises(InputError, match="inputs do not match"):
+        verify_bundle(honest, (x2, y), q=1, r=0)
     rep = verify_bundle(honest, digits, q=1, r=0, expected_model="sha256:" + "ab" * 32)
     assert not rep.accepted and any("final model" in r for r in rep.reasons)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, progress, show_progress
+from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, show_progress
 from mltrail.errors import InputError, MltrailError, VerificationError
 from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RATE
 
@@ -46,6 +46,49 @@ def _threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+class _Live:
+    """A Rich progress bar's handles; every method is silent without a bar."""
+
+    def __init__(self, bar: Any = None, task: Any = None) -> None:
+        self.bar, self.task = bar, task
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def status(self, text: str) -> None:
+        """The line beside the bar."""
+        if self.bar is not None:
+            self.bar.update(self.task, status=text)
+
+    def line(self, text: str) -> None:
+        """A line printed above the bar."""
+        if self.bar is not None:
+            self.bar.console.print(text, highlight=False)
+
+    @contextmanager
+    def counted(self, total: int | None) -> Iterator[Callable[[int], None]]:
+        """The workflows' ``progress(total)`` on this bar."""
+        if self.bar is not None and total is not None:
+            self.bar.update(self.task, total=total)
+        yield self.advance
+
+
+@contextmanager
+def _live(description: str, total: int | None, enabled: bool) -> Iterator[_Live]:
+    """A Rich progress bar on stderr, on a terminal only (never in --json or a pipe)."""
+    if not enabled:
+        yield _Live()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                  console=Console(stderr=True), transient=True) as bar:
+        yield _Live(bar, bar.add_task(description, total=total, status=""))
 
 
 @contextmanager
@@ -112,9 +155,9 @@ def train(
                        momentum=momentum, schedule=schedule, epochs=epochs,
                        batch_size=batch_size, k=k, seed=seed, no_init_seed=no_init_seed,
                        name=name)
-    with _ledger_if(ledger) as led:
-        result = train_and_publish(
-            req, led, lambda total: progress("training", total, show_progress(as_json)))
+    with _live("training", None, show_progress(as_json)) as live, \
+            _ledger_if(ledger) as led:
+        result = train_and_publish(req, led, live.counted, status=live.status)
     text = (f"trained {result['steps']} steps; proof in {out} "
             f"({result['checkpoints']} checkpoints)\n  final model {result['final_model']}")
     if "model_id" in result:
@@ -151,8 +194,10 @@ def verify(
                                        "block is this many blocks after publication.")]
     = DEFAULT_DELAY,
     secret: Annotated[str | None, typer.Option(
-        "--secret", help="With --model: mix a verifier secret (hex, or 'random') into the "
-        "public challenge; the report reveals it.")] = None,
+        "--secret", help="With --model: the verifier secret mixed into the public "
+        "challenge (hex; default: 32 fresh random bytes, so the prover cannot know the "
+        "draw; 'none' for the block alone, which a prover can grind). The report reveals "
+        "it.")] = None,
     allow_unseeded: Annotated[bool, typer.Option(
         "--allow-unseeded", help="Move an accepted proof whose init seed was not fixed by "
         "the ledger to verified anyway.")] = False,
@@ -167,6 +212,10 @@ def verify(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=1, help="A user-loop proof: stop the replay process after this "
         "many seconds (rejected).")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        "--calibration", help="A 'pol calibrate --out' file: thresholds for replaying a "
+        "proof trained on another platform (torch, device, dtype, CPU, BLAS) than this "
+        "one. In the declared environment the replay must be exact.")] = None,
     threads: ThreadsOpt = 1,
     as_json: JsonOpt = False,
 ) -> None:
@@ -186,10 +235,19 @@ def verify(
                         forged=forged, threshold=threshold, model=model, record=record,
                         delay=delay, secret=secret, allow_unseeded=allow_unseeded, seed=seed,
                         device=device, code=list(code or []), timeout=timeout, report=report,
-                        html=html_out)
-    with _ledger_if(model is not None, need_home=True) as led:
-        rep, out = verify_and_record(
-            req, led, lambda total: progress("replaying", total, show_progress(as_json)))
+                        html=html_out, calibration=calibration)
+
+    bars: list[_Live] = []
+
+    def seen(s: Any) -> None:
+        bars[0].line(f"  segment #{s.index} steps {s.start_step}-{s.end_step} ({s.chosen}): error "
+             f"{s.error:.3g}" + (f", optimizer {s.optim_error:.3g}" if s.optim_error
+                                 is not None else "") + ("" if s.ok else "  [red]FAIL[/]"))
+
+    with _live("replaying", None, show_progress(as_json)) as live, \
+            _ledger_if(model is not None, need_home=True) as led:
+        bars.append(live)
+        rep, out = verify_and_record(req, led, live.counted, on_segment=seen)
 
     def human() -> None:
         ch = rep.challenge
@@ -198,14 +256,20 @@ def verify(
                           f"(publication + {delay})"
                           + (f", verifier secret {ch.secret}" if ch.secret else "")
                           + f" -> seed {rep.verifier_seed}", highlight=False)
+        if rep.tolerance:
+            console.print(f"  tolerance: {escape(str(rep.tolerance['why']))} (weights <= "
+                          f"{rep.threshold:.3g}, optimizer <= {rep.optim_threshold or 0:.3g})",
+                          highlight=False)
         rule = rep.r_rule
         if "miss_rate" in rule:
             console.print(f"  R = {rep.r} random of {rule['pool']} segments: a proof with "
                           f"{rule['forged_segments']} fake of {rule['segments']} escapes with "
                           f"probability {rule['predicted_miss']:.3g} <= "
                           f"{rule['effective_miss_rate']:.3g}"
-                          + (f" ({len(rep.prior_rejections)} earlier rejection(s) of these "
-                             "weights)" if rep.prior_rejections else ""), highlight=False)
+                          + (f" ({len(set(rep.prior_rejections) | set(rep.publications))} "
+                             "other publication(s) of these weights)"
+                             if rep.prior_rejections or rep.publications else ""),
+                          highlight=False)
         for c in rep.checks:
             console.print(f"  {'[green]pass[/]' if c.ok else '[red]FAIL[/]'}  {c.name}: "
                           f"{escape(c.detail)}", highlight=False)
@@ -361,7 +425,12 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
     from mltrail.pol.calibration import calibrate as run_calibration
     from mltrail.pol.calibration import calibrate_loop, reference_runs
     from mltrail.pol.datafile import load_data
+    from mltrail.pol.environment import check_device
 
+    if device is not None:
+        check_device(device)
+    if out is not None and out.is_dir():
+        raise InputError(f"--out {out} is a folder; give the path of a new JSON file")
     if bundle:
         from mltrail.pol.loopverify import loop_data_location
 
@@ -372,11 +441,18 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
         finally:
             if led is not None:
                 led.close()
-        res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
-                             device=device)
+        modes = 2 + (1 if device else 0)
+        with _live("calibrating: replays", len(bundle) * modes,
+                   show_progress(as_json)) as live:
+            res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
+                                 device=device, progress=live.advance)
     else:
         runs = reference_runs(1)[:2] if quick else reference_runs()
-        res = run_calibration(load_data("digits"), runs, device=device)
+        modes = 2 + (1 if device else 0)
+        with _live("calibrating: replays", len(runs) * modes,
+                   show_progress(as_json)) as live:
+            res = run_calibration(load_data("digits"), runs, device=device,
+                                  progress=live.advance)
     if out is not None:
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "

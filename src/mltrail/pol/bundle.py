@@ -17,10 +17,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
 
 from mltrail._fs import atomic_write
 from mltrail.errors import InputError, NotFoundError, VerificationError
+from mltrail.pol.environment import Environment
+from mltrail.pol.environment import current as current_environment
 from mltrail.pol.limits import MAX_MANIFEST_BYTES, MAX_TAR_MEMBERS, safetensors_header
 from mltrail.pol.loopspec import LoopData, LoopSpec
 from mltrail.pol.replay import TrainingSpec
@@ -93,6 +106,26 @@ class Header(_Strict):
     prover: str | None = None
     anchor_artefact: str | None = None
     note: str | None = None
+    env: Environment | None = None  # None: a bundle written before environments were declared
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declare_environment(cls, data: Any, info: ValidationInfo) -> Any:
+        """A header built by a recorder declares the running process's environment; one
+        read back from a manifest (``context={"stored": True}``) keeps what it says."""
+        if isinstance(data, dict) and "env" not in data and \
+                not (info.context or {}).get("stored"):
+            data = {**data, "env": current_environment(str(data.get("device", "cpu")))}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _omit_missing_environment(self, handler: SerializerFunctionWrapHandler
+                                  ) -> dict[str, Any]:
+        """An old header (no ``env``) dumps as it was written, so its digest stays."""
+        out: dict[str, Any] = handler(self)
+        if out.get("env", 0) is None:
+            del out["env"]
+        return out
 
     @property
     def ref_training(self) -> TrainingSpec:
@@ -209,7 +242,7 @@ def read_manifest(folder: str | Path) -> Manifest:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise InputError(f"{mpath} is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
     try:
-        return Manifest.model_validate_json(mpath.read_bytes())
+        return Manifest.model_validate_json(mpath.read_bytes(), context={"stored": True})
     except (ValueError, RecursionError) as exc:
         if not isinstance(exc, ValidationError):
             raise InputError(f"malformed proof manifest {mpath}: not JSON") from exc

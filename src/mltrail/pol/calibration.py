@@ -9,15 +9,17 @@ proofs on the reference task and replays *every* segment under perturbed arithme
 * a device (e.g. ``cuda``) when one is given.
 
 The error of a segment is ‖W′−W_next‖ / ‖W_next−W‖ (see :mod:`mltrail.pol.verifier`).
-The threshold is ``margin`` × the largest honest error measured, never below ``floor``;
-``docs/pol-calibration.md`` gives the numbers behind :data:`DEFAULT_THRESHOLD`. It
-never touches the ledger.
+The threshold is ``margin`` × the largest honest error measured, never below ``floor``,
+overall and for each pair of platforms (``pairs``, what a verifier replaying on another
+platform than the declared one uses: :mod:`mltrail.pol.tolerance`). In the declared
+environment a replay is exact and no threshold applies. :data:`DEFAULT_THRESHOLD` is
+now only the bound for bundles that declare no environment. It never touches the ledger.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +75,42 @@ def measure(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, thre
         torch.set_num_threads(old)
 
 
+def _pairs(rows: list[tuple[str, str, float, float]], *, margin: float,
+           optim_margin: float, floor: float) -> list[dict[str, Any]]:
+    """Calibration-file rows: per (recorded, replayed) platform pair that differ, the
+    thresholds its honest replays imply (:func:`mltrail.pol.tolerance.decide` reads them)."""
+    by: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for rec, rep, w, o in rows:
+        if rec != rep:  # same platform: the verifier replays exactly (tolerance 0)
+            by.setdefault((rec, rep), []).append((w, o))
+    return [{"recorded": k[0], "replayed": k[1], "replays": len(v),
+             "honest_max": max(w for w, _ in v),
+             "threshold": max(floor, margin * max(w for w, _ in v)),
+             "optim_threshold": max(floor, optim_margin * max(o for _, o in v))}
+            for k, v in sorted(by.items())]
+
+
 def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[str, Any]], *,
               threads: Sequence[int] = (2,), float64: bool = True,
               device: str | None = None, margin: float = 8.0, optim_margin: float = 3.0,
-              floor: float = 1e-3) -> dict[str, Any]:
+              floor: float = 1e-3, progress: Callable[[int], None] | None = None
+              ) -> dict[str, Any]:
     """Record each run (kwargs of :func:`~mltrail.pol.recorder.record_training`) on one
     thread, replay all its segments under each perturbation, return the statistics and
     the thresholds they imply (``margin`` × the worst honest error for the weights,
-    ``optim_margin`` × for the optimizer state, at least ``floor``)."""
+    ``optim_margin`` × for the optimizer state, at least ``floor``), overall and per pair
+    of platforms (``pairs``: what ``mltrail pol verify --calibration`` reads).
+    ``progress(1)`` after each replay of a whole proof."""
+    from mltrail.pol import environment
     from mltrail.pol.recorder import record_training
     from mltrail.reference import pinned_threads
 
+    if device:
+        environment.check_device(device)
     results: list[dict[str, Any]] = []
     weights: list[float] = []
     optim: list[float] = []
+    rows: list[tuple[str, str, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, run in enumerate(runs):
             folder = Path(tmp) / f"run{n}"
@@ -98,17 +122,24 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
                 modes.append(("float64", 1, torch.float64, "cpu"))
             if device:
                 modes.append((device, 1, torch.float32, device))
+            recorded = environment.platform_key(environment.current("cpu", torch.float32))
             for label, t, dt, dev in modes:
                 errs = measure(folder, data, threads=t, dtype=dt, device=dev)
                 w, o = [e[0] for e in errs], [e[1] for e in errs]
                 weights += w
                 optim += o
+                here = environment.platform_key(environment.current(dev.split(":")[0], dt))
+                rows += [(recorded, here, a, b) for a, b in errs]
+                if progress is not None:
+                    progress(1)
                 results.append({"run": n, "arch": run["arch"].get("type"), "k": run["k"],
                                 "seed": run["seed"], "optimizer": run["optimizer"].get("name"),
                                 "mode": label, "segments": len(errs), "max": max(w),
                                 "median": sorted(w)[len(w) // 2], "optim_max": max(o)})
-    return _summary(results, weights, optim, margin=margin, floor=floor,
-                    optim_margin=optim_margin)
+    out = _summary(results, weights, optim, margin=margin, floor=floor,
+                   optim_margin=optim_margin)
+    out["pairs"] = _pairs(rows, margin=margin, optim_margin=optim_margin, floor=floor)
+    return out
 
 
 def reference_runs(seeds: int = 8) -> list[dict[str, Any]]:
@@ -131,12 +162,18 @@ def reference_runs(seeds: int = 8) -> list[dict[str, Any]]:
 def calibrate_loop(bundles: Sequence[str | Path], data: Any, *, code_paths: Sequence[str] = (),
                    threads: Sequence[int] = (2,), float64: bool = True,
                    device: str | None = None, margin: float = 8.0, optim_margin: float = 3.0,
-                   floor: float = 1e-3) -> dict[str, Any]:
+                   floor: float = 1e-3, progress: Callable[[int], None] | None = None
+                   ) -> dict[str, Any]:
     """Calibrate on the user's own set-up: replay every segment of honest proofs of the
     user's loop (in the separate replay process) under other thread counts, in float64
     and on ``device``; thresholds as in :func:`calibrate`."""
+    from mltrail.pol import environment
+    from mltrail.pol.bundle import read_manifest
     from mltrail.pol.loopverify import measure_loop
 
+    if device:
+        environment.check_device(device)
+    rows: list[tuple[str, str, float, float]] = []
     results: list[dict[str, Any]] = []
     weights: list[float] = []
     optim: list[float] = []
@@ -151,13 +188,22 @@ def calibrate_loop(bundles: Sequence[str | Path], data: Any, *, code_paths: Sequ
             errs = measure_loop(bundle, data, code_paths=code_paths, threads=t, dtype=dt,
                                 device=dev)
             w, o = [e[0] for e in errs], [e[1] for e in errs]
+            env = read_manifest(bundle).header.env
+            if env is not None:
+                here = environment.platform_key(environment.current(
+                    dev.split(":")[0], getattr(torch, dt)))
+                rows += [(environment.platform_key(env), here, a, b) for a, b in errs]
+            if progress is not None:
+                progress(1)
             weights += w
             optim += o
             results.append({"run": n, "bundle": str(bundle), "mode": label,
                             "segments": len(errs), "max": max(w),
                             "median": sorted(w)[len(w) // 2], "optim_max": max(o)})
-    return _summary(results, weights, optim, margin=margin, floor=floor,
-                    optim_margin=optim_margin)
+    out = _summary(results, weights, optim, margin=margin, floor=floor,
+                   optim_margin=optim_margin)
+    out["pairs"] = _pairs(rows, margin=margin, optim_margin=optim_margin, floor=floor)
+    return out
 
 
 def _summary(results: list[dict[str, Any]], weights: list[float], optim: list[float], *,

@@ -44,5 +44,14 @@ def load_data(spec: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def save_data(x: torch.Tensor, y: torch.Tensor, path: str | Path) -> str:
-    """Write ``(x, y)`` as a data file atomically; returns its digest."""
-    return save_state_dict({"x": x, "y": y}, path)
+    """Write ``(x, y)`` as a data file atomically; returns its digest. A folder, or a
+    path whose parent is missing or not a folder, is refused (exit 2)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder; give the path of a new data file")
+    if not p.parent.is_dir():
+        raise InputError(f"cannot write {p}: {p.parent} is not a folder")
+    try:
+        return save_state_dict({"x": x, "y": y}, p)
+    except OSError as exc:
+        raise InputError(f"cannot write {p}: {exc.strerror or exc}") from None

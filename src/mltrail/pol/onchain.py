@@ -7,8 +7,8 @@ Owns the few ledger calls PoL makes, all through :class:`~mltrail.ledger.client.
 * :func:`ledger_anchor` — the recorder's anchor callback (epoch roots on the training
   dataset's artefact, with the manifest header digest as metadata);
 * :func:`public_challenge` — the verifier's seed from a block mined after the model's
-  publication (and an optional verifier secret), and the earlier rejections of the same
-  weights;
+  publication and the verifier's secret, the earlier rejections of the same weights and
+  every other publication of them (each counts towards the miss rate);
 * :func:`publish_model` — the packed bundle into the content store, the model artefact
   registered with the final weights' digest and moved to ``trained``;
 * :func:`record_verdict` — the report's digest is the evidence of a move to the bound
@@ -71,13 +71,14 @@ def start_training(ledger: Ledger, dataset_id: str, *, data_digest: str, data_se
 
 
 def public_challenge(ledger: Ledger, model_id: str, *, delay: int = DEFAULT_DELAY,
-                     secret: bytes | None = None) -> tuple[Challenge, list[str]]:
-    """The challenge for a published proof and the earlier rejected publications of the
-    same weights.
+                     secret: bytes | None = None) -> tuple[Challenge, list[str], list[str]]:
+    """The challenge for a published proof, the earlier rejected publications of the same
+    weights, and every other publication of the same weights (any state, any time).
 
     The seed comes from the hash of block ``registration + delay`` (refused until that
-    block exists), the model id, its bundle digest and an optional verifier ``secret``.
-    The same published proof always gets the same public challenge.
+    block exists), the model id, its bundle digest and the verifier ``secret`` (the
+    workflow draws a fresh one unless told otherwise, so the prover cannot know the
+    challenge before the verdict; ``docs/pol-format.md``, "The challenge").
     """
     if delay < 1:
         raise InputError("--delay must be at least 1 block after publication")
@@ -96,10 +97,10 @@ def public_challenge(ledger: Ledger, model_id: str, *, delay: int = DEFAULT_DELA
                    model_id=art.id, bundle_digest=str(bundle), block=target,
                    block_hash="0x" + bh.hex(), secret=secret.hex() if secret else None)
     rejected = ledger.lifecycle.bound_state("pol", "rejected")
-    prior = [a.id for a in ledger.find_by_digest(art.content_digest)
-             if a.id != art.id and a.kind == art.kind and a.state == rejected
-             and a.block < art.block]
-    return ch, prior
+    same = [a for a in ledger.find_by_digest(art.content_digest)
+            if a.id != art.id and a.kind == art.kind]
+    prior = [a.id for a in same if a.state == rejected and a.block < art.block]
+    return ch, prior, [a.id for a in same]
 
 
 def find_dataset(ledger: Ledger, data_digest: str) -> Artefact | None:

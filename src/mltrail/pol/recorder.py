@@ -35,7 +35,7 @@ from mltrail.pol.replay import (
 )
 from mltrail.pol.writer import AnchorFn, BundleWriter
 from mltrail.provenance.digest import digest_json, digest_state_dict
-from mltrail.reference import build_model, init_weights
+from mltrail.reference import accuracy, build_model, init_weights
 
 
 class ProofRecorder(BundleWriter):
@@ -145,13 +145,17 @@ def record_training(out: str | Path, x: torch.Tensor, y: torch.Tensor, *,
                     anchor: AnchorFn | None = None, prover: str | None = None,
                     anchor_artefact: str | None = None, init_seed: int | None = None,
                     init_origin: InitOrigin | None = None,
-                    on_step: Callable[[int], None] | None = None) -> tuple[nn.Module, Manifest]:
+                    on_step: Callable[[int], None] | None = None,
+                    on_loss: Callable[[int, float, float | None], None] | None = None
+                    ) -> tuple[nn.Module, Manifest]:
     """Train a model from a spec with the shared training step, under a recorder.
 
     Same seeds as :func:`mltrail.reference.train_seeded` (init ``seed``, data
     ``seed + 1``), so on one thread the final digest equals its digest. ``init_seed``
     (with its ``init_origin``, see :func:`mltrail.pol.onchain.start_training`) replaces
-    ``seed`` for the initial weights.
+    ``seed`` for the initial weights. ``on_loss(step, loss, accuracy)`` sees each step's
+    loss, and at the end of each epoch the training accuracy (else None): for progress
+    displays; computing it changes no training arithmetic.
     """
     iseed = seed if init_seed is None else init_seed
     model = init_weights(build_model(arch), init_scheme, iseed)
@@ -167,18 +171,20 @@ def record_training(out: str | Path, x: torch.Tensor, y: torch.Tensor, *,
     for xb, yb in rec.batches():
         step = rec.steps_done
         # the batch is already transformed; train_step would transform again, so undo:
-        _plain_step(spec, model, opt, xb, yb, step)
+        loss = _plain_step(spec, model, opt, xb, yb, step)
         rec.step()
         if on_step is not None:
             on_step(step)
+        if on_loss is not None:
+            acc = accuracy(model, x, y) if rec.steps_done % spec.steps_per_epoch == 0 else None
+            on_loss(step, float(loss), acc)
     return model, rec.finish()
 
 
 def _plain_step(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
-                xb: torch.Tensor, yb: torch.Tensor, step: int) -> None:
-    """:func:`train_step` on an already transformed batch (same arithmetic)."""
+                xb: torch.Tensor, yb: torch.Tensor, step: int) -> torch.Tensor:
+    """:func:`train_step` on an already transformed batch (same arithmetic); the loss."""
     if spec.transforms:
         bare = spec.model_copy(update={"transforms": []})
-        train_step(bare, model, opt, xb, yb, step)
-    else:
-        train_step(spec, model, opt, xb, yb, step)
+        return train_step(bare, model, opt, xb, yb, step)
+    return train_step(spec, model, opt, xb, yb, step)

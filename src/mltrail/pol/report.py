@@ -10,7 +10,7 @@ import html
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,6 +101,10 @@ class Report(BaseModel):
     total_seconds: float = 0.0
     torch_threads: int = 1
     device: str = "cpu"
+    tolerance: dict[str, Any] | None = None  # basis and reason of the thresholds
+    declared_env: dict[str, Any] | None = None  # the prover's environment (header.env)
+    replay_env: dict[str, Any] | None = None  # the environment the replay ran in
+    publications: list[str] = Field(default_factory=list)  # same weights, published before
 
     @property
     def accepted(self) -> bool:
@@ -159,7 +163,8 @@ class Report(BaseModel):
             head += f" ({self.qualifier})"
         if self.segments:
             head += (f": {len(self.segments)} segments replayed, max error "
-                     f"{self.max_error:.3g} (threshold {self.threshold:.3g})")
+                     f"{self.max_error:.3g} (threshold {self.threshold:.3g}"
+                     + (f", {self.tolerance['basis']}" if self.tolerance else "") + ")")
         return head if self.accepted else head + "\n  " + "\n  ".join(self.reasons)
 
     def to_html(self) -> str:
@@ -181,7 +186,8 @@ class Report(BaseModel):
 table{{border-collapse:collapse}}</style></head><body>
 <h1 style="color:{colour}">Proof {e(self.verdict)}</h1><ul>{reasons}</ul>
 <p>bundle {e(self.bundle)}<br>final model {e(str(self.final_model))}<br>
-data {e(str(self.data_digest))}<br>threshold {self.threshold:.3g}, Q={self.q}, R={self.r},
+data {e(str(self.data_digest))}<br>threshold {self.threshold:.3g}
+{e(str((self.tolerance or {}).get("why", "")))}<br>Q={self.q}, R={self.r},
 verifier seed {self.verifier_seed}, replay {self.replay_seconds:.2f}s of
 {self.total_seconds:.2f}s on {e(self.device)} with {self.torch_threads} threads</p>
 <h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>

@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mltrail.errors import MltrailError, VerificationError
+from mltrail.errors import InputError, MltrailError, VerificationError
 from mltrail.pol import challenge as challenge_mod
-from mltrail.pol import checks
+from mltrail.pol import checks, environment
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
 from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.pol.report import Challenge, Check, Report, Segment
+from mltrail.pol.tolerance import Tolerance, decide
 from mltrail.reference import build_model
 
 if TYPE_CHECKING:
@@ -87,7 +88,10 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   prior_rejections: Sequence[str] = (), expected_model: str | None = None,
                   ledger: Ledger | None = None, device: str = "cpu",
                   progress: Callable[[int], None] | None = None,
-                  code_paths: Sequence[str] = (), timeout: float | None = None) -> Report:
+                  code_paths: Sequence[str] = (), timeout: float | None = None,
+                  calibration: Sequence[Mapping[str, Any]] = (),
+                  publications: Sequence[str] = (),
+                  on_segment: Callable[[Segment], None] | None = None) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
     ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
@@ -103,12 +107,39 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     of named tensors, ``(x, y)`` or a tensor dataset; ``code_paths`` are the folders where
     the prover's pinned code is found, and the replay runs it in a separate process
     (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most.
+
+    The replay runs with the thread count and deterministic mode the proof declares
+    (``header.env``); the thresholds are :func:`mltrail.pol.tolerance.decide`'s (exact in
+    the declared environment, else ``calibration`` rows for the pair, else the
+    verifier's ``threshold``), and a pair with none refuses with
+    :class:`~mltrail.errors.InputError`. ``publications`` are the other publications of
+    the same weights (each halves the miss rate, like ``prior_rejections``);
+    ``on_segment`` sees each replayed segment as it finishes.
     """
     t0 = time.perf_counter()
     folder = Path(bundle)
     man = read_manifest(folder)
-    thr = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    othr = optim_threshold(thr)
+    environment.check_device(device)
+    declared = man.header.env
+    with environment.declared(declared, device) as here:
+        tol = decide(declared, here, override=threshold, calibration=calibration)
+        return _verify(folder, man, data, tol, here, q=q, r=r, miss_rate=miss_rate,
+                       forged=forged, seed=seed, challenge=challenge,
+                       prior_rejections=prior_rejections, publications=publications,
+                       expected_model=expected_model, ledger=ledger, device=device,
+                       progress=progress, code_paths=code_paths, timeout=timeout,
+                       on_segment=on_segment, t0=t0)
+
+
+def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
+            here: environment.Environment, *, q: int, r: int | None, miss_rate: float,
+            forged: float, seed: int | None, challenge: Challenge | None,
+            prior_rejections: Sequence[str], publications: Sequence[str],
+            expected_model: str | None, ledger: Ledger | None, device: str,
+            progress: Callable[[int], None] | None, code_paths: Sequence[str],
+            timeout: float | None, on_segment: Callable[[Segment], None] | None,
+            t0: float) -> Report:
+    thr, othr = tol.threshold, tol.optim_threshold
     if seed is not None:
         challenge = Challenge(seed=int(seed), source="verifier")
     elif challenge is None:
@@ -117,8 +148,10 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                  chain_head=man.chain_head, final_model=man.final_model, threshold=thr,
                  optim_threshold=othr, q=q, r=r if r is not None else 0,
                  verifier_seed=challenge.seed, challenge=challenge,
-                 prior_rejections=list(prior_rejections),
-                 torch_threads=torch.get_num_threads(), device=device)
+                 prior_rejections=list(prior_rejections), publications=list(publications),
+                 torch_threads=torch.get_num_threads(), device=device,
+                 tolerance=tol.as_dict(), replay_env=here.model_dump(),
+                 declared_env=man.header.env.model_dump() if man.header.env else None)
     if isinstance(man.header.training, LoopSpec):
         from mltrail.pol.loopverify import verify_loop
 
@@ -139,7 +172,7 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
              lambda: checks.chain(man),
              lambda: checks.schedule(man),
              lambda: checks.hyperparameters(spec, man.header.k),
-             lambda: checks.data(man, x, y),
+             lambda: _own_input(checks.data(man, x, y)),
              lambda: checks.declared(man, x, y))
     rep.data_digest = man.header.ref_data.digest
     if ok:
@@ -157,14 +190,23 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
         ok = run(lambda: init_check, lambda: checks.final(man, expected_model))
     if ok:
         t1 = time.perf_counter()
-        _replay(man, states, x, y, rep, q, r, miss_rate, forged, thr, device, progress)
+        _replay(man, states, x, y, rep, q, r, miss_rate, forged, tol, device, progress,
+                on_segment)
         rep.replay_seconds = time.perf_counter() - t1
         run(lambda: rep.replay_check(
             f"{len(rep.segments)} segments, max error {rep.max_error:.3g} <= {thr:.3g} "
-            f"(optimizer state <= {othr:.3g})", error_bound=thr))
+            f"(optimizer state <= {othr:.3g}; {tol.basis})", error_bound=thr))
     rep.verdict = "accepted" if ok and all(c.ok for c in rep.checks) else "rejected"
     rep.total_seconds = time.perf_counter() - t0
     return rep
+
+
+def _own_input(check: Check) -> Check:
+    """The verifier's data are its own input: bytes other than the committed ones are an
+    :class:`~mltrail.errors.InputError` (exit 2, nothing recorded), never a verdict."""
+    if not check.ok:
+        raise InputError(f"--data is not the data this proof commits to: {check.detail}")
+    return check
 
 
 def load_all_states(folder: Path, man: Manifest) -> list[tuple[State, State]]:
@@ -223,12 +265,13 @@ def plan(man: Manifest, states: list[tuple[State, State]], q: int, r: int | None
 
 def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
             y: torch.Tensor, rep: Report, q: int, r: int | None, miss_rate: float,
-            forged: float, thr: float, device: str,
-            progress: Callable[[int], None] | None) -> None:
+            forged: float, tol: Tolerance, device: str,
+            progress: Callable[[int], None] | None,
+            on_segment: Callable[[Segment], None] | None = None) -> None:
     spec = man.header.ref_training
     cks = man.checkpoints()
     chosen, score, rule = plan(man, states, q, r, miss_rate, forged, rep.verifier_seed,
-                               len(rep.prior_rejections))
+                               len(set(rep.prior_rejections) | set(rep.publications)))
     rep.r, rep.r_rule = int(rule["r"]), rule
     model = build_model(spec.arch).to(device)
     for i, why in chosen:
@@ -243,11 +286,13 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
             err, cos = relative_error(mr, m0, m1)
             o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
             oerr = relative_error(orr, o0z, o1)[0] if o1 or orr else None
-        ok = err <= thr and (oerr is None or oerr <= optim_threshold(thr))
-        rep.segments.append(Segment(index=i, epoch=spec.epoch_of(cks[i].step),
-                                    start_step=cks[i].step, end_step=cks[i + 1].step,
-                                    chosen=why, update_norm=score[i], error=err,
-                                    optim_error=oerr, cosine=cos, ok=ok))
+        ok = err <= tol.threshold and (oerr is None or oerr <= tol.optim_threshold)
+        seg = Segment(index=i, epoch=spec.epoch_of(cks[i].step), start_step=cks[i].step,
+                      end_step=cks[i + 1].step, chosen=why, update_norm=score[i], error=err,
+                      optim_error=oerr, cosine=cos, ok=ok)
+        rep.segments.append(seg)
+        if on_segment is not None:
+            on_segment(seg)
         if progress is not None:
             progress(1)
 

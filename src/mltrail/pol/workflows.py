@@ -24,7 +24,7 @@ from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RA
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
-    from mltrail.pol.report import Report
+    from mltrail.pol.report import Report, Segment
 
 ARCHS: dict[str, dict[str, Any]] = {"cnn": {"type": "cnn"}, "mlp": {"type": "mlp"},
                                     "resnet20": {"type": "resnet", "depth": 20}}
@@ -45,10 +45,11 @@ def parse_arch(spec: str) -> dict[str, Any]:
 
 
 def parse_secret(text: str | None) -> bytes | None:
-    """A verifier secret: hex, or 'random' for 32 fresh bytes."""
-    if text is None:
+    """A verifier secret: hex, 'random' (also the default, ``None``) for 32 fresh bytes,
+    or 'none' for the public challenge alone (which a prover can grind: pol-format.md)."""
+    if text == "none":
         return None
-    if text == "random":
+    if text is None or text == "random":
         import secrets
 
         return secrets.token_bytes(32)
@@ -91,11 +92,17 @@ def _register_data(led: Ledger, req: TrainRequest, digest: str) -> str:
     return reg.artefact_id
 
 
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def train_and_publish(req: TrainRequest, led: Ledger | None,
-                      progress: Progress) -> dict[str, Any]:
+                      progress: Progress, status: Callable[[str], None] | None = None
+                      ) -> dict[str, Any]:
     """Train the reference task under the recorder into ``req.out``; with a ledger, anchor
     the epochs on the dataset artefact (registered if new), fix the init seed on chain
-    unless ``no_init_seed``, and register the model. Returns what the CLI prints."""
+    unless ``no_init_seed``, and register the model. Returns what the CLI prints.
+    ``status`` gets a line per step: step, loss, the last epoch's accuracy, proof size."""
     from mltrail.pol.bundle import data_commitment
     from mltrail.pol.datafile import load_data
     from mltrail.pol.recorder import record_training
@@ -121,6 +128,18 @@ def train_and_publish(req: TrainRequest, led: Ledger | None,
                 init_seed, origin = start_training(led, dataset_id, data_digest=digest,
                                                    data_seed=req.seed + 1, arch=arch)
         steps = -(-len(y) // req.batch_size) * req.epochs
+        shown: dict[str, Any] = {"acc": "-", "size": 0}
+
+        def on_loss(step: int, loss: float, acc: float | None) -> None:
+            if status is None:
+                return
+            if acc is not None:
+                shown["acc"] = f"{acc:.1%}"
+            if (step + 1) % req.k == 0 or acc is not None:
+                shown["size"] = _folder_bytes(stage)
+            status(f"step {step + 1}/{steps}  loss {loss:.4f}  accuracy {shown['acc']}  "
+                   f"proof {int(shown['size']) / 1024:,.0f} KiB")
+
         with progress(steps) as advance:
             _, man = record_training(stage, x, y, arch=arch, optimizer=opt, k=req.k,
                                      epochs=req.epochs, batch_size=req.batch_size,
@@ -128,7 +147,8 @@ def train_and_publish(req: TrainRequest, led: Ledger | None,
                                      schedule={"name": req.schedule}, anchor=anchor,
                                      prover=led.address if led else None,
                                      anchor_artefact=dataset_id, init_seed=init_seed,
-                                     init_origin=origin, on_step=lambda _s: advance(1))
+                                     init_origin=origin, on_step=lambda _s: advance(1),
+                                     on_loss=on_loss if status is not None else None)
         if out.exists():
             out.rmdir()
         stage.rename(out)
@@ -171,6 +191,21 @@ def data_for(data: str | None, bundle: Path, led: Ledger | None) -> tuple[Any, A
                      "dataset artefact on the ledger names a file with those bytes")
 
 
+def load_calibration(path: Path | None) -> list[dict[str, Any]]:
+    """The ``pairs`` of a ``mltrail pol calibrate --out`` file (none without a file)."""
+    if path is None:
+        return []
+    try:
+        doc = json.loads(Path(path).read_bytes()[: 16 << 20])
+    except (OSError, ValueError):
+        raise InputError(f"--calibration {path}: not a readable calibration file") from None
+    pairs = doc.get("pairs") if isinstance(doc, dict) else None
+    if not isinstance(pairs, list) or not all(isinstance(p, dict) for p in pairs):
+        raise InputError(f"--calibration {path}: no 'pairs' list (write it with "
+                         "'mltrail pol calibrate --out')")
+    return pairs
+
+
 @dataclass(frozen=True)
 class VerifyRequest:
     """The options of ``mltrail pol verify``."""
@@ -191,12 +226,14 @@ class VerifyRequest:
     device: str = "cpu"
     code: list[Path] = field(default_factory=list)
     timeout: float | None = None
+    calibration: Path | None = None
     report: Path | None = None
     html: Path | None = None
 
 
-def verify_and_record(req: VerifyRequest, led: Ledger | None,
-                      progress: Progress) -> tuple[Report, dict[str, Any]]:
+def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress,
+                      on_segment: Callable[[Segment], None] | None = None
+                      ) -> tuple[Report, dict[str, Any]]:
     """Replay ``req.bundle`` (or the bundle ``req.model`` names); with a model artefact,
     take the public challenge from the ledger and record the verdict. Returns the report
     and what the CLI prints."""
@@ -211,6 +248,7 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None,
                          "data file, or 'digits' for the reference task)")
     bundle, model, expected, challenge = req.bundle, req.model, None, None
     prior: list[str] = []
+    others: list[str] = []
     if led is not None and model is not None:
         from mltrail.pol.onchain import bundle_for, public_challenge
 
@@ -220,8 +258,8 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None,
             raise InputError(f"{art.id} is a {art.kind}, not a {model_kind}")
         expected, model = art.content_digest, art.id
         bundle = bundle if bundle is not None else bundle_for(led, art.id)
-        challenge, prior = public_challenge(led, art.id, delay=req.delay,
-                                            secret=parse_secret(req.secret))
+        challenge, prior, others = public_challenge(led, art.id, delay=req.delay,
+                                                    secret=parse_secret(req.secret))
     assert bundle is not None
     given: Any
     if isinstance(read_manifest(bundle).header.training, LoopSpec):
@@ -235,8 +273,11 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None,
                             timeout=req.timeout, q=req.q, r=req.random_r,
                             miss_rate=req.miss_rate, forged=req.forged,
                             threshold=req.threshold, seed=req.seed, challenge=challenge,
-                            prior_rejections=prior, expected_model=expected, ledger=led,
-                            device=req.device, progress=advance)
+                            prior_rejections=prior, publications=others,
+                            expected_model=expected, ledger=led,
+                            device=req.device, progress=advance,
+                            calibration=load_calibration(req.calibration),
+                            on_segment=on_segment)
     rep.save(req.report, req.html)
     out: dict[str, Any] = rep.model_dump()
     out["report_digest"] = rep.digest()

@@ -1,0 +1,104 @@
+"""The arithmetic environment a proof was trained in, and putting a replay back into it.
+
+Owns :class:`Environment` (what the manifest header's ``env`` records: torch version,
+device, dtype, CPU thread count, deterministic-algorithm setting, CPU capability and
+BLAS), :func:`current` (the running process's), :func:`platform_key` (the part of an
+environment a verifier cannot change from inside its process) and :func:`declared` (a
+context manager that sets what it can change — threads and deterministic mode — to a
+declared environment for the duration of a replay). Which tolerance follows from two
+environments is :mod:`mltrail.pol.tolerance`'s. This module never judges a proof.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from mltrail.errors import InputError
+
+MAX_THREADS = 256  # a declared thread count the verifier will reproduce
+
+
+class Environment(BaseModel):
+    """Where the arithmetic of every step happened (recorded before step 0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    torch: str = Field(max_length=64)
+    device: str = Field(max_length=32)  # device type: "cpu", "cuda", "mps", ...
+    dtype: str = Field(max_length=32)  # "float32", "float64", ...
+    threads: int = Field(ge=1, le=1 << 16)
+    deterministic: bool
+    cpu_capability: str = Field(max_length=64)  # torch.backends.cpu.get_cpu_capability()
+    blas: str = Field(max_length=64)  # BLAS_INFO of torch.__config__ ("mkl", "open", ...)
+    lapack: str = Field(default="", max_length=64)
+
+
+def _config_value(key: str) -> str:
+    m = re.search(rf"\b{key}=([^,\s]+)", torch.__config__.show())
+    return m.group(1) if m else "unknown"
+
+
+def current(device: str = "cpu", dtype: torch.dtype | None = None) -> Environment:
+    """The running process's environment, for a training on ``device`` in ``dtype``
+    (default: torch's default dtype)."""
+    dt = dtype or torch.get_default_dtype()
+    return Environment(torch=torch.__version__, device=device,
+                       dtype=str(dt).removeprefix("torch."),
+                       threads=torch.get_num_threads(),
+                       deterministic=torch.are_deterministic_algorithms_enabled(),
+                       cpu_capability=str(torch.backends.cpu.get_cpu_capability()),
+                       blas=_config_value("BLAS_INFO"), lapack=_config_value("LAPACK_INFO"))
+
+
+def check_device(device: str) -> str:
+    """``device`` if this process can replay on it, else :class:`InputError` (the
+    verifier's own environment, never a verdict)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"unknown device {device!r} (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cpu":
+        return device
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError, ValueError):
+        raise InputError(f"device {device!r} is not available on this machine") from None
+    return device
+
+
+def platform_key(env: Environment) -> str:
+    """What a verifier cannot set from inside its own process: torch, device, dtype,
+    CPU capability and BLAS (threads and deterministic mode it sets with :func:`declared`)."""
+    return f"torch={env.torch};device={env.device};dtype={env.dtype};" \
+           f"cpu={env.cpu_capability};blas={env.blas}"
+
+
+def describe(env: Environment) -> str:
+    return (f"torch {env.torch} on {env.device} ({env.dtype}), {env.threads} thread(s), "
+            f"deterministic={'on' if env.deterministic else 'off'}, CPU {env.cpu_capability}, "
+            f"BLAS {env.blas}")
+
+
+@contextmanager
+def declared(env: Environment | None, device: str = "cpu") -> Iterator[Environment]:
+    """Run the block with the declared thread count and deterministic mode (restored
+    after); yields the environment a replay on ``device`` runs in. ``None`` (a proof that
+    declares none) changes nothing."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    if env is not None:
+        if env.threads > MAX_THREADS:
+            raise InputError(f"the proof declares {env.threads} threads; this verifier "
+                             f"reproduces at most {MAX_THREADS}")
+        torch.set_num_threads(env.threads)
+        torch.use_deterministic_algorithms(env.deterministic)
+    try:
+        yield current(device)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)

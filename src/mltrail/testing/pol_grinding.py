@@ -1,0 +1,91 @@
+"""Grinding adversaries: a prover who re-draws the challenge until it misses its fakes.
+
+Owns :func:`grind`, written as a cheater who has read ``docs/pol-format.md`` would: it
+holds a proof with some forged segments and knows which. It publishes on the ledger,
+lets the challenge block be mined (on the embedded chain it mines it itself: every
+transaction is a block, so it *is* the producer of block B + d), computes the public
+challenge with the documented rule, and, while the draw would replay a forged segment
+(or its successor, whose replay starts from the forged state), publishes again by one
+of three routes and walks away from the earlier publication:
+
+* ``name`` — the same bundle under a new name (a new artefact, a new challenge block);
+* ``note`` — a new bundle: the header's free-text note changed, everything re-hashed
+  (a new bundle digest, the same final weights);
+* ``steer`` — the same bundle, and the challenge block mined by the prover's own
+  transaction, whose payload it varies from one publication to the next.
+
+When the public draw misses its fakes it asks the verifier, which verifies as the CLI
+does by default (its own fresh secret, every publication of the same weights counted)
+or, with ``secret=False``, as the documented public rule alone. Nothing here is used by
+the prover or the verifier.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mltrail.pol.challenge import DEFAULT_DELAY
+from mltrail.pol.onchain import bundle_for, public_challenge, publish_model, record_verdict
+from mltrail.pol.verifier import plan, verify_bundle
+from mltrail.testing.pol_forgeries import forge_bundle, load_states
+
+if TYPE_CHECKING:
+    from mltrail.ledger.client import Ledger
+
+ROUTES = ("name", "note", "steer")
+
+
+def _draw_hits(bundle: Path, seed: int, fakes: Collection[int], *, miss_rate: float,
+               forged: float, prior: int) -> bool:
+    """Would the documented rule with this seed replay a fake segment (drawn, or as the
+    predecessor of a drawn one)?"""
+    man, states = load_states(bundle)
+    chosen = plan(man, states, 1, None, miss_rate, forged, seed, prior)[0]
+    return any(i in fakes for i, _ in chosen)
+
+
+def _mine(led: Ledger, dataset: str, n: int, salt: bytes) -> None:
+    for j in range(n):
+        led.anchor(dataset, (salt + bytes([j])).ljust(32, b"\0")[:32], 1)
+
+
+def grind(prover: Ledger, verifier: Ledger, bundle: str | Path, fakes: Collection[int],
+          data: tuple[torch.Tensor, torch.Tensor], dataset: str, work: str | Path, *,
+          route: str, attempts: int = 4, secret: bool = True, miss_rate: float = 0.1,
+          forged: float = 0.1, delay: int = DEFAULT_DELAY) -> dict[str, Any]:
+    """One grinding campaign: publish until the public draw misses ``fakes`` (at most
+    ``attempts`` publications), then have ``verifier`` verify and record the last one.
+    Returns whether it was accepted, the publications made and the verifier's R."""
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}")
+    work = Path(work)
+    src = Path(bundle)
+    man = load_states(src)[0]
+    model_id = ""
+    for a in range(attempts):
+        pub_bundle = src
+        if route == "note":
+            pub_bundle = work / f"note-{a}"
+            forge_bundle(pub_bundle, man.header.model_copy(update={"note": f"attempt {a}"}),
+                         load_states(src)[1])
+        model_id = publish_model(prover, pub_bundle, name=f"grind-{os.urandom(4).hex()}",
+                                 parents=[dataset])["model_id"]
+        _mine(prover, dataset, delay, os.urandom(8) if route == "steer" else bytes([a]))
+        ch, prior, _ = public_challenge(prover, model_id, delay=delay)  # the public rule
+        if not _draw_hits(pub_bundle, ch.seed, fakes, miss_rate=miss_rate, forged=forged,
+                          prior=len(prior)):
+            break
+    sec = os.urandom(32) if secret else None
+    ch, prior, others = public_challenge(verifier, model_id, delay=delay, secret=sec)
+    rep = verify_bundle(bundle_for(verifier, model_id), data, challenge=ch,
+                        prior_rejections=prior, publications=others if secret else (),
+                        miss_rate=miss_rate, forged=forged, ledger=verifier,
+                        expected_model=man.final_model)
+    record_verdict(verifier, model_id, rep, allow_unseeded=True)
+    return {"accepted": rep.accepted, "publications": a + 1, "r": rep.r,
+            "effective_miss_rate": rep.r_rule.get("effective_miss_rate")}

@@ -1,0 +1,73 @@
+"""Issue 18 through the CLI against the ledger: the verifier's own input errors are exit 2
+and leave the model's state unchanged; a prover's second honest run is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def project(tmp_path: Path, cli) -> Path:
+    assert cli("init", cwd=tmp_path).code == 0
+    for name, roles in {"alice": ["data_steward", "model_developer"],
+                        "victor": ["verifier"]}.items():
+        assert cli("id", "create", name, cwd=tmp_path).code == 0
+        for role in roles:
+            assert cli("roles", "grant", name, role, cwd=tmp_path).code == 0
+    return tmp_path
+
+
+def _state(cli, project: Path, model: str) -> str:
+    return str(cli("show", model, "--json", cwd=project).json()["state"])  # type: ignore[index]
+
+
+def test_input_errors_are_exit_2_and_a_second_honest_run_is_verified(project: Path,
+                                                                      cli) -> None:
+    args = ("--arch", "mlp", "--epochs", "1", "--k", "43", "--json")
+    first = cli("--as", "alice", "pol", "train", "one", *args, cwd=project)
+    assert first.code == 0, first.err
+    # the same seed, data and architecture again: a second run with its own start anchor
+    second = cli("--as", "alice", "pol", "train", "two", *args, cwd=project)
+    assert second.code == 0, second.err
+    m1, m2 = first.json()["model_id"], second.json()["model_id"]  # type: ignore[index]
+    assert cli("pol", "data", str(project / "d.safetensors"), cwd=project).code == 0
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(project / "d.safetensors")
+    t["y"][:3] = 0
+    save_file(t, project / "other.safetensors")
+    # wrong --data, a calibration file that is a folder, an unknown device: exit 2,
+    # one line, nothing recorded
+    for extra in (("--data", str(project / "other.safetensors")),
+                  ("--calibration", str(project)), ("--device", "tpu9")):
+        res = cli("--as", "victor", "pol", "verify", "--model", m1, *extra, cwd=project)
+        assert res.code == 2, (extra, res.err)
+        assert "Traceback" not in res.err and len(res.err.strip().splitlines()) <= 2
+        assert _state(cli, project, m1) == "trained"
+    # the proof's blob unreachable (gone from the store): exit 2, nothing recorded
+    bundle = first.json()["bundle_digest"].split(":")[1]  # type: ignore[index]
+    blob = project / ".mltrail" / "objects" / bundle[:2] / bundle[2:]
+    assert blob.is_file()
+    blob.rename(project / "away")
+    import shutil
+
+    shutil.rmtree(project / ".mltrail" / "pol" / bundle, ignore_errors=True)  # the unpacked copy
+    res = cli("--as", "victor", "pol", "verify", "--model", m1, "--data", "digits",
+              cwd=project)
+    assert res.code == 2 and _state(cli, project, m1) == "trained", res.err
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    (project / "away").rename(blob)
+    for model in (m1, m2):
+        ok = cli("--as", "victor", "pol", "verify", "--model", model, "--json", cwd=project)
+        assert ok.code == 0, ok.err
+        assert ok.json()["init_origin"] == "ledger"  # type: ignore[index]
+        assert _state(cli, project, model) == "verified"
+
+
+def test_fuzz_exit_3_bugs_are_input_errors(tmp_path: Path, cli) -> None:
+    res = cli("pol", "data", str(tmp_path), cwd=tmp_path)  # onto a folder
+    assert res.code == 2 and "is a folder" in res.err
+    res = cli("pol", "calibrate", "--quick", "--device", "tpu9", cwd=tmp_path)
+    assert res.code == 2 and "unknown device" in res.err
