@@ -156,6 +156,12 @@ def verify(
     allow_unseeded: Annotated[bool, typer.Option(
         "--allow-unseeded", help="Move an accepted proof whose init seed was not fixed by "
         "the ledger to verified anyway.")] = False,
+    trusted_code: Annotated[bool, typer.Option(
+        "--trusted-code", help="A loop proof recorded in trusted-code mode: run the "
+        "prover's pinned Python to replay it (read it first).")] = False,
+    accept_trusted_code: Annotated[bool, typer.Option(
+        "--accept-trusted-code", help="With --model: move an accepted trusted-code proof "
+        "to verified (the override is named in the report).")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
@@ -184,7 +190,9 @@ def verify(
     _threads(threads)
     req = VerifyRequest(bundle=bundle, data=data, q=q, random_r=random_r, miss_rate=miss_rate,
                         forged=forged, threshold=threshold, model=model, record=record,
-                        delay=delay, secret=secret, allow_unseeded=allow_unseeded, seed=seed,
+                        delay=delay, secret=secret, allow_unseeded=allow_unseeded,
+                        trusted_code=trusted_code, accept_trusted_code=accept_trusted_code,
+                        seed=seed,
                         device=device, code=list(code or []), timeout=timeout, report=report,
                         html=html_out)
     with _ledger_if(model is not None, need_home=True) as led:

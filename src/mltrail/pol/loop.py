@@ -22,6 +22,7 @@ It never judges a proof and never runs the verifier.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import inspect
 import warnings
@@ -43,8 +44,13 @@ from mltrail.pol.bundle import (
     Manifest,
 )
 from mltrail.pol.loopdata import commit
+from mltrail.pol.loopexport import INIT_SCHEME, loss_name_of, reinit
+from mltrail.pol.loopprogram import export_programs
 from mltrail.pol.loopspec import (
+    CodeRef,
+    FolderData,
     LoopSpec,
+    LossSpec,
     OptimizerSpec,
     ParamGroup,
     SchedulerSpec,
@@ -156,8 +162,9 @@ class LoopRecorder(BundleWriter):
     spec: LoopSpec
 
     def __init__(self, out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 loader: DataLoader[Any], *, model_factory: Callable[..., nn.Module] | str,
-                 loss: Callable[..., torch.Tensor] | str, epochs: int, k: int = 100,
+                 loader: DataLoader[Any], *, loss: Any, epochs: int, k: int = 100,
+                 model_factory: Callable[..., nn.Module] | str | None = None,
+                 trusted_code: bool = False,
                  scheduler: Any = None, scheduler_every: str = "step",
                  factory_kwargs: dict[str, Any] | None = None, forward: str = "xy",
                  rng: bool | None = None, init_seed: int | None = None,
@@ -185,10 +192,34 @@ class LoopRecorder(BundleWriter):
                              "custom collate_fn belongs in the dataset or the loss")
         if loader.batch_sampler is None:
             raise InputError("the loader needs a batch size (batch_size=None is not a loop)")
-        data, transform = commit(loader.dataset, paths)
-        factory = ref_of(model_factory, factory_kwargs, paths)
+        data, transform = commit(loader.dataset, paths, pin_transform=trusted_code)
+        self.trusted_code = trusted_code
+        factory: CodeRef | None = None
+        loss_ref: CodeRef | LossSpec | None = None
+        if trusted_code:
+            if model_factory is None:
+                raise InputError("trusted_code=True replays your model factory: pass "
+                                 "model_factory")
+            factory, loss_ref = ref_of(model_factory, factory_kwargs, paths), \
+                ref_of(loss, None, paths)
+        else:
+            if forward != "xy":
+                raise InputError("an exported proof replays loss(model(inputs), targets); "
+                                 "forward='batch' needs trusted_code=True")
+            if isinstance(data, FolderData):
+                raise InputError("a FolderDataset's load function is Python: load the files "
+                                 "into an ArrayDataset (the bytes are then committed), or "
+                                 "record with trusted_code=True")
+            named = loss_name_of(loss)
+            loss_ref = LossSpec(name=named[0], kwargs=named[1]) if named else None
+            transform = None
+            if init_seed is not None:  # mltrail's own init: checkable with no code
+                fresh = reinit(dict(model.named_parameters()), init_seed)
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        p.copy_(fresh[name])
         self.spec = LoopSpec(
-            model=factory, loss=ref_of(loss, None, paths), transform=transform,
+            model=factory, loss=loss_ref, transform=transform,
             code=[ref_of(f"{c}:__name__", None, paths) for c in code],
             optimizer=optimizer_spec(model, optimizer),
             scheduler=scheduler_spec(scheduler, scheduler_every) if scheduler is not None
@@ -196,6 +227,11 @@ class LoopRecorder(BundleWriter):
             epochs=epochs, steps_per_epoch=len(loader.batch_sampler),  # type: ignore[arg-type]
             batch_size=int(getattr(loader.batch_sampler, "batch_size", None) or 1),
             rng=use_rng, grad_clip=grad_clip)
+        if not trusted_code:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.spec.program = export_programs(self.out, model, loss, loader.dataset,
+                                                loss_ref is None,
+                                                loader.batch_sampler)  # type: ignore[arg-type]
         self._check_rebuild(init_seed, paths)
         self._queue: deque[tuple[list[int], torch.Tensor | None]] = deque()
         self.loader: DataLoader[Any] = DataLoader(
@@ -206,7 +242,9 @@ class LoopRecorder(BundleWriter):
             persistent_workers=loader.persistent_workers)
         dev = next(model.parameters()).device
         header = Header(training=self.spec, k=k, data=data,
-                        init=InitCommitment(scheme="factory", seed=init_seed),
+                        init=InitCommitment(scheme="factory" if trusted_code else
+                                            INIT_SCHEME if init_seed is not None else "prover",
+                                            seed=init_seed),
                         torch=torch.__version__, device=str(dev.type), prover=prover,
                         anchor_artefact=anchor_artefact,
                         note=note or f"recorded {_dt.datetime.now(_dt.UTC).isoformat()}")
@@ -228,19 +266,22 @@ class LoopRecorder(BundleWriter):
         spec: try it now (on a forked RNG, so the caller's random stream is untouched)."""
         from mltrail.pol.loopreplay import build_optimizer, build_scheduler, import_ref
 
-        with torch.random.fork_rng(devices=[]):
-            if init_seed is not None:
-                torch.manual_seed(init_seed)
-            twin = import_ref(self.spec.model, paths)(**self.spec.model.kwargs)
-        mine = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        if [(n, tuple(t.shape)) for n, t in twin.state_dict().items()] != \
-                [(n, tuple(t.shape)) for n, t in mine.items()]:
-            raise InputError(f"the model is not what {self.spec.model.ref} builds (its "
-                             "parameters and buffers differ)")
-        if init_seed is not None and digest_state_dict(twin.state_dict()) != \
-                digest_state_dict(mine):
-            raise InputError(f"the model's weights are not {self.spec.model.ref}() after "
-                             f"torch.manual_seed({init_seed})")
+        if self.spec.model is None:  # exported: the program was checked against the model
+            twin = copy.deepcopy(self.model)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                if init_seed is not None:
+                    torch.manual_seed(init_seed)
+                twin = import_ref(self.spec.model, paths)(**self.spec.model.kwargs)
+            mine = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            if [(n, tuple(t.shape)) for n, t in twin.state_dict().items()] != \
+                    [(n, tuple(t.shape)) for n, t in mine.items()]:
+                raise InputError(f"the model is not what {self.spec.model.ref} builds (its "
+                                 "parameters and buffers differ)")
+            if init_seed is not None and digest_state_dict(twin.state_dict()) != \
+                    digest_state_dict(mine):
+                raise InputError(f"the model's weights are not {self.spec.model.ref}() after "
+                                 f"torch.manual_seed({init_seed})")
         if any(self.opt.state.get(p) for p in self.model.parameters()):
             raise InputError("the optimizer has already stepped; record from step 0")
         opt2 = build_optimizer(self.spec, twin)

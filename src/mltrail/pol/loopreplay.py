@@ -70,8 +70,11 @@ class Code:
         if fresh:  # forget module-level state the prover's code kept (counters, caches)
             for ref in spec.refs():
                 sys.modules.pop(ref.module, None)
+        if not isinstance(spec.model, CodeRef) or not isinstance(spec.loss, CodeRef):
+            raise VerificationError("a trusted-code proof names its model factory and loss")
         self.factory: Callable[..., nn.Module] = import_ref(spec.model, paths)
         self.loss: Callable[..., torch.Tensor] = import_ref(spec.loss, paths)
+        self.kwargs = spec.model.kwargs
         self.transform: Callable[[torch.Tensor], torch.Tensor] | None = (
             import_ref(spec.transform, paths) if spec.transform else None)
         self.load: Callable[[Path], Any] | None = (
@@ -81,7 +84,26 @@ class Code:
         self.spec = spec
 
     def model(self) -> nn.Module:
-        return self.factory(**self.spec.model.kwargs)
+        return self.factory(**self.kwargs)
+
+
+def make_code(spec: LoopSpec, folder: Path, man: Any, paths: Sequence[str],
+              fresh: bool = False) -> Any:
+    """The proof's model, loss and transform: from its exported programs (no Python of
+    the prover's; the weights of checkpoint 0 fix the parameter names), or in
+    trusted-code mode by importing the pinned code (:class:`Code`)."""
+    if spec.program is None:
+        return Code(spec, paths, fresh)
+    from mltrail.pol.bundle import load_tensors
+    from mltrail.pol.limits import MAX_PARAMS
+    from mltrail.pol.loopprogram import ProgramCode
+
+    c0 = man.checkpoints()[0]
+    if "model" not in c0.files or "model" not in c0.digests:
+        raise VerificationError("checkpoint 0 names no model file")
+    state = load_tensors(folder, c0.files["model"], c0.digests["model"], None,
+                         8 * MAX_PARAMS + (1 << 20))
+    return ProgramCode(spec, folder, state)
 
 
 # --------------------------------------------------------------------------- rebuilding
@@ -195,7 +217,8 @@ def run_steps(spec: LoopSpec, code: Code, dataset: Any, model: nn.Module,
               rng: Mapping[int, torch.Tensor], start: int, end: int, device: str = "cpu",
               dtype: torch.dtype | None = None) -> None:
     """Global steps ``start .. end-1`` exactly as the recorded loop ran them."""
-    model.train()
+    if spec.program is None:
+        model.train()  # an exported program runs in the mode it was traced in (training)
     for t in range(start, end):
         if spec.rng:
             torch.set_rng_state(rng[t])
@@ -326,20 +349,26 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"checks": [], "segments": [], "rule": {}, "init_origin": None}
     checks = out["checks"]
     torch.set_num_threads(int(job.get("threads", 1)))
+    what = spec.model.ref if spec.model is not None else "the exported program"
     try:
-        code = Code(spec, job.get("code_paths", []))
+        code = make_code(spec, folder, man, job.get("code_paths", []))
         dataset = build_dataset(spec, code, job.get("data"))
         states, batches, rng, _ = read_bundle(folder, spec, man, code, MAX_PARAMS)
     except MltrailError as exc:
         checks.append(_check("tensors", False, exc.message))
         return out
-    checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {spec.model.ref}; "
+    checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {what}; "
                          f"{len(batches)} steps of batch indices inside the committed data"))
     seed = man.header.init.seed
     if states[0][1]:
         checks.append(_check("init", False, "optimizer state at step 0 is not empty"))
         return out
-    if seed is None:
+    if spec.program is not None:
+        check, out["init_origin"] = program_init(man, code, states[0][0])
+        checks.append(check)
+        if not check["ok"]:
+            return out
+    elif seed is None:
         out["init_origin"] = "unseeded"
         checks.append(_check("init", True, "no init seed committed: the initial weights are "
                              "the prover's choice"))
@@ -348,11 +377,11 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
             torch.manual_seed(seed)
             w0 = code.model().state_dict()
         if digest_state_dict(w0) != digest_state_dict(states[0][0]):
-            checks.append(_check("init", False, f"initial weights are NOT {spec.model.ref}() "
+            checks.append(_check("init", False, f"initial weights are NOT {what}() "
                                  f"after torch.manual_seed({seed})"))
             return out
         out["init_origin"] = "seed"
-        checks.append(_check("init", True, f"initial weights are exactly {spec.model.ref}() "
+        checks.append(_check("init", True, f"initial weights are exactly {what}() "
                              f"after torch.manual_seed({seed}), a seed the prover chose"))
     thr = float(job["threshold"])
     cks = man.checkpoints()
@@ -370,8 +399,9 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     for i, why in order:
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         try:
-            code = Code(spec, job.get("code_paths", []), fresh=True)
-            dataset = rebind(dataset, code)
+            if spec.program is None:  # the prover's code, freshly imported per segment
+                code = Code(spec, job.get("code_paths", []), fresh=True)
+                dataset = rebind(dataset, code)
             mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
                                      cks[i + 1].step, device)
         except Exception as exc:  # the prover's code: anything can go wrong
@@ -390,6 +420,29 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
                                 "optim_error": oerr, "cosine": cos, "ok": ok})
     out["segments"] = [results[i] for i, _ in chosen]
     return out
+
+
+def program_init(man: Any, code: Any, w0: State) -> tuple[dict[str, Any], str | None]:
+    """The init check of an exported proof: with the scheme ``mltrail-fanin/1`` and a
+    seed, every parameter of checkpoint 0 is exactly what the scheme draws (no code of the
+    prover's runs); with scheme ``prover`` the initial weights are the prover's choice."""
+    from mltrail.pol.loopexport import INIT_SCHEME, reinit
+
+    init = man.header.init
+    if init.scheme == "prover" and init.seed is None:
+        return _check("init", True, "no init seed committed: the initial weights are the "
+                      "prover's choice"), "unseeded"
+    if init.scheme != INIT_SCHEME or init.seed is None:
+        return _check("init", False, f"init scheme {init.scheme!r} is not {INIT_SCHEME} with "
+                      "a seed, nor 'prover'"), None
+    params = {n: w0[n] for n, _ in code.model().named_parameters() if n in w0}
+    want = reinit(params, init.seed)
+    bad = [n for n, t in params.items() if not torch.equal(t, want[n])]
+    if bad or not params:
+        return _check("init", False, f"initial weights are NOT {INIT_SCHEME} from seed "
+                      f"{init.seed} ({', '.join(bad[:3])})"), None
+    return _check("init", True, f"every parameter at step 0 is exactly {INIT_SCHEME} from "
+                  f"seed {init.seed} (buffers are the prover's)"), "seed"
 
 
 def rebind(dataset: Any, code: Code) -> Any:
@@ -412,7 +465,7 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
     man = read_manifest(folder)
     spec = man.header.training
     assert isinstance(spec, LoopSpec)
-    code = Code(spec, job.get("code_paths", []))
+    code = make_code(spec, folder, man, job.get("code_paths", []))
     dataset = build_dataset(spec, code, job.get("data"))
     states, batches, rng, _ = read_bundle(folder, spec, man, code, MAX_PARAMS)
     torch.set_num_threads(int(job.get("threads", 1)))
@@ -421,8 +474,9 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
     errors = []
     for i in range(len(cks) - 1):
         (m0, o0), (m1, o1) = states[i], states[i + 1]
-        code = Code(spec, job.get("code_paths", []), fresh=True)  # as the verifier does
-        dataset = rebind(dataset, code)
+        if spec.program is None:
+            code = Code(spec, job.get("code_paths", []), fresh=True)  # as the verifier does
+            dataset = rebind(dataset, code)
         try:
             mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
                                      cks[i + 1].step, str(job.get("device", "cpu")), dtype)

@@ -33,7 +33,7 @@ from mltrail.errors import InputError, MltrailError
 from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest
 from mltrail.pol.limits import MAX_SAMPLES, MAX_TOTAL_STEPS
-from mltrail.pol.loopspec import FolderData, LoopSpec, TensorData, source_digest
+from mltrail.pol.loopspec import FolderData, LoopSpec, LossSpec, TensorData, source_digest
 from mltrail.pol.report import Check, Report, Segment
 from mltrail.provenance.digest import digest_state_dict
 
@@ -198,12 +198,11 @@ def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, st
 
 
 def code_digests(spec: LoopSpec, paths: Sequence[str]) -> Check:
-    """Every pinned module's source, found without importing it, has its digest."""
+    """Every pinned module's source, found without importing it, has its digest. A module
+    that cannot be found is the verifier's input error (:class:`InputError`, exit 2: give
+    ``--code``), never a verdict about the proof."""
     for ref in spec.refs():
-        try:
-            got = source_digest(ref.module, list(paths))
-        except MltrailError as exc:
-            return Check(name="code", ok=False, detail=exc.message)
+        got = source_digest(ref.module, list(paths))
         if got != ref.source:
             return Check(name="code", ok=False,
                          detail=f"the source of {ref.module} does not match the digest "
@@ -242,6 +241,27 @@ def file_digests(folder: Path, man: Manifest) -> Check:
                                                "digests")
 
 
+def programs(folder: Path, spec: LoopSpec) -> Check:
+    """Every exported program is in the bundle with its digest and holds nothing but what
+    a traced model needs (:func:`mltrail.pol.loopexport.check_program_json`)."""
+    from mltrail.errors import VerificationError
+    from mltrail.pol.loopexport import check_program_json
+    from mltrail.pol.loopprogram import _constants, _read
+
+    assert spec.program is not None
+    files = [f for f in (spec.program.model, spec.program.loss, spec.program.transform) if f]
+    try:
+        for pf in files:
+            check_program_json(_read(folder, pf))
+            _constants(folder, pf)
+    except VerificationError as exc:
+        return Check(name="program", ok=False, detail=exc.message)
+    loss = f"loss {spec.loss.name}" if isinstance(spec.loss, LossSpec) else "an exported loss"
+    return Check(name="program", ok=True,
+                 detail=f"{len(files)} exported programs (torch {spec.program.torch}) call "
+                        f"aten operators only; {loss}; no Python of the prover's runs")
+
+
 def child_env() -> dict[str, str]:
     """The replay process's environment: the caller's, minus mltrail's and anything that
     looks like a secret."""
@@ -275,11 +295,22 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                 code_paths: Sequence[str] = (), ledger: Ledger | None = None,
                 expected_model: str | None = None, device: str = "cpu",
                 timeout: float | None = None,
-                progress: Callable[[int], None] | None = None) -> None:
-    """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure."""
+                progress: Callable[[int], None] | None = None,
+                trusted_code: bool = False) -> None:
+    """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure.
+
+    An exported proof is replayed in this process from its programs; a proof recorded in
+    trusted-code mode is replayed only when ``trusted_code`` is True (else
+    :class:`InputError`: running the prover's Python is the verifier's explicit choice)."""
     spec = man.header.training
     assert isinstance(spec, LoopSpec)
     paths = [str(Path(p).resolve()) for p in code_paths]
+    if spec.trusted_code and not trusted_code:
+        raise InputError("this proof was recorded in trusted-code mode: replaying it runs the "
+                         "prover's Python. Read the pinned code, then pass --trusted-code "
+                         "(Python: trusted_code=True); such a proof is never moved to "
+                         "verified without --accept-trusted-code")
+    rep.trusted_code = spec.trusted_code
 
     run = rep.run
 
@@ -292,9 +323,11 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
             c, where[0] = materialise(spec, data, tmp)
             return c
 
+        last = (lambda: code_digests(spec, paths)) if spec.trusted_code else \
+            (lambda: programs(folder, spec))
         ok = run(lambda: bounds(man, spec), lambda: checks.chain(man),
                  lambda: checks.schedule(man), lambda: hyperparameters(spec), data_check,
-                 lambda: code_digests(spec, paths))
+                 last)
         if ok:
             anchor_check, rep.anchors = checks.anchors(man, ledger)
             ok = run(lambda: anchor_check, lambda: checks.final(man, expected_model),
@@ -307,11 +340,18 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                "threshold": threshold, "seed": rep.verifier_seed,
                "prior": len(rep.prior_rejections), "device": device,
                "threads": torch.get_num_threads()}
-        result = run_child(job, tmp, timeout)
+        if spec.trusted_code:
+            result = run_child(job, tmp, timeout)
+        else:  # no code of the prover's: replayed here, from tensors and programs
+            from mltrail.pol.loopreplay import verify_job
+
+            try:
+                result = verify_job(job)
+            except MltrailError as exc:
+                result = {"error": exc.message}
     if "error" in result:
         run(lambda: Check(name="replay", ok=False,
-                          detail=f"the prover's code failed in the replay process: "
-                                 f"{result['error']}"))
+                          detail=f"the replay failed: {result['error']}"))
         return
     for c in result["checks"]:
         if not run(_const(Check(**c))):
@@ -323,8 +363,10 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
     rep.segments = [Segment(**s) for s in result["segments"]]
     if progress is not None:
         progress(len(rep.segments))
-    run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed in a separate "
-                                 f"process, max error {rep.max_error:.3g} <= {threshold:.3g}"))
+    how = "in a separate process (trusted code)" if spec.trusted_code else \
+        "from the exported programs"
+    run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed {how}, max error "
+                                 f"{rep.max_error:.3g} <= {threshold:.3g}"))
 
 
 def _const(check: Check) -> Callable[[], Check]:
@@ -347,10 +389,21 @@ def measure_loop(bundle: str | Path, data: LoopDataArg, *, code_paths: Sequence[
         c, where = materialise(spec, data, tmp)
         if not c.ok:
             raise InputError(c.detail)
-        result = run_child({"mode": "calibrate", "bundle": str(Path(bundle).resolve()),
-                            "data": where, "code_paths": [str(Path(p).resolve())
-                                                          for p in code_paths],
-                            "threads": threads, "dtype": dtype, "device": device}, tmp)
+        job = {"mode": "calibrate", "bundle": str(Path(bundle).resolve()),
+               "data": where, "code_paths": [str(Path(p).resolve()) for p in code_paths],
+               "threads": threads, "dtype": dtype, "device": device}
+        if spec.trusted_code:
+            result = run_child(job, tmp)
+        else:  # exported: no prover code, replayed here (thread count restored)
+            from mltrail.pol.loopreplay import calibrate_job
+
+            before = torch.get_num_threads()
+            try:
+                result = calibrate_job(job)
+            except MltrailError as exc:
+                result = {"error": exc.message}
+            finally:
+                torch.set_num_threads(before)
     if "error" in result:
         raise InputError(f"calibration replay failed: {result['error']}")
     return [(float(a), float(b)) for a, b in result["errors"]]

@@ -87,7 +87,8 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   prior_rejections: Sequence[str] = (), expected_model: str | None = None,
                   ledger: Ledger | None = None, device: str = "cpu",
                   progress: Callable[[int], None] | None = None,
-                  code_paths: Sequence[str] = (), timeout: float | None = None) -> Report:
+                  code_paths: Sequence[str] = (), timeout: float | None = None,
+                  trusted_code: bool = False) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
     ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
@@ -102,7 +103,9 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     loop (:class:`~mltrail.pol.loop.LoopRecorder`) it is a data file or folder, a mapping
     of named tensors, ``(x, y)`` or a tensor dataset; ``code_paths`` are the folders where
     the prover's pinned code is found, and the replay runs it in a separate process
-    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most.
+    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most — only for a proof
+    recorded in trusted-code mode and only with ``trusted_code=True``; an exported proof
+    runs none of the prover's Python.
     """
     t0 = time.perf_counter()
     folder = Path(bundle)
@@ -125,7 +128,7 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
         verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
                     threshold=thr, code_paths=code_paths, ledger=ledger,
                     expected_model=expected_model, device=device, timeout=timeout,
-                    progress=progress)
+                    progress=progress, trusted_code=trusted_code)
         rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
             and rep.checks[-1].name == "replay" else "rejected"
         rep.total_seconds = time.perf_counter() - t0
