@@ -104,6 +104,13 @@ def scheduler_spec(sched: Any, every: str) -> SchedulerSpec:
     if getattr(lr_scheduler, cls.__name__, None) is not cls:
         raise InputError(f"the recorder replays torch.optim.lr_scheduler classes, not "
                          f"{cls.__name__}")
+    if cls.__name__ in ("LambdaLR", "MultiplicativeLR"):
+        raise InputError(f"{cls.__name__} cannot be rebuilt from its state: its schedule is a "
+                         "Python function a verifier would have to run. Use a named schedule: "
+                         f"{', '.join(NAMED_SCHEDULES)}")
+    if cls is lr_scheduler.OneCycleLR:
+        return SchedulerSpec(name=cls.__name__, kwargs=_one_cycle(sched),
+                             every=every)  # type: ignore[arg-type]
     state = sched.state_dict()
     kwargs: dict[str, Any] = {}
     for name, param in inspect.signature(cls.__init__).parameters.items():
@@ -117,6 +124,32 @@ def scheduler_spec(sched: Any, every: str) -> SchedulerSpec:
         elif param.default is param.empty:
             raise InputError(f"{cls.__name__} cannot be rebuilt from its state (no {name!r})")
     return SchedulerSpec(name=cls.__name__, kwargs=kwargs, every=every)  # type: ignore[arg-type]
+
+
+NAMED_SCHEDULES = ("LinearLR", "ExponentialLR", "StepLR", "MultiStepLR", "CosineAnnealingLR",
+                   "PolynomialLR", "OneCycleLR", "CosineAnnealingWarmRestarts")
+
+
+def _nice(x: float) -> float:
+    """A ratio recomputed from floats, back to the value the user most likely typed."""
+    return float(f"{x:.12g}")
+
+
+def _one_cycle(sched: Any) -> dict[str, Any]:
+    """``OneCycleLR``'s constructor arguments, read back from its state and the optimizer's
+    parameter groups (the recorder then rebuilds it and compares states exactly)."""
+    groups = sched.optimizer.param_groups
+    phases = sched._schedule_phases
+    total = int(sched.total_steps)
+    return {"max_lr": [plain(g["max_lr"]) for g in groups], "total_steps": total,
+            "pct_start": _nice((phases[0]["end_step"] + 1) / total),
+            "anneal_strategy": str(getattr(sched, "_anneal_func_type", "cos")),
+            "cycle_momentum": bool(sched.cycle_momentum),
+            "base_momentum": [plain(g.get("base_momentum", 0.85)) for g in groups],
+            "max_momentum": [plain(g.get("max_momentum", 0.95)) for g in groups],
+            "div_factor": _nice(groups[0]["max_lr"] / groups[0]["initial_lr"]),
+            "final_div_factor": _nice(groups[0]["initial_lr"] / groups[0]["min_lr"]),
+            "three_phase": len(phases) == 3}
 
 
 def scheduler_state(sched: Any) -> dict[str, Any]:
