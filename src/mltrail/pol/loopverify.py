@@ -245,7 +245,7 @@ def programs(folder: Path, spec: LoopSpec) -> Check:
     """Every exported program is in the bundle with its digest and holds nothing but what
     a traced model needs (:func:`mltrail.pol.loopexport.check_program_json`)."""
     from mltrail.errors import VerificationError
-    from mltrail.pol.loopexport import check_program_json
+    from mltrail.pol.loopexport import check_program_json, vocabulary_loss
     from mltrail.pol.loopprogram import _constants, _read
 
     assert spec.program is not None
@@ -254,7 +254,11 @@ def programs(folder: Path, spec: LoopSpec) -> Check:
         for pf in files:
             check_program_json(_read(folder, pf))
             _constants(folder, pf)
-    except VerificationError as exc:
+        if isinstance(spec.loss, LossSpec):
+            vocabulary_loss(spec.loss.name, spec.loss.kwargs)
+        elif spec.program.loss is None:
+            raise VerificationError("the proof names no loss")
+    except (VerificationError, InputError) as exc:
         return Check(name="program", ok=False, detail=exc.message)
     loss = f"loss {spec.loss.name}" if isinstance(spec.loss, LossSpec) else "an exported loss"
     return Check(name="program", ok=True,
