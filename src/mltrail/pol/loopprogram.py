@@ -149,4 +149,8 @@ class ProgramCode:
         self.load = None
 
     def model(self) -> nn.Module:
-        return copy.deepcopy(self._model)
+        import warnings
+
+        with warnings.catch_warnings():  # torch's treespec copy warns of its own deprecation
+            warnings.simplefilter("ignore", FutureWarning)
+            return copy.deepcopy(self._model)

@@ -39,9 +39,9 @@ State = dict[str, torch.Tensor]
 def import_ref(ref: CodeRef, paths: Sequence[str]) -> Any:
     """The object ``ref`` names, imported only if its module's source has the pinned
     digest (checked on the file found before importing, and on the file imported)."""
-    for p in reversed(list(paths)):
+    for p in paths:  # appended: a --code folder never shadows an installed module
         if p not in sys.path:
-            sys.path.insert(0, p)
+            sys.path.append(p)
     found = find_source(ref.module, list(paths))
     if digest_file(found) != ref.source:
         raise VerificationError(f"the source of {ref.module} ({found.name}) does not match "
@@ -354,6 +354,8 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
         code = make_code(spec, folder, man, job.get("code_paths", []))
         dataset = build_dataset(spec, code, job.get("data"))
         states, batches, rng, _ = read_bundle(folder, spec, man, code, MAX_PARAMS)
+    except InputError:
+        raise  # the verifier's input (code not found, data missing): never a verdict
     except MltrailError as exc:
         checks.append(_check("tensors", False, exc.message))
         return out
@@ -491,11 +493,16 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -I -m mltrail.pol.loopreplay JOB.json``: writes ``result`` next to it."""
+    import numpy  # noqa: F401  (everything the replay needs is imported before any
+    import safetensors.torch  # noqa: F401  --code folder is on the path)
+
     args = list(sys.argv[1:] if argv is None else argv)
     job_path = Path(args[0])
     job = json.loads(job_path.read_text())
     try:
         result = calibrate_job(job) if job.get("mode") == "calibrate" else verify_job(job)
+    except InputError as exc:
+        result = {"error": exc.message, "input_error": True}
     except MltrailError as exc:
         result = {"error": exc.message}
     except Exception as exc:  # the prover's code: report it in one line

@@ -346,6 +346,8 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                "threads": torch.get_num_threads()}
         if spec.trusted_code:
             result = run_child(job, tmp, timeout)
+            if result.get("input_error"):
+                raise InputError(str(result["error"]))
         else:  # no code of the prover's: replayed here, from tensors and programs
             from mltrail.pol.loopreplay import verify_job
 

@@ -106,14 +106,18 @@ def _repin(out: Path, man: Any, spec: LoopSpec) -> Path:
     return out
 
 
-def patching_code_folder(folder: Path, canary: Path) -> Path:
-    """A ``--code`` folder that patches any Python process putting it on its path."""
+def patching_code_folder(folder: Path, canary: Path,
+                         packages: tuple[str, ...] = ("torch", "mltrail", "safetensors")
+                         ) -> Path:
+    """A ``--code`` folder that patches any Python process putting it on its path (a
+    package named like ``mltrail`` also shadows the pinned modules the verifier looks up,
+    so a trusted-code proof that pins one of mltrail's is refused with exit 2)."""
     folder.mkdir(parents=True, exist_ok=True)
     line = _payload(canary) + "\n"
     (folder / "sitecustomize.py").write_text(line)
     (folder / "usercustomize.py").write_text(line)
     (folder / "zz_patch.pth").write_text("import sys; " + line)
-    for pkg in ("torch", "mltrail", "safetensors"):
+    for pkg in packages:
         (folder / pkg).mkdir(exist_ok=True)
         (folder / pkg / "__init__.py").write_text(line)
     return folder
