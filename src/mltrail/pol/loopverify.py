@@ -259,7 +259,7 @@ def programs(folder: Path, spec: LoopSpec) -> Check:
         elif spec.program.loss is None:
             raise VerificationError("the proof names no loss")
     except (VerificationError, InputError) as exc:
-        return Check(name="program", ok=False, detail=exc.message)
+        return Check(name="program", ok=False, detail=exc.message.removeprefix("program: "))
     loss = f"loss {spec.loss.name}" if isinstance(spec.loss, LossSpec) else "an exported loss"
     return Check(name="program", ok=True,
                  detail=f"{len(files)} exported programs (torch {spec.program.torch}) call "
