@@ -41,6 +41,7 @@ from mltrail.errors import InputError
 from mltrail.pol.bundle import (
     Header,
     InitCommitment,
+    InitOrigin,
     Manifest,
 )
 from mltrail.pol.loopdata import commit
@@ -204,10 +205,12 @@ class LoopRecorder(BundleWriter):
                  grad_clip: float | None = None, code: Sequence[str] = (),
                  code_paths: Sequence[str] = (), anchor: AnchorFn | None = None,
                  prover: str | None = None, anchor_artefact: str | None = None,
-                 note: str | None = None) -> None:
+                 note: str | None = None, init_origin: InitOrigin | None = None) -> None:
         self.out = Path(out)
         if (self.out / "manifest.json").exists():
             raise InputError(f"{self.out} already holds a proof bundle; choose a new folder")
+        if init_origin is not None and (trusted_code or init_seed is None):
+            raise InputError("a ledger init origin goes with init_seed, in exported mode")
         if k < 1 or epochs < 1:
             raise InputError("k and epochs must be at least 1")
         if forward not in ("xy", "batch") or scheduler_every not in ("step", "epoch"):
@@ -277,7 +280,7 @@ class LoopRecorder(BundleWriter):
         header = Header(training=self.spec, k=k, data=data,
                         init=InitCommitment(scheme="factory" if trusted_code else
                                             INIT_SCHEME if init_seed is not None else "prover",
-                                            seed=init_seed),
+                                            seed=init_seed, origin=init_origin),
                         torch=torch.__version__, device=str(dev.type), prover=prover,
                         anchor_artefact=anchor_artefact,
                         note=note or f"recorded {_dt.datetime.now(_dt.UTC).isoformat()}")
@@ -381,6 +384,31 @@ class LoopRecorder(BundleWriter):
             tensors["rng"] = torch.stack(self._rng)
         self._indices, self._rng = [], []
         self._write_epoch(tensors)
+
+
+def loop_arch(params: Iterable[tuple[str, Sequence[int]]]) -> dict[str, Any]:
+    """What a loop proof's start anchor binds of the model: its parameters' names and
+    shapes (the exported program is made after the init, from these weights)."""
+    return {"loop_params": [[n, [int(d) for d in s]] for n, s in params]}
+
+
+def ledger_init(ledger: Any, dataset_id: str, model: nn.Module, dataset: Any
+                ) -> dict[str, Any]:
+    """Anchor the start of a loop's training on ``dataset_id`` before step 0 and return
+    the :func:`record_loop` arguments that go with it (``init_seed`` fixed by the anchor's
+    block, ``init_origin``, ``prover``, ``anchor_artefact``): mltrail then draws every
+    parameter from a seed nobody knew before that block, and a verifier with the ledger
+    checks it (init origin ``ledger``). Usage: ``record_loop(..., **ledger_init(led, ds,
+    model, loader.dataset))``."""
+    from mltrail.pol.onchain import start_training
+
+    data, _ = commit(dataset, pin_transform=False)
+    seed, origin = start_training(ledger, dataset_id, data_digest=data.digest, data_seed=0,
+                                  arch=loop_arch((n, p.shape)
+                                                 for n, p in model.named_parameters()),
+                                  scheme=INIT_SCHEME)
+    return {"init_seed": seed, "init_origin": origin, "prover": ledger.address,
+            "anchor_artefact": origin.artefact_id}
 
 
 def record_loop(out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,

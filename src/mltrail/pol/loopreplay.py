@@ -439,12 +439,15 @@ def program_init(man: Any, code: Any, w0: State) -> tuple[dict[str, Any], str | 
                       "a seed, nor 'prover'"), None
     params = {n: w0[n] for n, _ in code.model().named_parameters() if n in w0}
     want = reinit(params, init.seed)
+    out_params = [[n, list(t.shape)] for n, t in params.items()]
     bad = [n for n, t in params.items() if not torch.equal(t, want[n])]
     if bad or not params:
         return _check("init", False, f"initial weights are NOT {INIT_SCHEME} from seed "
                       f"{init.seed} ({', '.join(bad[:3])})"), None
-    return _check("init", True, f"every parameter at step 0 is exactly {INIT_SCHEME} from "
-                  f"seed {init.seed} (buffers are the prover's)"), "seed"
+    check = _check("init", True, f"every parameter at step 0 is exactly {INIT_SCHEME} from "
+                   f"seed {init.seed} (buffers are the prover's)")
+    check["params"] = out_params  # what the start anchor binds (checked by the parent)
+    return check, "seed"
 
 
 def rebind(dataset: Any, code: Code) -> Any:

@@ -360,6 +360,16 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                           detail=f"the replay failed: {result['error']}"))
         return
     for c in result["checks"]:
+        params = c.pop("params", None)
+        if c["name"] == "init" and c["ok"] and man.header.init.origin is not None:
+            c, origin = ledger_origin(man, params or [], ledger), "ledger"
+            if not c.ok:
+                run(_const(c))
+                return
+            if not c.detail.startswith("every"):
+                origin = "seed"
+            result["init_origin"] = origin
+            c = c.model_dump()
         if not run(_const(Check(**c))):
             return
     rep.init_origin = result.get("init_origin")
@@ -373,6 +383,39 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
         "from the exported programs"
     run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed {how}, max error "
                                  f"{rep.max_error:.3g} <= {threshold:.3g}"))
+
+
+def ledger_origin(man: Manifest, params: list[list[Any]], ledger: Ledger | None) -> Check:
+    """The init seed of an exported loop proof is the one its start anchor's block fixes:
+    the anchor, by the prover, before step 0, binds the data, the prover, the parameters'
+    names and shapes and the scheme (:func:`mltrail.pol.loop.ledger_init`)."""
+    from mltrail.pol.challenge import init_seed_from, start_root
+    from mltrail.pol.checks import find_anchor
+    from mltrail.pol.loop import loop_arch
+
+    h, ic = man.header, man.header.init
+    o = ic.origin
+    assert o is not None
+    root = start_root(h.data.digest, h.prover, 0, loop_arch((n, s) for n, s in params),
+                      ic.scheme)
+    if o.root != root.hex():
+        return Check(name="init", ok=False, detail="the start anchor's root does not bind this "
+                     "proof's data, prover and parameters")
+    if ledger is None:
+        return Check(name="init", ok=True, detail=f"parameters are exactly {ic.scheme} from "
+                     f"seed {ic.seed}, said to come from block {o.block} (not checked: no "
+                     "ledger)")
+    ev = find_anchor(ledger, o.artefact_id, root, 0, None, actor=h.prover)
+    blocks = list(ledger.backend.blocks(o.block, o.block)) if ev is not None else []
+    if ev is None or ev["block"] != o.block or not blocks or not blocks[0].hash_ok:
+        return Check(name="init", ok=False, detail=f"no start anchor by the prover at block "
+                     f"{o.block} on {o.artefact_id[:10]}…: the init seed is not the ledger's")
+    if init_seed_from(blocks[0].hash, root) != ic.seed:
+        return Check(name="init", ok=False,
+                     detail=f"the init seed is not the one block {o.block} fixes")
+    return Check(name="init", ok=True, detail=f"every parameter at step 0 is exactly "
+                 f"{ic.scheme} from the seed block {o.block} fixed (the prover's start "
+                 "anchor, before step 0)")
 
 
 def _const(check: Check) -> Callable[[], Check]:
