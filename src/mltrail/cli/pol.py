@@ -168,8 +168,9 @@ def verify(
                                              "segment seed (overrides the challenge).")] = None,
     device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
     code: Annotated[list[Path] | None, typer.Option(
-        "--code", help="A user-loop proof: a folder holding the prover's pinned code "
-        "(repeatable); it runs in a separate process after its digests are checked.")] = None,
+        "--code", help="A trusted-code loop proof: a folder holding the prover's pinned "
+        "code (repeatable); it runs in a separate process after its digests are checked.")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=1, help="A user-loop proof: stop the replay process after this "
         "many seconds (rejected).")] = None,
@@ -178,12 +179,13 @@ def verify(
 ) -> None:
     """Verify a proof by partial replay. Exit 0: accepted; 1: rejected.
 
-    A proof recorded from your own loop (mltrail.record_loop) names its model factory,
-    loss and transform by import path; give the folder of that code with --code. Its
-    source digests are checked before it is imported, and the replay runs it in a
-    separate process.
+    A proof recorded from your own loop (mltrail.record_loop) carries its model, loss
+    and transform as torch.export programs: it is replayed with none of the prover's
+    Python. One recorded in trusted-code mode names them by import path instead: pass
+    --trusted-code and the folder of that code with --code (its source digests are
+    checked before it is imported; the replay runs it in a separate process).
 
-    Example: mltrail pol verify proof --data train.safetensors --code src
+    Example: mltrail pol verify proof --data train.safetensors
     """
     from mltrail.pol.workflows import VerifyRequest, verify_and_record
 
