@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from mltrail.errors import InputError
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.loop import record_loop
@@ -170,9 +171,11 @@ def bench_loop_adversaries(provers: int, seeds: int) -> dict[str, Any]:
             assert data is not None
             honest = adv.honest(base / f"h{p}", code, p, n=n)
             b, folder = adv.swap_source(base / f"s{p}", code, p, repin=False, n=n)
-            rep = verify_bundle(b, data, code_paths=[str(folder)], seed=p, trusted_code=True)
-            rows["swap_refused"].append(float(rep.verdict == "rejected" and
-                                              rep.checks[-1].name == "code"))
+            try:  # refused as the verifier's input (exit 2) before any of it runs
+                verify_bundle(b, data, code_paths=[str(folder)], seed=p, trusted_code=True)
+                rows["swap_refused"].append(0.0)
+            except InputError:
+                rows["swap_refused"].append(1.0)
             adv.edit_scheduler_state(base / f"e{p}", honest, p)
             rep = verify_bundle(base / f"e{p}", data, code_paths=[str(code)], seed=p,
                                  trusted_code=True)

@@ -77,6 +77,12 @@ def test_loop_proofs_on_the_ledger(home, open_as, cli, tmp_path: Path) -> None:
                  "--allow-unseeded")
     assert res.code == 0 and res.json()["overrides"] == ["accept-trusted-code"]
     assert state(tmodel) == "verified"
+    # data that are not the committed bytes: the verifier's input, exit 2, nothing recorded
+    wrong = tmp_path / "wrong.safetensors"
+    save_state_dict({"x": tensors["x"] + 1, "y": tensors["y"]}, wrong)
+    res = cli("--as", "verifier", "pol", "verify", "--model", model, "--data", str(wrong),
+              home=home.root)
+    assert res.code == 2 and "not the committed" in res.err and state(model) == "trained"
     # the exported proof with the ledger's init seed: verified with no override at all
     res = verify(model)
     assert res.code == 0, res.err

@@ -156,19 +156,20 @@ def scheduler_states(folder: Path, man: Manifest, spec: LoopSpec) -> Check:
 
 
 def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, str | None]:
-    """Check the verifier's data against the commitment; returns where the child reads
-    it (a safetensors file written into ``tmp``, or the data folder)."""
+    """Check the verifier's data against the commitment; returns where the replay reads
+    it (a safetensors file written into ``tmp``, or the data folder). Data that are not
+    the committed bytes are the verifier's input error (:class:`InputError`, exit 2),
+    never a verdict about the proof."""
     from mltrail.pol.loopdata import check_tensors, folder_digest, load_tensors_file, tensors_of
 
     committed = spec.data
     if isinstance(committed, FolderData):
         if not isinstance(data, str | Path) or not Path(data).is_dir():
-            return Check(name="data", ok=False, detail="the proof's data is a folder of "
-                                                       "files: give that folder"), None
+            raise InputError("the proof's data is a folder of files: give that folder")
         digest, n = folder_digest(Path(data))
         if digest != committed.digest:
-            return Check(name="data", ok=False, detail=f"the folder {digest[:19]}… is not "
-                         f"the committed {committed.digest[:19]}…"), None
+            raise InputError(f"the data folder {digest[:19]}… is not the committed "
+                             f"{committed.digest[:19]}… (the verifier's data: nothing judged)")
         return Check(name="data", ok=True, detail=f"{n} files match {digest[:19]}…"), \
             str(data)
     assert isinstance(committed, TensorData)
@@ -187,7 +188,7 @@ def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, st
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     why = check_tensors(committed, tensors)
     if why:
-        return Check(name="data", ok=False, detail=why), None
+        raise InputError(f"{why} (the verifier's data: nothing judged)")
     path = tmp / "data.safetensors"
     from mltrail.provenance.digest import save_state_dict
 
@@ -199,15 +200,15 @@ def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, st
 
 def code_digests(spec: LoopSpec, paths: Sequence[str]) -> Check:
     """Every pinned module's source, found without importing it, has its digest. A module
-    that cannot be found is the verifier's input error (:class:`InputError`, exit 2: give
-    ``--code``), never a verdict about the proof."""
+    that cannot be found, or whose source is not the pinned one, is the verifier's input
+    error (:class:`InputError`, exit 2: give the pinned code with ``--code``), never a
+    verdict about the proof; nothing of it runs."""
     for ref in spec.refs():
         got = source_digest(ref.module, list(paths))
-        if got != ref.source:
-            return Check(name="code", ok=False,
-                         detail=f"the source of {ref.module} does not match the digest "
-                                f"pinned in the proof ({got[:19]}… found, {ref.source[:19]}… "
-                                "pinned): refusing to run it")
+        if got != ref.source:  # the verifier's copy of the code: refused, never judged
+            raise InputError(f"the source of {ref.module} does not match the digest pinned "
+                             f"in the proof ({got[:19]}… found, {ref.source[:19]}… pinned): "
+                             "refusing to run it; give the prover's pinned code")
     return Check(name="code", ok=True,
                  detail=f"{len(spec.refs())} pinned modules match their digests "
                         f"({', '.join(sorted({r.module for r in spec.refs()}))})")
