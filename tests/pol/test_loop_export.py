@@ -69,6 +69,10 @@ def test_trusted_code_is_explicit_and_missing_code_is_input_error(tmp_path: Path
     bundle = adv.honest(tmp_path / "honest", code, 0)
     data = tmp_path / "data.safetensors"
     save_state_dict(loops.loop_data(bundle), data)
+    from mltrail.pol.bundle import genesis_ok, read_manifest
+
+    man = read_manifest(bundle)  # serialised as before programs existed: old digests hold
+    assert "program" not in man.header.training.model_dump() and genesis_ok(man)
     base = ["pol", "verify", str(bundle), "--data", str(data), "--seed", "1"]
     res = cli(*base, "--code", str(code))  # the verifier did not choose to run code
     assert res.code == 2 and "--trusted-code" in res.err, res.err

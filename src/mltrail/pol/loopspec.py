@@ -23,7 +23,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from mltrail.errors import InputError
 from mltrail.provenance.digest import digest_file
@@ -150,6 +156,15 @@ class LoopSpec(_Strict):
     batch_size: int = Field(ge=1)  # the largest batch
     rng: bool = False  # the global RNG state is recorded before every step
     grad_clip: float | None = Field(default=None, gt=0.0)  # clip_grad_norm_ before step
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_program(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A spec without programs serialises as before they existed (a trusted-code
+        proof's header digest is what a verifier from before issue 18 computes)."""
+        out: dict[str, Any] = handler(self)
+        if out.get("program") is None:
+            out.pop("program", None)
+        return out
 
     @property
     def n_samples(self) -> int:
