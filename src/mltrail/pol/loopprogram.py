@@ -6,7 +6,8 @@ transform on one item; checks that each program computes bitwise what the eager 
 computes; writes ``program/*.json`` and constants into the bundle) and
 :class:`ProgramCode` (the verifier's stand-in for the prover's code: the model, loss and
 transform rebuilt from those files by :func:`mltrail.pol.loopexport.load_program`, with
-the same interface as :class:`mltrail.pol.loopreplay.Code`). Nothing here imports the
+the same interface as :class:`mltrail.pol.loopreplay.Code`), and :func:`program_init`,
+the init check that needs no code. Nothing here imports the
 prover's Python; the safety of loading is :mod:`mltrail.pol.loopexport`'s.
 """
 
@@ -154,3 +155,31 @@ class ProgramCode:
         with warnings.catch_warnings():  # torch's treespec copy warns of its own deprecation
             warnings.simplefilter("ignore", FutureWarning)
             return copy.deepcopy(self._model)
+
+
+def program_init(man: Any, code: Any, w0: Mapping[str, torch.Tensor]
+                 ) -> tuple[dict[str, Any], str | None]:
+    """The init check of an exported proof: with the scheme ``mltrail-fanin/1`` and a
+    seed, every parameter of checkpoint 0 is exactly what the scheme draws (no code of the
+    prover's runs); with scheme ``prover`` the initial weights are the prover's choice."""
+    from mltrail.pol.loopexport import INIT_SCHEME, reinit
+    from mltrail.pol.loopreplay import _check
+
+    init = man.header.init
+    if init.scheme == "prover" and init.seed is None:
+        return _check("init", True, "no init seed committed: the initial weights are the "
+                      "prover's choice"), "unseeded"
+    if init.scheme != INIT_SCHEME or init.seed is None:
+        return _check("init", False, f"init scheme {init.scheme!r} is not {INIT_SCHEME} with "
+                      "a seed, nor 'prover'"), None
+    params = {n: w0[n] for n, _ in code.model().named_parameters() if n in w0}
+    want = reinit(params, init.seed)
+    out_params = [[n, list(t.shape)] for n, t in params.items()]
+    bad = [n for n, t in params.items() if not torch.equal(t, want[n])]
+    if bad or not params:
+        return _check("init", False, f"initial weights are NOT {INIT_SCHEME} from seed "
+                      f"{init.seed} ({', '.join(bad[:3])})"), None
+    check = _check("init", True, f"every parameter at step 0 is exactly {INIT_SCHEME} from "
+                   f"seed {init.seed} (buffers are the prover's)")
+    check["params"] = out_params  # what the start anchor binds (checked by the parent)
+    return check, "seed"

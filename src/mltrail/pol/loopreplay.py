@@ -1,13 +1,16 @@
-"""Replaying a user loop's proof: the prover's code, run in a separate process.
+"""Replaying a user loop's proof: from its exported programs, or (trusted-code mode) the
+prover's code in a separate process.
 
 Owns :func:`import_ref` (import a pinned callable, its source digest checked before and
-after the import), the rebuilding of model, optimizer, scheduler and dataset from a
+after the import), :func:`make_code` (the model, loss and transform of a proof: its
+programs, :class:`~mltrail.pol.loopprogram.ProgramCode`, or the imported :class:`Code`),
+the rebuilding of optimizer, scheduler and dataset from a
 :class:`~mltrail.pol.loopspec.LoopSpec`, the replayed step (:func:`run_steps`), and the
-child process's side of verification (:func:`verify_job`, :func:`calibrate_job`, run by
-``python -I -m mltrail.pol.loopreplay JOB``): file checks, the init check, the scheduler
-check, the challenge plan and the replay of the chosen segments. The parent
-(:mod:`mltrail.pol.loopverify`) starts it and reads its JSON answer; this module never
-touches the ledger and never decides the verdict.
+replay side of verification (:func:`verify_job`, :func:`calibrate_job`): file checks,
+the init check, the challenge plan and the replay of the chosen segments. For an exported
+proof the verifier calls them in its own process; in trusted-code mode they run in
+``python -I -m mltrail.pol.loopreplay JOB``, started by :mod:`mltrail.pol.loopverify`.
+This module never touches the ledger and never decides the verdict.
 """
 
 from __future__ import annotations
@@ -366,6 +369,8 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
         checks.append(_check("init", False, "optimizer state at step 0 is not empty"))
         return out
     if spec.program is not None:
+        from mltrail.pol.loopprogram import program_init
+
         check, out["init_origin"] = program_init(man, code, states[0][0])
         checks.append(check)
         if not check["ok"]:
@@ -422,32 +427,6 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
                                 "optim_error": oerr, "cosine": cos, "ok": ok})
     out["segments"] = [results[i] for i, _ in chosen]
     return out
-
-
-def program_init(man: Any, code: Any, w0: State) -> tuple[dict[str, Any], str | None]:
-    """The init check of an exported proof: with the scheme ``mltrail-fanin/1`` and a
-    seed, every parameter of checkpoint 0 is exactly what the scheme draws (no code of the
-    prover's runs); with scheme ``prover`` the initial weights are the prover's choice."""
-    from mltrail.pol.loopexport import INIT_SCHEME, reinit
-
-    init = man.header.init
-    if init.scheme == "prover" and init.seed is None:
-        return _check("init", True, "no init seed committed: the initial weights are the "
-                      "prover's choice"), "unseeded"
-    if init.scheme != INIT_SCHEME or init.seed is None:
-        return _check("init", False, f"init scheme {init.scheme!r} is not {INIT_SCHEME} with "
-                      "a seed, nor 'prover'"), None
-    params = {n: w0[n] for n, _ in code.model().named_parameters() if n in w0}
-    want = reinit(params, init.seed)
-    out_params = [[n, list(t.shape)] for n, t in params.items()]
-    bad = [n for n, t in params.items() if not torch.equal(t, want[n])]
-    if bad or not params:
-        return _check("init", False, f"initial weights are NOT {INIT_SCHEME} from seed "
-                      f"{init.seed} ({', '.join(bad[:3])})"), None
-    check = _check("init", True, f"every parameter at step 0 is exactly {INIT_SCHEME} from "
-                   f"seed {init.seed} (buffers are the prover's)")
-    check["params"] = out_params  # what the start anchor binds (checked by the parent)
-    return check, "seed"
 
 
 def rebind(dataset: Any, code: Code) -> Any:

@@ -1,12 +1,17 @@
-"""The verifier's side for a user loop's proof: static checks here, replay in a child.
+"""The verifier's side for a user loop's proof: every check, and the replay of an
+exported proof, in this process; a trusted-code proof's replay in a child.
 
 Owns :func:`verify_loop`, called by :func:`mltrail.pol.verifier.verify_bundle` when a
 manifest's training spec is a :class:`~mltrail.pol.loopspec.LoopSpec`. In this process it
 checks everything that needs none of the prover's code: bounds, hash chain and layout,
 hyperparameters (optimizer and scheduler classes of ``torch.optim``, rates and the
-schedule's trajectory on dummy parameters), the data against its commitment, the source
-digest of every pinned module (found on ``code_paths`` *without importing it*), anchors
-and the final model. Only then does it start a separate Python process
+schedule's trajectory on dummy parameters), the data against its commitment (a mismatch
+is the verifier's input error), the exported programs (:func:`programs`) or, in
+trusted-code mode, the source digest of every pinned module (found on ``code_paths``
+*without importing it*), anchors, the final model, and the ledger origin of the init
+seed. An exported proof is then replayed here (:func:`mltrail.pol.loopreplay.verify_job`,
+no code of the prover's). A trusted-code proof, only when the verifier asks for it, is
+replayed in a separate Python process
 (``python -I -m mltrail.pol.loopreplay``: isolated mode, an empty working folder, an
 environment without mltrail passwords or anything named like a secret) which imports the
 pinned code after checking its digests again and replays the challenged segments. It
