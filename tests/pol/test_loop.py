@@ -41,7 +41,8 @@ def test_resnet_adam_two_groups_cosine_verified_through_the_cli(proofs: dict[str
     assert spec.optimizer.name == "Adam" and len(spec.optimizer.groups) == 2
     assert spec.optimizer.groups[1].options["lr"] == 1e-2
     assert spec.scheduler is not None and spec.scheduler.name == "CosineAnnealingLR"
-    assert spec.model.ref == "mltrail.testing.pol_userloops:make_resnet"
+    # exported: the model crosses as a torch.export program, no factory is named
+    assert spec.model is None and spec.program is not None
     assert any(k.endswith("running_mean") for k in
                load_file(proofs["resnet"] / man.checkpoints()[1].files["model"]))
     data = tmp_path / "images.safetensors"
@@ -64,8 +65,8 @@ def test_mlp_tabular_custom_loss_and_transformer_accepted(proofs: dict[str, Path
     spec = read_manifest(proofs["transformer"]).header.training
     assert isinstance(spec, LoopSpec) and spec.rng  # dropout: RNG state recorded per step
     mlp = read_manifest(proofs["mlp"]).header.training
-    assert isinstance(mlp, LoopSpec) and mlp.transform is not None \
-        and mlp.loss.ref.endswith(":smooth_margin_loss")
+    assert isinstance(mlp, LoopSpec) and mlp.program is not None \
+        and mlp.program.transform is not None and mlp.program.loss is not None
 
 
 def test_the_projects_spoofs_are_rejected_on_a_user_loop(proofs: dict[str, Path],
@@ -101,18 +102,19 @@ def test_user_loop_adversaries(tmp_path: Path) -> None:
             "y": loops.tabular_data(n=64, seed=0).tensors["y"]}
     honest = adv.honest(tmp_path / "honest", code, 0)
     # the pinned module swapped for another file with the same import path: refused
-    # before any of it runs
+    # before any of it runs (the verifier's copy of the code: exit 2, never a verdict)
     swapped, folder = adv.swap_source(tmp_path / "swap", code, 0, repin=False)
-    rep = mltrail.verify_bundle(swapped, data, code_paths=[str(folder)], seed=1)
-    assert rep.verdict == "rejected" and rep.checks[-1].name == "code"
-    assert "does not match the digest pinned" in rep.reasons[0]
+    with pytest.raises(InputError, match="does not match the digest pinned"):
+        mltrail.verify_bundle(swapped, data, code_paths=[str(folder)], seed=1,
+                              trusted_code=True)
     # a loss with hidden state (a call counter): replayed from fresh imports, it diverges
     hidden = adv.hidden_state(tmp_path / "hidden", code, 0)
-    rep = mltrail.verify_bundle(hidden, data, code_paths=[str(code)], seed=1)
+    rep = mltrail.verify_bundle(hidden, data, code_paths=[str(code)], seed=1, trusted_code=True)
     assert rep.verdict == "rejected" and rep.checks[-1].name == "replay", rep.reasons
     # one checkpoint's scheduler state edited, the manifest re-chained
     adv.edit_scheduler_state(tmp_path / "sched", honest, 0)
-    rep = mltrail.verify_bundle(tmp_path / "sched", data, code_paths=[str(code)], seed=1)
+    rep = mltrail.verify_bundle(tmp_path / "sched", data, code_paths=[str(code)], seed=1,
+                                trusted_code=True)
     assert rep.verdict == "rejected" and rep.checks[-1].name == "scheduler"
 
 
@@ -145,14 +147,17 @@ def test_the_recorder_refuses_what_it_cannot_replay(tmp_path: Path) -> None:
         return a.sum()
 
     with pytest.raises(InputError, match="import path"):
-        mltrail.record_loop(**_tiny(tmp_path, loss=local_loss))
+        mltrail.record_loop(**_tiny(tmp_path, loss=local_loss, trusted_code=True))
     with pytest.raises(InputError, match="standard library"):
+        mltrail.record_loop(**_tiny(tmp_path, loss="os:system", trusted_code=True))
+    with pytest.raises(InputError, match="neither in the vocabulary"):
         mltrail.record_loop(**_tiny(tmp_path, loss="os:system"))
     with pytest.raises(InputError, match="not what"):
-        mltrail.record_loop(**_tiny(tmp_path, model_factory=loops.make_resnet))
+        mltrail.record_loop(**_tiny(tmp_path, model_factory=loops.make_resnet,
+                                    trusted_code=True))
     args = _tiny(tmp_path)
     lam = torch.optim.lr_scheduler.LambdaLR(args["optimizer"], lambda s: 0.9 ** s)
-    with pytest.raises(InputError, match="rebuilt"):
+    with pytest.raises(InputError, match="cannot be rebuilt.*CosineAnnealingLR"):
         mltrail.record_loop(**{**args, "scheduler": lam})
     args = _tiny(tmp_path)
     args["loader"] = DataLoader(args["loader"].dataset, batch_size=4,
@@ -179,9 +184,12 @@ def test_a_folder_of_files_is_data_too(tmp_path: Path) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = DataLoader(mltrail.FolderDataset(folder, load=loops.load_sample), batch_size=8,
                         shuffle=True)
+    with pytest.raises(InputError, match="FolderDataset's load function is Python"):
+        mltrail.record_loop(tmp_path / "refused", model, opt, loader, loss="cross_entropy",
+                            epochs=1)
     with mltrail.record_loop(tmp_path / "proof", model, opt, loader,
                              model_factory=loops.make_mlp, loss=loops.cross_entropy,
-                             epochs=1, k=2) as rec:
+                             epochs=1, k=2, trusted_code=True) as rec:
         for xb, yb in rec.loader:
             opt.zero_grad()
             loops.cross_entropy(model(xb), yb).backward()
@@ -192,11 +200,12 @@ def test_a_folder_of_files_is_data_too(tmp_path: Path) -> None:
     from mltrail.provenance.digest import digest_path
 
     assert spec.data.digest == digest_path(folder)  # a registered folder's content digest
-    rep = mltrail.verify_bundle(tmp_path / "proof", folder, seed=2)
+    rep = mltrail.verify_bundle(tmp_path / "proof", folder, seed=2, trusted_code=True)
     assert rep.verdict == "accepted", rep.reasons
+    assert rep.trusted_code and rep.qualifier is not None and "trusted code" in rep.qualifier
     (folder / "sample-0003.npy").write_bytes((folder / "sample-0004.npy").read_bytes())
-    rep = mltrail.verify_bundle(tmp_path / "proof", folder, seed=2)
-    assert rep.verdict == "rejected" and rep.checks[-1].name == "data"
+    with pytest.raises(InputError, match="not the committed"):  # the verifier's data
+        mltrail.verify_bundle(tmp_path / "proof", folder, seed=2, trusted_code=True)
 
 
 def test_calibrate_on_the_users_own_proof(proofs: dict[str, Path], tmp_path: Path) -> None:

@@ -201,14 +201,21 @@ def verify(
     allow_unseeded: Annotated[bool, typer.Option(
         "--allow-unseeded", help="Move an accepted proof whose init seed was not fixed by "
         "the ledger to verified anyway.")] = False,
+    trusted_code: Annotated[bool, typer.Option(
+        "--trusted-code", help="A loop proof recorded in trusted-code mode: run the "
+        "prover's pinned Python to replay it (read it first).")] = False,
+    accept_trusted_code: Annotated[bool, typer.Option(
+        "--accept-trusted-code", help="With --model: move an accepted trusted-code proof "
+        "to verified (the override is named in the report).")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report.")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Fix the verifier's random "
                                              "segment seed (overrides the challenge).")] = None,
     device: Annotated[str, typer.Option("--device", help="Replay on this device.")] = "cpu",
     code: Annotated[list[Path] | None, typer.Option(
-        "--code", help="A user-loop proof: a folder holding the prover's pinned code "
-        "(repeatable); it runs in a separate process after its digests are checked.")] = None,
+        "--code", help="A trusted-code loop proof: a folder holding the prover's pinned "
+        "code (repeatable); it runs in a separate process after its digests are checked.")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=1, help="A user-loop proof: stop the replay process after this "
         "many seconds (rejected).")] = None,
@@ -221,19 +228,22 @@ def verify(
 ) -> None:
     """Verify a proof by partial replay. Exit 0: accepted; 1: rejected.
 
-    A proof recorded from your own loop (mltrail.record_loop) names its model factory,
-    loss and transform by import path; give the folder of that code with --code. Its
-    source digests are checked before it is imported, and the replay runs it in a
-    separate process.
+    A proof recorded from your own loop (mltrail.record_loop) carries its model, loss
+    and transform as torch.export programs: it is replayed with none of the prover's
+    Python. One recorded in trusted-code mode names them by import path instead: pass
+    --trusted-code and the folder of that code with --code (its source digests are
+    checked before it is imported; the replay runs it in a separate process).
 
-    Example: mltrail pol verify proof --data train.safetensors --code src
+    Example: mltrail pol verify proof --data train.safetensors
     """
     from mltrail.pol.workflows import VerifyRequest, verify_and_record
 
     _threads(threads)
     req = VerifyRequest(bundle=bundle, data=data, q=q, random_r=random_r, miss_rate=miss_rate,
                         forged=forged, threshold=threshold, model=model, record=record,
-                        delay=delay, secret=secret, allow_unseeded=allow_unseeded, seed=seed,
+                        delay=delay, secret=secret, allow_unseeded=allow_unseeded,
+                        trusted_code=trusted_code, accept_trusted_code=accept_trusted_code,
+                        seed=seed,
                         device=device, code=list(code or []), timeout=timeout, report=report,
                         html=html_out, calibration=calibration)
 

@@ -22,6 +22,7 @@ It never judges a proof and never runs the verifier.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import inspect
 import warnings
@@ -40,11 +41,17 @@ from mltrail.errors import InputError
 from mltrail.pol.bundle import (
     Header,
     InitCommitment,
+    InitOrigin,
     Manifest,
 )
 from mltrail.pol.loopdata import commit
+from mltrail.pol.loopexport import INIT_SCHEME, loss_name_of, reinit
+from mltrail.pol.loopprogram import export_programs
 from mltrail.pol.loopspec import (
+    CodeRef,
+    FolderData,
     LoopSpec,
+    LossSpec,
     OptimizerSpec,
     ParamGroup,
     SchedulerSpec,
@@ -98,6 +105,13 @@ def scheduler_spec(sched: Any, every: str) -> SchedulerSpec:
     if getattr(lr_scheduler, cls.__name__, None) is not cls:
         raise InputError(f"the recorder replays torch.optim.lr_scheduler classes, not "
                          f"{cls.__name__}")
+    if cls.__name__ in ("LambdaLR", "MultiplicativeLR"):
+        raise InputError(f"{cls.__name__} cannot be rebuilt from its state: its schedule is a "
+                         "Python function a verifier would have to run. Use a named schedule: "
+                         f"{', '.join(NAMED_SCHEDULES)}")
+    if cls is lr_scheduler.OneCycleLR:
+        return SchedulerSpec(name=cls.__name__, kwargs=_one_cycle(sched),
+                             every=every)  # type: ignore[arg-type]
     state = sched.state_dict()
     kwargs: dict[str, Any] = {}
     for name, param in inspect.signature(cls.__init__).parameters.items():
@@ -111,6 +125,32 @@ def scheduler_spec(sched: Any, every: str) -> SchedulerSpec:
         elif param.default is param.empty:
             raise InputError(f"{cls.__name__} cannot be rebuilt from its state (no {name!r})")
     return SchedulerSpec(name=cls.__name__, kwargs=kwargs, every=every)  # type: ignore[arg-type]
+
+
+NAMED_SCHEDULES = ("LinearLR", "ExponentialLR", "StepLR", "MultiStepLR", "CosineAnnealingLR",
+                   "PolynomialLR", "OneCycleLR", "CosineAnnealingWarmRestarts")
+
+
+def _nice(x: float) -> float:
+    """A ratio recomputed from floats, back to the value the user most likely typed."""
+    return float(f"{x:.12g}")
+
+
+def _one_cycle(sched: Any) -> dict[str, Any]:
+    """``OneCycleLR``'s constructor arguments, read back from its state and the optimizer's
+    parameter groups (the recorder then rebuilds it and compares states exactly)."""
+    groups = sched.optimizer.param_groups
+    phases = sched._schedule_phases
+    total = int(sched.total_steps)
+    return {"max_lr": [plain(g["max_lr"]) for g in groups], "total_steps": total,
+            "pct_start": _nice((phases[0]["end_step"] + 1) / total),
+            "anneal_strategy": str(getattr(sched, "_anneal_func_type", "cos")),
+            "cycle_momentum": bool(sched.cycle_momentum),
+            "base_momentum": [plain(g.get("base_momentum", 0.85)) for g in groups],
+            "max_momentum": [plain(g.get("max_momentum", 0.95)) for g in groups],
+            "div_factor": _nice(groups[0]["max_lr"] / groups[0]["initial_lr"]),
+            "final_div_factor": _nice(groups[0]["initial_lr"] / groups[0]["min_lr"]),
+            "three_phase": len(phases) == 3}
 
 
 def scheduler_state(sched: Any) -> dict[str, Any]:
@@ -156,18 +196,21 @@ class LoopRecorder(BundleWriter):
     spec: LoopSpec
 
     def __init__(self, out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 loader: DataLoader[Any], *, model_factory: Callable[..., nn.Module] | str,
-                 loss: Callable[..., torch.Tensor] | str, epochs: int, k: int = 100,
+                 loader: DataLoader[Any], *, loss: Any, epochs: int, k: int = 100,
+                 model_factory: Callable[..., nn.Module] | str | None = None,
+                 trusted_code: bool = False,
                  scheduler: Any = None, scheduler_every: str = "step",
                  factory_kwargs: dict[str, Any] | None = None, forward: str = "xy",
                  rng: bool | None = None, init_seed: int | None = None,
                  grad_clip: float | None = None, code: Sequence[str] = (),
                  code_paths: Sequence[str] = (), anchor: AnchorFn | None = None,
                  prover: str | None = None, anchor_artefact: str | None = None,
-                 note: str | None = None) -> None:
+                 note: str | None = None, init_origin: InitOrigin | None = None) -> None:
         self.out = Path(out)
         if (self.out / "manifest.json").exists():
             raise InputError(f"{self.out} already holds a proof bundle; choose a new folder")
+        if init_origin is not None and (trusted_code or init_seed is None):
+            raise InputError("a ledger init origin goes with init_seed, in exported mode")
         if k < 1 or epochs < 1:
             raise InputError("k and epochs must be at least 1")
         if forward not in ("xy", "batch") or scheduler_every not in ("step", "epoch"):
@@ -185,10 +228,34 @@ class LoopRecorder(BundleWriter):
                              "custom collate_fn belongs in the dataset or the loss")
         if loader.batch_sampler is None:
             raise InputError("the loader needs a batch size (batch_size=None is not a loop)")
-        data, transform = commit(loader.dataset, paths)
-        factory = ref_of(model_factory, factory_kwargs, paths)
+        data, transform = commit(loader.dataset, paths, pin_transform=trusted_code)
+        self.trusted_code = trusted_code
+        factory: CodeRef | None = None
+        loss_ref: CodeRef | LossSpec | None = None
+        if trusted_code:
+            if model_factory is None:
+                raise InputError("trusted_code=True replays your model factory: pass "
+                                 "model_factory")
+            factory, loss_ref = ref_of(model_factory, factory_kwargs, paths), \
+                ref_of(loss, None, paths)
+        else:
+            if forward != "xy":
+                raise InputError("an exported proof replays loss(model(inputs), targets); "
+                                 "forward='batch' needs trusted_code=True")
+            if isinstance(data, FolderData):
+                raise InputError("a FolderDataset's load function is Python: load the files "
+                                 "into an ArrayDataset (the bytes are then committed), or "
+                                 "record with trusted_code=True")
+            named = loss_name_of(loss)
+            loss_ref = LossSpec(name=named[0], kwargs=named[1]) if named else None
+            transform = None
+            if init_seed is not None:  # mltrail's own init: checkable with no code
+                fresh = reinit(dict(model.named_parameters()), init_seed)
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        p.copy_(fresh[name])
         self.spec = LoopSpec(
-            model=factory, loss=ref_of(loss, None, paths), transform=transform,
+            model=factory, loss=loss_ref, transform=transform,
             code=[ref_of(f"{c}:__name__", None, paths) for c in code],
             optimizer=optimizer_spec(model, optimizer),
             scheduler=scheduler_spec(scheduler, scheduler_every) if scheduler is not None
@@ -196,6 +263,11 @@ class LoopRecorder(BundleWriter):
             epochs=epochs, steps_per_epoch=len(loader.batch_sampler),  # type: ignore[arg-type]
             batch_size=int(getattr(loader.batch_sampler, "batch_size", None) or 1),
             rng=use_rng, grad_clip=grad_clip)
+        if not trusted_code:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.spec.program = export_programs(self.out, model, loss, loader.dataset,
+                                                loss_ref is None,
+                                                loader.batch_sampler)  # type: ignore[arg-type]
         self._check_rebuild(init_seed, paths)
         self._queue: deque[tuple[list[int], torch.Tensor | None]] = deque()
         self.loader: DataLoader[Any] = DataLoader(
@@ -206,7 +278,9 @@ class LoopRecorder(BundleWriter):
             persistent_workers=loader.persistent_workers)
         dev = next(model.parameters()).device
         header = Header(training=self.spec, k=k, data=data,
-                        init=InitCommitment(scheme="factory", seed=init_seed),
+                        init=InitCommitment(scheme="factory" if trusted_code else
+                                            INIT_SCHEME if init_seed is not None else "prover",
+                                            seed=init_seed, origin=init_origin),
                         torch=torch.__version__, device=str(dev.type), prover=prover,
                         anchor_artefact=anchor_artefact,
                         note=note or f"recorded {_dt.datetime.now(_dt.UTC).isoformat()}")
@@ -228,19 +302,22 @@ class LoopRecorder(BundleWriter):
         spec: try it now (on a forked RNG, so the caller's random stream is untouched)."""
         from mltrail.pol.loopreplay import build_optimizer, build_scheduler, import_ref
 
-        with torch.random.fork_rng(devices=[]):
-            if init_seed is not None:
-                torch.manual_seed(init_seed)
-            twin = import_ref(self.spec.model, paths)(**self.spec.model.kwargs)
-        mine = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        if [(n, tuple(t.shape)) for n, t in twin.state_dict().items()] != \
-                [(n, tuple(t.shape)) for n, t in mine.items()]:
-            raise InputError(f"the model is not what {self.spec.model.ref} builds (its "
-                             "parameters and buffers differ)")
-        if init_seed is not None and digest_state_dict(twin.state_dict()) != \
-                digest_state_dict(mine):
-            raise InputError(f"the model's weights are not {self.spec.model.ref}() after "
-                             f"torch.manual_seed({init_seed})")
+        if self.spec.model is None:  # exported: the program was checked against the model
+            twin = copy.deepcopy(self.model)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                if init_seed is not None:
+                    torch.manual_seed(init_seed)
+                twin = import_ref(self.spec.model, paths)(**self.spec.model.kwargs)
+            mine = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            if [(n, tuple(t.shape)) for n, t in twin.state_dict().items()] != \
+                    [(n, tuple(t.shape)) for n, t in mine.items()]:
+                raise InputError(f"the model is not what {self.spec.model.ref} builds (its "
+                                 "parameters and buffers differ)")
+            if init_seed is not None and digest_state_dict(twin.state_dict()) != \
+                    digest_state_dict(mine):
+                raise InputError(f"the model's weights are not {self.spec.model.ref}() after "
+                                 f"torch.manual_seed({init_seed})")
         if any(self.opt.state.get(p) for p in self.model.parameters()):
             raise InputError("the optimizer has already stepped; record from step 0")
         opt2 = build_optimizer(self.spec, twin)
@@ -307,6 +384,31 @@ class LoopRecorder(BundleWriter):
             tensors["rng"] = torch.stack(self._rng)
         self._indices, self._rng = [], []
         self._write_epoch(tensors)
+
+
+def loop_arch(params: Iterable[tuple[str, Sequence[int]]]) -> dict[str, Any]:
+    """What a loop proof's start anchor binds of the model: its parameters' names and
+    shapes (the exported program is made after the init, from these weights)."""
+    return {"loop_params": [[n, [int(d) for d in s]] for n, s in params]}
+
+
+def ledger_init(ledger: Any, dataset_id: str, model: nn.Module, dataset: Any
+                ) -> dict[str, Any]:
+    """Anchor the start of a loop's training on ``dataset_id`` before step 0 and return
+    the :func:`record_loop` arguments that go with it (``init_seed`` fixed by the anchor's
+    block, ``init_origin``, ``prover``, ``anchor_artefact``): mltrail then draws every
+    parameter from a seed nobody knew before that block, and a verifier with the ledger
+    checks it (init origin ``ledger``). Usage: ``record_loop(..., **ledger_init(led, ds,
+    model, loader.dataset))``."""
+    from mltrail.pol.onchain import start_training
+
+    data, _ = commit(dataset, pin_transform=False)
+    seed, origin = start_training(ledger, dataset_id, data_digest=data.digest, data_seed=0,
+                                  arch=loop_arch((n, p.shape)
+                                                 for n, p in model.named_parameters()),
+                                  scheme=INIT_SCHEME)
+    return {"init_seed": seed, "init_origin": origin, "prover": ledger.address,
+            "anchor_artefact": origin.artefact_id}
 
 
 def record_loop(out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,

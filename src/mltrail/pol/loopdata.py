@@ -127,14 +127,16 @@ def tensors_of(dataset: Any) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def commit(dataset: Any, paths: list[str] | None = None) -> tuple[TensorData | FolderData,
-                                                                  CodeRef | None]:
-    """The data commitment of a dataset, and its transform's code reference."""
+def commit(dataset: Any, paths: list[str] | None = None, pin_transform: bool = True
+           ) -> tuple[TensorData | FolderData, CodeRef | None]:
+    """The data commitment of a dataset, and its transform's code reference (None unless
+    ``pin_transform``: an exported proof carries the transform as a program)."""
     tensors = tensors_of(dataset)
     if tensors is not None:
         n = len(next(iter(tensors.values())))
         transform = None
-        if isinstance(dataset, ArrayDataset) and dataset.transform_ref is not None:
+        if isinstance(dataset, ArrayDataset) and dataset.transform_ref is not None and \
+                pin_transform:
             transform = ref_of(dataset.transform_ref, paths=paths)
         return TensorData(digest=digest_state_dict(tensors), n=n, names=list(tensors),
                           shapes={k: list(v.shape) for k, v in tensors.items()},

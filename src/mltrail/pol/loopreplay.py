@@ -1,13 +1,16 @@
-"""Replaying a user loop's proof: the prover's code, run in a separate process.
+"""Replaying a user loop's proof: from its exported programs, or (trusted-code mode) the
+prover's code in a separate process.
 
 Owns :func:`import_ref` (import a pinned callable, its source digest checked before and
-after the import), the rebuilding of model, optimizer, scheduler and dataset from a
+after the import), :func:`make_code` (the model, loss and transform of a proof: its
+programs, :class:`~mltrail.pol.loopprogram.ProgramCode`, or the imported :class:`Code`),
+the rebuilding of optimizer, scheduler and dataset from a
 :class:`~mltrail.pol.loopspec.LoopSpec`, the replayed step (:func:`run_steps`), and the
-child process's side of verification (:func:`verify_job`, :func:`calibrate_job`, run by
-``python -I -m mltrail.pol.loopreplay JOB``): file checks, the init check, the scheduler
-check, the challenge plan and the replay of the chosen segments. The parent
-(:mod:`mltrail.pol.loopverify`) starts it and reads its JSON answer; this module never
-touches the ledger and never decides the verdict.
+replay side of verification (:func:`verify_job`, :func:`calibrate_job`): file checks,
+the init check, the challenge plan and the replay of the chosen segments. For an exported
+proof the verifier calls them in its own process; in trusted-code mode they run in
+``python -I -m mltrail.pol.loopreplay JOB``, started by :mod:`mltrail.pol.loopverify`.
+This module never touches the ledger and never decides the verdict.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ State = dict[str, torch.Tensor]
 def import_ref(ref: CodeRef, paths: Sequence[str]) -> Any:
     """The object ``ref`` names, imported only if its module's source has the pinned
     digest (checked on the file found before importing, and on the file imported)."""
-    for p in reversed(list(paths)):
+    for p in paths:  # appended: a --code folder never shadows an installed module
         if p not in sys.path:
-            sys.path.insert(0, p)
+            sys.path.append(p)
     found = find_source(ref.module, list(paths))
     if digest_file(found) != ref.source:
         raise VerificationError(f"the source of {ref.module} ({found.name}) does not match "
@@ -70,8 +73,11 @@ class Code:
         if fresh:  # forget module-level state the prover's code kept (counters, caches)
             for ref in spec.refs():
                 sys.modules.pop(ref.module, None)
+        if not isinstance(spec.model, CodeRef) or not isinstance(spec.loss, CodeRef):
+            raise VerificationError("a trusted-code proof names its model factory and loss")
         self.factory: Callable[..., nn.Module] = import_ref(spec.model, paths)
         self.loss: Callable[..., torch.Tensor] = import_ref(spec.loss, paths)
+        self.kwargs = spec.model.kwargs
         self.transform: Callable[[torch.Tensor], torch.Tensor] | None = (
             import_ref(spec.transform, paths) if spec.transform else None)
         self.load: Callable[[Path], Any] | None = (
@@ -81,7 +87,26 @@ class Code:
         self.spec = spec
 
     def model(self) -> nn.Module:
-        return self.factory(**self.spec.model.kwargs)
+        return self.factory(**self.kwargs)
+
+
+def make_code(spec: LoopSpec, folder: Path, man: Any, paths: Sequence[str],
+              fresh: bool = False) -> Any:
+    """The proof's model, loss and transform: from its exported programs (no Python of
+    the prover's; the weights of checkpoint 0 fix the parameter names), or in
+    trusted-code mode by importing the pinned code (:class:`Code`)."""
+    if spec.program is None:
+        return Code(spec, paths, fresh)
+    from mltrail.pol.bundle import load_tensors
+    from mltrail.pol.limits import MAX_PARAMS
+    from mltrail.pol.loopprogram import ProgramCode
+
+    c0 = man.checkpoints()[0]
+    if "model" not in c0.files or "model" not in c0.digests:
+        raise VerificationError("checkpoint 0 names no model file")
+    state = load_tensors(folder, c0.files["model"], c0.digests["model"], None,
+                         8 * MAX_PARAMS + (1 << 20))
+    return ProgramCode(spec, folder, state)
 
 
 # --------------------------------------------------------------------------- rebuilding
@@ -195,7 +220,8 @@ def run_steps(spec: LoopSpec, code: Code, dataset: Any, model: nn.Module,
               rng: Mapping[int, torch.Tensor], start: int, end: int, device: str = "cpu",
               dtype: torch.dtype | None = None) -> None:
     """Global steps ``start .. end-1`` exactly as the recorded loop ran them."""
-    model.train()
+    if spec.program is None:
+        model.train()  # an exported program runs in the mode it was traced in (training)
     for t in range(start, end):
         if spec.rng:
             torch.set_rng_state(rng[t])
@@ -326,20 +352,30 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"checks": [], "segments": [], "rule": {}, "init_origin": None}
     checks = out["checks"]
     torch.set_num_threads(int(job.get("threads", 1)))
+    what = spec.model.ref if spec.model is not None else "the exported program"
     try:
-        code = Code(spec, job.get("code_paths", []))
+        code = make_code(spec, folder, man, job.get("code_paths", []))
         dataset = build_dataset(spec, code, job.get("data"))
         states, batches, rng, _ = read_bundle(folder, spec, man, code, MAX_PARAMS)
+    except InputError:
+        raise  # the verifier's input (code not found, data missing): never a verdict
     except MltrailError as exc:
         checks.append(_check("tensors", False, exc.message))
         return out
-    checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {spec.model.ref}; "
+    checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {what}; "
                          f"{len(batches)} steps of batch indices inside the committed data"))
     seed = man.header.init.seed
     if states[0][1]:
         checks.append(_check("init", False, "optimizer state at step 0 is not empty"))
         return out
-    if seed is None:
+    if spec.program is not None:
+        from mltrail.pol.loopprogram import program_init
+
+        check, out["init_origin"] = program_init(man, code, states[0][0])
+        checks.append(check)
+        if not check["ok"]:
+            return out
+    elif seed is None:
         out["init_origin"] = "unseeded"
         checks.append(_check("init", True, "no init seed committed: the initial weights are "
                              "the prover's choice"))
@@ -348,11 +384,11 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
             torch.manual_seed(seed)
             w0 = code.model().state_dict()
         if digest_state_dict(w0) != digest_state_dict(states[0][0]):
-            checks.append(_check("init", False, f"initial weights are NOT {spec.model.ref}() "
+            checks.append(_check("init", False, f"initial weights are NOT {what}() "
                                  f"after torch.manual_seed({seed})"))
             return out
         out["init_origin"] = "seed"
-        checks.append(_check("init", True, f"initial weights are exactly {spec.model.ref}() "
+        checks.append(_check("init", True, f"initial weights are exactly {what}() "
                              f"after torch.manual_seed({seed}), a seed the prover chose"))
     thr = float(job["threshold"])
     cks = man.checkpoints()
@@ -370,8 +406,9 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     for i, why in order:
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         try:
-            code = Code(spec, job.get("code_paths", []), fresh=True)
-            dataset = rebind(dataset, code)
+            if spec.program is None:  # the prover's code, freshly imported per segment
+                code = Code(spec, job.get("code_paths", []), fresh=True)
+                dataset = rebind(dataset, code)
             mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
                                      cks[i + 1].step, device)
         except Exception as exc:  # the prover's code: anything can go wrong
@@ -412,7 +449,7 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
     man = read_manifest(folder)
     spec = man.header.training
     assert isinstance(spec, LoopSpec)
-    code = Code(spec, job.get("code_paths", []))
+    code = make_code(spec, folder, man, job.get("code_paths", []))
     dataset = build_dataset(spec, code, job.get("data"))
     states, batches, rng, _ = read_bundle(folder, spec, man, code, MAX_PARAMS)
     torch.set_num_threads(int(job.get("threads", 1)))
@@ -421,8 +458,9 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
     errors = []
     for i in range(len(cks) - 1):
         (m0, o0), (m1, o1) = states[i], states[i + 1]
-        code = Code(spec, job.get("code_paths", []), fresh=True)  # as the verifier does
-        dataset = rebind(dataset, code)
+        if spec.program is None:
+            code = Code(spec, job.get("code_paths", []), fresh=True)  # as the verifier does
+            dataset = rebind(dataset, code)
         try:
             mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
                                      cks[i + 1].step, str(job.get("device", "cpu")), dtype)
@@ -437,11 +475,16 @@ def calibrate_job(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -I -m mltrail.pol.loopreplay JOB.json``: writes ``result`` next to it."""
+    import numpy  # noqa: F401  (everything the replay needs is imported before any
+    import safetensors.torch  # noqa: F401  --code folder is on the path)
+
     args = list(sys.argv[1:] if argv is None else argv)
     job_path = Path(args[0])
     job = json.loads(job_path.read_text())
     try:
         result = calibrate_job(job) if job.get("mode") == "calibrate" else verify_job(job)
+    except InputError as exc:
+        result = {"error": exc.message, "input_error": True}
     except MltrailError as exc:
         result = {"error": exc.message}
     except Exception as exc:  # the prover's code: report it in one line

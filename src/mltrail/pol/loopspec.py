@@ -9,8 +9,10 @@ and :class:`TensorData` / :class:`FolderData` (what the loop consumed, by digest
 
 It also owns :func:`source_digest`, which finds a module's source file *without
 importing it* (the verifier checks digests before any of the prover's code runs).
-Nothing here imports or runs the prover's code; that is :mod:`mltrail.pol.loopreplay`'s,
-in a separate process.
+:class:`Programs` and :class:`LossSpec` are the exported mode's: the model (and a loss of
+the user's own, and a transform) as ``torch.export`` programs in the bundle, or a torch
+loss from a closed vocabulary. Nothing here imports or runs the prover's code; in
+trusted-code mode that is :mod:`mltrail.pol.loopreplay`'s, in a separate process.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from mltrail.errors import InputError
 from mltrail.provenance.digest import digest_file
@@ -96,6 +104,34 @@ class FolderData(_Strict):
 LoopData = Annotated[TensorData | FolderData, Field(discriminator="kind")]
 
 
+class LossSpec(_Strict):
+    """A torch loss from the closed vocabulary (:data:`mltrail.pol.loopexport.LOSSES`)."""
+
+    name: str = Field(pattern=r"^[a-z_0-9]+$", max_length=64)
+    kwargs: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ProgramFile(_Strict):
+    """One exported program in the bundle: its JSON graph and lifted tensor constants."""
+
+    file: str = Field(pattern=r"^program/[a-z]+\.json$")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    constants: str | None = Field(default=None, pattern=r"^program/[a-z]+\.safetensors$")
+    constants_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+
+
+class Programs(_Strict):
+    """What crosses to the verifier instead of the prover's Python: ``torch.export``
+    programs (JSON graphs of aten operators) of the model, of a loss outside the vocabulary
+    and of the dataset's transform."""
+
+    format: Literal["torch.export-json"] = "torch.export-json"
+    torch: str = Field(max_length=64)  # the torch that exported them
+    model: ProgramFile
+    loss: ProgramFile | None = None  # the user's own loss(output, target)
+    transform: ProgramFile | None = None  # applied to each item's inputs
+
+
 class LoopSpec(_Strict):
     """How every step of a user's loop is computed, and with which code.
 
@@ -106,8 +142,9 @@ class LoopSpec(_Strict):
     """
 
     kind: Literal["loop"] = "loop"
-    model: CodeRef
-    loss: CodeRef
+    model: CodeRef | None = None  # trusted-code mode: the factory; exported: None
+    loss: CodeRef | LossSpec | None = None  # code, a vocabulary loss, or None (exported)
+    program: Programs | None = None  # exported mode: the model (and loss) as data
     transform: CodeRef | None = None  # applied to each item's first tensor (inputs)
     code: list[CodeRef] = Field(default_factory=list, max_length=32)  # helper modules
     optimizer: OptimizerSpec
@@ -120,6 +157,15 @@ class LoopSpec(_Strict):
     rng: bool = False  # the global RNG state is recorded before every step
     grad_clip: float | None = Field(default=None, gt=0.0)  # clip_grad_norm_ before step
 
+    @model_serializer(mode="wrap")
+    def _omit_absent_program(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A spec without programs serialises as before they existed (a trusted-code
+        proof's header digest is what a verifier from before issue 18 computes)."""
+        out: dict[str, Any] = handler(self)
+        if out.get("program") is None:
+            out.pop("program", None)
+        return out
+
     @property
     def n_samples(self) -> int:
         return self.data.n
@@ -131,9 +177,15 @@ class LoopSpec(_Strict):
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
 
+    @property
+    def trusted_code(self) -> bool:
+        """True when replaying runs the prover's Python (no exported program)."""
+        return self.program is None
+
     def refs(self) -> list[CodeRef]:
-        """Every pinned piece of the prover's code."""
-        out = [self.model, self.loss, *self.code]
+        """Every pinned piece of the prover's code (none in exported mode)."""
+        out = [r for r in (self.model, self.loss) if isinstance(r, CodeRef)]
+        out += self.code
         if self.transform is not None:
             out.append(self.transform)
         if isinstance(self.data, FolderData):

@@ -1,12 +1,17 @@
-"""The verifier's side for a user loop's proof: static checks here, replay in a child.
+"""The verifier's side for a user loop's proof: every check, and the replay of an
+exported proof, in this process; a trusted-code proof's replay in a child.
 
 Owns :func:`verify_loop`, called by :func:`mltrail.pol.verifier.verify_bundle` when a
 manifest's training spec is a :class:`~mltrail.pol.loopspec.LoopSpec`. In this process it
 checks everything that needs none of the prover's code: bounds, hash chain and layout,
 hyperparameters (optimizer and scheduler classes of ``torch.optim``, rates and the
-schedule's trajectory on dummy parameters), the data against its commitment, the source
-digest of every pinned module (found on ``code_paths`` *without importing it*), anchors
-and the final model. Only then does it start a separate Python process
+schedule's trajectory on dummy parameters), the data against its commitment (a mismatch
+is the verifier's input error), the exported programs (:func:`programs`) or, in
+trusted-code mode, the source digest of every pinned module (found on ``code_paths``
+*without importing it*), anchors, the final model, and the ledger origin of the init
+seed. An exported proof is then replayed here (:func:`mltrail.pol.loopreplay.verify_job`,
+no code of the prover's). A trusted-code proof, only when the verifier asks for it, is
+replayed in a separate Python process
 (``python -I -m mltrail.pol.loopreplay``: isolated mode, an empty working folder, an
 environment without mltrail passwords or anything named like a secret) which imports the
 pinned code after checking its digests again and replays the challenged segments. It
@@ -33,7 +38,7 @@ from mltrail.errors import InputError, MltrailError
 from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest
 from mltrail.pol.limits import MAX_SAMPLES, MAX_TOTAL_STEPS
-from mltrail.pol.loopspec import FolderData, LoopSpec, TensorData, source_digest
+from mltrail.pol.loopspec import FolderData, LoopSpec, LossSpec, TensorData, source_digest
 from mltrail.pol.report import Check, Report, Segment
 from mltrail.provenance.digest import digest_state_dict
 
@@ -156,19 +161,20 @@ def scheduler_states(folder: Path, man: Manifest, spec: LoopSpec) -> Check:
 
 
 def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, str | None]:
-    """Check the verifier's data against the commitment; returns where the child reads
-    it (a safetensors file written into ``tmp``, or the data folder)."""
+    """Check the verifier's data against the commitment; returns where the replay reads
+    it (a safetensors file written into ``tmp``, or the data folder). Data that are not
+    the committed bytes are the verifier's input error (:class:`InputError`, exit 2),
+    never a verdict about the proof."""
     from mltrail.pol.loopdata import check_tensors, folder_digest, load_tensors_file, tensors_of
 
     committed = spec.data
     if isinstance(committed, FolderData):
         if not isinstance(data, str | Path) or not Path(data).is_dir():
-            return Check(name="data", ok=False, detail="the proof's data is a folder of "
-                                                       "files: give that folder"), None
+            raise InputError("the proof's data is a folder of files: give that folder")
         digest, n = folder_digest(Path(data))
         if digest != committed.digest:
-            return Check(name="data", ok=False, detail=f"the folder {digest[:19]}… is not "
-                         f"the committed {committed.digest[:19]}…"), None
+            raise InputError(f"the data folder {digest[:19]}… is not the committed "
+                             f"{committed.digest[:19]}… (the verifier's data: nothing judged)")
         return Check(name="data", ok=True, detail=f"{n} files match {digest[:19]}…"), \
             str(data)
     assert isinstance(committed, TensorData)
@@ -187,7 +193,7 @@ def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, st
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     why = check_tensors(committed, tensors)
     if why:
-        return Check(name="data", ok=False, detail=why), None
+        raise InputError(f"{why} (the verifier's data: nothing judged)")
     path = tmp / "data.safetensors"
     from mltrail.provenance.digest import save_state_dict
 
@@ -198,17 +204,16 @@ def materialise(spec: LoopSpec, data: LoopDataArg, tmp: Path) -> tuple[Check, st
 
 
 def code_digests(spec: LoopSpec, paths: Sequence[str]) -> Check:
-    """Every pinned module's source, found without importing it, has its digest."""
+    """Every pinned module's source, found without importing it, has its digest. A module
+    that cannot be found, or whose source is not the pinned one, is the verifier's input
+    error (:class:`InputError`, exit 2: give the pinned code with ``--code``), never a
+    verdict about the proof; nothing of it runs."""
     for ref in spec.refs():
-        try:
-            got = source_digest(ref.module, list(paths))
-        except MltrailError as exc:
-            return Check(name="code", ok=False, detail=exc.message)
-        if got != ref.source:
-            return Check(name="code", ok=False,
-                         detail=f"the source of {ref.module} does not match the digest "
-                                f"pinned in the proof ({got[:19]}… found, {ref.source[:19]}… "
-                                "pinned): refusing to run it")
+        got = source_digest(ref.module, list(paths))
+        if got != ref.source:  # the verifier's copy of the code: refused, never judged
+            raise InputError(f"the source of {ref.module} does not match the digest pinned "
+                             f"in the proof ({got[:19]}… found, {ref.source[:19]}… pinned): "
+                             "refusing to run it; give the prover's pinned code")
     return Check(name="code", ok=True,
                  detail=f"{len(spec.refs())} pinned modules match their digests "
                         f"({', '.join(sorted({r.module for r in spec.refs()}))})")
@@ -240,6 +245,31 @@ def file_digests(folder: Path, man: Manifest) -> Check:
         return Check(name="files", ok=False, detail=exc.message)
     return Check(name="files", ok=True, detail=f"{n} files inside the bundle match their "
                                                "digests")
+
+
+def programs(folder: Path, spec: LoopSpec) -> Check:
+    """Every exported program is in the bundle with its digest and holds nothing but what
+    a traced model needs (:func:`mltrail.pol.loopexport.check_program_json`)."""
+    from mltrail.errors import VerificationError
+    from mltrail.pol.loopexport import check_program_json, vocabulary_loss
+    from mltrail.pol.loopprogram import _constants, _read
+
+    assert spec.program is not None
+    files = [f for f in (spec.program.model, spec.program.loss, spec.program.transform) if f]
+    try:
+        for pf in files:
+            check_program_json(_read(folder, pf))
+            _constants(folder, pf)
+        if isinstance(spec.loss, LossSpec):
+            vocabulary_loss(spec.loss.name, spec.loss.kwargs)
+        elif spec.program.loss is None:
+            raise VerificationError("the proof names no loss")
+    except (VerificationError, InputError) as exc:
+        return Check(name="program", ok=False, detail=exc.message.removeprefix("program: "))
+    loss = f"loss {spec.loss.name}" if isinstance(spec.loss, LossSpec) else "an exported loss"
+    return Check(name="program", ok=True,
+                 detail=f"{len(files)} exported programs (torch {spec.program.torch}) call "
+                        f"aten operators only; {loss}; no Python of the prover's runs")
 
 
 def child_env() -> dict[str, str]:
@@ -275,11 +305,22 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                 code_paths: Sequence[str] = (), ledger: Ledger | None = None,
                 expected_model: str | None = None, device: str = "cpu",
                 timeout: float | None = None,
-                progress: Callable[[int], None] | None = None) -> None:
-    """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure."""
+                progress: Callable[[int], None] | None = None,
+                trusted_code: bool = False) -> None:
+    """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure.
+
+    An exported proof is replayed in this process from its programs; a proof recorded in
+    trusted-code mode is replayed only when ``trusted_code`` is True (else
+    :class:`InputError`: running the prover's Python is the verifier's explicit choice)."""
     spec = man.header.training
     assert isinstance(spec, LoopSpec)
     paths = [str(Path(p).resolve()) for p in code_paths]
+    if spec.trusted_code and not trusted_code:
+        raise InputError("this proof was recorded in trusted-code mode: replaying it runs the "
+                         "prover's Python. Read the pinned code, then pass --trusted-code "
+                         "(Python: trusted_code=True); such a proof is never moved to "
+                         "verified without --accept-trusted-code")
+    rep.trusted_code = spec.trusted_code
 
     run = rep.run
 
@@ -292,9 +333,11 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
             c, where[0] = materialise(spec, data, tmp)
             return c
 
+        last = (lambda: code_digests(spec, paths)) if spec.trusted_code else \
+            (lambda: programs(folder, spec))
         ok = run(lambda: bounds(man, spec), lambda: checks.chain(man),
                  lambda: checks.schedule(man), lambda: hyperparameters(spec), data_check,
-                 lambda: code_digests(spec, paths))
+                 last)
         if ok:
             anchor_check, rep.anchors = checks.anchors(man, ledger)
             ok = run(lambda: anchor_check, lambda: checks.final(man, expected_model),
@@ -307,13 +350,32 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                "threshold": threshold, "seed": rep.verifier_seed,
                "prior": len(rep.prior_rejections), "device": device,
                "threads": torch.get_num_threads()}
-        result = run_child(job, tmp, timeout)
+        if spec.trusted_code:
+            result = run_child(job, tmp, timeout)
+            if result.get("input_error"):
+                raise InputError(str(result["error"]))
+        else:  # no code of the prover's: replayed here, from tensors and programs
+            from mltrail.pol.loopreplay import verify_job
+
+            try:
+                result = verify_job(job)
+            except MltrailError as exc:
+                result = {"error": exc.message}
     if "error" in result:
         run(lambda: Check(name="replay", ok=False,
-                          detail=f"the prover's code failed in the replay process: "
-                                 f"{result['error']}"))
+                          detail=f"the replay failed: {result['error']}"))
         return
     for c in result["checks"]:
+        params = c.pop("params", None)
+        if c["name"] == "init" and c["ok"] and man.header.init.origin is not None:
+            c, origin = ledger_origin(man, params or [], ledger), "ledger"
+            if not c.ok:
+                run(_const(c))
+                return
+            if not c.detail.startswith("every"):
+                origin = "seed"
+            result["init_origin"] = origin
+            c = c.model_dump()
         if not run(_const(Check(**c))):
             return
     rep.init_origin = result.get("init_origin")
@@ -323,8 +385,43 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
     rep.segments = [Segment(**s) for s in result["segments"]]
     if progress is not None:
         progress(len(rep.segments))
-    run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed in a separate "
-                                 f"process, max error {rep.max_error:.3g} <= {threshold:.3g}"))
+    how = "in a separate process (trusted code)" if spec.trusted_code else \
+        "from the exported programs"
+    run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed {how}, max error "
+                                 f"{rep.max_error:.3g} <= {threshold:.3g}"))
+
+
+def ledger_origin(man: Manifest, params: list[list[Any]], ledger: Ledger | None) -> Check:
+    """The init seed of an exported loop proof is the one its start anchor's block fixes:
+    the anchor, by the prover, before step 0, binds the data, the prover, the parameters'
+    names and shapes and the scheme (:func:`mltrail.pol.loop.ledger_init`)."""
+    from mltrail.pol.challenge import init_seed_from, start_root
+    from mltrail.pol.checks import find_anchor
+    from mltrail.pol.loop import loop_arch
+
+    h, ic = man.header, man.header.init
+    o = ic.origin
+    assert o is not None
+    root = start_root(h.data.digest, h.prover, 0, loop_arch((n, s) for n, s in params),
+                      ic.scheme)
+    if o.root != root.hex():
+        return Check(name="init", ok=False, detail="the start anchor's root does not bind this "
+                     "proof's data, prover and parameters")
+    if ledger is None:
+        return Check(name="init", ok=True, detail=f"parameters are exactly {ic.scheme} from "
+                     f"seed {ic.seed}, said to come from block {o.block} (not checked: no "
+                     "ledger)")
+    ev = find_anchor(ledger, o.artefact_id, root, 0, None, actor=h.prover, block=o.block)
+    blocks = list(ledger.backend.blocks(o.block, o.block)) if ev is not None else []
+    if ev is None or ev["block"] != o.block or not blocks or not blocks[0].hash_ok:
+        return Check(name="init", ok=False, detail=f"no start anchor by the prover at block "
+                     f"{o.block} on {o.artefact_id[:10]}…: the init seed is not the ledger's")
+    if init_seed_from(blocks[0].hash, root) != ic.seed:
+        return Check(name="init", ok=False,
+                     detail=f"the init seed is not the one block {o.block} fixes")
+    return Check(name="init", ok=True, detail=f"every parameter at step 0 is exactly "
+                 f"{ic.scheme} from the seed block {o.block} fixed (the prover's start "
+                 "anchor, before step 0)")
 
 
 def _const(check: Check) -> Callable[[], Check]:
@@ -347,10 +444,21 @@ def measure_loop(bundle: str | Path, data: LoopDataArg, *, code_paths: Sequence[
         c, where = materialise(spec, data, tmp)
         if not c.ok:
             raise InputError(c.detail)
-        result = run_child({"mode": "calibrate", "bundle": str(Path(bundle).resolve()),
-                            "data": where, "code_paths": [str(Path(p).resolve())
-                                                          for p in code_paths],
-                            "threads": threads, "dtype": dtype, "device": device}, tmp)
+        job = {"mode": "calibrate", "bundle": str(Path(bundle).resolve()),
+               "data": where, "code_paths": [str(Path(p).resolve()) for p in code_paths],
+               "threads": threads, "dtype": dtype, "device": device}
+        if spec.trusted_code:
+            result = run_child(job, tmp)
+        else:  # exported: no prover code, replayed here (thread count restored)
+            from mltrail.pol.loopreplay import calibrate_job
+
+            before = torch.get_num_threads()
+            try:
+                result = calibrate_job(job)
+            except MltrailError as exc:
+                result = {"error": exc.message}
+            finally:
+                torch.set_num_threads(before)
     if "error" in result:
         raise InputError(f"calibration replay failed: {result['error']}")
     return [(float(a), float(b)) for a, b in result["errors"]]

@@ -149,11 +149,16 @@ def bundle_for(ledger: Ledger, model_id: str, cache: str | Path | None = None) -
 
 
 def record_verdict(ledger: Ledger, model_id: str, report: Report, *,
-                   allow_unseeded: bool = False) -> dict[str, Any]:
+                   allow_unseeded: bool = False, accept_trusted_code: bool = False
+                   ) -> dict[str, Any]:
     """Store the report and record the verdict with its digest as evidence: a rejected
     proof moves the model to the bound ``rejected`` state; an accepted one to ``verified``
     if its init seed was fixed by the ledger (or ``allow_unseeded``), else nothing moves."""
     digest = ledger.home.store.put(report.to_json())
+    if report.accepted and report.trusted_code and not accept_trusted_code:
+        return {"report_digest": digest, "recorded": False,
+                "why": "accepted in trusted-code mode (the prover's Python ran): not moved "
+                       "to verified without --accept-trusted-code"}
     if report.accepted and report.init_origin != "ledger" and not allow_unseeded:
         return {"report_digest": digest, "recorded": False,
                 "why": f"accepted, {report.qualifier}: not moved to verified without "

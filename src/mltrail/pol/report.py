@@ -94,6 +94,8 @@ class Report(BaseModel):
     r_rule: dict[str, float | int] = Field(default_factory=dict)  # how R was chosen
     prior_rejections: list[str] = Field(default_factory=list)  # same weights, rejected before
     init_origin: Literal["ledger", "seed", "unseeded"] | None = None
+    trusted_code: bool = False  # a loop proof replayed by running the prover's Python
+    overrides: list[str] = Field(default_factory=list)  # named overrides of the verifier
     checks: list[Check] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
     anchors: list[AnchorEvent] = Field(default_factory=list)
@@ -154,8 +156,11 @@ class Report(BaseModel):
         initial weights the prover could have chosen or dated freely."""
         if not self.accepted:
             return None
-        return {"unseeded": "unseeded init", "seed": "init seed not from the ledger"
+        init = {"unseeded": "unseeded init", "seed": "init seed not from the ledger"
                 }.get(self.init_origin or "")
+        if self.trusted_code:
+            return "trusted code: the prover's Python ran" + (f"; {init}" if init else "")
+        return init
 
     def summary(self) -> str:
         head = f"proof {self.verdict.upper()}"

@@ -91,7 +91,8 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   code_paths: Sequence[str] = (), timeout: float | None = None,
                   calibration: Sequence[Mapping[str, Any]] = (),
                   publications: Sequence[str] = (),
-                  on_segment: Callable[[Segment], None] | None = None) -> Report:
+                  on_segment: Callable[[Segment], None] | None = None,
+                  trusted_code: bool = False) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
     ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
@@ -106,7 +107,9 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     loop (:class:`~mltrail.pol.loop.LoopRecorder`) it is a data file or folder, a mapping
     of named tensors, ``(x, y)`` or a tensor dataset; ``code_paths`` are the folders where
     the prover's pinned code is found, and the replay runs it in a separate process
-    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most.
+    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most — only for a proof
+    recorded in trusted-code mode and only with ``trusted_code=True``; an exported proof
+    runs none of the prover's Python.
 
     The replay runs with the thread count and deterministic mode the proof declares
     (``header.env``); the thresholds are :func:`mltrail.pol.tolerance.decide`'s (exact in
@@ -128,7 +131,7 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                        prior_rejections=prior_rejections, publications=publications,
                        expected_model=expected_model, ledger=ledger, device=device,
                        progress=progress, code_paths=code_paths, timeout=timeout,
-                       on_segment=on_segment, t0=t0)
+                       on_segment=on_segment, trusted_code=trusted_code, t0=t0)
 
 
 def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
@@ -138,7 +141,7 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
             expected_model: str | None, ledger: Ledger | None, device: str,
             progress: Callable[[int], None] | None, code_paths: Sequence[str],
             timeout: float | None, on_segment: Callable[[Segment], None] | None,
-            t0: float) -> Report:
+            trusted_code: bool, t0: float) -> Report:
     thr, othr = tol.threshold, tol.optim_threshold
     if seed is not None:
         challenge = Challenge(seed=int(seed), source="verifier")
@@ -158,7 +161,7 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
         verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
                     threshold=thr, code_paths=code_paths, ledger=ledger,
                     expected_model=expected_model, device=device, timeout=timeout,
-                    progress=progress)
+                    progress=progress, trusted_code=trusted_code)
         rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
             and rep.checks[-1].name == "replay" else "rejected"
         rep.total_seconds = time.perf_counter() - t0

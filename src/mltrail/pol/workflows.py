@@ -222,6 +222,8 @@ class VerifyRequest:
     delay: int = DEFAULT_DELAY
     secret: str | None = None
     allow_unseeded: bool = False
+    trusted_code: bool = False
+    accept_trusted_code: bool = False
     seed: int | None = None
     device: str = "cpu"
     code: list[Path] = field(default_factory=list)
@@ -277,13 +279,16 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
                             expected_model=expected, ledger=led,
                             device=req.device, progress=advance,
                             calibration=load_calibration(req.calibration),
-                            on_segment=on_segment)
+                            on_segment=on_segment, trusted_code=req.trusted_code)
+    if req.accept_trusted_code and rep.trusted_code:
+        rep.overrides.append("accept-trusted-code")  # named, in the report on the ledger
     rep.save(req.report, req.html)
     out: dict[str, Any] = rep.model_dump()
     out["report_digest"] = rep.digest()
     if led is not None and model is not None and req.record:
         from mltrail.pol.onchain import record_verdict
 
-        out["ledger"] = record_verdict(led, model, rep, allow_unseeded=req.allow_unseeded)
+        out["ledger"] = record_verdict(led, model, rep, allow_unseeded=req.allow_unseeded,
+                                       accept_trusted_code=req.accept_trusted_code)
         out["model"] = model
     return rep, out

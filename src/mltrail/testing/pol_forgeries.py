@@ -64,6 +64,8 @@ def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, Stat
     """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    if source is not None and (Path(source) / "program").is_dir():  # an exported loop's
+        shutil.copytree(Path(source) / "program", folder / "program", dirs_exist_ok=True)
     spec = header.training
     man = Manifest(header=header, header_digest=digest_json(header.model_dump()))
     layout = layout if layout is not None else expected_layout(spec, header.k)

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from mltrail.pol.bundle import Manifest, read_manifest, write_manifest
 from mltrail.pol.loop import record_loop
-from mltrail.pol.loopspec import LoopSpec
+from mltrail.pol.loopspec import CodeRef, LoopSpec
 from mltrail.provenance.digest import canonical_json, digest_bytes, digest_file, digest_json
 from mltrail.testing.pol_forgeries import forge_bundle, load_states
 from mltrail.testing.pol_userloops import tabular_data
@@ -83,7 +83,7 @@ def record_user_module(out: Path, folder: Path, module: str, *, seed: int, epoch
                         generator=torch.Generator().manual_seed(seed))
     with record_loop(out, model, opt, loader, model_factory=f"{module}:make_model",
                      loss=f"{module}:loss", scheduler=sched, epochs=epochs, k=k,
-                     init_seed=seed, code_paths=[str(folder)]) as rec:
+                     init_seed=seed, code_paths=[str(folder)], trusted_code=True) as rec:
         for _ in range(epochs):
             for xb, yb in rec.loader:
                 boost = (lr_boost or {}).get(rec.steps_done, 1.0)
@@ -117,7 +117,8 @@ def swap_source(out: Path, folder: Path, seed: int, *, repin: bool, n: int = 64
     if repin:
         man = read_manifest(out)
         spec = man.header.training
-        assert isinstance(spec, LoopSpec)
+        assert isinstance(spec, LoopSpec) and isinstance(spec.model, CodeRef) and \
+            isinstance(spec.loss, CodeRef)
         new = digest_file(folder / f"{name}.py")
         spec = spec.model_copy(update={
             "model": spec.model.model_copy(update={"source": new}),

@@ -224,17 +224,13 @@ def loop_data(bundle: str | Path) -> dict[str, torch.Tensor]:
     """The tensors a recorded example loop consumed (for its verifier)."""
     from mltrail.pol.bundle import read_manifest
     from mltrail.pol.loopdata import tensors_of
+    from mltrail.provenance.digest import digest_state_dict
 
-    spec = read_manifest(bundle).header.training
-    ref = getattr(spec, "model", None)
-    seed_free: dict[str, Callable[..., Any]] = {"make_resnet": image_data, "make_mlp": tabular_data,
-                 "make_transformer": token_data}
-    name = ref.attr if ref is not None else ""
-    for seed in range(64):
-        tensors = tensors_of(seed_free[name](seed=seed))
-        from mltrail.provenance.digest import digest_state_dict
-
-        if tensors is not None and digest_state_dict(tensors) == \
-                read_manifest(bundle).header.data.digest:
-            return tensors
+    want = read_manifest(bundle).header.data
+    makers: list[Callable[..., Any]] = [image_data, tabular_data, token_data]
+    for make in makers:
+        for seed in range(64):
+            tensors = tensors_of(make(n=want.n, seed=seed))
+            if tensors is not None and digest_state_dict(tensors) == want.digest:
+                return tensors
     raise ValueError("not one of the example loops' data")
