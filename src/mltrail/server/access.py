@@ -23,7 +23,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -54,6 +54,36 @@ def route(kind: Access) -> Callable[[F], F]:
         fn.__mltrail_access__ = kind  # type: ignore[attr-defined]
         return fn
     return mark
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of an app as it is served: path, methods, handler and its dependencies."""
+
+    path: str
+    methods: frozenset[str]
+    endpoint: Callable[..., Any] | None
+    dependant: Any  # fastapi's Dependant (None for framework and mounted routes)
+    mounted: bool = False
+
+    @property
+    def access(self) -> str | None:
+        return getattr(self.endpoint, "__mltrail_access__", None)
+
+
+def endpoints(routes: Iterable[Any]) -> Iterator[Endpoint]:
+    """Every route an app serves, routers included (flattened), mounts as one entry."""
+    from starlette.routing import Mount
+
+    for r in routes:
+        nested = getattr(r, "effective_candidates", None)
+        if nested is not None:
+            yield from endpoints(nested() if callable(nested) else nested)
+        elif isinstance(r, Mount):
+            yield Endpoint(r.path, frozenset(), None, None, mounted=True)
+        else:
+            yield Endpoint(r.path, frozenset(getattr(r, "methods", None) or ()),
+                           getattr(r, "endpoint", None), getattr(r, "dependant", None))
 
 
 # -- who is calling ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Reads the node needs that ``Ledger`` does not offer: filtered listing, search, names, health.
 
-Everything is read from the event index (after ``Ledger.sync``) and the content store;
+Everything is read from the event index (after ``Ledger.sync``);
 nothing is written except the node's record of the last ``ledger check``. Names come
 from the chain (``Artefact.name``). This module never reads a blob (``access`` does) and
 never decides a rule: states and kinds come from the lifecycle.
