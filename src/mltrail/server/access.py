@@ -214,6 +214,11 @@ def read(node: Node, caller: Caller, digest: str, what: str, owner: str | None =
     within ``FETCH_BUDGET`` seconds, outside the ledger's lock."""
     digest = exchange.normalise(digest)
     authorise(node, caller, digest, what)
+    return _bytes(node, caller, digest, owner, fetch)
+
+
+def _bytes(node: Node, caller: Caller, digest: str, owner: str | None, fetch: bool) -> bytes:
+    """``read`` after ``authorise`` (call it only from here)."""
     store = node.home.store
     with node.read_lock:
         if store.has(digest):
@@ -245,9 +250,10 @@ def document(node: Node, caller: Caller, digest: str, what: str,
 
     InputError for bytes that are not JSON or are nested deeper than ``MAX_DEPTH``."""
     digest = exchange.normalise(digest)
-    data = read(node, caller, digest, what, owner, fetch)
-    if digest in _DOCS:
+    authorise(node, caller, digest, what)
+    if digest in _DOCS:  # parsed before (immutable), for a caller authorised just now
         return _DOCS[digest]
+    data = _bytes(node, caller, digest, owner, fetch)
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError):
@@ -315,6 +321,7 @@ def metadata(node: Node, caller: Caller, art: Artefact) -> Shown:
 # -- the access log ----------------------------------------------------------------------
 
 _log_lock = threading.Lock()
+_log_files: dict[str, Any] = {}
 
 
 def _log(node: Node, what: str, digest: str, caller: Caller, outcome: str) -> None:
@@ -324,10 +331,13 @@ def _log(node: Node, what: str, digest: str, caller: Caller, outcome: str) -> No
     path = node_dir(node.home) / "access.log"
     with _log_lock:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() and path.stat().st_size > LOG_MAX:
-                path.replace(path.with_name("access.log.1"))
-            with path.open("a") as fh:
-                fh.write(line)
+            fh = _log_files.get(str(path))
+            if fh is None or fh.tell() > LOG_MAX:
+                if fh is not None:
+                    fh.close()
+                    path.replace(path.with_name("access.log.1"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = _log_files[str(path)] = path.open("a", buffering=1)
+            fh.write(line)
         except OSError:
             pass  # a full disk must not turn a read into a 500
