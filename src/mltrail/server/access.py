@@ -180,7 +180,9 @@ def authorise(node: Node, caller: Caller, digest: str, what: str) -> None:
             return
         if caller.member is None:
             raise Unauthorized(f"{digest} is content: it needs an API token of this node "
-                               "or a member's signed request")
+                               "or a member's signed request",
+                               hint="set an API token (dashboard: top right; API: "
+                                    "Authorization: Bearer mlt_...)")
         readers = exchange.Readers(node.home).get(digest)
         if readers is not None and caller.member not in readers:
             raise Forbidden(f"{digest} is for chosen readers and {caller.member} is not one")

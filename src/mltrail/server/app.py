@@ -113,6 +113,8 @@ class TooLarge(InputError):
 def status_of(exc: MltrailError) -> int:
     if isinstance(exc, TooLarge):
         return 413
+    if isinstance(exc, Unauthorized):
+        return 401
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, AuthError | RefusedError):
