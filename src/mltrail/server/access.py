@@ -206,9 +206,6 @@ def audience(node: Node, digest: str) -> str:
     return "members" if exchange.Readers(node.home).get(digest) is None else "readers"
 
 
-_failed: dict[str, tuple[float, MltrailError]] = {}
-
-
 def read(node: Node, caller: Caller, digest: str, what: str, owner: str | None = None,
          fetch: bool = True) -> bytes:
     """The bytes of ``digest`` for ``caller``: ``authorise`` first, then this home's store,
@@ -227,23 +224,22 @@ def _bytes(node: Node, caller: Caller, digest: str, owner: str | None, fetch: bo
             return store.get(digest)
         if not fetch or caller.member is not None:
             raise NotFoundError(f"this node does not hold {digest}")
-        failed = _failed.get(digest)
+        failed = node.failed.get(digest)
         if failed is not None and failed[0] > time.monotonic():
             raise failed[1]
         nodes = exchange.peers(node.reader, owner)
     try:
         return exchange.fetch_from(node.reader, nodes, digest, timeout=FETCH_BUDGET)
     except MltrailError as exc:
-        if len(_failed) > 10_000:
-            _failed.clear()
-        _failed[digest] = (time.monotonic() + RETRY_AFTER, exc)
+        if len(node.failed) > 10_000:
+            node.failed.clear()
+        node.failed[digest] = (time.monotonic() + RETRY_AFTER, exc)
         raise
 
 
 # -- what content looks like to a caller -------------------------------------------------
 
-_DOCS: dict[str, Any] = {}  # parsed documents by digest (immutable), after authorise
-_DOCS_MAX = 100_000
+DOCS_MAX = 100_000  # parsed documents a node keeps (by digest: blobs are immutable)
 
 
 def document(node: Node, caller: Caller, digest: str, what: str,
@@ -253,8 +249,8 @@ def document(node: Node, caller: Caller, digest: str, what: str,
     InputError for bytes that are not JSON or are nested deeper than ``MAX_DEPTH``."""
     digest = exchange.normalise(digest)
     authorise(node, caller, digest, what)
-    if digest in _DOCS:  # parsed before (immutable), for a caller authorised just now
-        return _DOCS[digest]
+    if digest in node.docs:  # this home holds it, parsed before; authorised just now
+        return node.docs[digest]
     data = _bytes(node, caller, digest, owner, fetch)
     try:
         doc = json.loads(data)
@@ -262,8 +258,8 @@ def document(node: Node, caller: Caller, digest: str, what: str,
         raise InputError(f"{digest} is not a JSON document this node can show") from None
     if depth(doc) > MAX_DEPTH:
         raise InputError(f"{digest} is nested deeper than {MAX_DEPTH} levels: not shown")
-    if len(_DOCS) < _DOCS_MAX:
-        _DOCS[digest] = doc
+    if len(node.docs) < DOCS_MAX:
+        node.docs[digest] = doc
     return doc
 
 

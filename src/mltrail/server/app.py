@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -92,6 +93,8 @@ class Node:
         self.nonces = NonceCache()
         self.nonce_lock = threading.Lock()
         self.upload_lock = threading.Lock()
+        self.docs: dict[str, Any] = {}  # documents parsed from blobs this home holds
+        self.failed: dict[str, tuple[float, MltrailError]] = {}  # fetches not to retry yet
 
     def writer(self, token: Token) -> Ledger:
         """The ledger session signing as the token's identity (call under ``write_lock``)."""
