@@ -184,3 +184,17 @@ def test_uploads_stream_under_a_bound(served):
         assert r.status_code == 413
     grown = _peak_rss_mib() - before
     assert grown < 40, f"the node's peak memory grew by {grown:.0f} MiB for 180 MiB streamed"
+
+
+def test_deep_metadata_is_withheld_not_a_500(served):
+    """An artefact whose metadata blob nests 50,000 deep (a hostile registrant's node can
+    send one): the artefact answers, its metadata is not shown and the note says why."""
+    from mltrail.ledger.client import Artefact
+
+    node = served.app.state.node
+    deep = served.home.store.put(b'{"a": ' * 50_000 + b"1" + b"}" * 50_000)
+    art = Artefact("0x" + "ee" * 32, "model", "registered", node.reader.address,
+                   "sha256:" + "ee" * 32, [], deep, 1, 1)
+    tok = node.tokens.authenticate(served.tokens["viewer"])
+    shown = access.metadata(node, access.Caller(token=tok), art)
+    assert shown.doc is None and "nested" in (shown.note or ""), shown
