@@ -71,3 +71,16 @@ def token_home(tmp_path_factory):
 def test_any_bearer_string_authenticates_nothing(token_home, secret):
     assert TokenStore(token_home).authenticate(secret) is None
     assert TokenStore(token_home).authenticate("mlt_" + secret) is None
+
+
+def test_nonces_are_shared_by_workers_and_kept_across_restarts(tmp_path):
+    path = tmp_path / "nonces.sqlite"
+    one, two = exchange.NonceCache(path), exchange.NonceCache(path)  # two worker processes
+    assert one.use("0xA", "n1", 1_000, now=1_000)
+    assert not two.use("0xA", "n1", 1_000, now=1_000)
+    one.close()
+    two.close()
+    again = exchange.NonceCache(path)  # the node restarted
+    assert not again.use("0xA", "n1", 1_000, now=1_100)
+    assert again.use("0xA", "n2", 1_000, now=1_100)
+    again.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,35 +142,67 @@ def parse_request(header: str, digest: str, now: float | None = None) -> SignedR
 
 
 class NonceCache:
-    """Nonces seen in the last ``MAX_SKEW`` seconds, at most ``size`` of them.
+    """Nonces seen in the last ``MAX_SKEW`` seconds, at most ``size`` of them, in SQLite:
+    a file (``path``) shared by a node's worker processes and kept across restarts, or
+    memory (``path`` None).
 
-    When full, the oldest entry is dropped and every request signed at or before its time
-    is refused from then on (``floor``), so a dropped nonce can never be used again.
+    When full, the oldest entries are dropped and every request signed at or before their
+    time is refused from then on (``floor``), so a dropped nonce can never be used again.
     """
 
-    def __init__(self, size: int = 65_536) -> None:
+    def __init__(self, path: Path | None = None, size: int = 65_536) -> None:
+        import sqlite3
+
         self.size = size
-        self.floor = -1
-        self._seen: OrderedDict[tuple[str, str], int] = OrderedDict()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path) if path else ":memory:", timeout=10,
+                                   isolation_level=None, check_same_thread=False)
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE IF NOT EXISTS nonces (signer TEXT, nonce TEXT, "
+                         "ts INTEGER, PRIMARY KEY (signer, nonce)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX IF NOT EXISTS nonces_ts ON nonces (ts)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS floor (v INTEGER)")
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return int(self._db.execute("SELECT COUNT(*) FROM nonces").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def floor(self) -> int:
+        row = self._db.execute("SELECT MAX(v) FROM floor").fetchone()
+        return int(row[0]) if row and row[0] is not None else -1
 
     def use(self, signer: str, nonce: str, ts: int, now: float | None = None) -> bool:
         """Record ``nonce``; False if it was seen before (a replay) or is below the floor."""
         now = now if now is not None else time.time()
-        while self._seen:
-            key, seen_ts = next(iter(self._seen.items()))
-            if seen_ts >= now - MAX_SKEW:
-                break
-            del self._seen[key]  # older than any request signer_of still accepts
-        if ts <= self.floor or (signer, nonce) in self._seen:
-            return False
-        self._seen[(signer, nonce)] = ts
-        if len(self._seen) > self.size:
-            _, dropped = self._seen.popitem(last=False)
-            self.floor = max(self.floor, dropped)
-        return True
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # older than any request parse_request still accepts: safe to forget
+            db.execute("DELETE FROM nonces WHERE ts < ?", (int(now) - MAX_SKEW - 1,))
+            floor = self.floor
+            if ts <= floor:
+                db.execute("ROLLBACK")
+                return False
+            fresh = db.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?, ?)",
+                               (signer, nonce, ts)).rowcount == 1
+            over = len(self) - self.size
+            if over > 0:
+                cut = db.execute("SELECT ts FROM nonces ORDER BY ts LIMIT 1 OFFSET ?",
+                                 (over - 1,)).fetchone()[0]
+                db.execute("DELETE FROM nonces WHERE ts <= ?", (cut,))
+                db.execute("DELETE FROM floor")
+                db.execute("INSERT INTO floor VALUES (?)", (max(cut, floor),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return fresh
 
 
 def verify_request(header: str, digest: str, targets: Iterable[str], nonces: NonceCache,

@@ -39,7 +39,7 @@ from mltrail.ledger.client import Ledger
 from mltrail.provenance.exchange import NonceCache
 from mltrail.server import queries
 from mltrail.server.queries import Names
-from mltrail.server.tokens import Token, TokenStore
+from mltrail.server.tokens import Token, TokenStore, node_dir
 from mltrail.server.views import People
 
 HERE = Path(__file__).parent
@@ -90,7 +90,7 @@ class Node:
         self.tokens = TokenStore(home)
         self.names = Names()
         self.people = People(home)
-        self.nonces = NonceCache()
+        self.nonces = NonceCache(node_dir(home) / "nonces.sqlite")  # shared by workers
         self.nonce_lock = threading.Lock()
         self.upload_lock = threading.Lock()
         self.docs: dict[str, Any] = {}  # documents parsed from blobs this home holds
@@ -104,6 +104,7 @@ class Node:
         return self._writers[token.identity]
 
     def close(self) -> None:
+        self.nonces.close()
         self.reader.close()
         for led in self._writers.values():
             led.close()
