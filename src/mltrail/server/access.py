@@ -319,7 +319,6 @@ def metadata(node: Node, caller: Caller, art: Artefact) -> Shown:
 # -- the access log ----------------------------------------------------------------------
 
 _log_lock = threading.Lock()
-_log_files: dict[str, Any] = {}
 
 
 def _log(node: Node, what: str, digest: str, caller: Caller, outcome: str) -> None:
@@ -329,13 +328,12 @@ def _log(node: Node, what: str, digest: str, caller: Caller, outcome: str) -> No
     path = node_dir(node.home) / "access.log"
     with _log_lock:
         try:
-            fh = _log_files.get(str(path))
-            if fh is None or fh.tell() > LOG_MAX:
-                if fh is not None:
-                    fh.close()
+            if node.log is None or node.log.tell() > LOG_MAX:
+                if node.log is not None:
+                    node.log.close()
                     path.replace(path.with_name("access.log.1"))
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fh = _log_files[str(path)] = path.open("a", buffering=1)
-            fh.write(line)
+                node.log = path.open("a", buffering=1)
+            node.log.write(line)
         except OSError:
             pass  # a full disk must not turn a read into a 500

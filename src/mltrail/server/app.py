@@ -95,6 +95,7 @@ class Node:
         self.upload_lock = threading.Lock()
         self.docs: dict[str, Any] = {}  # documents parsed from blobs this home holds
         self.failed: dict[str, tuple[float, MltrailError]] = {}  # fetches not to retry yet
+        self.log: Any = None  # node/access.log, opened by access on first use
 
     def writer(self, token: Token) -> Ledger:
         """The ledger session signing as the token's identity (call under ``write_lock``)."""
@@ -104,6 +105,8 @@ class Node:
         return self._writers[token.identity]
 
     def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
         self.nonces.close()
         self.reader.close()
         for led in self._writers.values():
