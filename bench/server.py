@@ -12,6 +12,10 @@ with the chain and a sync finds nothing to add.
 The node runs as ``mltrail serve`` in its own process; the load generator (asyncio +
 httpx on loopback, a bounded number of requests and of connections in flight) reads
 random artefacts (``GET /v1/artefacts/{id}``), their lineage, and the filtered list.
+Requests carry a read-only token, so artefact reads include the metadata (content is for
+readers). ``--baseline-src DIR`` also serves the same home from another source tree (e.g.
+``/work/main/src``, the code before a change) and measures it in the same run, endpoint
+by endpoint, alternating, so the two are compared under the same load.
 Prints JSON: p50/p99 latency in ms and requests/s per endpoint.
 """
 
@@ -129,6 +133,9 @@ def measure(url: str, pid: int, paths: list[str], concurrency: int) -> dict[str,
     return out
 
 
+HEADERS: dict[str, str] = {}
+
+
 async def load(url: str, paths: list[str], concurrency: int) -> dict[str, Any]:
     lat: list[float] = []
     queue = list(paths)
@@ -144,7 +151,8 @@ async def load(url: str, paths: list[str], concurrency: int) -> dict[str, Any]:
             errors += r.status_code != 200
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30,
+                                 headers=HEADERS) as client:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
@@ -155,52 +163,72 @@ async def load(url: str, paths: list[str], concurrency: int) -> dict[str, Any]:
             "req_per_s": round(len(lat) / wall, 1)}
 
 
+def start_node(root: Path, workers: int,
+               src: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``mltrail serve`` on a free port (from source tree ``src`` if given), once healthy."""
+    port = free_port()
+    env = {**os.environ, "MLTRAIL_PASSWORD": PW}
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    exe = Path(sys.executable).with_name("mltrail")
+    proc = subprocess.Popen([str(exe), "--home", str(root), "serve", "--port", str(port),
+                             "--workers", str(workers)], env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("node did not start")
+        time.sleep(0.2)
+
+
 def main() -> None:
+    from mltrail.server.tokens import TokenStore
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artefacts", type=int, default=10_000)
     ap.add_argument("--requests", type=int, default=2_000, help="per endpoint")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--workers", type=int, default=1, help="node worker processes")
+    ap.add_argument("--baseline-src", help="another source tree to serve and compare with")
     args = ap.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / ".mltrail"
         t0 = time.perf_counter()
         ids = fill(root, args.artefacts)
         fill_s = time.perf_counter() - t0
-        port = free_port()
-        env = {**os.environ, "MLTRAIL_PASSWORD": PW}
-        exe = Path(sys.executable).with_name("mltrail")
-        proc = subprocess.Popen([str(exe), "--home", str(root), "serve", "--port", str(port),
-                                 "--workers", str(args.workers)],
-                                env=env, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        HEADERS["Authorization"] = "Bearer " + TokenStore(Home(root)).create(
+            "bench", "admin", read_only=True)[1]
+        nodes = {"this": start_node(root, args.workers)}
+        if args.baseline_src:
+            nodes["baseline"] = start_node(root, args.workers, args.baseline_src)
         try:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.time() > deadline:
-                    raise SystemExit("node did not start")
-                time.sleep(0.2)
             rng = random.Random(1)
             pick = [rng.choice(ids) for _ in range(args.requests)]
-            asyncio.run(load(url, [f"/v1/artefacts/{a}" for a in pick[:200]], 4))  # warm-up
-            out = {"artefacts": len(ids), "fill_seconds": round(fill_s, 1),
-                   "artefact": measure(url, proc.pid, [f"/v1/artefacts/{a}" for a in pick],
-                                       args.concurrency),
-                   "lineage": measure(url, proc.pid, [f"/v1/artefacts/{a}/lineage"
-                                                      for a in pick], args.concurrency),
-                   "list_filtered": measure(
-                       url, proc.pid, [f"/v1/artefacts?kind=model&state=trained&offset="
-                                       f"{i % 20 * 50}" for i in range(args.requests // 4)],
-                       args.concurrency)}
+            endpoints = {
+                "artefact": [f"/v1/artefacts/{a}" for a in pick],
+                "lineage": [f"/v1/artefacts/{a}/lineage" for a in pick],
+                "list_filtered": [f"/v1/artefacts?kind=model&state=trained&offset={i % 20 * 50}"
+                                  for i in range(args.requests // 4)]}
+            for _, url in nodes.values():  # warm-up
+                asyncio.run(load(url, endpoints["artefact"][:200], 4))
+            out: dict[str, Any] = {"artefacts": len(ids), "fill_seconds": round(fill_s, 1)}
+            for name, paths in endpoints.items():
+                for label, (proc, url) in nodes.items():
+                    key = name if label == "this" else f"{name}_baseline"
+                    out[key] = measure(url, proc.pid, paths, args.concurrency)
         finally:
-            proc.terminate()
-            proc.wait(10)
-    print(json.dumps({"bench": "server", "cpu_count": os.cpu_count(), "workers": args.workers,
+            for proc, _ in nodes.values():
+                proc.terminate()
+                proc.wait(10)
+    print(json.dumps({"bench": "server", "started": started, "cpu_count": os.cpu_count(),
+                      "workers": args.workers, "baseline_src": args.baseline_src,
                       "load_avg_1m": round(os.getloadavg()[0], 2), **out}, indent=2))
 
 

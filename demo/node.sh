@@ -17,6 +17,15 @@ curl -s "$NODE/v1/artefacts?kind=model" | python -c '
 import json, sys
 for a in json.load(sys.stdin)["items"]:
     print("  %-14s %-10s owner %s" % (a["name"] or a["id"][:12], a["state"], a["owner_name"]))'
+say "curl $NODE/v1/artefacts/$BASE   (no token: chain data only; metadata is for readers)"
+curl -s "$NODE/v1/artefacts/$BASE" | python -c '
+import json, sys
+d = json.load(sys.stdin)
+print("  metadata:", d["metadata"], "-", (d.get("metadata_note") or "")[:90])'
+say "the same with the read-only token"
+curl -s -H "Authorization: Bearer $VIEWER" "$NODE/v1/artefacts/$BASE" | python -c '
+import json, sys
+print("  metadata fields:", ", ".join(sorted(json.load(sys.stdin)["metadata"] or {})))'
 say "curl -X POST $NODE/v1/artefacts/$BASE/transitions -H 'Authorization: Bearer <viewer, read-only>' -d '{\"to_state\": \"retired\"}'"
 curl -s -w '\n  -> HTTP %{http_code}: refused, nothing written\n' -X POST \
   "$NODE/v1/artefacts/$BASE/transitions" -H "Authorization: Bearer $VIEWER" \

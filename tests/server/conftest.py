@@ -19,6 +19,7 @@ class Served:
     tokens: dict[str, str]
     ids: dict[str, str]
     files: dict[str, Path]
+    app: object = None
 
 
 @pytest.fixture(scope="module")
@@ -36,5 +37,5 @@ def served(tmp_path_factory) -> Iterator[Served]:
               "dev": store.create("dev", "dev")[1]}
     app = create_app(home, password=PASSWORD)
     with serve_in_thread(app) as srv:
-        yield Served(srv.url, home, tokens, ids, files)
+        yield Served(srv.url, home, tokens, ids, files, app)
     app.state.node.close()

@@ -45,8 +45,10 @@ def test_artefact_history_lineage_and_report(served):
         lin = c.get(f"/v1/artefacts/{served.ids['model']}/lineage").json()
         assert [a["name"] for a in lin["ancestors"]] == ["digits"]
         assert [a["name"] for a in lin["descendants"]] == ["digits-api"]
-        rep = c.get(f"/v1/reports/{served.ids['report']}").json()
+        rep = c.get(f"/v1/reports/{served.ids['report']}",
+                    headers=_auth(served.tokens["viewer"])).json()
         assert rep["type"] == "pol" and rep["report"]["verdict"] == "accepted"
+        assert d["metadata"] is None and d["metadata_note"].startswith("withheld")
         assert c.get("/v1/artefacts/0x" + "ab" * 32).status_code == 404
 
 
@@ -104,16 +106,17 @@ def test_register_anchor_and_blobs(served):
             "parents": [served.ids["dataset"]], "metadata": {"card": blob["digest"]}})
         assert r.status_code == 201, r.text
         aid = r.json()["artefact_id"]
-        d = c.get(f"/v1/artefacts/{aid}").json()
+        d = c.get(f"/v1/artefacts/{aid}", headers=tok).json()
         assert d["artefact"]["name"] == "via-api" and d["artefact"]["owner_name"] == "dev"
         assert d["metadata"]["card"] == blob["digest"]
         r = c.post(f"/v1/artefacts/{aid}/anchors", headers=tok,
                    json={"root": "ab" * 32, "count": 3})
         assert r.status_code == 200
         assert c.get(f"/v1/artefacts/{aid}").json()["history"][-1]["event"] == "Anchored"
+        assert c.get(f"/v1/artefacts/{aid}").json()["metadata"] is None  # content: readers
         # blobs: token holders yes, anonymous no
         assert c.get(f"/v1/blobs/{blob['digest']}", headers=tok).content == b"model card"
-        assert c.get(f"/v1/blobs/{blob['digest']}").status_code == 403
+        assert c.get(f"/v1/blobs/{blob['digest']}").status_code == 401
 
 
 def test_bad_bodies_get_4xx_and_the_node_keeps_serving(served):

@@ -15,6 +15,7 @@ from mltrail.ledger.client import Ledger
 from mltrail.ledger.setup import init_home
 from mltrail.provenance.digest import digest_bytes
 from mltrail.server import exchange
+from mltrail.server.tokens import TokenStore
 from testkit import ANVIL_KEY, PASSWORD, fund
 
 pytestmark = pytest.mark.xdist_group("anvil")
@@ -59,8 +60,9 @@ def orgs(anvil, tmp_path_factory):
         _publish(al, node_a.url, [a, b])
         _publish(bob, node_b.url, [a, b])
         _publish(ev, node_e.url, [a, b])
+        tok_b = TokenStore(b).create("b-viewer", "bob", read_only=True)[1]
         yield {"a": a, "b": b, "alice": al, "bob": bob, "eve": ev, "url_a": node_a.url,
-               "url_b": node_b.url}
+               "url_b": node_b.url, "tok_b": {"Authorization": f"Bearer {tok_b}"}}
         al.close()
         ev.close()
     bob.close()
@@ -74,14 +76,15 @@ def test_b_reads_what_a_stored(orgs):
     art = bob.artefact(reg.artefact_id)
     assert not orgs["b"].store.has(art.metadata_digest)
     # B's node shows A's artefact with its name: the metadata came from A's node
-    d = httpx.get(f"{orgs['url_b']}/v1/artefacts/{reg.artefact_id}").json()
+    d = httpx.get(f"{orgs['url_b']}/v1/artefacts/{reg.artefact_id}",
+                  headers=orgs["tok_b"]).json()
     assert d["artefact"]["name"] == "shared-cnn" and d["metadata"]["name"] == "shared-cnn"
     assert orgs["b"].store.has(art.metadata_digest)  # checked and cached
     # a report A holds as evidence reads the same from B's node
     report = {"format": "mltrail-pol-report/1", "verdict": "accepted", "threshold": 0.1}
     ev = alice.home.store.put(json.dumps(report).encode())
     alice.transition(reg.artefact_id, "trained", ev)
-    r = httpx.get(f"{orgs['url_b']}/v1/reports/{ev}").json()
+    r = httpx.get(f"{orgs['url_b']}/v1/reports/{ev}", headers=orgs["tok_b"]).json()
     assert r["type"] == "pol" and r["report"] == report
 
 
@@ -89,21 +92,22 @@ def test_blobs_are_for_members(orgs):
     alice, bob = orgs["alice"], orgs["bob"]
     digest = alice.home.store.put(b"members only")
     url = f"{orgs['url_a']}/v1/blobs/{digest}"
-    assert httpx.get(url).status_code == 403
-    assert httpx.get(url, headers={exchange.HEADER: exchange.sign_request(bob, digest)}
+    assert httpx.get(url).status_code == 401
+    a_node = alice.address  # alice published node A's URL: requests to it name her
+    assert httpx.get(url, headers={exchange.HEADER: exchange.sign_request(bob, digest, a_node)}
                      ).content == b"members only"
     from eth_account import Account
 
     class Stranger:  # a key with no role on chain
         account = Account.create()
 
-    hdr = exchange.sign_request(Stranger, digest)  # type: ignore[arg-type]
+    hdr = exchange.sign_request(Stranger, digest, a_node)  # type: ignore[arg-type]
     assert httpx.get(url, headers={exchange.HEADER: hdr}).status_code == 403
-    old = exchange.sign_request(bob, digest, now=1_000_000)
-    assert httpx.get(url, headers={exchange.HEADER: old}).status_code == 403
+    old = exchange.sign_request(bob, digest, a_node, now=1_000_000)
+    assert httpx.get(url, headers={exchange.HEADER: old}).status_code == 401
     # the owner narrows it to eve only: bob is refused, and fetch_blob says no node has it
     exchange.Readers(orgs["a"]).set(digest, [orgs["eve"].address])
-    assert httpx.get(url, headers={exchange.HEADER: exchange.sign_request(bob, digest)}
+    assert httpx.get(url, headers={exchange.HEADER: exchange.sign_request(bob, digest, a_node)}
                      ).status_code == 403
     with pytest.raises((NotFoundError, VerificationError)):
         exchange.fetch_blob(bob, digest, alice.address)

@@ -24,7 +24,8 @@ AUDIT = {"version": 1, "target": "http://127.0.0.1:9", "verdict": "fail", "queri
 
 
 def test_pages(served):
-    with httpx.Client(base_url=served.url) as c:
+    with httpx.Client(base_url=served.url, cookies={"mltrail_token": served.tokens["viewer"]}
+                      ) as c:
         home = c.get("/").text
         assert "digits-cnn" in home and 'class="badge good">verified' in home
         assert "digits-api" not in c.get("/?kind=model").text
@@ -44,7 +45,8 @@ def test_audit_report_page(served):
             op.transition(served.ids["service"], "deployed")
     with Ledger.open(served.home, identity="auditor", password=PASSWORD) as au:
         au.transition(served.ids["service"], "suspended", digest)
-    page = httpx.get(f"{served.url}/reports/{digest}", timeout=120).text  # matplotlib
+    page = httpx.get(f"{served.url}/reports/{digest}", timeout=120,  # matplotlib
+                     cookies={"mltrail_token": served.tokens["viewer"]}).text
     assert "failed the audit" in page and "first alarm at query 2" in page
     assert "auditor" in page and "digits-api" in page  # who and what, by name
     assert "data:image/png;base64," in page  # the sequential-evidence plot

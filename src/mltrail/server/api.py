@@ -1,23 +1,25 @@
 """The node's REST API under ``/v1``: request and response models and one library call each.
 
-Reads are open to whoever reaches the node (bind it to loopback or put it behind your
-own proxy); writes need a token and are signed with the token's identity's key. Blobs
-are served to node tokens and to members who sign their request (see ``exchange``).
+Chain data (artefacts, history, lineage, health, members) is open to whoever reaches the
+node; content (blobs, metadata, reports) goes through ``access.read``, the one rule for
+reading it; writes need a token and are signed with the token's identity's key. Every
+route declares what it returns (``access.route``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mltrail.errors import InputError, MltrailError, NotFoundError
+from mltrail.errors import InputError, NotFoundError
 from mltrail.ledger.client import Artefact
-from mltrail.provenance.digest import digest_bytes
-from mltrail.server import exchange, queries, views
-from mltrail.server.app import Forbidden, Node, any_token, node_of, optional_token, write_token
+from mltrail.provenance import exchange
+from mltrail.server import access, queries, views
+from mltrail.server.access import Caller, any_token, caller_of, exchange_caller, route, write_token
+from mltrail.server.app import MAX_UPLOAD, Node, TooLarge, node_of
 from mltrail.server.tokens import Token
 
 router = APIRouter(prefix="/v1")
@@ -30,7 +32,7 @@ ArtefactId = Annotated[str, Path(min_length=1, max_length=128,
 DigestPath = Annotated[str, Path(pattern=DIGEST)]
 NodeDep = Annotated[Node, Depends(node_of)]
 WriteDep = Annotated[Token, Depends(write_token)]
-ReadDep = Annotated[Token | None, Depends(optional_token)]
+CallerDep = Annotated[Caller, Depends(caller_of)]
 TokenDep = Annotated[Token, Depends(any_token)]
 
 
@@ -91,7 +93,9 @@ class Move(Strict):
 class ArtefactDetail(Strict):
     artefact: ArtefactOut
     history: list[EventOut]
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any] | None = Field(description="Shown to readers only (a token of "
+                                            "this node); local paths to their owners only.")
+    metadata_note: str | None = Field(default=None, description="Why metadata is null.")
     next_states: list[Move]
 
 
@@ -201,6 +205,7 @@ def _art(node: Node, art: Any) -> ArtefactOut:
 # -- reads -------------------------------------------------------------------------------
 
 @router.get("/artefacts", response_model=ArtefactPage, summary="List and search artefacts")
+@route("chain")
 def list_artefacts(
     node: NodeDep,
     kind: Annotated[str | None, Query(max_length=64)] = None,
@@ -220,26 +225,24 @@ def list_artefacts(
 
 
 @router.get("/artefacts/{artefact_id}", response_model=ArtefactDetail,
-            summary="One artefact with its full history")
-def get_artefact(node: NodeDep, artefact_id: ArtefactId) -> ArtefactDetail:
+            summary="One artefact with its full history (metadata for readers)")
+@route("content")
+def get_artefact(node: NodeDep, caller: CallerDep, artefact_id: ArtefactId) -> ArtefactDetail:
     with node.read_lock:
         led = node.reader
         art = led.artefact(artefact_id)
         kind = led.lifecycle.kind(art.kind)
         history = [EventOut(**views.event(kind, e, node.people)) for e in led.history(art.id)]
-        meta = queries.metadata(led, art)
-        if meta is None:  # named on chain, held by the owner's node: fetch, check, cache
-            try:
-                exchange.fetch_blob(led, art.metadata_digest, art.owner, timeout=3.0)
-                meta = queries.metadata(led, art)
-            except MltrailError:
-                meta = None
-        return ArtefactDetail(artefact=_art(node, art), history=history, metadata=meta,
-                              next_states=[Move(**m) for m in views.next_states(kind, art.state)])
+        out = _art(node, art)
+    shown = access.metadata(node, caller, art)  # fetched outside the ledger's lock
+    return ArtefactDetail(artefact=out, history=history, metadata=shown.doc,
+                          metadata_note=shown.note,
+                          next_states=[Move(**m) for m in views.next_states(kind, art.state)])
 
 
 @router.get("/artefacts/{artefact_id}/lineage", response_model=Lineage,
             summary="Ancestors and descendants")
+@route("chain")
 def get_lineage(node: NodeDep, artefact_id: ArtefactId) -> Lineage:
     with node.read_lock:
         led = node.reader
@@ -255,28 +258,41 @@ def get_lineage(node: NodeDep, artefact_id: ArtefactId) -> Lineage:
                        descendants=[rel(d) for d in lin["descendants"]])
 
 
+async def stream(request: Request, limit: int = MAX_UPLOAD) -> Any:
+    """The request body in chunks; ``TooLarge`` (413) once it passes ``limit`` bytes."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body over {limit} bytes")
+        yield chunk
+
+
 @router.post("/verify", response_model=VerifyOut,
-             summary="Check a file's bytes (the request body) against a digest")
+             summary="Check a file's bytes (the request body, at most 64 MiB) against a digest")
+@route("compute")
 async def verify(request: Request,
                  digest: Annotated[str, Query(pattern=DIGEST)]) -> VerifyOut:
-    body = await request.body()
-    actual = digest_bytes(body)
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    async for chunk in stream(request):  # hashed as it arrives: nothing is kept
+        h.update(chunk)
+        size += len(chunk)
+    actual = "sha256:" + h.hexdigest()
     expected = exchange.normalise(digest)
-    return VerifyOut(expected=expected, actual=actual, size=len(body), match=actual == expected)
+    return VerifyOut(expected=expected, actual=actual, size=size, match=actual == expected)
 
 
 @router.get("/reports/{digest}", response_model=ReportOut,
-            summary="A proof or audit report stored as evidence")
-def get_report(node: NodeDep, digest: DigestPath) -> ReportOut:
-    data = _blob(node, digest, None)
-    import json
-
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise InputError(f"{digest} is not a JSON report") from None
+            summary="A proof or audit report stored as evidence (readers only)")
+@route("content")
+def get_report(node: NodeDep, caller: CallerDep, digest: DigestPath) -> ReportOut:
+    doc = access.document(node, caller, digest, "report")
     if not isinstance(doc, dict):
         raise InputError(f"{digest} is not a JSON report")
+    if caller.token is None:
+        doc = access.redact_paths(doc)
     return ReportOut(digest=exchange.normalise(digest), type=report_type(doc), report=doc)
 
 
@@ -288,21 +304,15 @@ def report_type(doc: dict[str, Any]) -> Literal["pol", "audit", "unknown"]:
     return "unknown"
 
 
-def _blob(node: Node, digest: str, owner: str | None) -> bytes:
-    """Local blob, else fetched from a member's node (checked, cached)."""
-    with node.read_lock:
-        if node.reader.home.store.has(digest):
-            return node.reader.home.store.get(digest)
-        return exchange.fetch_blob(node.reader, digest, owner)
-
-
 @router.get("/health", response_model=Health, summary="Head block, index sync, last check")
+@route("chain")
 def health(node: NodeDep) -> Health:
     with node.read_lock:
         return Health(**queries.health(node.reader))
 
 
 @router.get("/ledger", response_model=LedgerOut, summary="Contract, members and their roles")
+@route("chain")
 def ledger_info(node: NodeDep) -> LedgerOut:
     with node.read_lock:
         led = node.reader
@@ -314,30 +324,26 @@ def ledger_info(node: NodeDep) -> LedgerOut:
 
 @router.get("/lifecycle/{kind}", response_model=KindOut,
             summary="A kind's states and transitions")
+@route("chain")
 def lifecycle(node: NodeDep, kind: Annotated[str, Path(max_length=64)]) -> KindOut:
     return KindOut.model_validate(views.lifecycle_kind(node.reader.lifecycle, kind))
 
 
 @router.get("/blobs/{digest}", summary="Content this node holds (members and tokens)",
             responses={200: {"content": {"application/octet-stream": {}}}})
-def get_blob(node: NodeDep, digest: DigestPath, token: ReadDep,
-             member: Annotated[str | None, Header(alias="X-Mltrail-Member", max_length=300)]
-             = None) -> Response:
-    with node.read_lock:
-        led = node.reader
-        who = exchange.signer_of(member, digest) if member else None
-        if not exchange.may_read(led, digest, who, token is not None):
-            raise Forbidden("this blob is for members (sign the request) or token holders")
-        if not led.home.store.has(digest):
-            raise NotFoundError(f"this node does not hold {exchange.normalise(digest)}")
-        data = led.home.store.get(digest)
-    return Response(data, media_type="application/octet-stream")
+@route("content")
+def get_blob(node: NodeDep, digest: DigestPath,
+             caller: Annotated[Caller, Depends(exchange_caller)]) -> Response:
+    data = access.read(node, caller, digest, "blob", fetch=False)
+    return Response(data, media_type="application/octet-stream",
+                    headers={exchange.AUDIENCE: access.audience(node, digest)})
 
 
 # -- writes ------------------------------------------------------------------------------
 
 @router.post("/artefacts", response_model=TxOut, status_code=201,
              summary="Register an artefact (signed as the token's identity)")
+@route("write")
 def register(node: NodeDep, token: WriteDep, body: RegisterIn) -> TxOut:
     meta = dict(body.metadata)
     if body.name:
@@ -350,6 +356,7 @@ def register(node: NodeDep, token: WriteDep, body: RegisterIn) -> TxOut:
 
 @router.post("/artefacts/{artefact_id}/transitions", response_model=TxOut,
              summary="Move an artefact to another state")
+@route("write")
 def transition(node: NodeDep, token: WriteDep, artefact_id: ArtefactId,
                body: TransitionIn) -> TxOut:
     with node.write_lock:
@@ -361,6 +368,7 @@ def transition(node: NodeDep, token: WriteDep, artefact_id: ArtefactId,
 
 @router.post("/artefacts/{artefact_id}/anchors", response_model=TxOut,
              summary="Put a Merkle root about an artefact on chain")
+@route("write")
 def anchor(node: NodeDep, token: WriteDep, artefact_id: ArtefactId, body: AnchorIn) -> TxOut:
     with node.write_lock:
         led = node.writer(token)
@@ -371,25 +379,44 @@ def anchor(node: NodeDep, token: WriteDep, artefact_id: ArtefactId, body: Anchor
 
 
 @router.post("/blobs", response_model=BlobOut, status_code=201,
-             summary="Store bytes (the request body) in this node's content store")
+             summary="Store bytes (the request body, at most 64 MiB) in this node's store")
+@route("write")
 async def put_blob(request: Request, node: NodeDep, token: WriteDep) -> BlobOut:
-    data = await request.body()
-    return BlobOut(digest=node.home.store.put(data), size=len(data))
+    import tempfile
+
+    from anyio import to_thread
+
+    incoming = node.home.root / "node" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=incoming, prefix="upload-") as tmp:
+        size = 0
+        async for chunk in stream(request):  # to disk as it arrives, never whole in memory
+            tmp.write(chunk)
+            size += len(chunk)
+        tmp.flush()
+
+        def store() -> str:
+            with node.upload_lock:  # one upload's bytes in memory at a time
+                return node.home.store.put_file(tmp.name)
+
+        digest = await to_thread.run_sync(store)
+    return BlobOut(digest=digest, size=size)
 
 
 @router.put("/blobs/{digest}/readers", response_model=BlobOut,
             summary="Restrict who may fetch a blob (null: every member)")
+@route("write")
 def set_readers(node: NodeDep, token: WriteDep, digest: DigestPath, body: ReadersIn) -> BlobOut:
     with node.read_lock:
         if not node.home.store.has(digest):
             raise NotFoundError(f"this node does not hold {exchange.normalise(digest)}")
         exchange.Readers(node.home).set(digest, body.readers)
-        size = len(node.home.store.get(digest))
-    return BlobOut(digest=exchange.normalise(digest), size=size)
+    return BlobOut(digest=exchange.normalise(digest), size=access.held_size(node, digest))
 
 
 @router.post("/ledger/check", response_model=CheckOut,
              summary="Run 'ledger check' now and record its result")
+@route("write")
 def ledger_check(node: NodeDep, token: TokenDep) -> CheckOut:
     with node.read_lock:
         return CheckOut(**queries.run_check(node.reader))

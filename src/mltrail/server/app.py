@@ -1,18 +1,22 @@
 """The node's FastAPI application: wiring, authentication, limits and error mapping.
 
 ``create_app(home)`` returns the app; ``Node`` holds what requests share (a reading
-``Ledger``, one writing ``Ledger`` per token identity, the token store). Errors from the
-library's one tree become JSON ``{"error", "hint"}`` with a 4xx status; a body over the
-limit is refused with 413 before it is read whole. No rule is decided here.
+``Ledger``, one writing ``Ledger`` per token identity, the token store, the exchange's
+nonce cache). Errors from the library's one tree become JSON ``{"error", "hint"}`` with
+a 4xx status; a JSON body over the limit or nested too deeply is refused (413, 400)
+before it is parsed; uploads are bounded by their routes while they stream. Who may read
+what is ``access``; no rule is decided here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,14 +36,17 @@ from mltrail.errors import (
     VerificationError,
 )
 from mltrail.ledger.client import Ledger
+from mltrail.provenance.exchange import NonceCache
 from mltrail.server import queries
 from mltrail.server.queries import Names
-from mltrail.server.tokens import Token, TokenStore
+from mltrail.server.tokens import Token, TokenStore, node_dir
 from mltrail.server.views import People
 
 HERE = Path(__file__).parent
 MAX_JSON = 256 * 1024  # request bodies other than blobs and files to verify
 MAX_UPLOAD = 64 * 1024 * 1024  # blobs and files to verify
+MAX_JSON_DEPTH = 64  # nesting of a JSON request body
+UPLOADS = ("/v1/blobs", "/v1/verify")
 
 
 class NodeLedger(Ledger):
@@ -83,6 +90,12 @@ class Node:
         self.tokens = TokenStore(home)
         self.names = Names()
         self.people = People(home)
+        self.nonces = NonceCache(node_dir(home) / "nonces.sqlite")  # shared by workers
+        self.nonce_lock = threading.Lock()
+        self.upload_lock = threading.Lock()
+        self.docs: dict[str, Any] = {}  # documents parsed from blobs this home holds
+        self.failed: dict[str, tuple[float, MltrailError]] = {}  # fetches not to retry yet
+        self.log: Any = None  # node/access.log, opened by access on first use
 
     def writer(self, token: Token) -> Ledger:
         """The ledger session signing as the token's identity (call under ``write_lock``)."""
@@ -92,12 +105,23 @@ class Node:
         return self._writers[token.identity]
 
     def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        self.nonces.close()
         self.reader.close()
         for led in self._writers.values():
             led.close()
 
 
+class TooLarge(InputError):
+    """413: a request body over its route's limit."""
+
+
 def status_of(exc: MltrailError) -> int:
+    if isinstance(exc, TooLarge):
+        return 413
+    if isinstance(exc, Unauthorized):
+        return 401
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, AuthError | RefusedError):
@@ -118,8 +142,23 @@ def _error(status: int, message: str, hint: str | None = None,
     return JSONResponse({"error": message, "hint": hint}, status_code=status, headers=headers)
 
 
+def json_depth(body: bytes) -> int:
+    """How deeply a JSON text nests (brackets outside strings), without parsing it."""
+    bare = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", body).translate(None, _NOT_BRACKETS)
+    deepest = level = 0
+    for ch in bare:
+        level += 1 if ch in b"[{" else -1
+        deepest = max(deepest, level)
+    return deepest
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 class BodyLimit:
-    """Refuse request bodies over a limit with 413, without reading them whole."""
+    """Refuse request bodies over a limit with 413 without reading them whole, and JSON
+    nested deeper than ``MAX_JSON_DEPTH`` with 400. Uploads (``UPLOADS``) pass through
+    unread: their routes stream them and stop at ``MAX_UPLOAD``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -129,13 +168,17 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        limit = MAX_UPLOAD if path.startswith(("/v1/blobs", "/v1/verify")) else MAX_JSON
+        upload = path.startswith(UPLOADS)
+        limit = MAX_UPLOAD if upload else MAX_JSON
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and not length.isdigit():
             await _error(400, "malformed Content-Length")(scope, receive, send)
             return
         if length is not None and int(length) > limit:
             await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+            return
+        if upload:
+            await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -152,6 +195,10 @@ class BodyLimit:
             chunks.append(chunk)
             more = msg.get("more_body", False)
         body = b"".join(chunks)
+        if json_depth(body) > MAX_JSON_DEPTH:
+            await _error(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")(
+                scope, receive, send)
+            return
         sent = False
 
         async def replay() -> Message:
@@ -203,50 +250,12 @@ def node_of(request: Request) -> Node:
     return node
 
 
-def auth_header(request: Request) -> str | None:
-    value = request.headers.get("authorization")
-    if value is None:
-        cookie = request.cookies.get("mltrail_token")
-        return cookie or None
-    scheme, _, secret = value.partition(" ")
-    return secret.strip() if scheme.lower() == "bearer" else "\x00invalid"
-
-
-def optional_token(request: Request) -> Token | None:
-    """The request's token, None without one; a bad one is refused with 401."""
-    secret = auth_header(request)
-    if secret is None:
-        return None
-    tok = node_of(request).tokens.authenticate(secret)
-    if tok is None:
-        raise Unauthorized("invalid API token")
-    return tok
-
-
-def any_token(request: Request) -> Token:
-    """Any valid token (read-only ones too): 401 without one."""
-    tok = optional_token(request)
-    if tok is None:
-        raise Unauthorized("this needs an API token (Authorization: Bearer mlt_...)")
-    return tok
-
-
-def write_token(request: Request) -> Token:
-    """A token that may write: 401 without a valid one, 403 for a read-only one."""
-    tok = optional_token(request)
-    if tok is None:
-        raise Unauthorized("this needs an API token (Authorization: Bearer mlt_...)")
-    if tok.read_only:
-        raise Forbidden(f"token {tok.name!r} is read-only")
-    return tok
-
-
 class Unauthorized(AuthError):
     """401: no token or an unknown one."""
 
 
 class Forbidden(AuthError):
-    """403: a token that may not do this."""
+    """403: a caller who may not do this."""
 
 
 def install_auth_handlers(app: FastAPI) -> None:

@@ -2,25 +2,29 @@
 
 Pages: artefact list (``/``), artefact (``/a/{id}``), proof and audit reports
 (``/reports/{digest}``), ledger (``/ledger``). Writes from the browser go through the
-API with the visitor's token (sent by ``app.js``); pages never write.
+API with the visitor's token (sent by ``app.js``); pages never write. Pages read content
+(metadata, reports) through ``access`` with the visitor's token from the dashboard's
+cookie; without one they show chain data and say what is withheld.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 from markupsafe import Markup
 
 from mltrail.errors import MltrailError
-from mltrail.server import api, exchange, plots, queries, views
+from mltrail.provenance import exchange
+from mltrail.server import access, api, plots, queries, views
+from mltrail.server.access import Caller, caller_of, route
 from mltrail.server.app import HERE, Node, node_of, status_of
 
 router = APIRouter(include_in_schema=False)
+CallerDep = Annotated[Caller, Depends(caller_of)]
 templates = Jinja2Templates(directory=HERE / "templates")
 
 GOOD = {"approved", "verified", "deployed", "audited", "validated"}
@@ -67,6 +71,7 @@ def _error(request: Request, exc: MltrailError) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
+@route("chain")
 def artefact_list(request: Request, kind: str = "", state: str = "", q: str = "",
                   page: int = 1) -> HTMLResponse:
     node: Node = node_of(request)
@@ -89,10 +94,11 @@ def artefact_list(request: Request, kind: str = "", state: str = "", q: str = ""
 
 
 @router.get("/a/{artefact_id}", response_class=HTMLResponse)
-def artefact_page(request: Request, artefact_id: str) -> HTMLResponse:
+@route("content")
+def artefact_page(request: Request, caller: CallerDep, artefact_id: str) -> HTMLResponse:
     node: Node = node_of(request)
     try:
-        detail = api.get_artefact(node, artefact_id)
+        detail = api.get_artefact(node, caller, artefact_id)
         lin = api.get_lineage(node, artefact_id)
         with node.read_lock:
             lc = node.reader.lifecycle
@@ -103,34 +109,33 @@ def artefact_page(request: Request, artefact_id: str) -> HTMLResponse:
     reports = {}
     for ev in detail.history:
         if ev.evidence_digest:
-            reports[ev.evidence_digest] = _report_kind(node, ev.evidence_digest)
+            reports[ev.evidence_digest] = _report_kind(node, caller, ev.evidence_digest)
     return _page(request, "artefact.html", {
         "a": art, "history": [e.model_dump() for e in reversed(detail.history)],
-        "metadata": detail.metadata, "next": [m.model_dump() for m in detail.next_states],
+        "metadata": detail.metadata, "metadata_note": detail.metadata_note,
+        "next": [m.model_dump() for m in detail.next_states],
         "lifecycle": Markup(plots.lifecycle_svg(kind, art["state"], lc.terminal)),
         "lineage": Markup(plots.lineage_svg(art, [a.model_dump() for a in lin.ancestors],
                                             [d.model_dump() for d in lin.descendants])),
         "n_related": len(lin.ancestors) + len(lin.descendants), "reports": reports})
 
 
-def _report_kind(node: Node, digest: str) -> str | None:
-    with node.read_lock:
-        store = node.reader.home.store
-        if not store.has(digest):
-            return None
-        try:
-            doc = json.loads(store.get(digest))
-        except (ValueError, MltrailError):
-            return None
+def _report_kind(node: Node, caller: Caller, digest: str) -> str | None:
+    """The kind of report a transition cites, if this caller may read it and it is here."""
+    try:
+        doc = access.document(node, caller, digest, "report-kind", fetch=False)
+    except MltrailError:
+        return None
     return api.report_type(doc) if isinstance(doc, dict) else None
 
 
 @router.get("/reports/{digest}", response_class=HTMLResponse)
-def report_page(request: Request, digest: str) -> HTMLResponse:
+@route("content")
+def report_page(request: Request, caller: CallerDep, digest: str) -> HTMLResponse:
     node: Node = node_of(request)
     try:
         digest = exchange.normalise(digest)
-        rep = api.get_report(node, digest)
+        rep = api.get_report(node, caller, digest)
         with node.read_lock:
             cited = queries.cited_by(node.reader, digest)
             about = None
@@ -161,6 +166,7 @@ def report_page(request: Request, digest: str) -> HTMLResponse:
 
 
 @router.get("/ledger", response_class=HTMLResponse)
+@route("chain")
 def ledger_page(request: Request) -> HTMLResponse:
     node: Node = node_of(request)
     try:

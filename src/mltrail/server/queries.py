@@ -1,9 +1,9 @@
 """Reads the node needs that ``Ledger`` does not offer: filtered listing, search, names, health.
 
-Everything is read from the event index (after ``Ledger.sync``) and the content store;
+Everything is read from the event index (after ``Ledger.sync``);
 nothing is written except the node's record of the last ``ledger check``. Names come
-from the chain when the client has them (``Artefact.name``), else from the artefact's
-metadata blob. This module never decides a rule: states and kinds come from the lifecycle.
+from the chain (``Artefact.name``). This module never reads a blob (``access`` does) and
+never decides a rule: states and kinds come from the lifecycle.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mltrail._fs import atomic_write
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import InputError
 from mltrail.server.tokens import node_dir
 
 if TYPE_CHECKING:
@@ -32,52 +32,12 @@ class Page:
 
 
 class Names:
-    """Artefact names, cached by id (metadata is immutable once registered)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, str | None] = {}
+    """Artefact names: the name on chain, never one read from a metadata blob (that is
+    content, for readers only: ``access``)."""
 
     def of(self, ledger: Ledger, art: Artefact) -> str | None:
         on_chain = getattr(art, "name", None)
-        if isinstance(on_chain, str) and on_chain:
-            return on_chain
-        if self._cache.get(art.id) is None:  # a missing blob may be fetched later
-            self._cache[art.id] = self._from_metadata(ledger, art.metadata_digest)
-        return self._cache[art.id]
-
-    @staticmethod
-    def _from_metadata(ledger: Ledger, digest: str) -> str | None:
-        store = ledger.home.store
-        try:
-            if not store.has(digest):
-                return None
-            meta = json.loads(store.get(digest))
-        except (MltrailError, ValueError):
-            return None
-        name = meta.get("name") if isinstance(meta, dict) else None
-        return str(name)[:200] if isinstance(name, str) and name else None
-
-
-_META: dict[str, dict[str, Any]] = {}  # by digest: checked once, immutable afterwards
-_META_MAX = 100_000
-
-
-def metadata(ledger: Ledger, art: Artefact) -> dict[str, Any] | None:
-    """The artefact's metadata document if this home has it (else None)."""
-    digest = art.metadata_digest
-    if digest in _META:
-        return _META[digest]
-    store = ledger.home.store
-    try:
-        if not store.has(digest):
-            return None
-        doc = json.loads(store.get(digest))
-    except (MltrailError, ValueError):
-        return None
-    out = doc if isinstance(doc, dict) else {"value": doc}
-    if len(_META) < _META_MAX:
-        _META[digest] = out
-    return out
+        return on_chain if isinstance(on_chain, str) and on_chain else None
 
 
 def ensure_indexes(ledger: Ledger) -> None:

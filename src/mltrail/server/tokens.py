@@ -52,15 +52,25 @@ class TokenStore:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.path = node_dir(home) / "tokens.json"
+        self._cache: tuple[tuple[int, int, int], list[Token]] | None = None
 
     def _load(self) -> list[Token]:
-        if not self.path.exists():
+        """The tokens as the file holds them now (re-parsed whenever it changed: a revoked
+        token is refused from the next request on)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
             return []
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cache is not None and self._cache[0] == stamp:
+            return list(self._cache[1])
         try:
             raw = json.loads(self.path.read_text())
-            return [Token.model_validate(t) for t in raw]
+            tokens = [Token.model_validate(t) for t in raw]
         except (ValueError, ValidationError, TypeError) as exc:
             raise InputError(f"malformed {self.path}: {exc}") from exc
+        self._cache = (stamp, tokens)
+        return list(tokens)
 
     def _save(self, tokens: list[Token]) -> None:
         data = json.dumps([t.model_dump() for t in tokens], indent=1, sort_keys=True) + "\n"

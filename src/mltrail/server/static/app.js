@@ -12,8 +12,10 @@
   const token = () => localStorage.getItem(KEY) || "";
   const showToken = () => { const s = $("#token-state"); if (s) s.textContent = token() ? "API token ✓" : "API token"; };
   if ($("#token-save")) {
-    $("#token-save").onclick = () => { localStorage.setItem(KEY, $("#token").value.trim()); $("#token").value = ""; showToken(); $(".token").open = false; };
-    $("#token-clear").onclick = () => { localStorage.removeItem(KEY); showToken(); };
+    // the same token as a SameSite=Strict cookie: the node reads it for page views (GET) only
+    const cookie = (v) => { document.cookie = "mltrail_token=" + encodeURIComponent(v) + "; Path=/; SameSite=Strict" + (v ? "" : "; Max-Age=0"); };
+    $("#token-save").onclick = () => { const v = $("#token").value.trim(); localStorage.setItem(KEY, v); cookie(v); $("#token").value = ""; showToken(); $(".token").open = false; };
+    $("#token-clear").onclick = () => { localStorage.removeItem(KEY); cookie(""); showToken(); };
   }
   showToken();
   async function call(method, url, body) {
