@@ -142,19 +142,24 @@ def check_index(ledger: Ledger, head: int) -> tuple[int, int]:
 def check(ledger: Ledger, advance: Callable[[int], None] | None = None) -> CheckReport:
     """Verify the whole ledger (see the module docstring); ``advance(1)`` per block checked.
 
-    On success the checked head is pinned as verified in the home's ``pins.json``.
+    On success the checked head is pinned as verified in the home's ``pins.json``. The
+    whole check holds the writers' lock (``Ledger.locked``): writes wait until it ends,
+    so chain, pins and index are read as one state, never half moved by a writer.
     """
-    head, rows = verify_chain(ledger, advance)
-    n_events, n_artefacts = check_index(ledger, head)
-    pins = ledger.home.pins()
-    if pins is not None:
-        trust.raise_head(ledger.home, pins, head, ledger.backend.block_hash(head), verified=True)
+    with ledger.locked():
+        head, rows = verify_chain(ledger, advance)
+        n_events, n_artefacts = check_index(ledger, head)
+        pins = ledger.home.pins()
+        if pins is not None:
+            trust.raise_head(ledger.home, pins, head, ledger.backend.block_hash(head),
+                             verified=True)
     return CheckReport(head + 1, n_events, head, n_artefacts, rows)
 
 
 def reindex(ledger: Ledger) -> int:
     """Drop the index and rebuild it from the chain, after checking the chain (steps 1-3):
     a damaged chain is refused, never laundered into a fresh index."""
-    verify_chain(ledger)
-    ledger.index.clear()
-    return ledger.sync()
+    with ledger.locked():
+        verify_chain(ledger)
+        ledger.index.clear()
+        return ledger.sync()

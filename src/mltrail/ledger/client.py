@@ -14,12 +14,14 @@ and actor, or the write fails with exit 1 saying what the node answered.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from eth_abi import encode
 from eth_utils import is_address, keccak, to_checksum_address
+from filelock import FileLock, Timeout
 
 from mltrail.config import Home, find_home
 from mltrail.config_models import Settings
@@ -148,6 +150,22 @@ class Ledger:
         self.registry = to_checksum_address(settings.registry)
         self.abi = ContractABI(contracts.load("ArtefactRegistry").abi)
         self.index = EventIndex(home.index_db)
+        # the writers' lock: the embedded backend's own (one instance, so it is re-entrant
+        # when a write or a check takes it around the backend's transaction)
+        lock = getattr(backend, "lock", None)
+        self._lock = lock if isinstance(lock, FileLock) else FileLock(str(home.lock_path),
+                                                                       timeout=60)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the home's writer lock: a write holds it from the pin check to the index
+        update, and ``ledger check`` and ``reindex`` hold it throughout, so a check never
+        sees a chain, pins and index that a writer has only half moved."""
+        try:
+            with self._lock:
+                yield
+        except Timeout as exc:
+            raise LedgerError(f"ledger busy: could not lock {self._lock.lock_file}") from exc
 
     @classmethod
     def open(cls, home: Home | None = None, identity: str | None = None,
@@ -210,11 +228,12 @@ class Ledger:
         confirm that the receipt holds event ``expect`` with the ``want`` arguments."""
         data = self.abi.encode(fn, *args)
         account = self.signer  # unlock before the checks: a wrong password costs nothing
-        pins = trust.check_pins(self.home, self.backend, self.registry)
-        receipt = self.backend.transact(account, self.registry, data, gas)
-        self._confirm(receipt, expect or fn, want)
-        trust.raise_head(self.home, pins, receipt.block, receipt.block_hash)
-        self._index_receipt(receipt)
+        with self.locked():
+            pins = trust.check_pins(self.home, self.backend, self.registry)
+            receipt = self.backend.transact(account, self.registry, data, gas)
+            self._confirm(receipt, expect or fn, want)
+            trust.raise_head(self.home, pins, receipt.block, receipt.block_hash)
+            self._index_receipt(receipt)
         return receipt
 
     def _confirm(self, receipt: Receipt, name: str, want: dict[str, Any]) -> None:
