@@ -48,11 +48,14 @@ class CheckReport:
                 "artefacts": self.artefacts, "rows": self.rows}
 
 
-def verify_chain(ledger: Ledger, advance: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Steps 1-3; returns (head, content-addressed rows checked)."""
+def verify_chain(ledger: Ledger, advance: Callable[[int], None] | None = None,
+                 pinned: bool = True) -> tuple[int, int]:
+    """Steps 1-3 (step 1 only when ``pinned``); returns (head, content-addressed rows
+    checked)."""
     backend = ledger.backend
     head = backend.head()
-    trust.check_pins(ledger.home, backend, ledger.registry)
+    if pinned:
+        trust.check_pins(ledger.home, backend, ledger.registry)
     rows = 0
     if backend.kind == "embedded":
         from mltrail.ledger.embedded import EmbeddedBackend
@@ -163,3 +166,15 @@ def reindex(ledger: Ledger) -> int:
         verify_chain(ledger)
         ledger.index.clear()
         return ledger.sync()
+
+
+def retrust(ledger: Ledger) -> tuple[int, list[str]]:
+    """For a home whose ``pins.json`` vanished: verify the chain without pins (steps 2-3:
+    everything re-executes), then pin it as it is now. Returns the pinned head and what
+    the lost pins can no longer vouch for (``trust.lost_with_pins``), for a warning."""
+    with ledger.locked():
+        if ledger.home.pins() is not None:
+            trust.retrust(ledger.home, ledger.backend, ledger.registry)  # refuses
+        head, _ = verify_chain(ledger, pinned=False)
+        pins, lost = trust.retrust(ledger.home, ledger.backend, ledger.registry)
+    return pins.head, lost

@@ -1,12 +1,18 @@
-"""A forger that deletes rows of an embedded chain file: the adversary of ``check``'s
-completeness pass.
+"""Forgers that delete: rows of an embedded chain file, and the home's pins.
 
+``row_deleted`` is the adversary of ``check``'s completeness pass.
 A deleted row hides from a pass that hashes every stored row (nothing is left to hash)
 and from re-execution (which rebuilds state on a scratch database). By seed, the forger
 deletes a node of the registry's storage trie at the head (the rows a contract view
 reads: ``check`` used to end in "refused by contract: reverted", exit 2), a node of the
 head's account trie, or any content-addressed row (an old state's node, a transaction or
 receipt trie node, a header, code). ``check`` must say ``ledger damaged`` (exit 1).
+
+``pins_deleted`` cuts the chain back by 0 to 2 blocks (the head pointer and the ``meta``
+rows moved, so the chain is consistent), deletes ``pins.json`` and, by seed, the index:
+with pins re-created silently, ``reindex`` then ``check`` used to pass over an erased
+transition. A home without pins must be refused until the user re-trusts it.
+
 Registered into :data:`mltrail.testing.ledger_forgeries.FORGERS`; tests and benchmarks
 only: it destroys the home it is given.
 """
@@ -17,6 +23,7 @@ import random
 from collections.abc import Callable
 
 import rlp
+from eth.db.schema import SchemaV1
 from eth_hash.auto import keccak
 from eth_utils import to_canonical_address
 from trie.hexary import HexaryTrie
@@ -79,3 +86,31 @@ def row_deleted(home: Home, rng: random.Random) -> Forged:
     finally:
         db.close()
     return Forged("row_deleted", f"{where}: row 0x{key.hex()[:12]}.. deleted", "chain")
+
+
+@forger("pins_deleted")
+def pins_deleted(home: Home, rng: random.Random) -> Forged:
+    """``pins.json`` deleted after cutting the chain back by 0 to 2 blocks; the index is
+    deleted too by seed (then nothing in the home remembers the old head)."""
+    cut = rng.randint(0, 2)
+    backend = EmbeddedBackend(home.chain_db, home.lock_path)
+    try:
+        head = backend.head() - cut
+        new_head = backend.block_hash(head)
+    finally:
+        backend.close()
+    if cut:
+        db = _connect(home.chain_db)
+        try:
+            db.execute("UPDATE kv SET v=? WHERE k=?",
+                       (new_head, SchemaV1.make_canonical_head_hash_lookup_key()))
+            db.executemany("UPDATE meta SET value=? WHERE key=?",
+                           [(str(head), "head"), ("0x" + new_head.hex(), "head_hash")])
+        finally:
+            db.close()
+    home.pins_path.unlink()
+    index = rng.random() < 0.5
+    if index:
+        home.index_db.unlink()
+    return Forged("pins_deleted", f"cut back {cut} blocks, pins.json"
+                  + (" and index.sqlite" if index else "") + " deleted", "chain")
