@@ -51,6 +51,7 @@ GAS_REGISTER, GAS_PER_PARENT, GAS_TRANSITION, GAS_ANCHOR, GAS_ADMIN = (
     150_000, 15_000, 100_000, 100_000, 300_000)
 MAX_NAME = 64  # bytes of UTF-8: the contract's String[64]
 MAX_PROFILE = 256
+MAX_ANCHOR_RECORDS = 2**40  # the contract's bound on one anchor's record count
 
 
 def check_name(name: str) -> str:
@@ -329,8 +330,8 @@ class Ledger:
         """Put the Merkle root of ``count`` records about an artefact on chain."""
         if len(root) != 32:
             raise InputError("a Merkle root is 32 bytes")
-        if not 0 <= count < 2**256:
-            raise InputError("an anchor's record count must be a non-negative integer")
+        if not 0 <= count <= MAX_ANCHOR_RECORDS:
+            raise InputError(f"an anchor holds 0 to {MAX_ANCHOR_RECORDS} records, not {count}")
         aid = self.resolve(artefact_id)
         try:
             rc = self._send("anchor", GAS_ANCHOR, to_bytes32(aid), root, count,
