@@ -56,8 +56,10 @@ MAX_ANCHOR_RECORDS = 2**40  # the contract's bound on one anchor's record count
 
 def check_name(name: str) -> str:
     """A registration name: 1..64 bytes of printable text, not taken for an id."""
-    if not isinstance(name, str) or not name or len(name.encode()) > MAX_NAME:
-        raise InputError(f"an artefact name is 1 to {MAX_NAME} bytes of text")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or len(
+            name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        size = len(name.encode("utf-8", "surrogatepass")) if isinstance(name, str) else 0
+        raise InputError(f"an artefact name is 1 to {MAX_NAME} bytes of text, not {size}")
     if not name.isprintable() or name != name.strip():
         raise InputError(f"artefact name {name!r} has unprintable or surrounding blank characters")
     if _looks_like_id(name):
