@@ -92,20 +92,13 @@ def register(
 
     Example: mltrail --as alice register data/train.csv --kind dataset --name train-v1
     """
-    from mltrail.errors import InputError
     from mltrail.ledger.client import check_name
     from mltrail.provenance.artefacts import register_artefact
 
     if name is not None:
         check_name(name)  # before anything is hashed: refused, never dropped silently
-    parents = parent or []
-    if len(parents) > 32:
-        raise InputError("at most 32 parents")
     with open_ledger() as led:
-        ids = [led.resolve(p) for p in parents]
-        dup = next((p for p, i in zip(parents, ids, strict=True) if ids.count(i) > 1), None)
-        if dup is not None:
-            raise InputError(f"parent {dup} is listed twice (as {ids[parents.index(dup)]})")
+        led.resolve_parents(parent or [])  # a parent given twice is refused, not merged
         r, hashed, art_name = register_artefact(led, path, kind, parent, name)
     digest = hashed.digest
     data = {"artefact_id": r.artefact_id, "name": art_name, "kind": kind,

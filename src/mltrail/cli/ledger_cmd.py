@@ -54,7 +54,9 @@ def trust_(
     """Trust this home's chain again after its pins.json vanished (explicit; see the warning).
 
     The chain is re-executed and checked first; what the lost pins can no longer vouch for
-    is printed on stderr. Example: mltrail ledger trust --i-accept-unverifiable-history
+    is printed on stderr.
+
+    Example: mltrail ledger trust --i-accept-unverifiable-history
     """
     from mltrail.errors import RefusedError
     from mltrail.ledger.check import retrust

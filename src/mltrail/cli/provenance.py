@@ -106,6 +106,7 @@ def verify(
 
     With --proof, names who anchored the batch and who owns the artefact; exit 1 if the
     anchorer is neither the owner nor allowed by the kind's anchor: rule.
+
     Example: mltrail verify model.pt
     """
     from mltrail.provenance.verify import verify_any

@@ -294,13 +294,7 @@ class Ledger:
                 name = None
         elif name is not None:
             check_name(name)
-        if len(parents) > 32:
-            raise InputError("at most 32 parents")
-        parent_ids = [self.resolve(p) for p in parents]
-        if len(set(parent_ids)) != len(parent_ids):
-            dup = next(p for p in parent_ids if parent_ids.count(p) > 1)
-            raise InputError(f"parent {dup} is listed twice")
-        parent_ids.sort(key=lambda p: int(p, 16))
+        parent_ids = sorted(self.resolve_parents(parents), key=lambda p: int(p, 16))
         metadata_digest = self.home.store.put(canonical_json(metadata or {}))
         artefact_id = self.artefact_id_for(kind, content_digest, metadata_digest)
         try:
@@ -420,6 +414,17 @@ class Ledger:
         events = decode_events(self.abi, self.backend.logs(self.registry, last + 1, head))
         self.index.apply(events, head, self.backend.block_hash(head))
         return len(events)
+
+    def resolve_parents(self, refs: Sequence[str]) -> list[str]:
+        """Full ids of ``refs`` (ids, prefixes or names); at most 32, and one artefact named
+        twice (even as a name and a prefix) is refused, never merged."""
+        if len(refs) > 32:
+            raise InputError("at most 32 parents")
+        ids = [self.resolve(p) for p in refs]
+        for ref, ident in zip(refs, ids, strict=True):
+            if ids.count(ident) > 1:
+                raise InputError(f"parent {ref} is listed twice (as {ident})")
+        return ids
 
     def resolve(self, artefact_id: str) -> str:
         """Full id from an id, a unique prefix of at least 6 hex digits, or a unique name."""
