@@ -395,12 +395,18 @@ class Ledger:
     # -- reads ------------------------------------------------------------------------------
 
     def sync(self) -> int:
-        """Catch the index up with the chain; returns the number of new events.
+        """Catch the index up with the chain; returns the number of new events
+        (:meth:`sync_to` the head)."""
+        return self.sync_to(None)
+
+    def sync_to(self, up_to: int | None) -> int:
+        """Catch the index up with the chain, to block ``up_to`` at most (``ledger check``
+        compares the index at the head it verified); returns the number of new events.
 
         A node whose head is below the index's, or whose block at the index's last block
         has another hash, was reset or forked: that is damage, never re-synced over.
         """
-        head = self.backend.head()
+        head = self.backend.head() if up_to is None else min(up_to, self.backend.head())
         last = self.index.last_block()
         if last > head:
             raise damaged(f"chain head is block {head}, but the index already holds block "

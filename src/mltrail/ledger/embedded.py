@@ -294,10 +294,11 @@ class EmbeddedBackend:
         return Receipt(tx_hash, int(block.number), int(receipt.gas_used) - prev, ts, logs, created,
                        bytes(block.hash))
 
-    def call(self, to: str, data: bytes) -> bytes:
-        """Run a read-only call against the head state."""
+    def call(self, to: str, data: bytes, block: int | None = None) -> bytes:
+        """Run a read-only call against the state at ``block`` (default: the head)."""
         self._reload()
-        head = self.chain.get_canonical_head()
+        head = (self.chain.get_canonical_head() if block is None else
+                self.chain.get_canonical_block_header_by_number(BlockNumber(block)))
         vm = self.chain.get_vm(head)
         tx = vm.create_unsigned_transaction(
             nonce=0, gas_price=0, gas=GAS_LIMIT // 2, to=to_canonical_address(to), value=0,
