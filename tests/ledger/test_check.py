@@ -273,8 +273,9 @@ def test_chain_without_canonical_head_is_damage(open_as, cli, home):
 
 def test_deleted_storage_trie_node_is_damage_not_a_refusal(open_as, cli, home, tmp_path):
     """A deleted node of the registry's storage trie at the head: ``check`` used to end in
-    "refused by contract: reverted", exit 2 (a contract view failed to read it). Every
-    node of that trie is deleted in turn; a read-only view and a write say damage too."""
+    "refused by contract: reverted", exit 2 (a contract view failed to read it). Three
+    nodes of that trie are deleted in turn (the row_deleted forger covers more); a write
+    says damage too."""
     from trie.hexary import HexaryTrie
 
     from mltrail.testing.ledger_row_forgeries import trie_nodes
@@ -287,7 +288,7 @@ def test_deleted_storage_trie_node_is_damage_not_a_refusal(open_as, cli, home, t
     dev.close()
     assert len(nodes) >= 2
     db = sqlite3.connect(home.chain_db, isolation_level=None)
-    for key in nodes:
+    for key in dict.fromkeys([nodes[0], nodes[len(nodes) // 2], nodes[-1]]):  # root to leaf
         (value,) = db.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
         db.execute("DELETE FROM kv WHERE k=?", (key,))
         r = cli("ledger", "check", home=home.root)
