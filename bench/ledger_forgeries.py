@@ -8,7 +8,11 @@ scenario seed). Per family: forgeries made, detected, chain forgeries blamed on 
 rewrote ``pins.json`` too) and findings, and the time ``check`` took (median, max).
 
     python bench/ledger_forgeries.py [--seeds 50] [--families a,b] [--templates 3]
-                                     [--rpc-seeds 20]
+                                     [--rpc-seeds 20] [--race-checks 0] [--race-kill 0]
+
+``--race-checks N`` also runs N checks overlapping writer processes on a fresh home
+(``mltrail.testing.ledger_check_race``; every alarm is false), and ``--race-kill M`` M
+checks racing writers that are SIGKILLed at seeded moments (half the checks).
 
 The node forgeries of ``ledger_rpc_forgeries`` (storage edited, node forked or reset)
 run on an anvil started here, a fresh registry and home per seed.
@@ -30,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from mltrail.testing.ledger_check_race import race  # noqa: E402
 from mltrail.testing.ledger_forgeries import (  # noqa: E402
     FORGERS,
     PASSWORD,
@@ -118,12 +123,27 @@ def run(seeds: int, families: list[str], templates: int) -> dict[str, Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def run_race(checks: int, kill: bool) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="mltrail-race-"))
+    try:
+        home = make_home(base)
+        res = race(home, PASSWORD, checks=checks, seed=11 if kill else 10,
+                   kill=0.5 if kill else 0.0, pause=0.0 if kill else 0.6)
+        print(f"race (kill={kill}): {res.false_alarms}/{res.checks} false alarms, "
+              f"{res.kills} writers killed", file=sys.stderr)
+        return res.as_dict()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=50)
     ap.add_argument("--templates", type=int, default=3)
     ap.add_argument("--families", default=",".join(FORGERS))
     ap.add_argument("--rpc-seeds", type=int, default=20, help="0: skip the anvil families")
+    ap.add_argument("--race-checks", type=int, default=0)
+    ap.add_argument("--race-kill", type=int, default=0)
     args = ap.parse_args()
     families = [f for f in args.families.split(",") if f]
     start = time.time()
@@ -132,6 +152,10 @@ def main() -> None:
               "families": run(args.seeds, families, args.templates)}
     if args.rpc_seeds:
         result["rpc_families"] = run_rpc(args.rpc_seeds)
+    if args.race_checks:
+        result["check_race"] = run_race(args.race_checks, kill=False)
+    if args.race_kill:
+        result["check_race_kill"] = run_race(args.race_kill, kill=True)
     result["wall_s"] = round(time.time() - start, 1)
     print(json.dumps(result, indent=2))
 

@@ -1,6 +1,6 @@
 # pragma version ~=0.4.3
 """
-@title ArtefactRegistry (version 2)
+@title ArtefactRegistry (version 3)
 @notice Every dataset, model and service is a state machine held here. The admin publishes
         a lifecycle once (kinds, transitions, who may take each, parent kinds, anchor roles);
         members register artefacts (and own them) and move them between states. One packed
@@ -14,9 +14,15 @@
         kind_parents[kind]: bit k set when an artefact of kind k may be a parent.
         kind_anchors[kind]: roles that may anchor on an artefact of the kind (its owner may).
         State 255 is terminal (revoked): nothing leaves it.
+        admin_roles: the role bits that come with the admin position and move with it.
+        admin_role: the lifecycle's `admin` role bit(s). Others may hold it (co-admins,
+          counted in co_admins), but the admin position is handed over only once no
+          co-admin is left besides the candidate: a handover never leaves one behind.
+        Names: at most 64 bytes, no ASCII control character (C0 or DEL).
+        Anchors: not on revoked artefacts; a count of at most MAX_ANCHOR_RECORDS records.
 """
 
-VERSION: public(constant(uint256)) = 2
+VERSION: public(constant(uint256)) = 3
 MAX_PARENTS: constant(uint256) = 32
 MAX_RULES: constant(uint256) = 256
 MAX_KINDS: constant(uint256) = 32
@@ -24,6 +30,9 @@ MAX_DOC: constant(uint256) = 16384
 REVOKED: constant(uint256) = 255
 EXISTS: constant(uint256) = 65536
 ROLE_BITS: constant(uint256) = 1329227995784915872903807060280344575  # 2**120 - 1
+MAX_ANCHOR_RECORDS: public(constant(uint256)) = 1099511627776  # 2**40
+ONES: constant(uint256) = 454086624460063511464984254936031011189294057512315937409637584344757371137  # 0x0101..01
+HIGHS: constant(uint256) = ONES * 128  # 0x8080..80
 
 event Registered:
     id: indexed(bytes32)
@@ -79,6 +88,8 @@ event ProfileSet:
 admin: public(address)
 pending_admin: public(address)
 admin_roles: public(uint256)
+admin_role: public(uint256)
+co_admins: public(uint256)
 roles: public(HashMap[address, uint256])
 rules: public(HashMap[uint256, uint256])
 kinds: public(HashMap[uint256, uint256])
@@ -91,9 +102,11 @@ _artefacts: HashMap[bytes32, uint256]
 
 
 @deploy
-def __init__(admin_roles: uint256):
+def __init__(admin_roles: uint256, admin_role: uint256):
+    assert admin_role & admin_roles == admin_role, "admin role outside the admin's roles"
     self.admin = msg.sender
     self.admin_roles = admin_roles
+    self.admin_role = admin_role
     self.roles[msg.sender] = admin_roles
     log AdminChanged(previous=empty(address), admin=msg.sender)
     log RolesChanged(account=msg.sender, actor=msg.sender, roles=admin_roles)
@@ -133,13 +146,35 @@ def publish_lifecycle(document: Bytes[MAX_DOC], rule_keys: DynArray[uint256, MAX
     log LifecyclePublished(digest=digest, actor=msg.sender, tables_digest=tables, document=document)
 
 
+@internal
+def _set(account: address, new_roles: uint256):
+    """Store `account`'s roles, counting co-admins (holders of the admin role but the admin)."""
+    if account != self.admin:
+        had: bool = self.roles[account] & self.admin_role != 0
+        has: bool = new_roles & self.admin_role != 0
+        if has and not had:
+            self.co_admins += 1
+        elif had and not has:
+            self.co_admins -= 1
+    self.roles[account] = new_roles
+    log RolesChanged(account=account, actor=msg.sender, roles=new_roles)
+
+
+@internal
+@view
+def _no_co_admin_but(candidate: address):
+    others: uint256 = self.co_admins
+    if self.roles[candidate] & self.admin_role != 0:
+        others -= 1
+    assert others == 0, "co-admins hold the admin role: revoke it first"
+
+
 @external
 def set_roles(account: address, new_roles: uint256):
     """@notice Replace the role mask of `account`."""
     self._only_admin()
     assert account != empty(address), "zero address"
-    self.roles[account] = new_roles
-    log RolesChanged(account=account, actor=msg.sender, roles=new_roles)
+    self._set(account, new_roles)
 
 
 @external
@@ -147,18 +182,14 @@ def grant_role(account: address, role: uint256):
     """@notice Add the roles in mask `role` to `account`."""
     self._only_admin()
     assert account != empty(address), "zero address"
-    r: uint256 = self.roles[account] | role
-    self.roles[account] = r
-    log RolesChanged(account=account, actor=msg.sender, roles=r)
+    self._set(account, self.roles[account] | role)
 
 
 @external
 def revoke_role(account: address, role: uint256):
     """@notice Remove the roles in mask `role` from `account`."""
     self._only_admin()
-    r: uint256 = self.roles[account] & ~role
-    self.roles[account] = r
-    log RolesChanged(account=account, actor=msg.sender, roles=r)
+    self._set(account, self.roles[account] & ~role)
 
 
 @external
@@ -167,6 +198,7 @@ def transfer_admin(new_admin: address):
     self._only_admin()
     assert new_admin != empty(address), "zero address"
     assert new_admin != msg.sender, "already the admin"
+    self._no_co_admin_but(new_admin)
     self.pending_admin = new_admin
     log AdminOffered(admin=msg.sender, candidate=new_admin)
 
@@ -183,8 +215,12 @@ def cancel_admin_transfer():
 
 @external
 def accept_admin():
-    """@notice Second step of an admin handover: the admin position and its role bits move."""
+    """@notice Second step of an admin handover: the admin position and its role bits move.
+    @dev Refused while a co-admin other than the candidate holds the admin role."""
     assert msg.sender == self.pending_admin and msg.sender != empty(address), "not the pending admin"
+    self._no_co_admin_but(msg.sender)
+    if self.roles[msg.sender] & self.admin_role != 0:
+        self.co_admins -= 1  # the co-admin becomes the admin
     previous: address = self.admin
     bits: uint256 = self.admin_roles
     old_roles: uint256 = self.roles[previous] & ~bits
@@ -204,6 +240,25 @@ def set_profile(uri: String[256]):
     assert self.roles[msg.sender] != 0, "missing role"
     self.profile[msg.sender] = uri
     log ProfileSet(account=msg.sender, uri=uri)
+
+
+@internal
+@pure
+def _check_name(name: String[64]):
+    """No byte of the name below 0x20 or equal to 0x7f (the bytes past its end count as
+    spaces). Each 32-byte word is tested at once: a byte below n exists iff
+    (w - ONES * n) & ~w & HIGHS != 0 (exact for n <= 128)."""
+    raw: Bytes[96] = concat(convert(name, Bytes[64]), empty(bytes32))
+    n: uint256 = len(name)
+    for i: uint256 in range(2):
+        if i * 32 >= n:
+            break
+        w: uint256 = convert(extract32(raw, i * 32), uint256)
+        if n < (i + 1) * 32:
+            w = w | ((ONES * 32) >> ((n - i * 32) * 8))  # padding: spaces
+        low: uint256 = unsafe_sub(w, ONES * 32) & ~w & HIGHS
+        dels: uint256 = w ^ (ONES * 127)
+        assert low == 0 and unsafe_sub(dels, ONES) & ~dels & HIGHS == 0, "bad name"
 
 
 @external
@@ -229,6 +284,7 @@ def register(id: bytes32, kind: uint256, content_digest: bytes32, parents: DynAr
             assert packed != 0, "parent unknown"
             assert packed & 255 != REVOKED, "parent revoked"
             assert allowed & (1 << ((packed >> 8) & 255)) != 0, "parent kind not allowed"
+    self._check_name(name)
     state: uint256 = config & 255
     self._artefacts[id] = (convert(msg.sender, uint256) << 96) | (block.number << 24) | EXISTS | (kind << 8) | state
     log Registered(id=id, actor=msg.sender, kind=kind, state=state, content_digest=content_digest, metadata_digest=metadata_digest, parents=parents, name=name)
@@ -256,10 +312,13 @@ def transition(id: bytes32, to_state: uint256, evidence_digest: bytes32):
 @external
 def anchor(id: bytes32, root: bytes32, count: uint256, metadata_digest: bytes32):
     """@notice Put the Merkle root of `count` records about artefact `id` on chain.
-    @dev Only the owner and the roles the lifecycle names for the kind may anchor; the
-         event records the sender, and readers look anchors up per sender."""
+    @dev Only the owner and the roles the lifecycle names for the kind may anchor, never on
+         a revoked artefact, at most MAX_ANCHOR_RECORDS records; the event records the
+         sender, and readers look anchors up per sender."""
+    assert count <= MAX_ANCHOR_RECORDS, "too many records"
     packed: uint256 = self._artefacts[id]
     assert packed != 0, "unknown artefact"
+    assert packed & 255 != REVOKED, "artefact revoked"
     if msg.sender != convert(packed >> 96, address):
         assert self.roles[msg.sender] & self.kind_anchors[(packed >> 8) & 255] != 0, "missing role"
     log Anchored(id=id, actor=msg.sender, root=root, count=count, metadata_digest=metadata_digest)

@@ -8,6 +8,12 @@ rc=0; mltrail --as mallory transition "$OWNED" trained || rc=$?
 [ "$rc" -eq 2 ] && echo "-> refused (exit $rc), nothing written"
 run mltrail --as alice transition "$OWNED" trained
 FORGED="$DEMO_OUT/forged-home"
+rm -rf "$FORGED"; cp -r "$MLTRAIL_HOME" "$FORGED"; rm "$FORGED/pins.json"
+say "mltrail --home $FORGED ledger check   # pins.json deleted: never re-created silently"
+rc=0; mltrail --home "$FORGED" ledger check || rc=$?
+[ "$rc" -eq 1 ] && echo "-> exit $rc"
+run mltrail --home "$FORGED" ledger trust --i-accept-unverifiable-history
+run mltrail --home "$FORGED" ledger check
 rm -rf "$FORGED"; cp -r "$MLTRAIL_HOME" "$FORGED"
 python - "$FORGED/index.sqlite" <<'PY'
 import sqlite3, sys
@@ -25,4 +31,10 @@ PY
 say "mltrail --home $FORGED ledger check   # chain.sqlite truncated"
 rc=0; mltrail --home "$FORGED" ledger check || rc=$?
 [ "$rc" -eq 1 ] && echo "-> exit $rc"
+rm -rf "$FORGED"; cp -r "$MLTRAIL_HOME" "$FORGED"; rm "$FORGED/pins.json"
+say "mltrail --home $FORGED ledger check   # pins.json deleted: never re-created silently"
+rc=0; mltrail --home "$FORGED" ledger check || rc=$?
+[ "$rc" -eq 1 ] && echo "-> exit $rc"
+run mltrail --home "$FORGED" ledger trust --i-accept-unverifiable-history
+run mltrail --home "$FORGED" ledger check
 rm -rf "$FORGED"

@@ -111,3 +111,32 @@ def test_default_lifecycle_lets_pol_anchor_on_its_training_data() -> None:
     assert lc.kind("service").parents == ("model",)
     assert lc.kind("model").rule("registered", "trained").owner_roles == ("model_developer",)
     assert lc.kind("model").rule("trained", "verified").roles == ("verifier",)
+
+
+DUPLICATES = [
+    # the case: the operator would have approved models
+    ("roles: [admin]\nroles: [operator]\n", 2),
+    ("kinds:\n  service:\n    initial: registered\n    initial: approved\n", 4),
+    ("terminal: revoked\nkinds:\n  model:\n    transitions:\n"
+     "      - {from: a, to: b, roles: [admin], roles: [operator]}\n", 5),
+    ("kinds:\n  m: {}\n  m: {}\n", 3),
+    ("base: &b {x: 1}\nkinds:\n  m:\n    <<: *b\n    x: 2\n", 5),
+    ("__line__: 3\n", 1),
+]
+
+
+@pytest.mark.parametrize(("doc", "line"), DUPLICATES)
+def test_duplicate_keys_are_refused_naming_the_line(doc: str, line: int) -> None:
+    with pytest.raises(InputError, match=rf"lc\.yaml:{line + 1}: (duplicate|reserved) key"):
+        lifecycle.parse(("version: 1\n" + doc).encode(), "lc.yaml")
+
+
+def test_init_refuses_a_lifecycle_with_a_duplicate_key(tmp_path, cli) -> None:
+    base = lifecycle.DEFAULT_PATH.read_text()
+    doc = base.replace("terminal: revoked\n", "terminal: revoked\nterminal: retired\n", 1)
+    assert doc != base
+    path = tmp_path / "dup.yaml"
+    path.write_text(doc)
+    r = cli("init", "--lifecycle", str(path), home=tmp_path / "h" / ".mltrail")
+    assert r.code == 2 and "duplicate key 'terminal'" in r.err, r.err
+    assert not (tmp_path / "h" / ".mltrail" / "config.json").exists()

@@ -206,6 +206,17 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    """A mapping with its line; a key given twice is refused at its second line (YAML
+    would keep the last silently: ``roles: [admin]`` then ``roles: [operator]``)."""
+    loader.flatten_mapping(node)
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        key = str(loader.construct_object(key_node, deep=True))
+        if key in seen or key == "__line__":
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}" if key in seen else "reserved key "
+                "'__line__'", key_node.start_mark)
+        seen.add(key)
     mapping: dict[str, Any] = {str(k): v for k, v in
                                loader.construct_mapping(node, deep=True).items()}
     mapping["__line__"] = node.start_mark.line + 1

@@ -92,3 +92,64 @@ def test_random_arguments_installed_command(fuzz_home, args):
     p = subprocess.run([str(Path(sys.executable).with_name("mltrail")), *args], cwd=fuzz_home,
                        env=env, capture_output=True, text=True, timeout=120)
     check(p.returncode, p.stderr, before, home, args)
+
+
+# Issue 20's CLI fuzz cases: names and parents a user can get wrong. A name the ledger
+# would not put on chain is refused (exit 2, one line, nothing written), never dropped.
+def _name_ok(name: str) -> bool:
+    from mltrail.errors import InputError
+    from mltrail.ledger.client import check_name
+
+    try:
+        check_name(name)
+    except InputError:
+        return False
+    return True
+
+
+names = st.one_of(
+    st.text(st.characters(blacklist_characters="\x00"), max_size=70),
+    st.sampled_from(["abcdef", "0xABCDEF12", "deadbeef", "ds", "n" * 64, "n" * 65, " x",
+                     "tab\there", "a\x1b[2Jb", "é" * 32, "é" * 33, "x\u2028y", "café"]),
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(name=names)
+def test_register_name_is_taken_whole_or_refused(fuzz_home, cli, name):
+    home = fuzz_home / ".mltrail"
+    before = snapshot(home)
+    r = cli("--as", "alice", "register", "model.bin", "-k", "model", "--name", name, "--json",
+            cwd=fuzz_home)
+    check(r.code, r.err, before, home, ["--name", name])
+    if _name_ok(name) and name != "ds":
+        assert r.code in (0, 2), r.err  # 2: the same bytes registered earlier in this run
+        if r.code == 0:
+            assert r.json()["name"] == name
+    elif not _name_ok(name):
+        assert r.code == 2 and "name" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_installed_command_refuses_bad_names_and_duplicate_parents(fuzz_home):
+    home = fuzz_home / ".mltrail"
+    env = dict(os.environ, MLTRAIL_HOME=str(home), MLTRAIL_AGENT="off")
+    exe = str(Path(sys.executable).with_name("mltrail"))
+    before = snapshot(home)
+    cases = {
+        "a 100 KB name": ["--name", "a" * 100_000],
+        "an id-like name": ["--name", "abcdef12"],
+        "a control character": ["--name", "bad\x01name"],
+        "a duplicate parent": ["--parent", "ds", "--parent", "ds"],
+        "one parent twice by name and id prefix": ["--parent", "ds", "--parent", "PREFIX"],
+    }
+    ds = subprocess.run([exe, "show", "ds", "--json"], cwd=fuzz_home, env=env,
+                        capture_output=True, text=True, timeout=120)
+    prefix = __import__("json").loads(ds.stdout)["id"][:10]
+    for what, extra in cases.items():
+        extra = [prefix if a == "PREFIX" else a for a in extra]
+        p = subprocess.run([exe, "--as", "alice", "register", "model.bin", "-k", "model", *extra],
+                           cwd=fuzz_home, env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, (what, p.returncode, p.stderr[:300])
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, what
+        assert snapshot(home) == before, what

@@ -269,3 +269,34 @@ def test_chain_without_canonical_head_is_damage(open_as, cli, home):
     db.close()
     r = cli("ledger", "check", home=home.root)
     assert r.code == 1 and "ledger damaged" in r.err and "no readable chain" in r.err, r.err
+
+
+def test_deleted_storage_trie_node_is_damage_not_a_refusal(open_as, cli, home, tmp_path):
+    """A deleted node of the registry's storage trie at the head: ``check`` used to end in
+    "refused by contract: reverted", exit 2 (a contract view failed to read it). Three
+    nodes of that trie are deleted in turn (the row_deleted forger covers more); a write
+    says damage too."""
+    from trie.hexary import HexaryTrie
+
+    from mltrail.testing.ledger_row_forgeries import trie_nodes
+
+    dev, aid = _populate(open_as)
+    state = dev.backend.chain.get_vm().state  # type: ignore[attr-defined]
+    account = HexaryTrie(dev.backend.kv, state.state_root).get(  # type: ignore[attr-defined]
+        keccak(to_canonical_address(dev.registry)))
+    nodes = trie_nodes(dev.backend.kv.__getitem__, rlp.decode(account)[2])  # type: ignore[attr-defined]
+    dev.close()
+    assert len(nodes) >= 2
+    db = sqlite3.connect(home.chain_db, isolation_level=None)
+    for key in dict.fromkeys([nodes[0], nodes[len(nodes) // 2], nodes[-1]]):  # root to leaf
+        (value,) = db.execute("SELECT v FROM kv WHERE k=?", (key,)).fetchone()
+        db.execute("DELETE FROM kv WHERE k=?", (key,))
+        r = cli("ledger", "check", home=home.root)
+        assert r.code == 1 and "ledger damaged" in r.err and "reverted" not in r.err, r.err
+        db.execute("INSERT INTO kv VALUES (?, ?)", (key, value))
+    key = nodes[0]
+    db.execute("DELETE FROM kv WHERE k=?", (key,))
+    db.close()
+    with Ledger.open(home, identity="dev", password=PASSWORD) as led, \
+            pytest.raises(VerificationError, match="ledger damaged"):
+        led.transition(aid, "evaluated")

@@ -128,3 +128,60 @@ def test_batch_anchored_and_checked_against_chain(project, open_as, cli):
     assert never.code == 1 and "never anchored" in never.err
     forged.write_text("{not json")
     assert cli("verify", "--proof", str(forged), home=home).code == 2
+
+
+def test_verify_proof_says_who_anchored_and_who_owns(open_as, cli, tmp_path):
+    """Issue 20: a model developer anchored a forged record on a data steward's dataset and
+    ``verify --proof`` said "ok" without saying who. Over 12 seeds, a random member the
+    rule allows (or the owner) anchors a batch: the answer names the anchorer and the
+    owner every time, and ``--anchored-by owner`` exits 1 exactly when it was not the owner."""
+    import random
+
+    steward, dev, verifier = open_as("steward"), open_as("dev"), open_as("verifier")
+    home = steward.home.root
+    names = {m.address: n for n, m in (("steward", steward), ("dev", dev),
+                                        ("verifier", verifier))}
+    named = caught = others = 0
+    for seed in range(12):
+        rng = random.Random(seed)
+        ds = steward.register("dataset", "sha256:" + rng.randbytes(32).hex()).artefact_id
+        who = rng.choice([steward, dev, verifier])
+        records = [{"forged": rng.random()} for _ in range(rng.randint(1, 5))]
+        res = batch.anchor_batch(who, ds, records)
+        path = tmp_path / f"p{seed}.json"
+        path.write_text(batch.make_proof(ds, records, 0, res["batch"]).model_dump_json())
+        r = cli("verify", "--proof", str(path), "--json", home=home)
+        assert r.code == 0, r.err
+        d = r.json()
+        named += d["anchored_by"] == who.address and d["owner"] == steward.address
+        assert d["anchored_by_owner"] == (who is steward)
+        human = cli("verify", "--proof", str(path), home=home)
+        assert who.address in human.out and (who is steward or steward.address in human.out)
+        strict = cli("verify", "--proof", str(path), "--anchored-by", "owner", home=home)
+        if who is steward:
+            assert strict.code == 0, strict.err
+        else:
+            others += 1
+            caught += strict.code == 1 and who.address in strict.err
+            assert names[who.address] != "steward"
+    assert named == 12 and caught == others > 0
+
+
+def test_an_anchor_outside_the_anchor_rule_exits_1_naming_the_rule(open_as, cli, tmp_path):
+    """The contract refuses such anchors; a forged index (or a lying node) can still show
+    one: an anchor whose sender holds no role of the kind's ``anchor:`` rule is exit 1."""
+    import sqlite3
+
+    steward, operator = open_as("steward"), open_as("operator")
+    ds = steward.register("dataset", "sha256:" + "5d" * 32).artefact_id
+    records = [{"r": 1}, {"r": 2}]
+    res = batch.anchor_batch(steward, ds, records)
+    path = tmp_path / "p.json"
+    path.write_text(batch.make_proof(ds, records, 1, res["batch"]).model_dump_json())
+    db = sqlite3.connect(steward.home.index_db)
+    db.execute("UPDATE events SET actor=? WHERE name='Anchored'", (operator.address,))
+    db.commit()
+    db.close()
+    r = cli("verify", "--proof", str(path), home=steward.home.root)
+    assert r.code == 1 and operator.address in r.err and steward.address in r.err, r.err
+    assert "kinds.dataset.anchor: [model_developer, verifier]" in r.err

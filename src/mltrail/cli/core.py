@@ -92,9 +92,13 @@ def register(
 
     Example: mltrail --as alice register data/train.csv --kind dataset --name train-v1
     """
+    from mltrail.ledger.client import check_name
     from mltrail.provenance.artefacts import register_artefact
 
+    if name is not None:
+        check_name(name)  # before anything is hashed: refused, never dropped silently
     with open_ledger() as led:
+        led.resolve_parents(parent or [])  # a parent given twice is refused, not merged
         r, hashed, art_name = register_artefact(led, path, kind, parent, name)
     digest = hashed.digest
     data = {"artefact_id": r.artefact_id, "name": art_name, "kind": kind,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
 from mltrail.cli.common import JsonOpt, emit, open_ledger, progress, read_index, show_progress
@@ -39,6 +42,35 @@ def reindex_(as_json: JsonOpt = False) -> None:
         n = reindex(led)
         head = led.index.last_block()
     emit({"events": n, "head": head}, as_json, f"reindexed {n} events up to block {head}")
+
+
+@app.command("trust")
+def trust_(
+    accept: Annotated[bool, typer.Option(
+        "--i-accept-unverifiable-history",
+        help="Pin the chain as it is now although the home's pins.json is missing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trust this home's chain again after its pins.json vanished (explicit; see the warning).
+
+    The chain is re-executed and checked first; what the lost pins can no longer vouch for
+    is printed on stderr.
+
+    Example: mltrail ledger trust --i-accept-unverifiable-history
+    """
+    from mltrail.errors import RefusedError
+    from mltrail.ledger.check import retrust
+    from mltrail.ledger.trust import ACCEPT_FLAG
+
+    if not accept:
+        raise RefusedError(f"re-trusting a chain is explicit: add {ACCEPT_FLAG} (history cut "
+                           "back or rewritten while the pins were missing cannot be detected)")
+    with open_ledger() as led:
+        head, lost = retrust(led)
+    for line in lost:
+        sys.stderr.write(f"warning: {line}\n")
+    emit({"head": head, "lost": lost}, as_json,
+         f"trusted the chain as it is now: pinned head {head}")
 
 
 @app.command("status")

@@ -97,20 +97,31 @@ def verify(
                                                "proof against the chain.")] = None,
     statement: Annotated[Path | None, typer.Option(
         "--statement", help="Check a DSSE statement's signature against the chain.")] = None,
+    anchored_by: Annotated[str | None, typer.Option(
+        "--anchored-by", help="With --proof: the anchor must be this member's (an address, "
+        "an identity, or 'owner').")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash PATH and report what it matches; exit 1 naming every changed file.
+
+    With --proof, names who anchored the batch and who owns the artefact; exit 1 if the
+    anchorer is neither the owner nor allowed by the kind's anchor: rule.
 
     Example: mltrail verify model.pt
     """
     from mltrail.provenance.verify import verify_any
 
     with open_ledger() as led:
-        res = verify_any(led, path, artefact_id, all_=all_, proof=proof, statement=statement)
+        res = verify_any(led, path, artefact_id, all_=all_, proof=proof, statement=statement,
+                         anchored_by=anchored_by)
     d = res.data
     if res.mode == "proof":
+        by = ("its owner" if d["anchored_by_owner"] else
+              f"{', '.join(d['anchored_by_roles']) or 'no role'}, not the owner "
+              f"{d['owner']}; allowed by {d['rule']}")
         emit(d, as_json, f"[green]ok[/] record {d['index']} of {d['count']} is in the batch "
-             f"anchored about {d['artefact_id']} in block {d['anchored_block']}")
+             f"anchored about {d['kind']} {d['artefact_id']} in block {d['anchored_block']} "
+             f"by {d['anchored_by']} ({by})")
     elif res.mode == "statement":
         emit(d, as_json, f"[green]ok[/] signed by {', '.join(d['signers'])}; "
              f"{len(d['subjects'])} subject(s) on chain")

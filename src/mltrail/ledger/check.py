@@ -48,11 +48,14 @@ class CheckReport:
                 "artefacts": self.artefacts, "rows": self.rows}
 
 
-def verify_chain(ledger: Ledger, advance: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Steps 1-3; returns (head, content-addressed rows checked)."""
+def verify_chain(ledger: Ledger, advance: Callable[[int], None] | None = None,
+                 pinned: bool = True) -> tuple[int, int]:
+    """Steps 1-3 (step 1 only when ``pinned``); returns (head, content-addressed rows
+    checked)."""
     backend = ledger.backend
     head = backend.head()
-    trust.check_pins(ledger.home, backend, ledger.registry)
+    if pinned:
+        trust.check_pins(ledger.home, backend, ledger.registry)
     rows = 0
     if backend.kind == "embedded":
         from mltrail.ledger.embedded import EmbeddedBackend
@@ -105,8 +108,10 @@ def _compare_views(ledger: Ledger, expected: EventIndex) -> int:
     """Each artefact and role mask of the rebuilt index equals the contract's views."""
     abi, call, registry = ledger.abi, ledger.backend.call, ledger.registry
 
-    def view(fn: str, *args: Any) -> tuple[Any, ...]:
-        return abi.decode_output(fn, call(registry, abi.encode(fn, *args)))
+    head = expected.last_block()
+
+    def view(fn: str, *args: Any) -> tuple[Any, ...]:  # the state the events were read at
+        return abi.decode_output(fn, call(registry, abi.encode(fn, *args), head))
 
     rows = expected.table_rows("artefacts")
     for row in rows:
@@ -126,8 +131,11 @@ def check_index(ledger: Ledger, head: int) -> tuple[int, int]:
     """Step 4; returns (events, artefacts)."""
     index = ledger.index
     last = index.last_block()
+    if head < last <= ledger.backend.head() and \
+            index.last_hash() == "0x" + ledger.backend.block_hash(last).hex():
+        head = last  # a reader on a shared node caught the index up past the verified head
     if last <= head and index.last_hash() in (None, "0x" + ledger.backend.block_hash(last).hex()):
-        ledger.sync()  # a stale index is not damage; catch it up first
+        ledger.sync_to(head)  # a stale index is not damage; catch it up first
     events = decode_events(ledger.abi, ledger.backend.logs(ledger.registry, 0, head))
     expected = EventIndex(Path(":memory:"))
     try:
@@ -142,19 +150,36 @@ def check_index(ledger: Ledger, head: int) -> tuple[int, int]:
 def check(ledger: Ledger, advance: Callable[[int], None] | None = None) -> CheckReport:
     """Verify the whole ledger (see the module docstring); ``advance(1)`` per block checked.
 
-    On success the checked head is pinned as verified in the home's ``pins.json``.
+    On success the checked head is pinned as verified in the home's ``pins.json``. The
+    whole check holds the writers' lock (``Ledger.locked``): writes wait until it ends,
+    so chain, pins and index are read as one state, never half moved by a writer.
     """
-    head, rows = verify_chain(ledger, advance)
-    n_events, n_artefacts = check_index(ledger, head)
-    pins = ledger.home.pins()
-    if pins is not None:
-        trust.raise_head(ledger.home, pins, head, ledger.backend.block_hash(head), verified=True)
+    with ledger.locked():
+        head, rows = verify_chain(ledger, advance)
+        n_events, n_artefacts = check_index(ledger, head)
+        pins = ledger.home.pins()
+        if pins is not None:
+            trust.raise_head(ledger.home, pins, head, ledger.backend.block_hash(head),
+                             verified=True)
     return CheckReport(head + 1, n_events, head, n_artefacts, rows)
 
 
 def reindex(ledger: Ledger) -> int:
     """Drop the index and rebuild it from the chain, after checking the chain (steps 1-3):
     a damaged chain is refused, never laundered into a fresh index."""
-    verify_chain(ledger)
-    ledger.index.clear()
-    return ledger.sync()
+    with ledger.locked():
+        verify_chain(ledger)
+        ledger.index.clear()
+        return ledger.sync()
+
+
+def retrust(ledger: Ledger) -> tuple[int, list[str]]:
+    """For a home whose ``pins.json`` vanished: verify the chain without pins (steps 2-3:
+    everything re-executes), then pin it as it is now. Returns the pinned head and what
+    the lost pins can no longer vouch for (``trust.lost_with_pins``), for a warning."""
+    with ledger.locked():
+        if ledger.home.pins() is not None:
+            trust.retrust(ledger.home, ledger.backend, ledger.registry)  # refuses
+        head, _ = verify_chain(ledger, pinned=False)
+        pins, lost = trust.retrust(ledger.home, ledger.backend, ledger.registry)
+    return pins.head, lost

@@ -14,12 +14,14 @@ and actor, or the write fails with exit 1 saying what the node answered.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from eth_abi import encode
 from eth_utils import is_address, keccak, to_checksum_address
+from filelock import FileLock, Timeout
 
 from mltrail.config import Home, find_home
 from mltrail.config_models import Settings
@@ -49,12 +51,15 @@ GAS_REGISTER, GAS_PER_PARENT, GAS_TRANSITION, GAS_ANCHOR, GAS_ADMIN = (
     150_000, 15_000, 100_000, 100_000, 300_000)
 MAX_NAME = 64  # bytes of UTF-8: the contract's String[64]
 MAX_PROFILE = 256
+MAX_ANCHOR_RECORDS = 2**40  # the contract's bound on one anchor's record count
 
 
 def check_name(name: str) -> str:
     """A registration name: 1..64 bytes of printable text, not taken for an id."""
-    if not isinstance(name, str) or not name or len(name.encode()) > MAX_NAME:
-        raise InputError(f"an artefact name is 1 to {MAX_NAME} bytes of text")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or len(
+            name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        size = len(name.encode("utf-8", "surrogatepass")) if isinstance(name, str) else 0
+        raise InputError(f"an artefact name is 1 to {MAX_NAME} bytes of text, not {size}")
     if not name.isprintable() or name != name.strip():
         raise InputError(f"artefact name {name!r} has unprintable or surrounding blank characters")
     if _looks_like_id(name):
@@ -148,6 +153,22 @@ class Ledger:
         self.registry = to_checksum_address(settings.registry)
         self.abi = ContractABI(contracts.load("ArtefactRegistry").abi)
         self.index = EventIndex(home.index_db)
+        # the writers' lock: the embedded backend's own (one instance, so it is re-entrant
+        # when a write or a check takes it around the backend's transaction)
+        lock = getattr(backend, "lock", None)
+        self._lock = lock if isinstance(lock, FileLock) else FileLock(str(home.lock_path),
+                                                                       timeout=60)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the home's writer lock: a write holds it from the pin check to the index
+        update, and ``ledger check`` and ``reindex`` hold it throughout, so a check never
+        sees a chain, pins and index that a writer has only half moved."""
+        try:
+            with self._lock:
+                yield
+        except Timeout as exc:
+            raise LedgerError(f"ledger busy: could not lock {self._lock.lock_file}") from exc
 
     @classmethod
     def open(cls, home: Home | None = None, identity: str | None = None,
@@ -210,11 +231,12 @@ class Ledger:
         confirm that the receipt holds event ``expect`` with the ``want`` arguments."""
         data = self.abi.encode(fn, *args)
         account = self.signer  # unlock before the checks: a wrong password costs nothing
-        pins = trust.check_pins(self.home, self.backend, self.registry)
-        receipt = self.backend.transact(account, self.registry, data, gas)
-        self._confirm(receipt, expect or fn, want)
-        trust.raise_head(self.home, pins, receipt.block, receipt.block_hash)
-        self._index_receipt(receipt)
+        with self.locked():
+            pins = trust.check_pins(self.home, self.backend, self.registry)
+            receipt = self.backend.transact(account, self.registry, data, gas)
+            self._confirm(receipt, expect or fn, want)
+            trust.raise_head(self.home, pins, receipt.block, receipt.block_hash)
+            self._index_receipt(receipt)
         return receipt
 
     def _confirm(self, receipt: Receipt, name: str, want: dict[str, Any]) -> None:
@@ -272,13 +294,7 @@ class Ledger:
                 name = None
         elif name is not None:
             check_name(name)
-        if len(parents) > 32:
-            raise InputError("at most 32 parents")
-        parent_ids = [self.resolve(p) for p in parents]
-        if len(set(parent_ids)) != len(parent_ids):
-            dup = next(p for p in parent_ids if parent_ids.count(p) > 1)
-            raise InputError(f"parent {dup} is listed twice")
-        parent_ids.sort(key=lambda p: int(p, 16))
+        parent_ids = sorted(self.resolve_parents(parents), key=lambda p: int(p, 16))
         metadata_digest = self.home.store.put(canonical_json(metadata or {}))
         artefact_id = self.artefact_id_for(kind, content_digest, metadata_digest)
         try:
@@ -310,8 +326,8 @@ class Ledger:
         """Put the Merkle root of ``count`` records about an artefact on chain."""
         if len(root) != 32:
             raise InputError("a Merkle root is 32 bytes")
-        if not 0 <= count < 2**256:
-            raise InputError("an anchor's record count must be a non-negative integer")
+        if not 0 <= count <= MAX_ANCHOR_RECORDS:
+            raise InputError(f"an anchor holds 0 to {MAX_ANCHOR_RECORDS} records, not {count}")
         aid = self.resolve(artefact_id)
         try:
             rc = self._send("anchor", GAS_ANCHOR, to_bytes32(aid), root, count,
@@ -379,12 +395,18 @@ class Ledger:
     # -- reads ------------------------------------------------------------------------------
 
     def sync(self) -> int:
-        """Catch the index up with the chain; returns the number of new events.
+        """Catch the index up with the chain; returns the number of new events
+        (:meth:`sync_to` the head)."""
+        return self.sync_to(None)
+
+    def sync_to(self, up_to: int | None) -> int:
+        """Catch the index up with the chain, to block ``up_to`` at most (``ledger check``
+        compares the index at the head it verified); returns the number of new events.
 
         A node whose head is below the index's, or whose block at the index's last block
         has another hash, was reset or forked: that is damage, never re-synced over.
         """
-        head = self.backend.head()
+        head = self.backend.head() if up_to is None else min(up_to, self.backend.head())
         last = self.index.last_block()
         if last > head:
             raise damaged(f"chain head is block {head}, but the index already holds block "
@@ -398,6 +420,17 @@ class Ledger:
         events = decode_events(self.abi, self.backend.logs(self.registry, last + 1, head))
         self.index.apply(events, head, self.backend.block_hash(head))
         return len(events)
+
+    def resolve_parents(self, refs: Sequence[str]) -> list[str]:
+        """Full ids of ``refs`` (ids, prefixes or names); at most 32, and one artefact named
+        twice (even as a name and a prefix) is refused, never merged."""
+        if len(refs) > 32:
+            raise InputError("at most 32 parents")
+        ids = [self.resolve(p) for p in refs]
+        for ref, ident in zip(refs, ids, strict=True):
+            if ids.count(ident) > 1:
+                raise InputError(f"parent {ref} is listed twice (as {ident})")
+        return ids
 
     def resolve(self, artefact_id: str) -> str:
         """Full id from an id, a unique prefix of at least 6 hex digits, or a unique name."""

@@ -62,6 +62,20 @@ def check_row(path: Path, key: bytes, value: bytes) -> None:
                       "code or header was edited in place)")
 
 
+def missing_data(exc: BaseException) -> bool:
+    """Whether py-evm failed because a trie node or code row is missing from the chain file
+    (a deleted row: damage, never a contract's refusal)."""
+    from eth.vm.interrupt import EVMMissingData
+    from trie.exceptions import MissingTrieNode
+
+    return isinstance(exc, EVMMissingData | MissingTrieNode)
+
+
+def _missing_damage(path: Path, exc: BaseException) -> VerificationError:
+    return damaged(f"{path}: the state lacks a row the contract reads "
+                   f"({type(exc).__name__}: a trie node or code was deleted)")
+
+
 class SqliteKV(BaseDB):
     """A py-evm key-value database in one SQLite table, with buffered commits.
 
@@ -261,6 +275,8 @@ class EmbeddedBackend:
                 raise
             except Exception as exc:
                 self._reload()
+                if missing_data(exc):
+                    raise _missing_damage(self.path, exc) from exc
                 raise LedgerError(f"embedded chain refused the transaction: {exc}") from exc
             self.kv.commit(self._head_meta(block.header))
             created = comp.msg.storage_address if to is None else None
@@ -278,10 +294,11 @@ class EmbeddedBackend:
         return Receipt(tx_hash, int(block.number), int(receipt.gas_used) - prev, ts, logs, created,
                        bytes(block.hash))
 
-    def call(self, to: str, data: bytes) -> bytes:
-        """Run a read-only call against the head state."""
+    def call(self, to: str, data: bytes, block: int | None = None) -> bytes:
+        """Run a read-only call against the state at ``block`` (default: the head)."""
         self._reload()
-        head = self.chain.get_canonical_head()
+        head = (self.chain.get_canonical_head() if block is None else
+                self.chain.get_canonical_block_header_by_number(BlockNumber(block)))
         vm = self.chain.get_vm(head)
         tx = vm.create_unsigned_transaction(
             nonce=0, gas_price=0, gas=GAS_LIMIT // 2, to=to_canonical_address(to), value=0,
@@ -289,6 +306,8 @@ class EmbeddedBackend:
         try:
             return bytes(self.chain.get_transaction_result(tx, head))
         except Exception as exc:  # py-evm raises Revert(output) on a revert
+            if missing_data(exc):
+                raise _missing_damage(self.path, exc) from exc
             output = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
             raise RefusedError(f"refused by contract: {revert_reason(output)}") from exc
 

@@ -96,9 +96,11 @@ class RpcBackend:
                    _hex_bytes(lg["data"]), block, "0x" + _hex_bytes(lg["transactionHash"]).hex(),
                    int(lg["logIndex"]), ts if ts is not None else self._timestamp(block))
 
-    def call(self, to: str, data: bytes) -> bytes:
+    def call(self, to: str, data: bytes, block: int | None = None) -> bytes:
+        """A read-only call against the state at ``block`` (default: the latest)."""
         try:
-            return bytes(self.w3.eth.call({"to": to, "data": data}))  # type: ignore[typeddict-item]
+            return bytes(self.w3.eth.call({"to": to, "data": data},  # type: ignore[typeddict-item]
+                                          block if block is not None else "latest"))
         except ContractLogicError as exc:
             raise RefusedError(f"refused by contract: {exc.message}") from exc
 

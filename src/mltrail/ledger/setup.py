@@ -87,7 +87,8 @@ def init_home(path: str | Path, password: str | None = None, lifecycle: str | Pa
             assert lc is not None
             account = unlock(tmp, name, password)
             rc = backend.transact(account, None, abi.encode_constructor(
-                compiled.bytecode, lc.role_mask(lc.roles)), GAS_DEPLOY)
+                compiled.bytecode, lc.role_mask(lc.roles),
+                lc.role_mask(["admin"]) if "admin" in lc.roles else 0), GAS_DEPLOY)
             assert rc.contract_address is not None
             registry = rc.contract_address
             backend.transact(account, registry, abi.encode(

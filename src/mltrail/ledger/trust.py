@@ -8,6 +8,10 @@ as ``ledger damaged: ...`` (exit 1). The published lifecycle is checked the same
 its on-chain digest is the sha256 of the document, and the tables the contract stored
 are the tables this client derives from that document.
 
+Pins are written at ``init`` and re-created only by :func:`retrust`, which the user asks
+for explicitly (``mltrail ledger trust --i-accept-unverifiable-history``) and which
+names what the lost pins can no longer vouch for.
+
 This module never repairs anything and never writes to the chain.
 """
 
@@ -17,7 +21,7 @@ from eth_utils import keccak, to_checksum_address
 
 from mltrail.config import Home
 from mltrail.config_models import Pins
-from mltrail.errors import LedgerError, MltrailError
+from mltrail.errors import LedgerError, MltrailError, VerificationError
 from mltrail.ledger import contracts
 from mltrail.ledger.abi import ContractABI
 from mltrail.ledger.backend import Backend, damaged
@@ -52,7 +56,7 @@ def check_code(backend: Backend, registry: str, joining: bool = False) -> str:
     if found == expected_code_hash():
         return found
     what = ("no contract" if not code else
-            f"code with hash {found}, not mltrail's ArtefactRegistry v2 ({expected_code_hash()})")
+            f"code with hash {found}, not mltrail's ArtefactRegistry v3 ({expected_code_hash()})")
     if joining:
         raise LedgerError(f"{what} at {registry} on chain {backend.chain_id}")
     raise damaged(f"registry {registry} holds {what}")
@@ -65,14 +69,23 @@ def new_pins(backend: Backend, registry: str) -> Pins:
                 head_hash=_hex(backend.block_hash(head)))
 
 
+ACCEPT_FLAG = "--i-accept-unverifiable-history"
+RETRUST = f"if you trust this chain as it is now, run 'mltrail ledger trust {ACCEPT_FLAG}'"
+
+
 def check_pins(home: Home, backend: Backend, registry: str) -> Pins:
-    """Compare the node with what ``home`` pinned; pin now if the home has no pins yet."""
+    """Compare the node with what ``home`` pinned. A home without pins is refused (damage):
+    pins are written only at ``init`` and by :func:`retrust`, never re-created silently,
+    since new pins would bless whatever chain is there now (a history cut back or
+    rewritten while they were gone)."""
     found = check_code(backend, registry)
     pins = home.pins()
     if pins is None:
-        pins = new_pins(backend, registry)
-        home.save_pins(pins)
-        return pins
+        raise VerificationError(
+            f"ledger damaged: {home.pins_path} is missing, so nothing remembers the chain this "
+            "home saw; nothing is written, checked or indexed anew until you trust the chain "
+            "again",
+            hint=RETRUST)
     genesis = _hex(backend.block_hash(0))
     if genesis != pins.genesis_hash:
         raise damaged(f"genesis block is {genesis}, the home was built on {pins.genesis_hash} "
@@ -133,3 +146,39 @@ def check_lifecycle(backend: Backend, abi: ContractABI, registry: str, lc: Lifec
     if tables != lc.tables_digest:
         raise damaged(f"registry {registry} enforces rule tables {_hex(tables)} that are not "
                       f"derived from its lifecycle document ({_hex(lc.tables_digest)})")
+
+
+def lost_with_pins(home: Home, backend: Backend) -> list[str]:
+    """What a home without pins can no longer vouch for, and the evidence left elsewhere
+    (the index's last block) that the chain moved back or changed since."""
+    head = backend.head()
+    lost = [f"any history before block {head} (the chain's head now) that was cut back or "
+            "rewritten while the pins were missing can no longer be told from the real one"]
+    from mltrail.ledger.index import EventIndex
+
+    index = EventIndex(home.index_db)
+    try:
+        last, known = index.last_block(), index.last_hash()
+    finally:
+        index.close()
+    if last > head:
+        lost.append(f"the index had seen block {last}, above the chain's head {head}: "
+                    "blocks were removed")
+    elif known and last and _hex(backend.block_hash(last)) != known:
+        lost.append(f"the index had seen block {last} as {known}, the chain holds "
+                    f"{_hex(backend.block_hash(last))}: history was rewritten")
+    return lost
+
+
+def retrust(home: Home, backend: Backend, registry: str) -> tuple[Pins, list[str]]:
+    """Pin the chain as it is now, for a home whose ``pins.json`` is missing; returns the
+    new pins and :func:`lost_with_pins`. The caller verifies the chain itself first
+    (``check.trust``). A home that has pins is refused: nothing is lost to re-trust."""
+    if home.pins() is not None:
+        raise LedgerError(f"{home.pins_path} exists; this home still trusts its pinned chain "
+                          "(nothing to re-trust)")
+    check_code(backend, registry)
+    lost = lost_with_pins(home, backend)
+    pins = new_pins(backend, registry)
+    home.save_pins(pins)
+    return pins, lost

@@ -12,6 +12,9 @@ SQLite's integrity check first (pages and the key index), then two passes over
    re-executed hash of each block must equal the stored canonical hash. Header fields
    that execution never reads (coinbase, extra data, mix hash) must be what mltrail's
    miner writes; a block's timestamp is only bound to its neighbours'.
+3. Every content-addressed row the re-execution wrote (each state's and storage trie's
+   nodes, code, headers, transaction and receipt tries) is in ``chain.sqlite``: a deleted
+   row (which pass 1 cannot see) is found here, not later as a contract call that fails.
 
 A consistent forgery (state edited, roots and header hashes recomputed) passes pass 1 and
 fails pass 2; an edit below a root fails pass 1. Time: about 7 ms per block on a 2-core
@@ -26,6 +29,7 @@ from typing import Any
 
 from eth import constants
 from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
 from eth_typing import BlockNumber
 
 from mltrail.errors import VerificationError
@@ -72,15 +76,17 @@ def content_addressed_rows(backend: EmbeddedBackend) -> int:
 
 
 def replay(backend: EmbeddedBackend, head: int,
-           advance: Callable[[int], None] | None = None) -> None:
-    """Pass 2: re-execute blocks 1..``head`` from the stored genesis on a scratch state."""
+           advance: Callable[[int], None] | None = None) -> MemoryDB:
+    """Pass 2: re-execute blocks 1..``head`` from the stored genesis on a scratch state;
+    returns the scratch database."""
     chain = backend.chain
     try:
         genesis = chain.get_canonical_block_header_by_number(BlockNumber(0))
     except Exception as exc:  # noqa: BLE001 - HeaderNotFound, decoding errors
         raise damaged(f"{backend.path} has no readable genesis block") from exc
     params: dict[str, Any] = {f: getattr(genesis, f) for f in _GENESIS_FIELDS}
-    scratch = EmbeddedChain.from_genesis(AtomicDB(), params, {})
+    scratch_db = MemoryDB()
+    scratch = EmbeddedChain.from_genesis(AtomicDB(scratch_db), params, {})
     if scratch.get_canonical_head().hash != genesis.hash:
         raise damaged("the genesis block is not an mltrail genesis (its state is not empty)")
     if advance is not None:
@@ -109,6 +115,17 @@ def replay(backend: EmbeddedBackend, head: int,
                           f"0x{stored.hex()}")
         if advance is not None:
             advance(1)
+    return scratch_db
+
+
+def deleted_rows(backend: EmbeddedBackend, scratch: MemoryDB) -> None:
+    """Pass 3: every content-addressed row of the re-executed chain is stored."""
+    conn = backend.kv.conn
+    for key in scratch.kv_store:
+        if len(key) == 32 and conn.execute("SELECT 1 FROM kv WHERE k=?",
+                                           (bytes(key),)).fetchone() is None:
+            raise damaged(f"{backend.path} lacks row 0x{bytes(key).hex()} that re-executing "
+                          "the chain produces (a trie node, code or header was deleted)")
 
 
 def head_meta(backend: EmbeddedBackend, head: int) -> None:
@@ -123,11 +140,11 @@ def head_meta(backend: EmbeddedBackend, head: int) -> None:
 
 def verify_embedded(backend: EmbeddedBackend, head: int,
                     advance: Callable[[int], None] | None = None) -> int:
-    """The integrity check, both passes and the meta table; returns the rows checked."""
+    """The integrity check, the three passes and the meta table; returns the rows checked."""
     try:
         sqlite_integrity(backend)
         rows = content_addressed_rows(backend)
-        replay(backend, head, advance)
+        deleted_rows(backend, replay(backend, head, advance))
         head_meta(backend, head)
     except VerificationError:
         raise

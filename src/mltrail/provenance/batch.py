@@ -154,16 +154,65 @@ def check_offline(proof: InclusionProof) -> bool:
     return verify_inclusion(record, proof.index, proof.count, hashes, root)
 
 
-def verify_proof(led: Ledger, proof: InclusionProof) -> dict[str, Any]:
-    """Offline check, then: this root and count were anchored about the artefact."""
+def roles_at(led: Ledger, account: str, block: int, log_index: int) -> int:
+    """The role mask ``account`` held just before event (``block``, ``log_index``), from the
+    chain's ``RolesChanged`` events."""
+    mask = 0
+    for ev in led.index.events(None, "RolesChanged"):
+        if (ev.block, ev.log_index) >= (block, log_index):
+            break
+        if str(ev.args["account"]).lower() == account.lower():
+            mask = int(ev.args["roles"])
+    return mask
+
+
+def anchorer(led: Ledger, ev: Any, owner: str, kind: str) -> dict[str, Any]:
+    """Who made anchor ``ev``: the address, the roles held then, whether it is the owner,
+    and whether the kind's ``anchor:`` rule allowed it (the owner, or a listed role)."""
+    lc = led.lifecycle
+    rule = lc.kind(kind).anchor
+    actor = str(ev.actor)
+    held = roles_at(led, actor, ev.block, ev.log_index)
+    is_owner = actor.lower() == owner.lower()
+    allowed = is_owner or bool(held & lc.role_mask(list(rule)))
+    return {"anchored_by": actor, "anchored_by_roles": lc.role_names(held),
+            "anchored_by_owner": is_owner, "allowed": allowed,
+            "rule": f"kinds.{kind}.anchor: [{', '.join(rule)}] (and the owner)"}
+
+
+def verify_proof(led: Ledger, proof: InclusionProof,
+                 anchored_by: str | None = None) -> dict[str, Any]:
+    """Offline check, then: this root and count were anchored about the artefact by a member
+    the kind's ``anchor:`` rule allows (and by ``anchored_by``, an address, an identity or
+    ``owner``, if given). The result names the anchoring member and the artefact's owner."""
     if not check_offline(proof):
         raise VerificationError(f"record {proof.index} is not in the batch with root "
                                 f"{proof.root[:16]}...: the inclusion proof fails")
     root = bytes.fromhex(proof.root)
-    for ev in led.anchors(proof.artefact_id):
-        if ev.args["root"] == root and int(ev.args["count"]) == proof.count:
-            return {"ok": True, "artefact_id": ev.artefact_id, "index": proof.index,
-                    "count": proof.count, "root": proof.root, "anchored_block": ev.block,
-                    "anchored_by": ev.actor, "tx_hash": ev.tx_hash}
-    raise VerificationError(f"root {proof.root[:16]}... ({proof.count} records) was never "
-                            f"anchored about artefact {proof.artefact_id}")
+    art = led.artefact(proof.artefact_id)
+    matches = [ev for ev in led.anchors(proof.artefact_id)
+               if ev.args["root"] == root and int(ev.args["count"]) == proof.count]
+    if not matches:
+        raise VerificationError(f"root {proof.root[:16]}... ({proof.count} records) was never "
+                                f"anchored about artefact {proof.artefact_id}")
+    who = [(ev, anchorer(led, ev, art.owner, art.kind)) for ev in matches]
+    if anchored_by is not None:
+        want = art.owner if anchored_by == "owner" else led._account_arg(anchored_by)
+        found = [(ev, w) for ev, w in who if str(ev.actor).lower() == want.lower()]
+        if not found:
+            raise VerificationError(
+                f"root {proof.root[:16]}... was anchored about {art.kind} {art.id[:10]} only by "
+                + ", ".join(sorted({str(ev.actor) for ev in matches}))
+                + f", not by {anchored_by} ({want}); the owner is {art.owner}")
+        who = found
+    ok = [(ev, w) for ev, w in who if w["allowed"]]
+    if not ok:
+        ev, w = who[0]
+        raise VerificationError(
+            f"root {proof.root[:16]}... was anchored about {art.kind} {art.id[:10]} by "
+            f"{ev.actor} holding {', '.join(w['anchored_by_roles']) or 'no role'}, who is not "
+            f"its owner {art.owner} and not allowed by the lifecycle's rule {w['rule']}")
+    ev, w = min(ok, key=lambda p: (not p[1]["anchored_by_owner"], p[0].block))
+    return {"ok": True, "artefact_id": ev.artefact_id, "kind": art.kind, "index": proof.index,
+            "count": proof.count, "root": proof.root, "anchored_block": ev.block,
+            "tx_hash": ev.tx_hash, "owner": art.owner, **w}

@@ -189,17 +189,20 @@ class Outcome:
 
 def verify_any(led: Ledger, path: str | Path | None = None, artefact_id: str | None = None, *,
                all_: bool = False, proof: str | Path | None = None,
-               statement: str | Path | None = None) -> Outcome:
+               statement: str | Path | None = None, anchored_by: str | None = None) -> Outcome:
     """Exactly one of: a path (against ``artefact_id`` or whatever it was registered as),
-    every artefact whose location is known (``all_``), a Merkle inclusion ``proof`` file,
-    or a DSSE ``statement`` file. A mismatching path is in the result, not raised; a bad
-    proof or statement raises :class:`VerificationError`."""
+    every artefact whose location is known (``all_``), a Merkle inclusion ``proof`` file
+    (anchored by ``anchored_by`` if given), or a DSSE ``statement`` file. A mismatching
+    path is in the result, not raised; a bad proof or statement raises
+    :class:`VerificationError`."""
     from mltrail.provenance import batch
 
     if sum((path is not None, all_, proof is not None, statement is not None)) != 1:
         raise InputError("give exactly one of PATH, --all, --proof FILE, --statement FILE")
+    if anchored_by is not None and proof is None:
+        raise InputError("--anchored-by goes with --proof")
     if proof is not None:
-        return Outcome("proof", batch.verify_proof(led, batch.load_proof(proof)))
+        return Outcome("proof", batch.verify_proof(led, batch.load_proof(proof), anchored_by))
     if statement is not None:
         return Outcome("statement", verify_envelope(led, statement))
     checks = verify_all(led) if all_ else [verify_path(led, path or Path("."), artefact_id)]

@@ -414,7 +414,10 @@ def _wal_holds_whole_database(wal: Path) -> bool:
 
 
 def _load_chain_families() -> None:
-    from mltrail.testing import ledger_chain_forgeries  # noqa: F401 - registers its forgers
+    from mltrail.testing import (  # noqa: F401 - registers their forgers
+        ledger_chain_forgeries,
+        ledger_row_forgeries,
+    )
 
 
 _load_chain_families()
