@@ -490,7 +490,7 @@ class Ledger:
         and cached. NotFoundError when no node has them."""
         if self.home.store.has(digest):
             return self.home.store.get(digest)
-        from mltrail.server.exchange import fetch_blob
+        from mltrail.provenance.exchange import fetch_blob
 
         return fetch_blob(self, digest, owner)
 
