@@ -432,37 +432,20 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
     Example: mltrail pol calibrate --bundle proof --data train.safetensors --code src
     """
     from mltrail._fs import atomic_write
-    from mltrail.pol.calibration import calibrate as run_calibration
-    from mltrail.pol.calibration import calibrate_loop, reference_runs
-    from mltrail.pol.datafile import load_data
-    from mltrail.pol.environment import check_device
+    from mltrail.pol.workflows import calibrate_runs
 
-    if device is not None:
-        check_device(device)
     if out is not None and out.is_dir():
         raise InputError(f"--out {out} is a folder; give the path of a new JSON file")
-    if bundle:
-        from mltrail.pol.loopverify import loop_data_location
 
-        led = open_ledger() if data is not None and not Path(data).exists() and \
-            _home_or_none() is not None else None
-        try:
-            where = loop_data_location(bundle[0], data, led)
-        finally:
-            if led is not None:
-                led.close()
-        modes = 2 + (1 if device else 0)
-        with _live("calibrating: replays", len(bundle) * modes,
-                   show_progress(as_json)) as live:
-            res = calibrate_loop(bundle, where, code_paths=[str(c) for c in code or []],
-                                 device=device, progress=live.advance)
-    else:
-        runs = reference_runs(1)[:2] if quick else reference_runs()
-        modes = 2 + (1 if device else 0)
-        with _live("calibrating: replays", len(runs) * modes,
-                   show_progress(as_json)) as live:
-            res = run_calibration(load_data("digits"), runs, device=device,
-                                  progress=live.advance)
+    @contextmanager
+    def counting(total: int | None) -> Iterator[Callable[[int], None]]:
+        with _live("calibrating: replays", total, show_progress(as_json)) as live:
+            yield live.advance
+
+    remote = bool(bundle) and data is not None and not Path(data).exists()
+    with _ledger_if(remote) as led:
+        res = calibrate_runs(quick=quick, device=device, bundles=list(bundle or []),
+                             data=data, code=list(code or []), led=led, progress=counting)
     if out is not None:
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "

@@ -292,3 +292,28 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
                                        accept_trusted_code=req.accept_trusted_code)
         out["model"] = model
     return rep, out
+
+
+def calibrate_runs(*, quick: bool, device: str | None, bundles: list[Path],
+                   data: str | None, code: list[Path], led: Ledger | None,
+                   progress: Progress) -> dict[str, Any]:
+    """``pol calibrate``: honest replay noise on the reference task (``quick``: one short
+    run) or, with ``bundles``, on proofs of the user's own loop (their ``data``, and the
+    ``code`` folders of trusted-code proofs). ``progress(total)`` counts the replays."""
+    from mltrail.pol.calibration import calibrate, calibrate_loop, reference_runs
+    from mltrail.pol.datafile import load_data
+    from mltrail.pol.environment import check_device
+
+    if device is not None:
+        check_device(device)
+    modes = 2 + (1 if device else 0)
+    if bundles:
+        from mltrail.pol.loopverify import loop_data_location
+
+        where = loop_data_location(bundles[0], data, led)
+        with progress(len(bundles) * modes) as advance:
+            return calibrate_loop(bundles, where, code_paths=[str(c) for c in code],
+                                  device=device, progress=advance)
+    runs = reference_runs(1)[:2] if quick else reference_runs()
+    with progress(len(runs) * modes) as advance:
+        return calibrate(load_data("digits"), runs, device=device, progress=advance)
