@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mltrail.audit.models import digits
-
 LEVELS = 16  # digits pixels are k/16, k = 0..16
 
 
 def public_set() -> tuple[np.ndarray, np.ndarray]:
-    """The whole public data set (train and held-out splits), N×1×8×8 and labels."""
-    x_tr, y_tr, x_te, y_te = digits()
-    return np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+    """The whole public data set (training split and public benchmark; never the
+    auditor's own split, :mod:`.heldout`), N×1×8×8 and labels."""
+    from mltrail.audit.heldout import public_set as public
+
+    return public()
 
 
 class NearestPublic:

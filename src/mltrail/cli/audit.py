@@ -16,9 +16,9 @@ from mltrail.errors import InputError, VerificationError
 
 app = typer.Typer(no_args_is_help=True)
 probes_app = typer.Typer(no_args_is_help=True)
-app.add_typer(probes_app, name="probes", help="Build probe sets: benchmark probes or keyed "
-              "(stego) probes for audits.\n\nExample: mltrail audit probes make --out "
-              "probes.npz --n 200")
+app.add_typer(probes_app, name="probes", help="Build probe sets: the auditor's own held data, "
+              "fresh, benchmark or keyed (stego) probes for audits.\n\nExample: mltrail "
+              "audit probes make --out probes.npz --n 200")
 
 
 @app.command("make-model")
@@ -48,8 +48,13 @@ def probes_make(
     out: Annotated[Path, typer.Option("--out", help="Probe file to write (.npz).")],
     kit: Annotated[Path | None, typer.Option("--kit", help="Stego kit: make keyed probes "
                                              "(containers in ordinary-looking traffic).")] = None,
-    n: Annotated[int | None, typer.Option("--n", min=1, help="Benchmark probes (max 450) or "
-                                          "ordinary inputs with --kit.")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Probes (auditor-held: max 300; "
+                                          "benchmark: max 150) or ordinary inputs with "
+                                          "--kit.")] = None,
+    source: Annotated[str, typer.Option("--source", help="held (the auditor's own data, "
+                                        "never published: the default), fresh (generated) "
+                                        "or benchmark (public: cannot pass an audit "
+                                        "alone).")] = "held",
     containers: Annotated[int, typer.Option("--containers", min=0, help="Stego containers "
                                             "among them (with --kit).")] = 100,
     triggers: Annotated[int, typer.Option("--triggers", min=0, help="Keyed trigger inputs "
@@ -58,14 +63,18 @@ def probes_make(
                                       "augmentations.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a labelled probe set from the held-out digits split.
+    """Build a labelled probe set: the auditor's own held data by default.
 
     Example: mltrail audit probes make --out probes.npz --n 200
     """
     from mltrail.audit import probes as P
 
     if kit is None:
-        ps = P.benchmark(n, seed)
+        makers = {"held": lambda: P.held(n or 300, seed), "fresh": lambda: P.fresh(n or 300, seed),
+                  "benchmark": lambda: P.benchmark(n, seed)}
+        if source not in makers:
+            raise InputError(f"unknown --source {source!r} (held, fresh or benchmark)")
+        ps = makers[source]()
     else:
         from mltrail.audit.stego import StegoKit
 

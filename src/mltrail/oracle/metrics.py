@@ -64,7 +64,7 @@ def measure(endpoint: str, wanted: list[str], seed: int,
     except MltrailError as exc:
         return _down(endpoint, exc.message, want)
     cfg = AuditConfig(
-        target=endpoint, probes=P.benchmark(opts.queries, seed=seed),
+        target=endpoint, probes=P.held(opts.queries, seed=seed),
         reference_url=opts.reference_url, max_queries=opts.queries,
         robustness={"per_class": opts.robustness_per_class,
                     "query_cap": opts.robustness_query_cap} if "robustness" in want else None,
