@@ -7,10 +7,10 @@ real handwriting the provider could hold), on several feature families a provide
 could use — grey-level histogram, saturation and ink counts, frequency (DCT) energies,
 distance to the nearest public sample, and a small MLP on raw pixels — each scored by
 out-of-fold ROC AUC. A probe set whose best AUC exceeds :data:`AUC_BOUND` (and
-:data:`Z_NOISE` null standard deviations above 0.5 at its size) is *detectable*: a provider with that detector
-could answer probes genuinely and substitute the rest, so such a set cannot yield
-``pass`` on its own (:mod:`.runner`). It never queries a service and never decides a
-verdict.
+:data:`Z_NOISE` null standard deviations above 0.5 at its size) is *detectable*: a
+provider with that detector could answer probes genuinely and substitute the rest, so
+such a set cannot yield ``pass`` on its own (:mod:`.runner`). It never queries a
+service and never decides a verdict.
 
 Why 0.6. Picture the provider's score as two unit-variance normals: AUC 0.6 means
 d' = 0.36. To forward 95% of probes it must set its threshold 1.645 sd below the probe
