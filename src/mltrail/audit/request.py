@@ -59,6 +59,8 @@ class AuditRequest:
     seed: int | None = None
     out: Path | None = None
     html: Path | None = None
+    receipt_quorum: int = 3
+    missing_tolerance: float = 0.0
 
     def validate(self) -> None:
         """Refuse contradictory options before anything runs (InputError, exit 2)."""
@@ -124,7 +126,9 @@ def audit_and_record(req: AuditRequest, open_ledger: Callable[[], AbstractContex
                           stop_on_alarm=req.stop_on_alarm,
                           require_receipts=req.require_receipts, robustness=rob, latency=lat,
                           timeout_s=req.timeout, seed=req.seed, on_progress=advance,
-                          protocol=req.protocol, adapter=spec)  # type: ignore[arg-type]
+                          protocol=req.protocol, adapter=spec,  # type: ignore[arg-type]
+                          receipt_quorum=req.receipt_quorum,
+                          missing_tolerance=req.missing_tolerance)
         rep = run_audit(cfg)
     raw = R.to_json_bytes(rep.to_dict())
     if req.out is not None:

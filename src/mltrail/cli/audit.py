@@ -177,6 +177,13 @@ def run(
                                              "(default: secret, random).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
+    receipt_quorum: Annotated[int, typer.Option("--receipt-quorum", min=1, help="Distinct "
+                                                "clients that must each show answers "
+                                                "without a valid receipt.")] = 3,
+    missing_tolerance: Annotated[float, typer.Option("--missing-tolerance", min=0.0, max=0.5,
+                                                     help="Tolerated share of unsigned "
+                                                     "answers (H0 of the missing-receipt "
+                                                     "test).")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Audit SERVICE (claims from the ledger) or --target: is it the claimed model?
@@ -195,7 +202,8 @@ def run(
         pubkey=pubkey, alpha=alpha, batch_size=batch_size, max_queries=max_queries,
         tolerance=tolerance, stop_on_alarm=stop_on_alarm, require_receipts=require_receipts,
         robustness=robustness, eps=eps, query_cap=query_cap, latency=latency, rate=rate,
-        duration=duration, timeout=timeout, seed=seed, out=out, html=html)
+        duration=duration, timeout=timeout, seed=seed, out=out, html=html,
+        receipt_quorum=receipt_quorum, missing_tolerance=missing_tolerance)
     rep, summary = audit_and_record(
         req, open_ledger, lambda total: progress("auditing", total, show_progress(as_json)))
 
