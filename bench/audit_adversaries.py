@@ -253,7 +253,8 @@ def submission_throughput(quick: bool) -> dict[str, Any]:
 
 # ---- issue 19: probes a provider cannot tell from traffic; receipts not optional ----
 
-SOURCES = ("auditor-held", "fresh", "benchmark", "augmented public (keyed-kit covers)")
+SOURCES = ("auditor-held", "fresh", "fresh, previous generator (no histogram matching)",
+           "benchmark", "augmented public (keyed-kit covers)")
 
 
 def _probe_source(name: str, n: int, seed: int) -> Any:
@@ -265,6 +266,11 @@ def _probe_source(name: str, n: int, seed: int) -> Any:
         return P.held(n, seed)
     if name == "fresh":
         return P.fresh(n, seed)
+    if name.startswith("fresh, previous"):
+        from mltrail.audit.fresh import fresh_probes
+
+        x, y = fresh_probes(n, seed, match=False)
+        return P.ProbeSet(x, y, np.full(n, P.ORDINARY, np.int8), {"provenance": "synthetic"})
     if name == "benchmark":
         return P.benchmark(n, seed)
     x, y = public_heldout()
