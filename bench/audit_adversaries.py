@@ -285,20 +285,20 @@ def probe_aucs(quick: bool) -> dict[str, Any]:
     family, and the AUC of the dodger's detector (features the audit does not use)."""
     from sklearn.metrics import roc_auc_score
 
-    from mltrail.audit.distinguish import adversarial_validation, genuine_digits
+    from mltrail.audit.distinguish import GENUINE_DIGITS, adversarial_validation, genuine_digits
     from mltrail.testing.audit_dodger import Dodger
 
     seeds, n = (5, 150) if quick else (20, 150)
     dodger = Dodger(seed=99)
     out: dict[str, Any] = {"seeds": seeds, "probes_per_seed": n,
-                           "genuine": "public digits, leave-one-out (300 per seed)"}
+                           "genuine": f"public digits, leave-one-out ({GENUINE_DIGITS} per seed)"}
     for src in SOURCES:
         fams: dict[str, list[float]] = {}
         flagged = 0
         t = time.perf_counter()
         for seed in range(seeds):
             pr = _probe_source(src, n, 500 + seed)
-            g, gd = genuine_digits(300, 700 + seed)
+            g, gd = genuine_digits(GENUINE_DIGITS, 700 + seed)
             av = adversarial_validation(pr.x, g, genuine_distance=gd, seed=seed)
             flagged += bool(av["detectable"])
             for k, v in {**av["auc"], "best": av["best"]}.items():

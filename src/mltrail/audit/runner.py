@@ -15,7 +15,12 @@ point (``AuditConfig`` in, typed :class:`~mltrail.audit.result.AuditReport` out)
 * Each answer updates the sequential tests of :mod:`.checks` (α split evenly); clients'
   submitted samples (:mod:`.traffic`) are checked the same way under ``traffic_*``.
 * "No test, no pass": the verdict is ``pass`` only if an identity or claim test reached
-  its stated power; otherwise ``inconclusive``.
+  its stated power; otherwise ``inconclusive``. Probes from public data, or that a
+  key-less detector tells from genuine inputs (:mod:`.distinguish`), cannot pass alone:
+  then only a test on clients' signed traffic can make it ``pass``.
+* When the ledger claims name a receipt key, a missing receipt is a failure on the
+  audit's own requests and a client's finding in the traffic (:mod:`.evidence`).
+* The default probes are the auditor's own held data (:mod:`.heldout`).
 
 :func:`record_verdict` is the only code here that touches the ledger.
 """
