@@ -94,3 +94,21 @@ def test_missing_receipt_test_keeps_its_false_alarm_rate_with_a_tolerance() -> N
                                        for i in range(10)}, 0.05, m0=0.02)["rejected"]
                  for _ in range(50))
     assert caught == 50
+
+
+def test_detector_plus_receipt_dropping_is_caught_on_the_auditors_probes(
+        seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
+    from mltrail.testing.audit_dodger import Dodger
+
+    dodger = Dodger(seed=3, drop=True)
+    url, key = start_cheat(dodger)
+    _, card, digest = load_model(seeded_path)
+    claims = ServiceClaims.from_card(card, model_digest=digest, public_key=key, endpoint=url)
+    rep = run_audit(AuditConfig(claims=claims, model_path=str(seeded_path), max_queries=64,
+                                seed=5))
+    # its detector cannot tell the auditor's own data from handwriting: it substitutes
+    # them, unsigned, and a missing receipt is a failure when the claims say it signs
+    assert rep.verdict == "fail" and rep.failed("receipts") and rep.receipts.missing > 0
+    assert rep.failed("distribution") or rep.failed("identity"), rep.findings
+    # while the published generator's output is what it was trained to spot
+    assert dodger.score(P.fresh(100, seed=1).x).mean() > dodger.score(P.held(100, 1).x).mean()

@@ -247,7 +247,8 @@ def submit_cmd(
     from mltrail.audit.traffic import read_submissions, submit
 
     res = submit(auditor, read_submissions(samples))
-    emit(res, as_json, f"submitted {res['submitted']}: {res['accepted']} accepted, "
+    emit(res, as_json, f"submitted {res['submitted']}: {res['accepted']} accepted "
+         f"({len(res['unsigned'])} without a valid receipt: findings, not proof), "
          f"{len(res['rejected'])} rejected")
     if res["rejected"]:
         raise VerificationError(f"{len(res['rejected'])} submission(s) rejected: "
