@@ -285,7 +285,13 @@ def probe_aucs(quick: bool) -> dict[str, Any]:
     family, and the AUC of the dodger's detector (features the audit does not use)."""
     from sklearn.metrics import roc_auc_score
 
-    from mltrail.audit.distinguish import GENUINE_DIGITS, adversarial_validation, genuine_digits
+    from mltrail.audit.distinguish import (
+        GENUINE_DIGITS,
+        _generator_of,
+        adversarial_validation,
+        genuine_digits,
+    )
+    from mltrail.audit.fresh import fresh_probes
     from mltrail.testing.audit_dodger import Dodger
 
     seeds, n = (5, 150) if quick else (20, 150)
@@ -299,7 +305,12 @@ def probe_aucs(quick: bool) -> dict[str, Any]:
         for seed in range(seeds):
             pr = _probe_source(src, n, 500 + seed)
             g, gd = genuine_digits(GENUINE_DIGITS, 700 + seed)
-            av = adversarial_validation(pr.x, g, genuine_distance=gd, seed=seed)
+            gen = _generator_of(pr)
+            if src.startswith("fresh, previous"):
+                def gen(k: int, s: int) -> np.ndarray:
+                    return fresh_probes(k, s, match=False)[0]
+            av = adversarial_validation(pr.x, g, genuine_distance=gd, seed=seed,
+                                        generator=gen)
             flagged += bool(av["detectable"])
             for k, v in {**av["auc"], "best": av["best"]}.items():
                 fams.setdefault(k, []).append(v)

@@ -6,8 +6,10 @@ genuine inputs of the task (clients' submitted inputs when there are enough, oth
 real handwriting the provider could hold), on several feature families a provider
 could use — grey-level histogram, saturation and ink counts, frequency (DCT) energies,
 distance to the nearest public sample, and a small MLP on raw pixels — each scored by
-out-of-fold ROC AUC. A probe set whose best AUC exceeds :data:`AUC_BOUND` (and
-:data:`Z_NOISE` null standard deviations above 0.5 at its size) is *detectable*: a
+out-of-fold ROC AUC; for generated probes also the provider's own detector, trained on
+as much of the published generator's output as it likes (``generator``). A probe set
+whose best AUC exceeds :data:`AUC_BOUND` (and :data:`Z_NOISE` null standard deviations
+above 0.5 at its size) is *detectable*: a
 provider with that detector could answer probes genuinely and substitute the rest, so
 such a set cannot yield ``pass`` on its own (:mod:`.runner`). It never queries a
 service and never decides a verdict.
@@ -24,6 +26,7 @@ with 300 probes against 300 genuine inputs the AUC's null standard deviation is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -96,6 +99,39 @@ def _scores(kind: str, xa: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
+GENERATOR_TRAIN = 400   # generator samples (and real digits) the provider's detector sees
+
+
+def _all_features(x: np.ndarray) -> np.ndarray:
+    return np.column_stack([histogram_features(x), ink_features(x), frequency_features(x),
+                            _pix(x)])
+
+
+def _generator_auc(generator: Callable[[int, int], np.ndarray], xp: np.ndarray,
+                   xg: np.ndarray, seed: int) -> float:
+    """What a provider running the published generator can do (Kerckhoffs): a boosted
+    detector on every feature family, trained on fresh generator output (its own seed)
+    against public digits the comparison set does not contain."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from threadpoolctl import threadpool_limits
+
+    from mltrail.audit.fresh import public_set
+
+    rng = np.random.default_rng(seed + 1)
+    pub = public_set()[0]
+    held = {r.tobytes() for r in xg.astype(pub.dtype)}
+    pool = np.array([i for i in range(len(pub)) if pub[i].tobytes() not in held])
+    neg = pub[rng.choice(pool, min(GENERATOR_TRAIN, len(pool)), replace=False)]
+    pos = generator(GENERATOR_TRAIN, int(rng.integers(2**31)))
+    with threadpool_limits(1):
+        clf = HistGradientBoostingClassifier(max_iter=60, random_state=seed).fit(
+            _all_features(np.concatenate([pos, neg])),
+            np.r_[np.ones(len(pos)), np.zeros(len(neg))])
+        sc = clf.predict_proba(_all_features(np.concatenate([xp, xg])))[:, 1]
+    return float(roc_auc_score(np.r_[np.ones(len(xp)), np.zeros(len(xg))], sc))
+
+
 def null_sd(n1: int, n2: int) -> float:
     """Standard deviation of the ROC AUC of an uninformative score (Mann-Whitney)."""
     return math.sqrt((n1 + n2 + 1) / (12.0 * n1 * n2))
@@ -104,12 +140,16 @@ def null_sd(n1: int, n2: int) -> float:
 def adversarial_validation(probes: np.ndarray, genuine: np.ndarray, *, seed: int = 0,
                            genuine_distance: np.ndarray | None = None,
                            families: tuple[str, ...] = FAMILIES,
-                           bound: float = AUC_BOUND) -> dict[str, Any]:
+                           bound: float = AUC_BOUND,
+                           generator: Callable[[int, int], np.ndarray] | None = None
+                           ) -> dict[str, Any]:
     """Per feature family, the out-of-fold AUC of a detector separating ``probes`` (label
     1) from ``genuine`` (label 0); ``best``, ``bound`` and ``detectable``.
     ``genuine_distance`` gives the genuine inputs' nearest-public distances when they
     are themselves public samples (leave-one-out); otherwise that family measures both
-    sides against the public set."""
+    sides against the public set. ``generator(n, seed)`` (synthetic probes) adds the
+    provider's own detector: trained on as much of the generator's output as it likes
+    against real digits, then scored on these probes against ``genuine``."""
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(seed)
@@ -133,6 +173,8 @@ def adversarial_validation(probes: np.ndarray, genuine: np.ndarray, *, seed: int
             feats = {"histogram": histogram_features, "ink": ink_features,
                      "frequency": frequency_features}[fam](both)
         aucs[fam] = round(float(roc_auc_score(y, _scores(fam, feats, y, seed))), 4)
+    if generator is not None:
+        aucs["generator"] = round(_generator_auc(generator, xp, xg, seed), 4)
     best_fam = max(aucs, key=lambda k: aucs[k])
     best = aucs[best_fam]
     sd = null_sd(n, m)
@@ -201,7 +243,8 @@ def assess_probes(pr: Any, n: int, traffic: list[Any], shape: Any, *, seed: int 
             av = _CACHE.get(key)
             if av is None:
                 av = adversarial_validation(x, g.reshape((len(g), *x.shape[1:])),
-                                            seed=seed32, genuine_distance=gd)
+                                            seed=seed32, genuine_distance=gd,
+                                            generator=_generator_of(pr))
                 if len(_CACHE) >= 64:
                     _CACHE.pop(next(iter(_CACHE)))
                 _CACHE[key] = av
@@ -218,6 +261,16 @@ def assess_probes(pr: Any, n: int, traffic: list[Any], shape: Any, *, seed: int 
         why = f"its {prov} probes could not be checked against genuine inputs ({source})"
     return {"provenance": prov, "genuine_source": source, "adversarial_validation": av,
             "alone": why is None, "why": why}
+
+
+def _generator_of(pr: Any) -> Callable[[int, int], np.ndarray] | None:
+    """The generator behind a synthetic probe set, as a provider could run it."""
+    if pr.meta.get("source") != "fresh":
+        return None
+    from mltrail.audit.fresh import fresh_probes
+
+    strength = float(pr.meta.get("strength", 0.5))
+    return lambda n, seed: fresh_probes(n, seed, strength=strength)[0]
 
 
 def demote_probe_tests(power: dict[str, Any], strength: dict[str, Any]) -> dict[str, Any]:
