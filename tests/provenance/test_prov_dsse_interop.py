@@ -4,6 +4,7 @@ Ed25519 key the signer published on chain; the key's keystore and its profile li
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 
@@ -139,3 +140,66 @@ def test_profile_keeps_the_node_url_and_the_key(home, open_as):
     assert signing.published_key(dev, dev.address) == signing_public_key(home, "dev")
     assert node_url(dev, dev.address) == "http://127.0.0.1:9999"
     assert signing.parse_profile("http://a ed25519:zz x").other == ("ed25519:zz", "x")
+
+
+def test_in_toto_links_get_payload_and_verify(project, cli, open_as):
+    """The links export: in-toto's ``Envelope.get_payload()`` reads each as a Link whose
+    products are the output's bytes, and in-toto verifies it with the published key."""
+    home = project / ".mltrail"
+    r = cli("run", "--step", "prepare", "-k", "dataset", "-i", "raw", "-o", "clean.csv",
+            "--json", "--", "sh", "-c", "cat raw/*.csv > clean.csv", home=home, cwd=project)
+    assert r.code == 0, r.err
+    out = cli("export", r.json()["outputs"][0]["artefact_id"], "-f", "in-toto-links",
+              home=home)
+    assert out.code == 0, out.err
+    (line,) = out.out.splitlines()
+    admin = open_as("admin")
+    key = _published_key(admin, admin.address)
+    ito = InTotoEnvelope.from_dict(json.loads(line))
+    ito.verify_signature({"keyid": key.keyid, **key.to_dict()})
+    link = ito.get_payload()
+    assert type(link).__name__ == "Link" and link.name == "prepare"
+    assert set(link.materials) == {"raw/a.csv", "raw/b.csv", "raw/sub/c.csv"}
+    digest = hashlib.sha256((project / "clean.csv").read_bytes()).hexdigest()
+    assert link.products == {"clean.csv": {"sha256": digest}}
+    assert link.materials["raw/a.csv"]["sha256"] == hashlib.sha256(
+        (project / "raw" / "a.csv").read_bytes()).hexdigest()
+
+
+def test_in_toto_verify_accepts_the_links_under_a_layout(project, cli, open_as, tmp_path):
+    """The standard tool's whole check: a layout naming the member's published key for
+    step ``prepare`` and its link from the export: ``in_toto_verify`` passes; a link whose
+    product was edited fails it."""
+    from in_toto.exceptions import ThresholdVerificationError
+    from in_toto.models.layout import Layout, Step
+    from in_toto.models.metadata import Envelope
+    from in_toto.verifylib import in_toto_verify
+    from securesystemslib.signer import CryptoSigner
+
+    home = project / ".mltrail"
+    r = cli("run", "--step", "prepare", "-k", "dataset", "-i", "raw", "-o", "clean.csv",
+            "--json", "--", "sh", "-c", "cat raw/*.csv > clean.csv", home=home, cwd=project)
+    out = cli("export", r.json()["outputs"][0]["artefact_id"], "-f", "in-toto-links",
+              home=home)
+    admin = open_as("admin")
+    key = _published_key(admin, admin.address)
+    key_dict = {"keyid": key.keyid, **key.to_dict()}
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / f"prepare.{key.keyid[:8]}.link").write_text(out.out)
+    owner = CryptoSigner.generate_ed25519()
+    step = Step(name="prepare", pubkeys=[key.keyid], threshold=1,
+                expected_materials=[["ALLOW", "raw/*"], ["DISALLOW", "*"]],
+                expected_products=[["CREATE", "clean.csv"], ["DISALLOW", "*"]])
+    layout = Layout(steps=[step], keys={key.keyid: key_dict}, expires="2099-01-01T00:00:00Z")
+    env = Envelope.from_signable(layout)
+    env.create_signature(owner)
+    owner_key = {"keyid": owner.public_key.keyid, **owner.public_key.to_dict()}
+    in_toto_verify(env, {owner.public_key.keyid: owner_key}, link_dir_path=str(links))
+    doc = json.loads(out.out)
+    payload = json.loads(base64.b64decode(doc["payload"]))
+    payload["products"]["clean.csv"]["sha256"] = "0" * 64
+    doc["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    (links / f"prepare.{key.keyid[:8]}.link").write_text(json.dumps(doc))
+    with pytest.raises(ThresholdVerificationError):  # the edited link's signature fails
+        in_toto_verify(env, {owner.public_key.keyid: owner_key}, link_dir_path=str(links))

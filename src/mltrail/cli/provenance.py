@@ -192,7 +192,8 @@ def _write_or_print(text: str, out: Path | None) -> None:
 def export(
     artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
     fmt: Annotated[str, typer.Option("--format", "-f",
-                                     help="prov-json, prov-n or in-toto.")] = "prov-json",
+                                     help="prov-json, prov-n, in-toto (statements) or "
+                                     "in-toto-links.")] = "prov-json",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
 ) -> None:
     """Provenance of an artefact and its ancestry as W3C PROV or an in-toto bundle.
@@ -203,7 +204,8 @@ def export(
     from mltrail.provenance.export import export as do_export
 
     if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r}: use prov-json, prov-n or in-toto")
+        raise InputError(f"unknown format {fmt!r}: use prov-json, prov-n, in-toto or "
+                         "in-toto-links")
     with open_ledger() as led:
         _write_or_print(do_export(led, artefact_id, fmt), out)
 

@@ -90,6 +90,19 @@ def statement(subjects: list[dict[str, Any]], external: dict[str, Any],
                           "runDetails": run_details}}
 
 
+def link(step: str, materials: dict[str, str], products: dict[str, str],
+         command: list[str] | None) -> dict[str, Any]:
+    """An in-toto link (the v0.9 layout-verification format that ``in-toto-verify`` and
+    in-toto's ``Envelope.get_payload()`` read): per-file ``sha256`` of what the step used
+    (materials) and made (products), keyed by the paths the statement shows."""
+    def hashes(files: dict[str, str]) -> dict[str, dict[str, str]]:
+        return {k: {"sha256": v.removeprefix("sha256:")} for k, v in sorted(files.items())}
+
+    return {"_type": "link", "name": step, "command": list(command or []),
+            "materials": hashes(materials), "products": hashes(products),
+            "byproducts": {}, "environment": {}}
+
+
 def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding."""
     t = payload_type.encode()

@@ -249,11 +249,27 @@ class Activity:
             builder=f"mltrail:{led.address}", invocation=str(uuid.uuid4()),
             started=self._started, finished=finished)
 
+    def _files(self, hashed: list[Hashed]) -> dict[str, str]:
+        """Per-file digests (a folder's files under its shown name) for an in-toto link."""
+        out = {}
+        for h in hashed:
+            shown = str(h.path.resolve()) if self.capture_env \
+                else shown_path(h.path, self.workdir)
+            if h.manifest is None:
+                out[shown] = h.digest
+            else:
+                out.update({f"{shown}/{rel}": d for rel, d in h.manifest.items()})
+        return out
+
     def _record(self, led: Ledger, outs: list[Hashed], finished: str) -> StepResult:
         stmt = self._statement(led, outs, finished)
         signing.publish(led)  # the Ed25519 key in the profile, once
         envelope = attest.sign(led.account, stmt, led.signing_key)
         env_digest = led.home.store.put(canonical_json(envelope))
+        link = attest.sign(led.account, attest.link(
+            self.step, self._files(self._before + self._code), self._files(outs),
+            self.command), led.signing_key)
+        link_digest = led.home.store.put(canonical_json(link))
         result = StepResult(self.step, attest.statement_digest(envelope), env_digest)
         parents = []
         for h in self._before:
@@ -262,7 +278,7 @@ class Activity:
             result.inputs.append({"path": str(h.path), "digest": h.digest, "artefact_id": aid,
                                   "registered": reg})
         activity = {"step": self.step, "statement": result.statement_digest,
-                    "envelope": env_digest}
+                    "envelope": env_digest, "link": link_digest}
         for h, kind in zip(outs, self.output_kinds, strict=True):
             out, _ = register_path(led, h, kind, parents, extra={"activity": activity})
             result.outputs.append({"path": str(h.path), "digest": h.digest,

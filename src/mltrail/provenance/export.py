@@ -3,9 +3,10 @@
 PROV (through the ``prov`` package): Entity = artefact, Activity = a captured step or a
 lifecycle transition, Agent = participant (by address, labelled with the identity's name
 where this home knows it). The in-toto bundle is JSON Lines, one signed DSSE envelope per
-line, for every step in the artefact's ancestry; an ancestry without a captured step is
-refused rather than exported empty. Both cover the artefact and all its ancestors. Reads
-only; never writes the ledger.
+line, for every step in the artefact's ancestry: in-toto Statements (``in-toto``) or
+in-toto links (``in-toto-links``, what ``in-toto-verify`` checks against a layout); an
+ancestry without a captured step is refused rather than exported empty. Both cover the
+artefact and all its ancestors. Reads only; never writes the ledger.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from mltrail.ledger.client import Artefact, Ledger
 
 NS = "https://mltrail.dev/ns#"
-Format = Literal["prov-json", "prov-n", "in-toto"]
-FORMATS: tuple[Format, ...] = ("prov-json", "prov-n", "in-toto")
+Format = Literal["prov-json", "prov-n", "in-toto", "in-toto-links"]
+FORMATS: tuple[Format, ...] = ("prov-json", "prov-n", "in-toto", "in-toto-links")
 
 
 def ancestry(led: Ledger, artefact_id: str) -> list[Artefact]:
@@ -39,12 +40,13 @@ def _time(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _envelope(led: Ledger, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+def _envelope(led: Ledger, meta: dict[str, Any] | None,
+              which: str = "envelope") -> dict[str, Any] | None:
     act = meta.get("activity") if meta else None
-    if not isinstance(act, dict) or not isinstance(act.get("envelope"), str):
+    if not isinstance(act, dict) or not isinstance(act.get(which), str):
         return None
     try:
-        return attest.parse_envelope(led.home.store.get(act["envelope"]))
+        return attest.parse_envelope(led.home.store.get(act[which]))
     except NotFoundError:
         return None
 
@@ -114,11 +116,14 @@ def prov_document(led: Ledger, artefact_id: str) -> ProvDocument:
     return doc
 
 
-def intoto_bundle(led: Ledger, artefact_id: str) -> list[dict[str, Any]]:
-    """Every signed statement in the artefact's ancestry (one per step, oldest first)."""
+def intoto_bundle(led: Ledger, artefact_id: str,
+                  links: bool = False) -> list[dict[str, Any]]:
+    """Every signed statement (``links``: in-toto link) in the artefact's ancestry, one
+    per step, oldest first. Steps captured before links were signed have none."""
     seen: dict[str, dict[str, Any]] = {}
     for a in reversed(ancestry(led, artefact_id)):
-        env = _envelope(led, artefacts.metadata(led.home.store, a))
+        env = _envelope(led, artefacts.metadata(led.home.store, a),
+                        "link" if links else "envelope")
         if env is not None:
             seen.setdefault(attest.statement_digest(env), env)
     return list(seen.values())
@@ -126,8 +131,8 @@ def intoto_bundle(led: Ledger, artefact_id: str) -> list[dict[str, Any]]:
 
 def export(led: Ledger, artefact_id: str, fmt: Format) -> str:
     """The text of an export in ``fmt``."""
-    if fmt == "in-toto":
-        bundle = intoto_bundle(led, artefact_id)
+    if fmt in ("in-toto", "in-toto-links"):
+        bundle = intoto_bundle(led, artefact_id, links=fmt == "in-toto-links")
         if not bundle:
             raise InputError(f"artefact {artefact_id} and its ancestors have no captured step "
                              "(nothing signed to export); capture one with 'mltrail run'")
