@@ -203,3 +203,20 @@ def test_in_toto_verify_accepts_the_links_under_a_layout(project, cli, open_as, 
     (links / f"prepare.{key.keyid[:8]}.link").write_text(json.dumps(doc))
     with pytest.raises(ThresholdVerificationError):  # the edited link's signature fails
         in_toto_verify(env, {owner.public_key.keyid: owner_key}, link_dir_path=str(links))
+
+
+def test_the_docs_snippet_runs_as_written(exported, project, open_as, monkeypatch):
+    """docs/provenance.md's third-party verification block, run on this export."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "provenance.md").read_text()
+    block = doc.split("Verifying an export with third-party libraries alone")[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    (project / "model.intoto.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in exported))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLTRAIL_HOME", str(project / ".mltrail"))
+    exec(compile(code, "provenance.md", "exec"), {"SIGNER": open_as("dev").address})
+    signing.publish(open_as("admin"))
+    with pytest.raises(SslibVerificationError):  # another member's published key
+        exec(compile(code, "provenance.md", "exec"), {"SIGNER": open_as("admin").address})
