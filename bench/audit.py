@@ -12,7 +12,12 @@ against new data; the cheating suppliers of mltrail.testing.audit_* over many se
 the queries and clients' samples needed to catch a supplier that substitutes 2% of real
 traffic while forwarding every probe; receipt submission throughput.
 
-    .venv/bin/python bench/audit.py [--quick] [--only NAME[,NAME]]
+Issue 19 adds (the default run; --all runs everything): detector AUCs per probe source
+(probe_aucs), verdicts of audits of detector / memoriser / detector-plus-receipt-dropping
+suppliers and the honest false-alarm rate (dodges), receipt dropping, client recognition
+and lying clients through clients' submissions (receipts_and_clients); >= 20 seeds each.
+
+    .venv/bin/python bench/audit.py [--quick] [--all | --only NAME[,NAME]]
 """
 
 from __future__ import annotations
@@ -171,7 +176,12 @@ def main() -> None:
             "cheaters": lambda: A.cheaters(quick),
             "skimmer_2pct": lambda: A.skimmer(quick),
             "submission_throughput": lambda: A.submission_throughput(quick),
+            "probe_aucs": lambda: A.probe_aucs(quick),
+            "dodges": lambda: A.dodges(quick),
+            "receipts_and_clients": lambda: A.receipts_and_clients(quick),
         }
+        if only is None and "--all" not in sys.argv:   # issue 19's table by default
+            only = {"probe_aucs", "dodges", "receipts_and_clients"}
         res = {name: job() for name, job in jobs.items() if only is None or name in only}
     print(json.dumps(res, indent=2))
 

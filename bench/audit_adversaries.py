@@ -249,3 +249,216 @@ def submission_throughput(quick: bool) -> dict[str, Any]:
     return {"submissions": n, "accepted": res["accepted"],
             "submissions_per_s": n / dt, "inputs_per_submission": 1,
             "client_request_ms_incl_sampling": client_s * 1000}
+
+
+# ---- issue 19: probes a provider cannot tell from traffic; receipts not optional ----
+
+SOURCES = ("auditor-held", "fresh", "fresh, previous generator (no histogram matching)",
+           "benchmark", "augmented public (keyed-kit covers)")
+
+
+def _probe_source(name: str, n: int, seed: int) -> Any:
+    from mltrail.audit import probes as P
+    from mltrail.audit.heldout import public_heldout
+    from mltrail.audit.models import augment
+
+    if name == "auditor-held":
+        return P.held(n, seed)
+    if name == "fresh":
+        return P.fresh(n, seed)
+    if name.startswith("fresh, previous"):
+        from mltrail.audit.fresh import fresh_probes
+
+        x, y = fresh_probes(n, seed, match=False)
+        return P.ProbeSet(x, y, np.full(n, P.ORDINARY, np.int8), {"provenance": "synthetic"})
+    if name == "benchmark":
+        return P.benchmark(n, seed)
+    x, y = public_heldout()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), n)
+    return P.ProbeSet(augment(x[idx], rng), y[idx], np.full(n, P.ORDINARY, np.int8),
+                      {"source": "keyed", "provenance": "public-derived"})
+
+
+def probe_aucs(quick: bool) -> dict[str, Any]:
+    """Per probe source, over seeds: the audit's adversarial-validation AUCs per feature
+    family, and the AUC of the dodger's detector (features the audit does not use)."""
+    from sklearn.metrics import roc_auc_score
+
+    from mltrail.audit.distinguish import (
+        GENUINE_DIGITS,
+        _generator_of,
+        adversarial_validation,
+        genuine_digits,
+    )
+    from mltrail.audit.fresh import fresh_probes
+    from mltrail.testing.audit_dodger import Dodger
+
+    seeds, n = (5, 150) if quick else (20, 150)
+    dodger = Dodger(seed=99)
+    out: dict[str, Any] = {"seeds": seeds, "probes_per_seed": n,
+                           "genuine": f"public digits, leave-one-out ({GENUINE_DIGITS} per seed)"}
+    for src in SOURCES:
+        fams: dict[str, list[float]] = {}
+        flagged = 0
+        t = time.perf_counter()
+        for seed in range(seeds):
+            pr = _probe_source(src, n, 500 + seed)
+            g, gd = genuine_digits(GENUINE_DIGITS, 700 + seed)
+            gen = _generator_of(pr)
+            if src.startswith("fresh, previous"):
+                def gen(k: int, s: int) -> np.ndarray:
+                    return fresh_probes(k, s, match=False)[0]
+            av = adversarial_validation(pr.x, g, genuine_distance=gd, seed=seed,
+                                        generator=gen)
+            flagged += bool(av["detectable"])
+            for k, v in {**av["auc"], "best": av["best"]}.items():
+                fams.setdefault(k, []).append(v)
+            sc = np.r_[dodger.score(pr.x), dodger.score(g)]
+            fams.setdefault("dodger_profile_forest", []).append(float(roc_auc_score(
+                np.r_[np.ones(len(pr.x)), np.zeros(len(g))], sc)))
+        out[src] = {"auc_mean": {k: round(float(np.mean(v)), 4) for k, v in fams.items()},
+                    "auc_max": {k: round(float(np.max(v)), 4) for k, v in fams.items()},
+                    "flagged_detectable": f"{flagged}/{seeds}",
+                    "wall_s": round(time.perf_counter() - t, 1)}
+    return out
+
+
+def _verdicts(reps: list[Any]) -> dict[str, Any]:
+    v: dict[str, int] = {}
+    for r in reps:
+        v[r.verdict] = v.get(r.verdict, 0) + 1
+    n = len(reps)
+    return {"seeds": n, "verdicts": v, "passed_rate": v.get("pass", 0) / n,
+            "caught_rate": v.get("fail", 0) / n}
+
+
+def dodges(quick: bool) -> dict[str, Any]:
+    """Audits (auditor's own or fresh probes) of detector / memoriser / dodger suppliers."""
+    from mltrail.audit import probes as P
+    from mltrail.testing.audit_base import Cheat
+    from mltrail.testing.audit_dodger import Dodger
+    from mltrail.testing.audit_memoriser import Memoriser
+
+    seeds, cap = (5, 64) if quick else (20, 64)
+    out: dict[str, Any] = {"alpha": ALPHA, "max_queries": cap, "stop_on_alarm": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _setup(Path(tmp))
+        dodger = Dodger(seed=99, drop=False)
+        cases: list[tuple[str, Any, str]] = [
+            ("honest, auditor-held probes", Cheat(), "auditor-held"),
+            ("honest, fresh probes", Cheat(), "fresh"),
+            ("learned detector (profile forest), auditor-held probes", dodger, "auditor-held"),
+            ("learned detector (profile forest), fresh probes", dodger, "fresh"),
+            ("detector + receipt dropping, auditor-held probes",
+             Dodger(seed=99, drop=True, model=dodger.model), "auditor-held"),
+            ("memoriser, benchmark probes", Memoriser(), "benchmark"),
+            ("memoriser, keyed-kit-style probes (public covers)", Memoriser(),
+             "augmented public (keyed-kit covers)"),
+            ("memoriser, auditor-held probes", Memoriser(), "auditor-held")]
+        for name, cheat, src in cases:
+            srv = _serve(env, cheat)
+            claims = _claims(env, srv.url)
+            t = time.perf_counter()
+            reps = [_run(env, claims, 2000 + s, probes=_probe_source(src, cap, 900 + s),
+                         max_queries=cap) for s in range(seeds)]
+            srv.stop()
+            out[name] = {**_verdicts(reps), "wall_s": round(time.perf_counter() - t, 1),
+                         "missing_receipt_fails": sum(r.failed("receipts") for r in reps)}
+            if src == "auditor-held" and cheat.name == "honest":
+                out["honest_false_alarm_rate"] = out[name]["verdicts"].get("fail", 0) / seeds
+        out["probes"] = {"auditor-held": P.held(1).meta["source"]}
+    return out
+
+
+def _customers(url: str, env: dict[str, Any], n: int, requests: int, seed: int,
+               addresses: list[str] | None = None) -> list[Any]:
+    from mltrail.audit import probes as P
+    from mltrail.audit.traffic import SamplingClient
+    from mltrail.testing.audit_recogniser import send_from
+
+    x = P.held(300, seed).x
+    out = []
+    for c in range(n):
+        cl = SamplingClient(url, SID, rate=0.5, public_key=env["pub"],
+                            model_digest=env["digest"], client_id=f"client-{c}")
+        if addresses:
+            send_from(cl, addresses[c])
+        for i in range(requests):
+            j = (c * requests + i) * 2 % 298
+            cl.classify(x[j:j + 2])
+        cl.close()
+        out.append(cl)
+    return out
+
+
+SID = "0x" + "19" * 32
+
+
+def receipts_and_clients(quick: bool) -> dict[str, Any]:
+    """Receipt dropping, client recognition and lying clients, through SamplingClients
+    and the auditor's traffic checks (quorum 3, alpha 0.05)."""
+    from mltrail.audit.runner import AuditConfig, run_audit
+    from mltrail.testing.audit_base import Cheat
+    from mltrail.testing.audit_dropper import Dropper
+    from mltrail.testing.audit_liars import fabricate, strip_and_alter
+    from mltrail.testing.audit_recogniser import Recogniser
+
+    seeds, k, reqs = (5, 4, 10) if quick else (20, 4, 10)
+    addrs = [f"127.0.0.{i + 2}" for i in range(k)]
+    out: dict[str, Any] = {"clients": k, "requests_each": reqs, "sampling_rate": 0.5,
+                           "quorum": 3, "alpha": ALPHA}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _setup(Path(tmp))
+        honest = _serve(env, Cheat())
+        claims = _claims(env, honest.url)
+
+        def audit(subs: list[Any], seed: int) -> Any:
+            return run_audit(AuditConfig(claims=claims, model_path=str(env["path"]),
+                                         seed=seed, max_queries=16, traffic=subs,
+                                         probe_check=False))
+
+        def caught(r: Any) -> bool:
+            return bool(r.failed("missing_receipts") or r.failed("traffic_identity")
+                        or r.failed("traffic_distribution"))
+
+        cases: dict[str, Any] = {
+            "receipt dropper (substitutes 20%, unsigned)": lambda s: Dropper(fraction=0.2, seed=s),
+            "recogniser by address (knows every submitter)":
+                lambda s: Recogniser(by="address", known=set(addrs), seed=s),
+            "recogniser by address (knows all submitters but one)":
+                lambda s: Recogniser(by="address", known=set(addrs[1:]), seed=s),
+            "recogniser by nonce style (submitters use the library's 32-hex nonces)":
+                lambda s: Recogniser(by="nonce", seed=s)}
+        for name, make in cases.items():
+            hits, t = 0, time.perf_counter()
+            for s in range(seeds):
+                srv = _serve(env, make(s))
+                cl = _customers(srv.url, env, k, reqs, 40 + s,
+                                addrs if "address" in name else None)
+                srv.stop()
+                hits += caught(audit([x for c in cl for x in c.sample], 3000 + s))
+            out[name] = {"seeds": seeds, "caught_rate": hits / seeds,
+                         "wall_s": round(time.perf_counter() - t, 1)}
+        drop_self = _serve(env, Dropper(fraction=0.2, seed=1))
+        reps = [run_audit(AuditConfig(claims=_claims(env, drop_self.url),
+                                      model_path=str(env["path"]), seed=4000 + s,
+                                      max_queries=64, probe_check=False))
+                for s in range(seeds)]
+        drop_self.stop()
+        out["receipt dropper, auditor's own probes"] = {
+            "seeds": seeds, "caught_rate": sum(r.failed("receipts") for r in reps) / seeds}
+        for liars in (2, 3):
+            alarms = 0
+            for s in range(seeds):
+                rng = np.random.default_rng(s)
+                subs = [x for c in _customers(honest.url, env, k, reqs, 60 + s) for x in c.sample]
+                lies = [strip_and_alter(x, rng, f"liar-{i}") for i in range(liars)
+                        for x in subs[:3]]
+                lies += [fabricate(SID, _probe_source("auditor-held", 2, s).x, rng,
+                                   client=f"liar-{i}") for i in range(liars)]
+                alarms += caught(audit(subs + lies, 5000 + s))
+            out[f"honest provider, {liars} lying clients"] = {
+                "seeds": seeds, "false_alarm_rate": alarms / seeds}
+        honest.stop()
+    return out

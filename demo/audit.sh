@@ -1,4 +1,4 @@
-# Inference-service accountability (issues 4 and 8). Sourced by demo/run.sh after the
+# Inference-service accountability (issues 4, 8 and 19). Sourced by demo/run.sh after the
 # ledger part: expects MLTRAIL_HOME, MLTRAIL_PASSWORD, DEMO_OUT, identities oscar
 # (operator) and audrey (auditor), and the helpers step/say/run/jget. Fails loudly: every
 # audit's exit code is checked against the one the story expects.
@@ -54,17 +54,17 @@ run mltrail --as oscar transition "$SVC_honest" deployed
 run mltrail --as oscar transition "$SVC_memo" deployed
 run mltrail show "$SVC_memo"
 
-step "The auditor audits the supplier from its ledger claims: fresh probes, seeded rebuild, receipts, latency on the same stream"
+step "The auditor audits the supplier from its ledger claims: its own held data as probes (checked against real handwriting by key-less detectors), seeded rebuild, receipts required, latency on the same stream"
 _audit_expect 0 mltrail --as audrey audit run "$SVC_honest" --max-queries 300 \
   --out "$AUD/report-honest.json" --html "$DEMO_OUT/audit-honest.html"
 
 step "The dodge: public-benchmark probes are all near public digits, so the memoriser answers them honestly"
-run mltrail audit probes make --out "$AUD/bench.npz"
-_audit_expect 0 mltrail audit run --target "$MEMO" --model "$AUD/model/model.safetensors" \
+run mltrail audit probes make --source benchmark --out "$AUD/bench.npz"
+_audit_expect 1 mltrail audit run --target "$MEMO" --model "$AUD/model/model.safetensors" \
   --probes "$AUD/bench.npz"
-echo "-> passes (an ad-hoc audit, not recorded): public probes cannot catch it"
+echo "-> no alarm, but inconclusive (exit 1): public probes cannot pass an audit on their own"
 
-step "The same service audited from the ledger with fresh probes (as far from public data as new handwriting)"
+step "The same service audited from the ledger with the auditor's own held data (never published)"
 _audit_expect 1 mltrail --as audrey audit run "$SVC_memo" --max-queries 300 --stop-on-alarm \
   --out "$AUD/report-memo.json" --html "$DEMO_OUT/audit-memo.html"
 echo "-> caught (exit 1); the service is suspended with the report as evidence"

@@ -57,6 +57,23 @@ run mltrail export "$PMODEL" --format prov-json -o "$DEMO_OUT/provenance.prov.js
 run mltrail export "$PMODEL" --format in-toto -o "$DEMO_OUT/provenance.intoto.jsonl"
 head -1 "$DEMO_OUT/provenance.intoto.jsonl" > statement.json
 run mltrail verify --statement statement.json
+say "python - \$ALICE provenance.intoto.jsonl   # securesystemslib alone, with alice's Ed25519 key read from her on-chain profile"
+ALICE=$(mltrail id list --json | python -c 'import json,sys; print([i["address"] for i in json.load(sys.stdin) if i["name"] == "alice"][0])')
+python - "$ALICE" "$DEMO_OUT/provenance.intoto.jsonl" <<'PY'
+import json, re, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+from mltrail.ledger.client import Ledger
+
+with Ledger.open() as led:
+    profile = led.profile(sys.argv[1])
+hexkey = re.search(r"(?:^| )ed25519:([0-9a-f]{64})(?: |$)", profile).group(1)
+key = SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(bytes.fromhex(hexkey)))
+for n, line in enumerate(open(sys.argv[2]), 1):
+    Envelope.from_dict(json.loads(line)).verify([key], 1)
+print(f"{n} envelopes verified by securesystemslib with key {key.keyid[:16]}...")
+PY
 
 step "Batch anchoring: 10,000 per-record digests under one Merkle root in one transaction; one record proved"
 python - <<'PY'

@@ -1,6 +1,10 @@
 """Participants' keys: encrypted Ethereum keystores (eth-account, scrypt) in ``<home>/keys``.
 
-An identity is a name, an address and a keystore file ``keys/<name>.json``. The password
+An identity is a name, an address and a keystore file ``keys/<name>.json``. Beside it,
+``keys/<name>.ed25519`` holds the identity's Ed25519 signing key (for DSSE envelopes that
+in-toto and securesystemslib verify), encrypted exactly like the Ethereum key (the same
+v3 keystore, scrypt, AES-128-CTR, keccak MAC) with the same password; its public key is
+kept in clear in that file and published in the member's on-chain profile. The password
 comes from the caller, ``$MLTRAIL_PASSWORD`` or a prompt (in the CLI). Private keys are
 never written unencrypted and never leave this module except as a ``LocalAccount`` or a
 :class:`~mltrail.keystore.UnlockedKey` (plain keystores are decrypted without eth-account).
@@ -13,6 +17,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mltrail._fs import atomic_write, regular_file
@@ -20,6 +25,7 @@ from mltrail.config import ENV_PASSWORD, Home
 from mltrail.errors import AuthError, InputError, NotFoundError
 
 if TYPE_CHECKING:  # eth-account is imported only when a key is made or signs a message
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from eth_account.signers.local import LocalAccount
 
     from mltrail.keystore import UnlockedKey
@@ -28,6 +34,7 @@ _ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
 _MAX_KEYSTORE = 64 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ENV_SCRYPT_N = "MLTRAIL_SCRYPT_N"
+ED25519_SUFFIX = ".ed25519"  # not ``.json``: the identity list reads ``keys/*.json``
 
 
 def scrypt_n() -> int:
@@ -93,7 +100,98 @@ def create_identity(home: Home, name: str, password: str | None = None,
     keystore["mltrail_name"] = name
     atomic_write(home.keys_dir / f"{name}.json", json.dumps(keystore, indent=1).encode(),
                  mode=0o600)
+    create_signing_key(home, name, pw)
     return str(acct.address)
+
+
+# -- the Ed25519 signing key beside the Ethereum keystore -----------------------------------
+
+def _ed25519_path(home: Home, name: str) -> Path:
+    _path(home, name)  # the name check
+    return home.keys_dir / f"{name}{ED25519_SUFFIX}"
+
+
+def create_signing_key(home: Home, name: str, password: str | None = None) -> bytes:
+    """Make identity ``name``'s Ed25519 key, encrypted as its Ethereum keystore is (the
+    same v3 keystore through eth-account); return the raw 32-byte public key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from eth_account import Account
+
+    path = _ed25519_path(home, name)
+    if os.path.lexists(path):
+        raise InputError(f"identity {name!r} already has an Ed25519 key ({path})")
+    pw = password_from_env(password)
+    while True:  # a seed that is not also a secp256k1 scalar (odds 2**-128) is redrawn
+        key = Ed25519PrivateKey.generate()
+        seed = key.private_bytes_raw()
+        try:
+            keystore = Account.encrypt(seed, pw, kdf="scrypt", iterations=scrypt_n())
+            break
+        except ValueError:
+            continue
+    public = key.public_key().public_bytes_raw()
+    keystore.pop("address", None)  # an Ethereum address of the seed would mislead
+    keystore.update({"mltrail_name": name, "mltrail_key_type": "ed25519",
+                     "public_key": public.hex()})
+    atomic_write(path, json.dumps(keystore, indent=1).encode(), mode=0o600)
+    return public
+
+
+def _read_signing_keystore(path: Path) -> dict[str, object]:
+    regular_file(path, "Ed25519 keystore")
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read(_MAX_KEYSTORE))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable Ed25519 keystore {path}: {exc}".splitlines()[0]) from exc
+    if not isinstance(doc, dict) or doc.get("mltrail_key_type") != "ed25519" \
+            or not isinstance(doc.get("crypto"), dict) \
+            or not re.fullmatch(r"[0-9a-f]{64}", str(doc.get("public_key", ""))):
+        raise InputError(f"malformed Ed25519 keystore {path}")
+    return doc
+
+
+def signing_public_key(home: Home, name: str) -> bytes | None:
+    """The raw Ed25519 public key of identity ``name`` (None when it has no such key);
+    read without the password."""
+    path = _ed25519_path(home, name)
+    if not os.path.lexists(path):
+        return None
+    return bytes.fromhex(str(_read_signing_keystore(path)["public_key"]))
+
+
+def unlock_signing_key(home: Home, name: str,
+                       password: str | Callable[[], str | None] | None = None
+                       ) -> Ed25519PrivateKey:
+    """Decrypt identity ``name``'s Ed25519 key, making it first if the identity predates
+    Ed25519 keys. Wrong password: :class:`AuthError`; damaged file: :class:`InputError`."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mltrail.keystore import MacMismatch, decrypt_plain
+
+    path = _ed25519_path(home, name)
+    pw = password_from_env(password() if callable(password) else password)
+    if not os.path.lexists(path):
+        unlock_key(home, name, pw)  # the identity's own password, checked before a new key
+        create_signing_key(home, name, pw)
+    keystore = _read_signing_keystore(path)
+    try:
+        seed = decrypt_plain(keystore, pw)
+        if seed is None:
+            from eth_account import Account
+
+            seed = bytes(Account.decrypt(keystore, pw))
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+    except ValueError as exc:
+        if isinstance(exc, MacMismatch) or "mac mismatch" in str(exc).lower():
+            raise AuthError(f"wrong password for identity {name!r}") from exc
+        raise InputError(f"malformed Ed25519 keystore {path}: {exc}".splitlines()[0]) from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"malformed Ed25519 keystore {path}: missing or bad {exc}") from exc
+    if key.public_key().public_bytes_raw().hex() != keystore["public_key"]:
+        raise InputError(f"Ed25519 keystore {path} decrypts to another key than the public "
+                         "key it names (damaged or tampered)")
+    return key
 
 
 def list_identities(home: Home) -> list[Identity]:

@@ -1,5 +1,6 @@
 """The cheating suppliers of mltrail.testing.audit_*: each caught (or inconclusive) within
-a stated number of queries by an audit with fresh probes and ledger-style claims."""
+a stated number of queries by an audit with the auditor's own probes (the default) and
+ledger-style claims."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _audit(claims: ServiceClaims, model: Path, **kw) -> object:  # type: ignore[
 
 @pytest.mark.parametrize("cheat", [Memoriser, Detector, Refuser],
                          ids=["memoriser", "detector", "refuser"])
-def test_substituting_cheaters_are_caught_on_fresh_probes(seeded_path, start_cheat,
+def test_substituting_cheaters_are_caught_on_the_auditors_probes(seeded_path, start_cheat,
                                                           cheat) -> None:  # type: ignore[no-untyped-def]
     url, key = start_cheat(cheat())
     rep = _audit(_claims(seeded_path, url, key), seeded_path, max_queries=64, seed=11)
@@ -47,12 +48,16 @@ def test_substituting_cheaters_are_caught_on_fresh_probes(seeded_path, start_che
     assert rep.first_alarm_at is not None and rep.first_alarm_at <= 64  # type: ignore[attr-defined]
 
 
-def test_memoriser_fools_public_probes_only(seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
+def test_memoriser_fools_public_probes_which_cannot_pass_alone(seeded_path,
+                                                               start_cheat) -> None:  # type: ignore[no-untyped-def]
     url, key = start_cheat(Memoriser())
     claims = _claims(seeded_path, url, key)
     old = _audit(claims, seeded_path, probes=P.benchmark(96, seed=3), seed=1)
-    assert old.verdict == "pass" and old.first_alarm_at is None  # type: ignore[attr-defined]
-    new = _audit(claims, seeded_path, probes=P.fresh(96, seed=4), seed=1)
+    # the memoriser answers every public probe genuinely: no alarm, but no pass either
+    assert old.verdict == "inconclusive" and old.first_alarm_at is None  # type: ignore[attr-defined]
+    assert not old.power.probe_set_alone and "public" in old.probe_check["why"]  # type: ignore[attr-defined]
+    assert any(f.check == "probes" for f in old.findings)  # type: ignore[attr-defined]
+    new = _audit(claims, seeded_path, probes=P.held(96, seed=4), seed=1)
     assert new.verdict == "fail" and new.failed("distribution")  # type: ignore[attr-defined]
 
 
@@ -67,7 +72,7 @@ def test_slowpoke_misses_its_latency_claim_on_the_audit_stream(seeded_path,
     assert rep.timing.p50_ms > LATENCY.p95_ms  # type: ignore[attr-defined]
 
 
-def test_honest_supplier_passes_with_fresh_probes(seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
+def test_honest_supplier_passes_with_the_auditors_own_probes(seeded_path, start_cheat) -> None:  # type: ignore[no-untyped-def]
     url, key = start_cheat(Cheat())
     rep = _audit(_claims(seeded_path, url, key), seeded_path, max_queries=96, seed=6)
     assert rep.verdict == "pass", rep.findings  # type: ignore[attr-defined]

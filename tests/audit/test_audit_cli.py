@@ -18,7 +18,7 @@ def test_probes_and_audit_run_exit_codes(tmp_path, cli, supplier,
     probes = tmp_path / "p.npz"
     code, out, _ = _mltrail(cli, "audit", "probes", "make", "--out", str(probes),
                             "--n", "64", "--json")
-    assert code == 0 and json.loads(out)["counts"] == {"benchmark": 64}
+    assert code == 0 and json.loads(out)["counts"] == {"ordinary": 64}  # the auditor's own
     code, out, err = _mltrail(cli, "audit", "run", "--target",
                               make_proxy(supplier.url, "honest"), "--reference", supplier.url,
                               "--probes", str(probes), "--out", str(tmp_path / "h.json"),
@@ -33,6 +33,14 @@ def test_probes_and_audit_run_exit_codes(tmp_path, cli, supplier,
     assert code == 1
     assert json.loads(out)["verdict"] == "fail"
     assert err.strip().startswith("error: audit failed") and "Traceback" not in err
+    public = tmp_path / "b.npz"
+    assert _mltrail(cli, "audit", "probes", "make", "--out", str(public), "--n", "64",
+                    "--source", "benchmark")[0] == 0
+    code, out, err = _mltrail(cli, "audit", "run", "--target",
+                              make_proxy(supplier.url, "honest"), "--reference", supplier.url,
+                              "--probes", str(public), "--json")
+    assert code == 1 and json.loads(out)["verdict"] == "inconclusive"
+    assert "public" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("args", [

@@ -35,7 +35,7 @@ def test_skimmer_forwards_probes_but_clients_samples_catch_it(tmp_path, seeded_p
     claims = ServiceClaims.from_card(card, model_digest=digest, public_key=key,
                                      endpoint=audited_url)
     client = SamplingClient(customer_url, SID, rate=0.5)
-    x, _ = P.fresh(80, seed=99).x, None
+    x, _ = P.held(80, seed=99).x, None
     for i in range(0, 80, 2):
         assert client.classify(x[i:i + 2]) is not None
     assert len(client.receipts) == 40 and 5 < len(client.sample) < 40
@@ -45,12 +45,16 @@ def test_skimmer_forwards_probes_but_clients_samples_catch_it(tmp_path, seeded_p
     # through the auditor's inbox: signatures checked against the ledger key
     with serve_in_thread(create_inbox_app(tmp_path / "inbox", {SID: (key, digest)})) as inbox:
         res = submit(inbox.url, read_submissions(samples))
-        assert res == {"submitted": n, "accepted": n, "rejected": []}
+        assert res == {"submitted": n, "accepted": n, "rejected": [], "unsigned": []}
         bad = read_submissions(samples)[0].model_dump(mode="json")
         bad["response"]["outputs"][0]["label"] = (bad["response"]["outputs"][0]["label"] + 1) % 10
         res = submit(inbox.url, [Submission.model_validate(bad)])
-        assert res["accepted"] == 0 and "receipt" in res["rejected"][0]["reason"]
-    traffic = read_submissions(tmp_path / "inbox" / f"{SID}.jsonl", SID)
+        # accepted as a client's finding (an answer without a valid receipt), never as proof
+        assert res["accepted"] == 1 and "receipt" in res["unsigned"][0]["reason"]
+        bad["response"]["outputs"] = []
+        res = submit(inbox.url, [Submission.model_validate(bad)])
+        assert res["accepted"] == 0 and "response" in res["rejected"][0]["reason"]
+    traffic = read_submissions(tmp_path / "inbox" / f"{SID}.jsonl", SID)[:n]
     assert len(traffic) == n
     probes_only = run_audit(AuditConfig(claims=claims, model_path=str(seeded_path),
                                         max_queries=96, seed=2))
@@ -94,7 +98,7 @@ def test_clients_of_a_v2_service_sample_and_submit_the_same_way(seeded_path,
     client = SamplingClient(customer_url + v2, SID, rate=1.0)
     assert client.service.protocol == "oip"
     client.service.info()
-    x = P.fresh(60, seed=98).x
+    x = P.held(60, seed=98).x
     for i in range(0, 60, 3):
         assert client.classify(x[i:i + 3]) is not None
     client.close()

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mltrail.audit.models import digits
-
 LEVELS = 16  # digits pixels are k/16, k = 0..16
 
 
 def public_set() -> tuple[np.ndarray, np.ndarray]:
-    """The whole public data set (train and held-out splits), N×1×8×8 and labels."""
-    x_tr, y_tr, x_te, y_te = digits()
-    return np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te])
+    """The whole public data set (training split and public benchmark; never the
+    auditor's own split, :mod:`.heldout`), N×1×8×8 and labels."""
+    from mltrail.audit.heldout import public_set as public
+
+    return public()
 
 
 class NearestPublic:
@@ -82,11 +82,12 @@ def _warp(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndar
 
 
 def fresh_probes(n: int, seed: int, *, strength: float = 0.5, blend: float = 0.5,
-                 source: tuple[np.ndarray, np.ndarray] | None = None
+                 source: tuple[np.ndarray, np.ndarray] | None = None, match: bool = True
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` new inputs (float32, N×1×8×8, quantised to k/16) and the class they were made
     from. Each blends two different samples of one class with a random weight and warps
-    the blend; ``seed`` is the auditor's secret."""
+    the blend; with ``match`` its grey levels are then matched to real handwriting's
+    (:func:`_match_histograms`); ``seed`` is the auditor's secret."""
     rng = np.random.default_rng(seed)
     x, y = source if source is not None else public_set()
     by_class = [np.flatnonzero(y == c) for c in range(int(y.max()) + 1)]
@@ -98,7 +99,31 @@ def fresh_probes(n: int, seed: int, *, strength: float = 0.5, blend: float = 0.5
         mixed = w * x[a, 0] + (1.0 - w) * x[b, 0]
         out[i, 0] = _warp(mixed.astype(np.float64), rng, strength)
     quantised = np.round(np.clip(out, 0.0, 1.0) * LEVELS) / LEVELS
+    if match:
+        quantised = _match_histograms(quantised, labels, x, y, by_class, rng)
     return quantised.astype(np.float32), labels.astype(np.int64)
+
+
+def _match_histograms(out: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray,
+                      by_class: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Give each probe the grey-level distribution of real handwriting of its class: its
+    pixels keep their rank order but take, rank by rank, the value of one of two same-class
+    samples chosen at random. Resampling blurs strokes (more faint ink, fewer
+    saturated pixels); this undoes it without copying any one sample's histogram."""
+    res = out.copy()
+    for i, c in enumerate(labels):
+        a, b = rng.choice(by_class[c], 2, replace=False)
+        pick = rng.random(flat_len(x[a])) < 0.5
+        target = np.sort(np.where(pick, np.sort(x[a].ravel()), np.sort(x[b].ravel())))
+        flat = res[i].ravel().astype(np.float64) + rng.uniform(0.0, 1e-6, flat_len(res[i]))
+        new = np.empty(len(flat))
+        new[np.argsort(flat, kind="stable")] = target
+        res[i] = new.reshape(res[i].shape)
+    return res
+
+
+def flat_len(a: np.ndarray) -> int:
+    return int(np.prod(a.shape))
 
 
 def _quantiles(d: np.ndarray) -> dict[str, float]:

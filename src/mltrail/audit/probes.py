@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mltrail.audit.models import augment, digits
+from mltrail.audit.models import augment
 from mltrail.audit.stego import StegoKit, psnr, trigger_set
 from mltrail.errors import InputError
 
@@ -127,11 +127,27 @@ def from_data(path: str | Path, data_kind: str | None = None, *, seed: int = 0,
 
 
 def benchmark(n: int | None = None, seed: int = 0) -> ProbeSet:
-    """Labelled copies of held-out digits (public data), shuffled; at most 450."""
-    _, _, x_te, y_te = digits()
+    """Labelled copies of the public benchmark (held-out digits that are not the
+    auditor's own, :mod:`.heldout`), shuffled; at most 150. Public data: a memorising
+    provider recognises every one, so they never pass an audit alone."""
+    from mltrail.audit.heldout import public_heldout
+
+    x_te, y_te = public_heldout()
     order = np.random.default_rng(seed).permutation(len(y_te))[:n]
     return ProbeSet(x_te[order], y_te[order], np.full(len(order), BENCHMARK, np.int8),
-                    {"source": "digits held-out", "seed": seed})
+                    {"source": "digits held-out", "seed": seed, "provenance": "public"})
+
+
+def held(n: int = 300, seed: int = 0) -> ProbeSet:
+    """The auditor's own labelled data (:mod:`.heldout`), drawn fresh by ``seed`` (the
+    audit's secret): at most 300, never published. The default probe source."""
+    from mltrail.audit.heldout import auditor_split
+
+    x, y = auditor_split()
+    order = np.random.default_rng(seed).permutation(len(y))[:n]
+    return ProbeSet(x[order], y[order], np.full(len(order), ORDINARY, np.int8),
+                    {"source": "auditor-held", "seed_digest": _seed_digest(seed),
+                     "provenance": "private", "pool": int(len(y))})
 
 
 def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
@@ -141,8 +157,10 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
     Ordinary inputs and covers are fresh augmentations of held-out digits, so none is a
     copy of public data; which of them are containers only the key tells.
     """
+    from mltrail.audit.heldout import public_heldout
+
     rng = np.random.default_rng(seed)
-    _, _, x_te, y_te = digits()
+    x_te, y_te = public_heldout()
     idx = rng.integers(0, len(y_te), n_ordinary + n_containers)
     inputs = augment(x_te[idx], rng)
     labels = y_te[idx].copy()
@@ -164,7 +182,8 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
     x, y, k = np.concatenate(xs), np.concatenate(ys), np.concatenate(ks)
     order = rng.permutation(len(y))
     return ProbeSet(x[order], y[order], k[order],
-                    {"source": "keyed", "seed": seed, "message_class": kit.message_class,
+                    {"source": "keyed", "seed": seed, "provenance": "public-derived",
+                     "message_class": kit.message_class,
                      "hit_rate": kit.hit_rate, "psnr_db": psnr_db,
                      "kit_visibility": kit.visibility})
 
@@ -177,7 +196,21 @@ def fresh(n: int = 300, seed: int = 0, *, strength: float = 0.5) -> ProbeSet:
 
     x, y = fresh_probes(n, seed, strength=strength)
     return ProbeSet(x, y, np.full(n, ORDINARY, np.int8),
-                    {"source": "fresh", "seed_digest": _seed_digest(seed), "strength": strength})
+                    {"source": "fresh", "seed_digest": _seed_digest(seed), "strength": strength,
+                     "provenance": "synthetic"})
+
+
+def provenance(pr: ProbeSet) -> str:
+    """Where a probe set's inputs come from: ``public`` (benchmark copies),
+    ``public-derived`` (keyed kits built on public digits), ``synthetic`` (fresh
+    probes), ``private`` (the auditor's own data) or ``user`` (the user's data file)."""
+    if pr.meta.get("provenance"):
+        return str(pr.meta["provenance"])
+    if pr.meta.get("source") == "user data":
+        return "user"
+    if (pr.kind == BENCHMARK).any():
+        return "public"
+    return "public-derived" if pr.meta.get("source") == "keyed" else "unknown"
 
 
 def _seed_digest(seed: int) -> str:

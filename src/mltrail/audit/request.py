@@ -4,8 +4,9 @@ Owns :class:`AuditRequest` (every option of ``mltrail audit run``) and
 :func:`audit_and_record`, which loads the probes, the claims from the ledger and the
 clients' submissions, runs :func:`mltrail.audit.runner.run_audit`, writes the report
 files atomically and records the verdict on the ledger when a service artefact was
-named. The CLI is argument parsing, one call here, and printing. This module never
-prints and never decides a verdict (the runner does).
+named; an audit whose verdict could not be recorded (:mod:`.preflight`) is refused
+before any probe is sent. The CLI is argument parsing, one call here, and printing.
+This module never prints and never decides a verdict (the runner does).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class AuditRequest:
     seed: int | None = None
     out: Path | None = None
     html: Path | None = None
+    receipt_quorum: int = 3
+    missing_tolerance: float = 0.0
 
     def validate(self) -> None:
         """Refuse contradictory options before anything runs (InputError, exit 2)."""
@@ -101,9 +104,11 @@ def audit_and_record(req: AuditRequest, open_ledger: Callable[[], AbstractContex
     loaded = None
     if req.service is not None:
         from mltrail.audit.claims import load_claims
+        from mltrail.audit.preflight import refuse_unrecordable
 
         with open_ledger() as led:
             loaded = load_claims(led, req.service)
+            refuse_unrecordable(led, loaded.service_id)  # before any probe is sent
     subs = None
     if req.traffic is not None:
         from mltrail.audit.traffic import read_submissions
@@ -121,7 +126,9 @@ def audit_and_record(req: AuditRequest, open_ledger: Callable[[], AbstractContex
                           stop_on_alarm=req.stop_on_alarm,
                           require_receipts=req.require_receipts, robustness=rob, latency=lat,
                           timeout_s=req.timeout, seed=req.seed, on_progress=advance,
-                          protocol=req.protocol, adapter=spec)  # type: ignore[arg-type]
+                          protocol=req.protocol, adapter=spec,  # type: ignore[arg-type]
+                          receipt_quorum=req.receipt_quorum,
+                          missing_tolerance=req.missing_tolerance)
         rep = run_audit(cfg)
     raw = R.to_json_bytes(rep.to_dict())
     if req.out is not None:

@@ -89,6 +89,7 @@ class Power(_Section):
     target_power: float
     tests: dict[str, PowerTest] = Field(default_factory=dict)
     sufficient: bool = False
+    probe_set_alone: bool = True   # False: public or detectable probes (mltrail.audit.distinguish)
 
 
 class Availability(_Section):
@@ -157,6 +158,7 @@ class AuditReport(BaseModel):
     robustness: dict[str, Any] | None = None
     latency: dict[str, Any] | None = None
     skipped: list[Skipped] = Field(default_factory=list)
+    probe_check: dict[str, Any] | None = None   # provenance and adversarial validation
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,7 +15,12 @@ point (``AuditConfig`` in, typed :class:`~mltrail.audit.result.AuditReport` out)
 * Each answer updates the sequential tests of :mod:`.checks` (α split evenly); clients'
   submitted samples (:mod:`.traffic`) are checked the same way under ``traffic_*``.
 * "No test, no pass": the verdict is ``pass`` only if an identity or claim test reached
-  its stated power; otherwise ``inconclusive``.
+  its stated power; otherwise ``inconclusive``. Probes from public data, or that a
+  key-less detector tells from genuine inputs (:mod:`.distinguish`), cannot pass alone:
+  then only a test on clients' signed traffic can make it ``pass``.
+* When the ledger claims name a receipt key, a missing receipt is a failure on the
+  audit's own requests and a client's finding in the traffic (:mod:`.evidence`).
+* The default probes are the auditor's own held data (:mod:`.heldout`).
 
 :func:`record_verdict` is the only code here that touches the ledger.
 """
@@ -36,6 +41,8 @@ from mltrail.audit.claimed import claims_of, target_info
 from mltrail.audit.claims import ServiceClaims
 from mltrail.audit.client import ServiceFailure, Target
 from mltrail.audit.deterministic import PROB_TOLERANCE, ExactComparison, rebuild
+from mltrail.audit.distinguish import assess_probes, demote_probe_tests
+from mltrail.audit.evidence import check_traffic
 from mltrail.audit.extras import run_extras
 from mltrail.audit.models import INPUT_SHAPE, load_model, predict
 from mltrail.audit.protocols import ProtocolName, open_target
@@ -92,6 +99,9 @@ class AuditConfig:
     on_progress: Callable[[int], None] | None = None
     protocol: ProtocolName = "auto"    # see mltrail.audit.protocols.open_target
     adapter: AdapterSpec | None = None
+    receipt_quorum: int = 3            # clients that must independently see unsigned answers
+    missing_tolerance: float = 0.0     # H0 of the missing-receipt test: rate <= this
+    probe_check: bool = True           # adversarial validation of the probe set
 
 
 def _reference(cfg: AuditConfig, claimed: str, seed_cfg: Any, ref_url: str | None,
@@ -144,12 +154,13 @@ def _probe_set(cfg: AuditConfig, shape: list[int] | None) -> P.ProbeSet:
                              f"{list(shape)}")
         return cfg.probes
     if shape is not None and int(np.prod(shape)) != int(np.prod(INPUT_SHAPE)):
-        raise InputError(f"fresh probes are 8x8 digit images; this service takes inputs of "
-                         f"shape {list(shape)}: give probes from your own data (--data)")
+        raise InputError(f"the auditor's own probes are 8x8 digit images; this service takes "
+                         f"inputs of shape {list(shape)}: give probes from your own data "
+                         "(--data)")
     import secrets
 
-    return P.fresh(cfg.max_queries or 300,
-                   seed=cfg.seed if cfg.seed is not None else secrets.randbits(128))
+    return P.held(cfg.max_queries or 300,
+                  seed=cfg.seed if cfg.seed is not None else secrets.randbits(128))
 
 
 def run_audit(cfg: AuditConfig) -> AuditReport:
@@ -300,8 +311,11 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
                 keyed_hits[name].append(lab == y)
                 bank.update(name, float(lab != y), at)
     target.close()
-    traffic_summary = _traffic(traffic, ref, exact, bank, verifier, claimed, fs) \
-        if traffic else None
+    signs = bool(cfg.claims is not None and cfg.claims.public_key)
+    traffic_summary = check_traffic(
+        traffic, lambda b: _ref_outputs(ref, b), exact, bank, verifier, claimed, fs,
+        signs=signs, alpha=bank.per_test, m0=cfg.missing_tolerance,
+        quorum=cfg.receipt_quorum) if traffic else None
     if isinstance(ref, Target):
         ref.close()
 
@@ -331,8 +345,9 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         fs.add("fail", "receipts", f"{len(st['bad'])} invalid receipt(s): "
                f"{st['bad'][0]['problems'][0]} — proof of fraud")
     if st["missing"]:
-        fs.add("fail" if cfg.require_receipts else "warn", "receipts",
-               f"{st['missing']} response(s) without a receipt")
+        fs.add("fail" if cfg.require_receipts or signs else "warn", "receipts",
+               f"{st['missing']} response(s) without a receipt"
+               + (" (the ledger claims say the service signs)" if signs else ""))
     seq = bank.summaries()
     for name, t in bank.tests.items():
         if t.rejected:
@@ -365,6 +380,9 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
                                    "effect": cfg.effect,
                                    "counts": not exact.ok or exact.n >= power_needed_exact(cfg)}
         power["sufficient"] = power["sufficient"] or power["tests"]["exact"]["counts"]
+    strength = assess_probes(pr, n_total, traffic, claimed.get("input_shape"),
+                             seed=cfg.seed, run=cfg.probe_check)
+    power = demote_probe_tests(power, strength)
     rep = AuditReport(
         verdict="pass", target=target_url, service_id=cfg.service_id,
         claims_source=claims_check["source"], claims_digest=cfg.claims_digest,
@@ -375,7 +393,8 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         power=Power.model_validate(power), availability=Availability.model_validate(availability),
         timing=Timing.model_validate(timing), receipts=Receipts.model_validate(receipts),
         sequential=seq,
-        fixed_sample=fixed, exact=exact_summary, traffic=traffic_summary)
+        fixed_sample=fixed, exact=exact_summary, traffic=traffic_summary,
+        probe_check=strength)
     run_extras(cfg, target_url, info, claims, rep, fs, pr)
     rep.metrics = Metrics(
         queries=q, answered=st["answered"], traffic_samples=len(traffic),
@@ -385,7 +404,13 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
         robustness=(rep.robustness or {}).get("measured_score"),
         latency_p50_ms=timing["p50_ms"], latency_p99_ms=timing["p99_ms"],
         availability=st["answered"] / st["requests"] if st["requests"] else None)
-    if not any(f.severity == "fail" for f in fs) and not power["sufficient"]:
+    failed_any = any(f.severity == "fail" for f in fs)
+    if not strength["alone"]:
+        fs.add("warn" if not power["sufficient"] and not failed_any else "info", "probes",
+               f"the probe set cannot pass the audit on its own: {strength['why']}"
+               + ("" if power["sufficient"] or failed_any else
+                  "; no test on clients' signed traffic reached its power: inconclusive"))
+    elif not failed_any and not power["sufficient"]:
         fs.add("warn", "power", "no identity or claim test reached its stated power "
                f"({_power_text(power)}): inconclusive")
     rep.findings = list(fs)
@@ -410,64 +435,6 @@ def _power_text(power: dict[str, Any]) -> str:
     if not tests:
         return "no reference, no labelled or keyed probes, no claim to test"
     return "; ".join(f"{n} {v['n']}/{v['needed'] or 'decision'}" for n, v in tests.items())
-
-
-def _traffic(traffic: list[Submission], ref: Any, exact: ExactComparison | None,
-             bank: TestBank, verifier: ReceiptVerifier | None, claimed: dict[str, Any],
-             fs: Findings) -> dict[str, Any]:
-    """Clients' samples: receipts, recomputed answers, the traffic_* tests, latency."""
-    from mltrail.audit.client import check_outputs
-
-    shape = tuple(claimed.get("input_shape") or INPUT_SHAPE)
-    out: dict[str, Any] = {"submitted": len(traffic), "answered": 0, "failed_reported": 0,
-                           "invalid_receipts": 0, "unusable": 0, "checked_inputs": 0,
-                           "mismatch_examples": []}
-    lat: list[float] = []
-    seen = 0
-    for s in traffic:
-        if s.status != 200:
-            out["failed_reported"] += 1
-            continue
-        try:
-            batch = s.batch(shape)
-        except ValueError:
-            out["unusable"] += 1
-            continue
-        resp = s.response or {}
-        outputs = resp.get("outputs")
-        if check_outputs(outputs, len(batch), claimed.get("classes")):
-            out["unusable"] += 1
-            continue
-        assert isinstance(outputs, list)
-        out["answered"] += 1
-        lat.append(s.latency_ms)
-        if verifier is not None:
-            chk = verifier.check(resp.get("receipt"), batch=batch, outputs=outputs,
-                                 nonce=s.request.nonce, sent_at=s.sent_at_ms / 1000)
-            if not chk.ok:
-                out["invalid_receipts"] += 1
-                continue  # an unsigned answer proves nothing about the provider
-        labels = np.array([o["label"] for o in outputs])
-        probs = np.array([o["probs"] for o in outputs], dtype=np.float64)
-        refo = _ref_outputs(ref, batch)
-        if refo is None:
-            continue
-        for i in range(len(batch)):
-            seen += 1
-            bank.pair("traffic_", int(labels[i]), probs[i], int(refo[0][i]), refo[1][i], seen)
-            if int(labels[i]) != int(refo[0][i]) and len(out["mismatch_examples"]) < 5:
-                out["mismatch_examples"].append({"sent_at_ms": s.sent_at_ms,
-                                                 "nonce": s.request.nonce,
-                                                 "got": int(labels[i]),
-                                                 "reference": int(refo[0][i])})
-    out["checked_inputs"] = seen
-    if lat:
-        arr = np.array(lat)
-        out |= {f"latency_p{p}_ms": float(np.percentile(arr, p)) for p in (50, 95, 99)}
-    if out["invalid_receipts"]:
-        fs.add("warn", "traffic", f"{out['invalid_receipts']} submitted answer(s) without a "
-               "valid receipt (ignored: they prove nothing)")
-    return out
 
 
 def record_verdict(ledger: Ledger, service_id: str, report_bytes: bytes,

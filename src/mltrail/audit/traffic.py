@@ -4,10 +4,13 @@ Owns the submission format (docs/receipts.md, :class:`Submission`): one client's
 as sent, the service's response as received, and the client's own clock. Also the client
 library (:class:`SamplingClient`: calls a service, keeps every receipt, draws each
 exchange into the sample with probability ``rate`` from the OS's CSPRNG *after* the
-answer arrived, so a provider cannot know which answers will be checked), submission
-to an auditor (:func:`submit`), and the auditor's inbox (:func:`create_inbox_app`: checks
-each submission's shape and receipt signature against the service's ledger-bound key,
-appends accepted ones to ``<dir>/<service id>.jsonl``). The checks of the answers
+answer arrived, so a provider cannot know which answers will be checked, and — when
+the service's claims say it signs — always forwards an answer without a valid receipt
+as a finding), submission to an auditor (:func:`submit`), and the auditor's inbox
+(:func:`create_inbox_app`: checks each submission's shape, accepts answered ones signed
+or not — an unsigned answer is a client's finding, listed under ``unsigned`` with its
+reason, checked against the service's ledger-bound key — and appends accepted ones to
+``<dir>/<service id>.jsonl``). The checks of the answers
 themselves run in :mod:`mltrail.audit.runner`. It never touches the ledger.
 """
 
@@ -62,6 +65,8 @@ class Submission(BaseModel):
     response: dict[str, Any] | None = None
     sent_at_ms: int = Field(ge=0)
     received_at_ms: int = Field(ge=0)
+    client: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    sampled: bool = True   # False: forwarded outside the random draw (an unsigned answer)
 
     @model_validator(mode="after")
     def _strict_json(self) -> Submission:
@@ -84,10 +89,17 @@ class Submission(BaseModel):
 
 
 class SamplingClient:
-    """A client of one service that keeps its receipts and samples exchanges for audit."""
+    """A client of one service that keeps its receipts and samples exchanges for audit.
+
+    With ``public_key`` (the receipt key of the service's ledger claims: the service
+    signs) every answer's receipt is verified on arrival; an answer without a valid
+    receipt is a finding: counted (``unsigned``), kept (``findings``) and always
+    submitted (with ``sampled`` false when the random draw did not pick it, so the
+    auditor's rate estimate stays unbiased)."""
 
     def __init__(self, endpoint: str, service_id: str, *, rate: float = SAMPLE_RATE,
-                 keep: int = 100_000) -> None:
+                 keep: int = 100_000, public_key: str | None = None,
+                 model_digest: str | None = None, client_id: str | None = None) -> None:
         if not 0.0 < rate <= 1.0:
             raise InputError("sampling rate must be in (0, 1]")
         from mltrail.audit.protocols import open_target
@@ -96,8 +108,21 @@ class SamplingClient:
         self.service_id = service_id
         self.rate = rate
         self.keep = keep
+        self.client_id = client_id
+        self.verifier = ReceiptVerifier(load_public_key(public_key), model_digest or "",
+                                        max_skew_s=86400.0) if public_key else None
         self.receipts: list[Any] = []
         self.sample: list[Submission] = []
+        self.findings: list[Submission] = []
+        self.answered = 0
+        self.unsigned = 0
+
+    @classmethod
+    def from_claims(cls, claims: Any, service_id: str, **kw: Any) -> SamplingClient:
+        """A client of the service ``claims`` (:class:`~.claims.ServiceClaims`) describe;
+        receipts are required when the claims name a receipt key."""
+        return cls(claims.endpoint, service_id, public_key=claims.public_key,
+                   model_digest=claims.model_digest, **kw)
 
     def close(self) -> None:
         self.service.close()
@@ -107,20 +132,31 @@ class SamplingClient:
         nonce = secrets.token_hex(16)
         flat = np.ascontiguousarray(batch, dtype=np.float32).reshape(len(batch), -1)
         sent = int(time.time() * 1000)
-        status, body = 200, None
+        status, body, unsigned = 200, None, False
         try:
             r = self.service.classify(batch, nonce=nonce)
             body = {"model_digest": r.model_digest, "outputs": r.outputs, "receipt": r.receipt}
+            self.answered += 1
             if len(self.receipts) < self.keep:
                 self.receipts.append(r.receipt)
+            if self.verifier is not None:
+                unsigned = not self.verifier.check(
+                    r.receipt, batch=np.asarray(batch, dtype=np.float32), outputs=r.outputs,
+                    nonce=nonce, sent_at=sent / 1000).ok
         except ServiceFailure as exc:
             status = 599 if exc.reason != "refused" else _status_of(str(exc))
         received = int(time.time() * 1000)
-        if secrets.randbelow(1_000_000) < self.rate * 1_000_000:  # decided after the answer
-            self.sample.append(Submission(
-                service=self.service_id, status=status, response=body,
-                request=SubmittedRequest(inputs=flat.tolist(), nonce=nonce),
-                sent_at_ms=sent, received_at_ms=received))
+        drawn = secrets.randbelow(1_000_000) < self.rate * 1_000_000  # after the answer
+        if drawn or unsigned:
+            sub = Submission(service=self.service_id, status=status, response=body,
+                             request=SubmittedRequest(inputs=flat.tolist(), nonce=nonce),
+                             sent_at_ms=sent, received_at_ms=received,
+                             client=self.client_id, sampled=drawn)
+            self.sample.append(sub)
+            if unsigned:
+                self.unsigned += 1
+                if len(self.findings) < self.keep:
+                    self.findings.append(sub)
         return body
 
     def write(self, path: str | Path) -> int:
@@ -164,7 +200,7 @@ def submit(auditor: str, submissions: Iterable[Submission], *,
            chunk: int = MAX_SUBMISSIONS) -> dict[str, Any]:
     """POST submissions to an auditor's inbox; totals of accepted and rejected."""
     items = list(submissions)
-    accepted, rejected = 0, []
+    accepted, rejected, unsigned = 0, [], []
     with httpx.Client(base_url=auditor.rstrip("/"), timeout=60) as http:
         for i in range(0, len(items), chunk):
             body = {"submissions": [s.model_dump(mode="json") for s in items[i:i + chunk]]}
@@ -178,13 +214,18 @@ def submit(auditor: str, submissions: Iterable[Submission], *,
             accepted += int(data.get("accepted", 0))
             rejected += [{**x, "index": int(x.get("index", 0)) + i}
                          for x in data.get("rejected", [])]
-    return {"submitted": len(items), "accepted": accepted, "rejected": rejected}
+            unsigned += [{**x, "index": int(x.get("index", 0)) + i}
+                         for x in data.get("unsigned", [])]
+    return {"submitted": len(items), "accepted": accepted, "rejected": rejected,
+            "unsigned": unsigned}
 
 
 def check_submission(s: Submission, key_b64: str, model_digest: str,
                      shape: tuple[int, ...]) -> str | None:
     """Why the inbox rejects ``s`` (None: accepted). Failed exchanges (status ≠ 200) are
-    accepted as client reports; answered ones need a receipt that verifies."""
+    accepted as client reports; answered ones with well-formed outputs too, signed or
+    not: an answer without a valid receipt from a service that signs is a client's
+    finding (:func:`unsigned_reason` says why; :mod:`.evidence` weighs it)."""
     if s.received_at_ms < s.sent_at_ms:
         return "received before sent"
     try:
@@ -193,12 +234,18 @@ def check_submission(s: Submission, key_b64: str, model_digest: str,
         return str(exc)
     if s.status != 200:
         return None
+    problem = check_outputs((s.response or {}).get("outputs"), len(batch), None)
+    return f"response: {problem}" if problem else None
+
+
+def unsigned_reason(s: Submission, key_b64: str, model_digest: str,
+                    shape: tuple[int, ...]) -> str | None:
+    """Why an accepted, answered submission carries no valid receipt (None: it does)."""
+    if s.status != 200:
+        return None
     resp = s.response or {}
-    problem = check_outputs(resp.get("outputs"), len(batch), None)
-    if problem:
-        return f"response: {problem}"
     ver = ReceiptVerifier(load_public_key(key_b64), model_digest, max_skew_s=86400.0)
-    chk = ver.check(resp.get("receipt"), batch=batch, outputs=resp["outputs"],
+    chk = ver.check(resp.get("receipt"), batch=s.batch(shape), outputs=resp["outputs"],
                     nonce=s.request.nonce, sent_at=s.sent_at_ms / 1000)
     return None if chk.ok else "receipt: " + chk.problems[0]
 
@@ -222,7 +269,7 @@ def create_inbox_app(folder: str | Path, services: dict[str, tuple[str, str]],
         if not isinstance(items, list) or not items or len(items) > MAX_SUBMISSIONS:
             raise ApiError(422, f"body must be {{\"submissions\": [1..{MAX_SUBMISSIONS}]}}")
         good: dict[str, list[str]] = {}
-        rejected = []
+        rejected, unsigned = [], []
         for i, item in enumerate(items):
             try:
                 s = Submission.model_validate(item)
@@ -235,13 +282,17 @@ def create_inbox_app(folder: str | Path, services: dict[str, tuple[str, str]],
             why = check_submission(s, *services[s.service], shape)
             if why:
                 rejected.append({"index": i, "reason": why})
-            else:
-                good.setdefault(s.service, []).append(s.model_dump_json())
+                continue
+            good.setdefault(s.service, []).append(s.model_dump_json())
+            no_receipt = unsigned_reason(s, *services[s.service], shape)
+            if no_receipt:
+                unsigned.append({"index": i, "reason": no_receipt})
         with lock:
             for sid, lines in good.items():
                 with open(root / f"{sid}.jsonl", "a", encoding="utf-8") as fh:
                     fh.write("".join(line + "\n" for line in lines))
-        return JSONResponse({"accepted": sum(map(len, good.values())), "rejected": rejected})
+        return JSONResponse({"accepted": sum(map(len, good.values())), "rejected": rejected,
+                             "unsigned": unsigned})
 
     @app.get("/healthz")
     async def health() -> dict[str, str]:

@@ -16,9 +16,9 @@ from mltrail.errors import InputError, VerificationError
 
 app = typer.Typer(no_args_is_help=True)
 probes_app = typer.Typer(no_args_is_help=True)
-app.add_typer(probes_app, name="probes", help="Build probe sets: benchmark probes or keyed "
-              "(stego) probes for audits.\n\nExample: mltrail audit probes make --out "
-              "probes.npz --n 200")
+app.add_typer(probes_app, name="probes", help="Build probe sets: the auditor's own held data, "
+              "fresh, benchmark or keyed (stego) probes for audits.\n\nExample: mltrail "
+              "audit probes make --out probes.npz --n 200")
 
 
 @app.command("make-model")
@@ -48,8 +48,13 @@ def probes_make(
     out: Annotated[Path, typer.Option("--out", help="Probe file to write (.npz).")],
     kit: Annotated[Path | None, typer.Option("--kit", help="Stego kit: make keyed probes "
                                              "(containers in ordinary-looking traffic).")] = None,
-    n: Annotated[int | None, typer.Option("--n", min=1, help="Benchmark probes (max 450) or "
-                                          "ordinary inputs with --kit.")] = None,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Probes (auditor-held: max 300; "
+                                          "benchmark: max 150) or ordinary inputs with "
+                                          "--kit.")] = None,
+    source: Annotated[str, typer.Option("--source", help="held (the auditor's own data, "
+                                        "never published: the default), fresh (generated) "
+                                        "or benchmark (public: cannot pass an audit "
+                                        "alone).")] = "held",
     containers: Annotated[int, typer.Option("--containers", min=0, help="Stego containers "
                                             "among them (with --kit).")] = 100,
     triggers: Annotated[int, typer.Option("--triggers", min=0, help="Keyed trigger inputs "
@@ -58,14 +63,18 @@ def probes_make(
                                       "augmentations.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build a labelled probe set from the held-out digits split.
+    """Build a labelled probe set: the auditor's own held data by default.
 
     Example: mltrail audit probes make --out probes.npz --n 200
     """
     from mltrail.audit import probes as P
 
     if kit is None:
-        ps = P.benchmark(n, seed)
+        makers = {"held": lambda: P.held(n or 300, seed), "fresh": lambda: P.fresh(n or 300, seed),
+                  "benchmark": lambda: P.benchmark(n, seed)}
+        if source not in makers:
+            raise InputError(f"unknown --source {source!r} (held, fresh or benchmark)")
+        ps = makers[source]()
     else:
         from mltrail.audit.stego import StegoKit
 
@@ -168,6 +177,13 @@ def run(
                                              "(default: secret, random).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report.")] = None,
+    receipt_quorum: Annotated[int, typer.Option("--receipt-quorum", min=1, help="Distinct "
+                                                "clients that must each show answers "
+                                                "without a valid receipt.")] = 3,
+    missing_tolerance: Annotated[float, typer.Option("--missing-tolerance", min=0.0, max=0.5,
+                                                     help="Tolerated share of unsigned "
+                                                     "answers (H0 of the missing-receipt "
+                                                     "test).")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Audit SERVICE (claims from the ledger) or --target: is it the claimed model?
@@ -186,7 +202,8 @@ def run(
         pubkey=pubkey, alpha=alpha, batch_size=batch_size, max_queries=max_queries,
         tolerance=tolerance, stop_on_alarm=stop_on_alarm, require_receipts=require_receipts,
         robustness=robustness, eps=eps, query_cap=query_cap, latency=latency, rate=rate,
-        duration=duration, timeout=timeout, seed=seed, out=out, html=html)
+        duration=duration, timeout=timeout, seed=seed, out=out, html=html,
+        receipt_quorum=receipt_quorum, missing_tolerance=missing_tolerance)
     rep, summary = audit_and_record(
         req, open_ledger, lambda total: progress("auditing", total, show_progress(as_json)))
 
@@ -230,7 +247,8 @@ def submit_cmd(
     from mltrail.audit.traffic import read_submissions, submit
 
     res = submit(auditor, read_submissions(samples))
-    emit(res, as_json, f"submitted {res['submitted']}: {res['accepted']} accepted, "
+    emit(res, as_json, f"submitted {res['submitted']}: {res['accepted']} accepted "
+         f"({len(res['unsigned'])} without a valid receipt: findings, not proof), "
          f"{len(res['rejected'])} rejected")
     if res["rejected"]:
         raise VerificationError(f"{len(res['rejected'])} submission(s) rejected: "

@@ -56,6 +56,9 @@ def run(
     kind: Annotated[str, typer.Option("--kind", "-k", help="Kind of the outputs.")] = "model",
     input_kind: Annotated[str, typer.Option(
         "--input-kind", help="Kind to register unregistered inputs as.")] = "dataset",
+    capture_env: Annotated[bool, typer.Option(
+        "--capture-env", help="Also put local details in the statement: absolute paths, "
+        "working folder, host, user, the installed package list.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run CMD as a captured step: hash inputs and outputs, sign an in-toto statement,
@@ -69,7 +72,8 @@ def run(
 
     with open_ledger() as led:
         rc, result = run_command(led, step, command, inputs or [], outputs or [],
-                                 _params(params), kind, input_kind, as_json, code or [])
+                                 _params(params), kind, input_kind, as_json, code or [],
+                                 capture_env=capture_env)
     if result is None:
         err_console.print(f"[bold red]step {step!r} failed[/] with exit code {rc}; "
                           "nothing registered", highlight=False)
@@ -199,7 +203,8 @@ def _write_or_print(text: str, out: Path | None) -> None:
 def export(
     artefact_id: Annotated[str, typer.Argument(help="Artefact id (or prefix).")],
     fmt: Annotated[str, typer.Option("--format", "-f",
-                                     help="prov-json, prov-n or in-toto.")] = "prov-json",
+                                     help="prov-json, prov-n, in-toto (statements) or "
+                                     "in-toto-links.")] = "prov-json",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="File to write.")] = None,
 ) -> None:
     """Provenance of an artefact and its ancestry as W3C PROV or an in-toto bundle.
@@ -210,7 +215,8 @@ def export(
     from mltrail.provenance.export import export as do_export
 
     if fmt not in FORMATS:
-        raise InputError(f"unknown format {fmt!r}: use prov-json, prov-n or in-toto")
+        raise InputError(f"unknown format {fmt!r}: use prov-json, prov-n, in-toto or "
+                         "in-toto-links")
     with open_ledger() as led:
         _write_or_print(do_export(led, artefact_id, fmt), out)
 
@@ -238,20 +244,28 @@ def anchor(
 @import_app.command("dvc")
 def import_dvc(
     lock: Annotated[Path, typer.Argument(help="A dvc.lock file.")] = Path("dvc.lock"),
-    kind: Annotated[str, typer.Option("--kind", help="Kind of stage outputs.")] = "dataset",
+    kind: Annotated[str | None, typer.Option(
+        "--kind", help="Kind of every stage output (default: model for a model file such "
+        "as .pt/.onnx/.pkl or a folder holding one, else dataset).")] = None,
     stage_kind: Annotated[list[str] | None, typer.Option(
         "--stage-kind", help="STAGE=KIND for one stage's outputs (e.g. train=model).")] = None,
+    out_kind: Annotated[list[str] | None, typer.Option(
+        "--out-kind", help="PATH=KIND for one output, PATH as in dvc.lock "
+        "(e.g. metrics.json=dataset).")] = None,
+    capture_env: Annotated[bool, typer.Option(
+        "--capture-env", help="Also put local details in the statements.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-hash each DVC stage's deps and outs and record the stages as activities.
 
-    Example: mltrail import dvc dvc.lock --kind dataset --stage-kind train=model
+    Example: mltrail import dvc dvc.lock --stage-kind prepare=dataset --out-kind model.pkl=model
     """
     from mltrail.provenance.importers import import_dvc as do
 
     kinds = {k: str(v) for k, v in _params(stage_kind).items()}
+    outs = {k: str(v) for k, v in _params(out_kind).items()}
     with open_ledger() as led:
-        res = do(led, lock, kind, kinds)
+        res = do(led, lock, kind, kinds, outs, capture_env=capture_env)
     emit({"stages": [r.as_dict() for r in res]}, as_json,
          "\n".join(f"stage [bold]{r.step}[/]: " + ", ".join(
              f"{o['path']} -> {o['kind']} {o['artefact_id'][:12]}" for o in r.outputs)
@@ -263,6 +277,9 @@ def import_mlflow(
     run_id: Annotated[str, typer.Argument(help="MLflow run id.")],
     tracking_uri: Annotated[str, typer.Option("--tracking-uri", help="Local MLflow store.")],
     kind: Annotated[str, typer.Option("--kind", help="Kind of the run's outputs.")] = "model",
+    capture_env: Annotated[bool, typer.Option(
+        "--capture-env", help="Also put local details in the statement (store path, "
+        "user, host, packages).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Record a local MLflow run's params, input datasets and artefacts.
@@ -272,7 +289,7 @@ def import_mlflow(
     from mltrail.provenance.importers import import_mlflow as do
 
     with open_ledger() as led:
-        r = do(led, run_id, tracking_uri, kind)
+        r = do(led, run_id, tracking_uri, kind, capture_env=capture_env)
     emit(r.as_dict(), as_json, f"run [bold]{r.step}[/]: " + ", ".join(
         f"{o['path']} -> {o['artefact_id'][:12]}" for o in r.outputs))
 
@@ -284,5 +301,5 @@ def install(app: typer.Typer) -> None:
     app.command()(export)
     app.command()(anchor)
     app.add_typer(import_app, name="import", help="Import provenance from DVC or MLflow.\n\n"
-                    "Example: mltrail import dvc dvc.lock --kind dataset")
+                    "Example: mltrail import dvc dvc.lock --out-kind model.pkl=model")
 

@@ -42,6 +42,7 @@ from mltrail.lifecycle import Lifecycle, parse
 from mltrail.provenance.digest import canonical_json, to_bytes32
 
 if TYPE_CHECKING:  # eth-account only for message signatures (``Ledger.account``)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from eth_account.signers.local import LocalAccount
 
     from mltrail.keystore import UnlockedKey
@@ -150,6 +151,7 @@ class Ledger:
         self._password = password
         self._signer: UnlockedKey | None = None
         self._account: LocalAccount | None = None
+        self._ed25519: Ed25519PrivateKey | None = None
         self.registry = to_checksum_address(settings.registry)
         self.abi = ContractABI(contracts.load("ArtefactRegistry").abi)
         self.index = EventIndex(home.index_db)
@@ -216,6 +218,16 @@ class Ledger:
 
             self._account = Account.from_key(self.signer.key)
         return self._account
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The identity's Ed25519 key for DSSE envelopes other tools verify (made beside
+        the keystore on first use; ``mltrail.identity.unlock_signing_key``)."""
+        if self._ed25519 is None:
+            from mltrail.identity import unlock_signing_key
+
+            self._ed25519 = unlock_signing_key(self.home, self.identity, self._password)
+        return self._ed25519
 
     @property
     def address(self) -> str:

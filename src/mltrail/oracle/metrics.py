@@ -6,7 +6,7 @@ to the five metrics the market knows (agreement with the reference, accuracy,
 robustness, p99 latency, availability) and a verdict. Two probe sets: the round's
 *shared* probes (seeded by the round's request block, the same for every oracle, so
 honest oracles measure the same agreement and accuracy: these values go on chain) and
-the oracle's *private* fresh probes (:mod:`mltrail.oracle.probes`, seeded by its secret
+the oracle's *private* probes (:mod:`mltrail.oracle.probes`, seeded by its secret
 salt, committed by digest): the verdict is ``pass`` only if both audits pass, so a
 provider that recognises the public shared probes, or memorises public data, fails on
 the private ones. A target that is down or fails mid-audit yields availability figures
@@ -108,11 +108,14 @@ def measure(claims: ServiceClaims | None, wanted: list[str], seed: int,
     data = report.to_dict()
     data.pop("latency", None)  # per-request samples: large, and not part of the consensus
     data["oracle_metrics"] = values
+    # the shared probes are public (their values go on chain), so on their own they can
+    # end at most 'inconclusive' (mltrail.audit's rule): they must not fail, and the pass
+    # must come from the oracle's private probes
     verdict = report.verdict == "pass"
     if priv is not None:
         pd = priv.to_dict()
         pd.pop("latency", None)
         data["private_probes"] = pd
-        verdict = verdict and priv.verdict == "pass"
+        verdict = report.verdict in ("pass", "inconclusive") and priv.verdict == "pass"
     # the market knows pass and fail: an audit that could not reach its power is no pass
     return Metrics(values, "pass" if verdict else "fail", data)

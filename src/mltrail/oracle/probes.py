@@ -1,8 +1,9 @@
 """Each oracle's private probes for a round: drawn, digested, and checked by anyone later.
 
 Owns the derivation of an oracle's private probe seed from its commitment salt and the
-round's public seed (``keccak256(salt ‖ round seed)``), the draw itself (fresh inputs
-from :func:`mltrail.audit.probes.fresh`, never public benchmark samples), the probe set's
+round's public seed (``keccak256(salt ‖ round seed)``), the draw itself (genuine inputs
+from the auditor's own held data, :func:`mltrail.audit.probes.held`, never public
+benchmark samples nor generated ones, which detectors tell from traffic), the probe set's
 digest that the oracle commits to before anyone reveals, and :func:`check` that redraws
 a revealed oracle's set from its revealed salt and compares the digests. The salt stays
 private until the reveal, so neither the provider nor another oracle can list a set
@@ -29,7 +30,7 @@ def private_seed(salt: bytes, round_seed: int) -> int:
 
 def draw(salt: bytes, round_seed: int, n: int = PRIVATE_QUERIES) -> P.ProbeSet:
     """The oracle's private probe set for a round."""
-    ps = P.fresh(n, seed=private_seed(salt, round_seed))
+    ps = P.held(n, seed=private_seed(salt, round_seed))
     ps.meta["oracle_private"] = True
     return ps
 

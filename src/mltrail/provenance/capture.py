@@ -1,11 +1,15 @@
 """Capture one step of a user's own work: what went in, what came out, how.
 
 ``activity(...)`` (a ``with`` block) and :func:`run_command` (behind ``mltrail run``)
-hash the inputs before and the outputs after, record the command, times, git commit,
-Python and packages and host, build an in-toto Statement v1 with the SLSA provenance
-predicate, sign it (DSSE) with the participant's key, keep it in the content store and
-register each output with the inputs as parents. A failed step, an input that changed
-while the step ran, or a missing output registers nothing. This module never decides
+hash the inputs before and the outputs after, record the command, times, git commit and
+Python, build an in-toto Statement v1 with the SLSA provenance predicate, sign it (DSSE)
+with the participant's Ethereum and Ed25519 keys (publishing the Ed25519 key in its
+on-chain profile the first time), keep it in the content store and register each output
+with the inputs as parents. Local details (absolute paths, working folder, host, user,
+the installed package list) go into the statement only with ``capture_env=True``; by
+default paths are relative to the working folder (or the bare file name outside it).
+A failed step, an input that changed while the step ran, or a missing output registers
+nothing. This module never decides
 what is allowed (the contract does) and never reads outputs before the step ends.
 """
 
@@ -28,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from mltrail.errors import InputError, RefusedError
-from mltrail.provenance import attest
+from mltrail.provenance import attest, signing
 from mltrail.provenance.artefacts import Hashed, register_path
 from mltrail.provenance.digest import canonical_json
 
@@ -82,14 +86,26 @@ def packages() -> list[str]:
     return sorted(found.values())
 
 
-def environment() -> dict[str, Any]:
-    """Python, packages (the list and its digest), host and user."""
+def environment(full: bool = False) -> dict[str, Any]:
+    """Python, platform and the digest of the package list; with ``full``, also the host,
+    the user and the package list itself (local details, left out by default)."""
     pkgs = packages()
-    return {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "host": socket.gethostname(),
-            "user": getpass.getuser(),
-            "packages_digest": "sha256:" + hashlib.sha256("\n".join(pkgs).encode()).hexdigest(),
-            "packages": pkgs}
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0], "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "packages_digest": "sha256:" + hashlib.sha256("\n".join(pkgs).encode()).hexdigest()}
+    if full:
+        env.update(host=socket.gethostname(), user=getpass.getuser(), packages=pkgs)
+    return env
+
+
+def shown_path(path: Path, workdir: Path) -> str:
+    """A path as a statement shows it without local details: relative to the working
+    folder when inside it (POSIX separators), else the file's bare name."""
+    full, base = path.resolve(), workdir.resolve()
+    if full.is_relative_to(base) and full != base:
+        return full.relative_to(base).as_posix()
+    return full.name or str(path)
 
 
 @dataclass
@@ -142,7 +158,8 @@ class Activity:
                  command: Sequence[str] | None = None, workdir: str | Path | None = None,
                  extra_internal: dict[str, Any] | None = None,
                  code: Sequence[str | os.PathLike[str]] = (),
-                 times: tuple[str, str] | None = None) -> None:
+                 times: tuple[str, str] | None = None, capture_env: bool = False,
+                 output_kinds: Sequence[str] | None = None) -> None:
         if not step or len(step) > 200:
             raise InputError("a step needs a name of 1 to 200 characters")
         if not outputs:
@@ -156,6 +173,11 @@ class Activity:
         self.extra_internal = extra_internal or {}
         self.code = [Path(p) for p in code]  # hashed as dependencies, never registered
         self.times = times  # (started, finished) of work done elsewhere (imports)
+        self.capture_env = capture_env  # local details into the statement
+        if output_kinds is not None and len(output_kinds) != len(self.outputs):
+            raise InputError("one kind per output, or none")
+        self.output_kinds = list(output_kinds) if output_kinds is not None \
+            else [kind] * len(self.outputs)
         self.exit_code: int | None = None
         self.result: StepResult | None = None
         self._ledger, self._own = ledger, ledger is None
@@ -201,7 +223,12 @@ class Activity:
                 led.close()
 
     def _statement(self, led: Ledger, outs: list[Hashed], finished: str) -> dict[str, Any]:
-        deps = [attest.resource(str(h.path), h.digest, h.path.resolve().as_uri())
+        full = self.capture_env
+
+        def name(h: Hashed) -> str:
+            return str(h.path.resolve()) if full else shown_path(h.path, self.workdir)
+
+        deps = [attest.resource(name(h), h.digest, h.path.resolve().as_uri() if full else None)
                 for h in self._before + self._code]
         git = git_state(self.workdir)
         if git:
@@ -209,21 +236,40 @@ class Activity:
             if git["remote"]:
                 code["uri"] = f"git+{git['remote']}@{git['commit']}"
             deps.append(code)
-        internal = {"environment": environment(), "git": git, "workdir": str(self.workdir),
-                    **self.extra_internal}
+        internal: dict[str, Any] = {"environment": environment(full), "git": git,
+                                    **self.extra_internal}
+        if full:
+            internal["workdir"] = str(self.workdir)
         if self.command is not None:
             internal["command"] = self.command
             internal["exitCode"] = self.exit_code
         return attest.statement(
-            [attest.resource(str(h.path), h.digest) for h in outs],
+            [attest.resource(name(h), h.digest) for h in outs],
             {"step": self.step, "parameters": self.params}, internal, deps,
             builder=f"mltrail:{led.address}", invocation=str(uuid.uuid4()),
             started=self._started, finished=finished)
 
+    def _files(self, hashed: list[Hashed]) -> dict[str, str]:
+        """Per-file digests (a folder's files under its shown name) for an in-toto link."""
+        out = {}
+        for h in hashed:
+            shown = str(h.path.resolve()) if self.capture_env \
+                else shown_path(h.path, self.workdir)
+            if h.manifest is None:
+                out[shown] = h.digest
+            else:
+                out.update({f"{shown}/{rel}": d for rel, d in h.manifest.items()})
+        return out
+
     def _record(self, led: Ledger, outs: list[Hashed], finished: str) -> StepResult:
         stmt = self._statement(led, outs, finished)
-        envelope = attest.sign(led.account, stmt)
+        signing.publish(led)  # the Ed25519 key in the profile, once
+        envelope = attest.sign(led.account, stmt, led.signing_key)
         env_digest = led.home.store.put(canonical_json(envelope))
+        link = attest.sign(led.account, attest.link(
+            self.step, self._files(self._before + self._code), self._files(outs),
+            self.command), led.signing_key)
+        link_digest = led.home.store.put(canonical_json(link))
         result = StepResult(self.step, attest.statement_digest(envelope), env_digest)
         parents = []
         for h in self._before:
@@ -232,11 +278,11 @@ class Activity:
             result.inputs.append({"path": str(h.path), "digest": h.digest, "artefact_id": aid,
                                   "registered": reg})
         activity = {"step": self.step, "statement": result.statement_digest,
-                    "envelope": env_digest}
-        for h in outs:
-            out, _ = register_path(led, h, self.kind, parents, extra={"activity": activity})
+                    "envelope": env_digest, "link": link_digest}
+        for h, kind in zip(outs, self.output_kinds, strict=True):
+            out, _ = register_path(led, h, kind, parents, extra={"activity": activity})
             result.outputs.append({"path": str(h.path), "digest": h.digest,
-                                   "artefact_id": out.artefact_id, "kind": self.kind,
+                                   "artefact_id": out.artefact_id, "kind": kind,
                                    **out.as_dict()})
         return result
 
@@ -268,16 +314,18 @@ def run_command(led: Ledger, step: str, command: Sequence[str],
                 inputs: Sequence[str | os.PathLike[str]], outputs: Sequence[str | os.PathLike[str]],
                 params: dict[str, Any] | None = None, kind: str = "model",
                 input_kind: str = "dataset", stdout_to_stderr: bool = False,
-                code: Sequence[str | os.PathLike[str]] = ()) -> tuple[int, StepResult | None]:
+                code: Sequence[str | os.PathLike[str]] = (),
+                capture_env: bool = False) -> tuple[int, StepResult | None]:
     """Run ``command`` (its output streamed live) as a captured step.
 
     Returns ``(exit code, result)``; the result is None (nothing registered) when the
     command failed. ``stdout_to_stderr`` keeps the command's output off our stdout (for
-    ``--json``)."""
+    ``--json``); ``capture_env`` puts local details into the statement."""
     if not command:
         raise InputError("no command to run: put it after '--'")
     act = Activity(step, inputs, outputs, params, ledger=led, kind=kind,
-                   input_kind=input_kind, command=command, code=code)
+                   input_kind=input_kind, command=command, code=code,
+                   capture_env=capture_env)
     act.__enter__()
     try:
         proc = subprocess.run(list(command), check=False,

@@ -60,9 +60,10 @@ def node_url(ledger: Ledger, address: str) -> str | None:
     A client without ``profile`` falls back to a home-local ``node/peers.json`` (a shim).
     """
     profile = getattr(ledger, "profile", None)
-    if callable(profile):
-        url = profile(address)
-        return str(url) if url else None
+    if callable(profile):  # the profile line may also carry an Ed25519 key (signing.py)
+        from mltrail.provenance.signing import parse_profile
+
+        return parse_profile(profile(address)).url
     path = _peers_path(ledger.home)
     if not path.exists():
         return None
@@ -85,7 +86,11 @@ def publish_url(ledger: Ledger, url: str) -> dict[str, Any]:
         raise InputError(f"not a node URL: {url!r}")
     setter = getattr(ledger, "set_profile", None)
     if callable(setter):
-        tx = setter(url)
+        from dataclasses import replace
+
+        from mltrail.provenance.signing import parse_profile
+
+        tx = setter(replace(parse_profile(ledger.profile(ledger.address)), url=url).line())
         return {"url": url, **tx.as_dict()}
     remember_peer(ledger.home, ledger.address, url)
     return {"url": url, "tx_hash": None, "block": None, "gas_used": 0}

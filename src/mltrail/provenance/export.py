@@ -1,9 +1,12 @@
 """Exports a third party's tools read: W3C PROV (JSON, PROV-N) and in-toto bundles.
 
 PROV (through the ``prov`` package): Entity = artefact, Activity = a captured step or a
-lifecycle transition, Agent = participant (by address). The in-toto bundle is JSON
-Lines, one signed DSSE envelope per line, for every step in the artefact's ancestry.
-Both cover the artefact and all its ancestors. Reads only; never writes the ledger.
+lifecycle transition, Agent = participant (by address, labelled with the identity's name
+where this home knows it). The in-toto bundle is JSON Lines, one signed DSSE envelope per
+line, for every step in the artefact's ancestry: in-toto Statements (``in-toto``) or
+in-toto links (``in-toto-links``, what ``in-toto-verify`` checks against a layout); an
+ancestry without a captured step is refused rather than exported empty. Both cover the
+artefact and all its ancestors. Reads only; never writes the ledger.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from mltrail.errors import NotFoundError
+from mltrail.errors import InputError, NotFoundError
+from mltrail.identity import names_by_address
 from mltrail.provenance import artefacts, attest
 
 if TYPE_CHECKING:
@@ -21,8 +25,8 @@ if TYPE_CHECKING:
     from mltrail.ledger.client import Artefact, Ledger
 
 NS = "https://mltrail.dev/ns#"
-Format = Literal["prov-json", "prov-n", "in-toto"]
-FORMATS: tuple[Format, ...] = ("prov-json", "prov-n", "in-toto")
+Format = Literal["prov-json", "prov-n", "in-toto", "in-toto-links"]
+FORMATS: tuple[Format, ...] = ("prov-json", "prov-n", "in-toto", "in-toto-links")
 
 
 def ancestry(led: Ledger, artefact_id: str) -> list[Artefact]:
@@ -36,12 +40,13 @@ def _time(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _envelope(led: Ledger, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+def _envelope(led: Ledger, meta: dict[str, Any] | None,
+              which: str = "envelope") -> dict[str, Any] | None:
     act = meta.get("activity") if meta else None
-    if not isinstance(act, dict) or not isinstance(act.get("envelope"), str):
+    if not isinstance(act, dict) or not isinstance(act.get(which), str):
         return None
     try:
-        return attest.parse_envelope(led.home.store.get(act["envelope"]))
+        return attest.parse_envelope(led.home.store.get(act[which]))
     except NotFoundError:
         return None
 
@@ -55,18 +60,22 @@ def prov_document(led: Ledger, artefact_id: str) -> ProvDocument:
     arts = ancestry(led, artefact_id)
     ids = {a.id for a in arts}
     agents: set[str] = set()
+    names = names_by_address(led.home)
 
     def agent(address: str) -> str:
         if address not in agents:
             agents.add(address)
-            doc.agent(f"mlt:{address}", {"prov:type": "prov:Person", "mlt:address": address})
+            attrs: dict[str, Any] = {"prov:type": "prov:Person", "mlt:address": address}
+            name = names.get(address.lower())
+            attrs["prov:label"] = name or address
+            doc.agent(f"mlt:{address}", attrs)
         return f"mlt:{address}"
 
     steps: set[str] = set()
     for a in arts:
         meta = artefacts.metadata(led.home.store, a) or {}
         ent = f"mlt:{a.id}"
-        doc.entity(ent, {"prov:label": str(meta.get("name", a.id)), "mlt:kind": a.kind,
+        doc.entity(ent, {"prov:label": str(a.name or meta.get("name", a.id)), "mlt:kind": a.kind,
                          "mlt:state": a.state, "mlt:contentDigest": a.content_digest,
                          "mlt:metadataDigest": a.metadata_digest})
         doc.wasAttributedTo(ent, agent(a.owner))
@@ -107,11 +116,14 @@ def prov_document(led: Ledger, artefact_id: str) -> ProvDocument:
     return doc
 
 
-def intoto_bundle(led: Ledger, artefact_id: str) -> list[dict[str, Any]]:
-    """Every signed statement in the artefact's ancestry (one per step, oldest first)."""
+def intoto_bundle(led: Ledger, artefact_id: str,
+                  links: bool = False) -> list[dict[str, Any]]:
+    """Every signed statement (``links``: in-toto link) in the artefact's ancestry, one
+    per step, oldest first. Steps captured before links were signed have none."""
     seen: dict[str, dict[str, Any]] = {}
     for a in reversed(ancestry(led, artefact_id)):
-        env = _envelope(led, artefacts.metadata(led.home.store, a))
+        env = _envelope(led, artefacts.metadata(led.home.store, a),
+                        "link" if links else "envelope")
         if env is not None:
             seen.setdefault(attest.statement_digest(env), env)
     return list(seen.values())
@@ -119,9 +131,12 @@ def intoto_bundle(led: Ledger, artefact_id: str) -> list[dict[str, Any]]:
 
 def export(led: Ledger, artefact_id: str, fmt: Format) -> str:
     """The text of an export in ``fmt``."""
-    if fmt == "in-toto":
-        return "".join(json.dumps(e, sort_keys=True) + "\n"
-                       for e in intoto_bundle(led, artefact_id))
+    if fmt in ("in-toto", "in-toto-links"):
+        bundle = intoto_bundle(led, artefact_id, links=fmt == "in-toto-links")
+        if not bundle:
+            raise InputError(f"artefact {artefact_id} and its ancestors have no captured step "
+                             "(nothing signed to export); capture one with 'mltrail run'")
+        return "".join(json.dumps(e, sort_keys=True) + "\n" for e in bundle)
     doc = prov_document(led, artefact_id)
     if fmt == "prov-n":
         return str(doc.get_provn()) + "\n"

@@ -4,6 +4,11 @@ Each DVC stage and each MLflow run becomes a captured step (see
 :mod:`mltrail.provenance.capture`): the files are re-hashed with SHA-256 here, never
 trusted from the tool's own records; a DVC file whose MD5 no longer matches ``dvc.lock``
 is refused. Reads the tools' files and stores; never writes them.
+
+A DVC output's kind, first rule that applies: ``out_kinds[path]`` (``--out-kind``),
+``stage_kinds[stage]`` (``--stage-kind``), ``kind`` when given (``--kind``), else
+``model`` for a file with a model suffix (:data:`MODEL_SUFFIXES`) or a folder holding
+one, and ``dataset`` for anything else.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
 
 CODE_SUFFIXES = frozenset({".py", ".sh", ".ipynb", ".r", ".jl", ".sql"})
+MODEL_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".pkl",
+                            ".pickle", ".joblib", ".h5", ".hdf5", ".keras", ".pb", ".tflite",
+                            ".gguf", ".mlmodel", ".pmml", ".cbm", ".xgb"})
 MAX_LOCK = 16 << 20
 
 
@@ -110,10 +118,38 @@ def _order(stages: dict[str, DvcStage], root: Path) -> list[str]:
     return done
 
 
-def import_dvc(led: Ledger, lock: str | Path, kind: str = "dataset",
-               stage_kinds: dict[str, str] | None = None) -> list[StepResult]:
+def looks_like_model(path: Path) -> bool:
+    """A file with a model suffix, or a folder holding one (at most 10,000 entries looked
+    at)."""
+    if path.is_file():
+        return path.suffix.lower() in MODEL_SUFFIXES
+    for i, p in enumerate(path.rglob("*") if path.is_dir() else []):
+        if i >= 10_000:
+            break
+        if p.suffix.lower() in MODEL_SUFFIXES and p.is_file():
+            return True
+    return False
+
+
+def dvc_out_kind(stage: str, entry: str, path: Path, kind: str | None,
+                 stage_kinds: dict[str, str], out_kinds: dict[str, str]) -> str:
+    """The kind a DVC output is registered as (the rule in the module docstring)."""
+    for given in (out_kinds.get(entry), stage_kinds.get(stage), kind):
+        if given:
+            return given
+    return "model" if looks_like_model(path) else "dataset"
+
+
+def import_dvc(led: Ledger, lock: str | Path, kind: str | None = None,
+               stage_kinds: dict[str, str] | None = None,
+               out_kinds: dict[str, str] | None = None,
+               capture_env: bool = False) -> list[StepResult]:
     """Record every stage of ``dvc.lock`` as an activity (producers first)."""
     lock = Path(lock)
+    known = {o.path for st in _load_lock(lock).stages.values() for o in st.outs}
+    unknown = sorted(set(out_kinds or {}) - known)
+    if unknown:
+        raise InputError(f"--out-kind names no output of dvc.lock: {', '.join(unknown)}")
     stages = _load_lock(lock).stages
     root = lock.resolve().parent
     results = []
@@ -128,9 +164,12 @@ def import_dvc(led: Ledger, lock: str | Path, kind: str = "dataset",
         params: dict[str, Any] = {}
         for values in st.params.values():
             params.update(values or {})
-        act = Activity(name, data, outs, params, ledger=led,
-                       kind=(stage_kinds or {}).get(name, kind), workdir=root, code=code,
-                       extra_internal={"dvc": {"stage": name, "cmd": st.cmd, "lock": str(lock)}})
+        kinds = [dvc_out_kind(name, o.path, p, kind, stage_kinds or {}, out_kinds or {})
+                 for o, p in zip(st.outs, outs, strict=True)]
+        shown = str(lock.resolve()) if capture_env else lock.name
+        act = Activity(name, data, outs, params, ledger=led, workdir=root, code=code,
+                       output_kinds=kinds, capture_env=capture_env,
+                       extra_internal={"dvc": {"stage": name, "cmd": st.cmd, "lock": shown}})
         with act:
             pass
         assert act.result is not None
@@ -151,7 +190,7 @@ def _iso(ms: int | None) -> str:
 
 
 def import_mlflow(led: Ledger, run_id: str, tracking_uri: str,
-                  kind: str = "model") -> StepResult:
+                  kind: str = "model", capture_env: bool = False) -> StepResult:
     """Record a finished local MLflow run: params, local input datasets, artefacts."""
     try:
         from mlflow import MlflowClient
@@ -186,12 +225,16 @@ def import_mlflow(led: Ledger, run_id: str, tracking_uri: str,
             inputs.append(local)
         datasets.append({"name": ds.name, "digest": ds.digest, "source_type": ds.source_type,
                          "source": ds.source, "tags": {t.key: t.value for t in di.tags}})
-    extra = {"mlflow": {"run_id": run_id, "run_name": run.info.run_name,
-                        "experiment_id": run.info.experiment_id, "tracking_uri": tracking_uri,
-                        "metrics": dict(run.data.metrics), "datasets": datasets,
-                        "user": run.info.user_id}}
+    mlf: dict[str, Any] = {"run_id": run_id, "run_name": run.info.run_name,
+                           "experiment_id": run.info.experiment_id,
+                           "metrics": dict(run.data.metrics), "datasets": datasets}
+    if capture_env:  # a local store's path and the local user name are local details
+        mlf.update(tracking_uri=tracking_uri, user=run.info.user_id)
+    elif tracking_uri.startswith(("http://", "https://")):
+        mlf["tracking_uri"] = tracking_uri
     act = Activity(run.info.run_name or f"mlflow-{run_id[:8]}", inputs, outputs,
-                   dict(run.data.params), ledger=led, kind=kind, extra_internal=extra,
+                   dict(run.data.params), ledger=led, kind=kind,
+                   extra_internal={"mlflow": mlf}, capture_env=capture_env,
                    times=(_iso(run.info.start_time), _iso(run.info.end_time)))
     with act:
         pass

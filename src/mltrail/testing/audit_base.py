@@ -44,6 +44,7 @@ class Decision:
     genuine: np.ndarray              # per input: answer with the genuine model?
     delay_s: float = 0.0
     refuse: bool = False
+    sign: bool = True                # False: answer without a receipt
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Cheat:
 
     name: str = "honest"
     log: list[dict[str, Any]] = field(default_factory=list)
+    peer: str = ""                   # the current request's client address (set per request)
 
     def advertise(self, info: dict[str, Any]) -> dict[str, Any]:
         return info
@@ -130,13 +132,15 @@ def build_app(cheat: Cheat, model: torch.nn.Module, card: ModelCard, digest: str
     @app.post("/v1/classify", openapi_extra=classify_openapi(shape, max_batch))
     async def classify(request: Request) -> JSONResponse:
         batch, nonce = parse_classify(await read_json(request), shape, max_batch)
+        cheat.peer = request.client.host if request.client else ""
         d = cheat.decide(batch, nonce, time.monotonic())
         if d.delay_s:
             await asyncio.sleep(d.delay_s)
         if d.refuse:
             return JSONResponse({"error": "service temporarily unavailable"}, status_code=503)
         outputs, receipt = answer(batch, d, nonce or "")
-        return JSONResponse({"model_digest": digest, "outputs": outputs, "receipt": receipt})
+        return JSONResponse({"model_digest": digest, "outputs": outputs,
+                             "receipt": receipt if d.sign else None})
 
     @app.get("/v2/models/{model_name}")
     async def v2_metadata(model_name: str) -> JSONResponse:
@@ -151,13 +155,15 @@ def build_app(cheat: Cheat, model: torch.nn.Module, card: ModelCard, digest: str
             return JSONResponse({"error": "unknown model"}, status_code=404)
         payload = await read_json(request)
         batch, rid, names = oip.parse_infer(payload, shape, max_batch)
+        cheat.peer = request.client.host if request.client else ""
         d = cheat.decide_oip(batch, payload, time.monotonic())
         if d.delay_s:
             await asyncio.sleep(d.delay_s)
         if d.refuse:
             return JSONResponse({"error": "service temporarily unavailable"}, status_code=503)
         outputs, receipt = answer(batch, d, rid or "")
-        body = oip.infer_response(card.name, rid, outputs, receipt, digest, names)
+        body = oip.infer_response(card.name, rid, outputs, receipt if d.sign else None,
+                                  digest, names)
         return JSONResponse(cheat.shape_oip(body))
 
     return app
@@ -203,10 +209,9 @@ class PublicIndex:
     _cache: PublicIndex | None = None
 
     def __init__(self) -> None:
-        from mltrail.reference import load_digits_tensors
+        from mltrail.audit.heldout import public_set
 
-        d = load_digits_tensors()
-        pub = np.concatenate([d.x_train.numpy(), d.x_test.numpy()])
+        pub = public_set()[0]   # everything public; never the auditor's own split
         self.public = pub
         shifted = [np.roll(pub, (dy, dx), axis=(-2, -1)).reshape(len(pub), -1)
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
