@@ -113,7 +113,7 @@ def test_private_probes_are_secret_until_the_reveal_then_checkable() -> None:
     assert OP.check(salt, 7, OP.digest(a), 16)
     assert not OP.check(other, 7, OP.digest(a), 16)  # another oracle's set differs
     assert not OP.check(salt, 8, OP.digest(a), 16)  # and so does another round's
-    assert a.meta["source"] == "fresh"  # never public benchmark samples
+    assert a.meta["source"] == "auditor-held"  # never public benchmark samples
 
 
 def test_an_oracle_audits_the_claims_endpoint_never_the_requester_s(five: Any) -> None:

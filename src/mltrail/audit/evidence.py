@@ -69,9 +69,13 @@ def missing_receipt_test(counts: dict[str, tuple[int, int]], alpha: float, *,
 def check_traffic(traffic: list[Submission], ref_outputs: Any, exact: Any, bank: Any,
                   verifier: ReceiptVerifier | None, claimed: dict[str, Any], fs: Findings,
                   *, signs: bool = False, alpha: float = 0.05, m0: float = 0.0,
-                  quorum: int = QUORUM) -> dict[str, Any]:
+                  quorum: int = QUORUM, vouched: list[Submission] | None = None
+                  ) -> dict[str, Any]:
     """Clients' samples: receipts, recomputed answers, the traffic_* tests, latency, and
-    (when the claims say the service signs) the missing-receipt test."""
+    (when the claims say the service signs) the missing-receipt test. ``vouched`` gets
+    the answered samples whose input the provider's receipt vouches for (every answered
+    sample when no receipt key is known): the only submitted inputs the auditor may take
+    as genuine traffic, since anyone can type an unsigned one."""
     from mltrail.audit.client import check_outputs
     from mltrail.audit.models import INPUT_SHAPE
 
@@ -118,6 +122,8 @@ def check_traffic(traffic: list[Submission], ref_outputs: Any, exact: Any, bank:
                                          float(np.abs(probs - refo[1]).max()) > 1e-3):
                     out["unsigned_differ"] += 1
                 continue  # an unsigned answer proves nothing about the provider
+        if vouched is not None:
+            vouched.append(s)
         refo = ref_outputs(batch)
         if refo is None:
             continue

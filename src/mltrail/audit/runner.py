@@ -312,10 +312,11 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
                 bank.update(name, float(lab != y), at)
     target.close()
     signs = bool(cfg.claims is not None and cfg.claims.public_key)
+    vouched: list[Any] = []   # submitted inputs a receipt vouches for: the genuine traffic
     traffic_summary = check_traffic(
         traffic, lambda b: _ref_outputs(ref, b), exact, bank, verifier, claimed, fs,
         signs=signs, alpha=bank.per_test, m0=cfg.missing_tolerance,
-        quorum=cfg.receipt_quorum) if traffic else None
+        quorum=cfg.receipt_quorum, vouched=vouched) if traffic else None
     if isinstance(ref, Target):
         ref.close()
 
@@ -380,7 +381,7 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
                                    "effect": cfg.effect,
                                    "counts": not exact.ok or exact.n >= power_needed_exact(cfg)}
         power["sufficient"] = power["sufficient"] or power["tests"]["exact"]["counts"]
-    strength = assess_probes(pr, n_total, traffic, claimed.get("input_shape"),
+    strength = assess_probes(pr, n_total, vouched, claimed.get("input_shape"),
                              seed=cfg.seed, run=cfg.probe_check)
     power = demote_probe_tests(power, strength)
     rep = AuditReport(
