@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mltrail._fs import atomic_write, regular_file
 from mltrail.config import ENV_PASSWORD, Home
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # eth-account is imported only when a key is made or signs a 
     from eth_account.signers.local import LocalAccount
 
     from mltrail.keystore import UnlockedKey
+
+T = TypeVar("T")
 
 _ADDRESS = re.compile(r"^(0x)?[0-9a-fA-F]{40}$")
 _MAX_KEYSTORE = 64 * 1024
@@ -167,27 +169,14 @@ def unlock_signing_key(home: Home, name: str,
     Ed25519 keys. Wrong password: :class:`AuthError`; damaged file: :class:`InputError`."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from mltrail.keystore import MacMismatch, decrypt_plain
-
     path = _ed25519_path(home, name)
     pw = password_from_env(password() if callable(password) else password)
     if not os.path.lexists(path):
         unlock_key(home, name, pw)  # the identity's own password, checked before a new key
         create_signing_key(home, name, pw)
     keystore = _read_signing_keystore(path)
-    try:
-        seed = decrypt_plain(keystore, pw)
-        if seed is None:
-            from eth_account import Account
-
-            seed = bytes(Account.decrypt(keystore, pw))
-        key = Ed25519PrivateKey.from_private_bytes(seed)
-    except ValueError as exc:
-        if isinstance(exc, MacMismatch) or "mac mismatch" in str(exc).lower():
-            raise AuthError(f"wrong password for identity {name!r}") from exc
-        raise InputError(f"malformed Ed25519 keystore {path}: {exc}".splitlines()[0]) from exc
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"malformed Ed25519 keystore {path}: missing or bad {exc}") from exc
+    key = _decrypt(keystore, pw, name, f"Ed25519 keystore {path}",
+                   Ed25519PrivateKey.from_private_bytes)
     if key.public_key().public_bytes_raw().hex() != keystore["public_key"]:
         raise InputError(f"Ed25519 keystore {path} decrypts to another key than the public "
                          "key it names (damaged or tampered)")
@@ -275,29 +264,39 @@ def unlock_key(home: Home, name: str, password: str | None = None) -> UnlockedKe
     """Decrypt identity ``name``'s key without importing eth-account when the keystore is a
     plain v3 one (:mod:`mltrail.keystore`); any other goes to eth-account's decryption.
     A wrong password is :class:`AuthError`, a damaged keystore :class:`InputError`."""
-    from mltrail.keystore import MacMismatch, UnlockedKey, decrypt_plain
+    from mltrail.keystore import UnlockedKey
 
     path = _path(home, name)
     if not os.path.exists(path):
         raise NotFoundError(f"no identity {name!r} in {home.root}", hint="see 'mltrail id list'")
     pw = password_from_env(password)
     keystore = _read_keystore(path)
-    try:
-        key = decrypt_plain(keystore, pw)
-        if key is None:
-            from eth_account import Account
-
-            key = bytes(Account.decrypt(keystore, pw))
-        unlocked = UnlockedKey.of(key)
-    except ValueError as exc:
-        if isinstance(exc, MacMismatch) or "mac mismatch" in str(exc).lower():
-            raise AuthError(f"wrong password for identity {name!r}") from exc
-        raise InputError(f"malformed keystore {path}: {exc}".splitlines()[0]) from exc
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"malformed keystore {path}: missing or bad {exc}") from exc
+    unlocked = _decrypt(keystore, pw, name, f"keystore {path}", UnlockedKey.of)
     # The v3 MAC covers the ciphertext, not the IV: an edited IV decrypts to another key.
     named = "0x" + str(keystore["address"]).lower().removeprefix("0x")
     if unlocked.address.lower() != named:
         raise InputError(f"keystore {path} decrypts to {unlocked.address}, not the address "
                          f"{named} it names (damaged or tampered)")
     return unlocked
+
+
+def _decrypt(keystore: dict[str, Any], pw: str, name: str, what: str,
+             build: Callable[[bytes], T]) -> T:
+    """``build`` of the secret a v3 ``keystore`` holds (plain v3 without eth-account, any
+    other through it). A wrong password is :class:`AuthError`; a damaged keystore, or a
+    secret ``build`` refuses, :class:`InputError` naming ``what``."""
+    from mltrail.keystore import MacMismatch, decrypt_plain
+
+    try:
+        secret = decrypt_plain(keystore, pw)
+        if secret is None:
+            from eth_account import Account
+
+            secret = bytes(Account.decrypt(keystore, pw))
+        return build(secret)
+    except ValueError as exc:
+        if isinstance(exc, MacMismatch) or "mac mismatch" in str(exc).lower():
+            raise AuthError(f"wrong password for identity {name!r}") from exc
+        raise InputError(f"malformed {what}: {exc}".splitlines()[0]) from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"malformed {what}: missing or bad {exc}") from exc
