@@ -130,22 +130,30 @@ def verify(
         emit(d, as_json, f"[green]ok[/] signed by {', '.join(d['signers'])}; "
              f"{len(d['subjects'])} subject(s) on chain")
     else:
-        emit({"ok": res.ok, "checks": [c.as_dict() for c in res.checks]}, as_json,
-             lambda: _print_checks(res.checks, all_))
+        data: dict[str, Any] = {"ok": res.ok, "checks": [c.as_dict() for c in res.checks]}
+        if all_:
+            data["skipped"] = [s.as_dict() for s in res.skipped]
+        emit(data, as_json, lambda: _print_checks(res.checks, res.skipped if all_ else None))
         if not res.ok:
             raise SystemExit(VerificationError.exit_code)
 
 
-def _print_checks(checks: list[Any], all_: bool) -> None:
+def _print_checks(checks: list[Any], skipped: list[Any] | None) -> None:
     for c in checks:
         if c.ok:
             console.print(f"[green]ok[/] {c.path}: {c.message}; registered by "
                           f"{c.registered_by} at {c.registered_at}", highlight=False)
         else:
             err_console.print(f"[bold red]MISMATCH[/] {c.message}", highlight=False)
-    if all_:
+    if skipped is not None:
         good = sum(1 for c in checks if c.ok)
-        console.print(f"{good} of {len(checks)} artefacts match")
+        line = f"{good} of {len(checks) + len(skipped)} artefacts match"
+        reasons: dict[str, int] = {}
+        for s in skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        if reasons:
+            line += ", " + ", ".join(f"{n} skipped: {why}" for why, n in reasons.items())
+        console.print(line, highlight=False)
 
 
 def lineage(

@@ -124,14 +124,30 @@ def verify_path(led: Ledger, path: str | Path, artefact_id: str | None = None) -
                  message=f"{p} ({digest}) matches no artefact on the ledger")
 
 
-def verify_all(led: Ledger) -> list[Check]:
+@dataclass
+class Skip:
+    """An artefact ``verify --all`` could not check, and why (no location in this home)."""
+
+    artefact_id: str
+    kind: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_all(led: Ledger) -> tuple[list[Check], list[Skip]]:
     """Check every artefact whose location (an absolute metadata ``path``) is known to
-    this home."""
-    out = []
+    this home; the others are returned as skipped, never counted as matching."""
+    out: list[Check] = []
+    skipped: list[Skip] = []
     for art in led.list_artefacts(limit=100_000):
         meta = artefacts.metadata(led.home.store, art)
         where = meta.get("path") if meta else None
         if not isinstance(where, str) or not Path(where).is_absolute():
+            reason = ("relative path recorded" if isinstance(where, str) and where
+                      else "no path recorded")
+            skipped.append(Skip(art.id, art.kind, reason))
             continue  # no location, or one relative to a folder nobody recorded
         p = Path(where)
         try:
@@ -144,7 +160,7 @@ def verify_all(led: Ledger) -> list[Check]:
             out.append(Check(where, "", False, art.as_dict(), message=exc.message))
             continue
         out.append(_check(led, p, digest, manifest, art))
-    return out
+    return out, skipped
 
 
 def verify_envelope(led: Ledger, path: str | Path) -> dict[str, Any]:
@@ -181,9 +197,11 @@ class Outcome:
     mode: str
     data: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """Every check matched; skipped artefacts are not a mismatch (they are reported)."""
         return all(c.ok for c in self.checks)
 
 
@@ -205,5 +223,7 @@ def verify_any(led: Ledger, path: str | Path | None = None, artefact_id: str | N
         return Outcome("proof", batch.verify_proof(led, batch.load_proof(proof), anchored_by))
     if statement is not None:
         return Outcome("statement", verify_envelope(led, statement))
-    checks = verify_all(led) if all_ else [verify_path(led, path or Path("."), artefact_id)]
-    return Outcome("paths", checks=checks)
+    if all_:
+        checks, skipped = verify_all(led)
+        return Outcome("paths", checks=checks, skipped=skipped)
+    return Outcome("paths", checks=[verify_path(led, path or Path("."), artefact_id)])
