@@ -404,3 +404,12 @@ def test_reader_head_from_chain_meta_or_pyevm_keys(project):
     assert IndexReader.open(home) is None  # same height, another block: not current
     index.close()
     chain.close()
+
+
+def test_status_is_lines_for_people_and_json_on_request(project, cli):
+    head = _head(cli, project)
+    human = cli("ledger", "status", cwd=project)
+    assert human.code == 0 and not human.out.lstrip().startswith("{")
+    lines = {ln.split()[0]: ln.split()[1:] for ln in human.out.splitlines() if ln.strip()}
+    assert lines["head"] == [str(head)] and lines["identity"] == ["admin"]
+    assert "rpc_url" not in lines  # empty fields are left to --json

@@ -158,6 +158,33 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None
         raise MltrailError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) if all(
+            not isinstance(v, dict | list) for v in value) else f"{len(value)} item(s)"
+    return str(value)
+
+
+def fields_table(data: dict[str, Any]) -> None:
+    """Print ``data`` for people: one ``key  value`` line each, nested dicts flattened to
+    ``outer.inner`` keys, empty values left out (``--json`` has everything)."""
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None)
+
+    def add(prefix: str, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                add(f"{prefix}{k}.", v)
+            elif v is not None and v != []:
+                t.add_row(f"[bold]{escape(prefix + k)}[/]", escape(_cell(v)))
+
+    add("", data)
+    console.print(t)
+
+
 def show_progress(as_json: bool) -> bool:
     """Progress bars only on a terminal and never in JSON mode."""
     return not as_json and sys.stderr.isatty() and not os.environ.get("CI")

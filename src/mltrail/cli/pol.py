@@ -16,7 +16,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, show_progress
+from mltrail.cli.common import (
+    STATE,
+    JsonOpt,
+    console,
+    emit,
+    fields_table,
+    open_ledger,
+    show_progress,
+)
 from mltrail.errors import InputError, MltrailError, VerificationError
 from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RATE
 
@@ -354,7 +362,7 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
             as_json: JsonOpt = False) -> None:
     """Show what a proof bundle claims (no verification).
 
-    Example: mltrail pol inspect proof --json
+    Example: mltrail pol inspect proof
     """
     from mltrail.pol.bundle import read_manifest
 
@@ -366,7 +374,7 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
            "init": h.init.model_dump(), "prover": h.prover, "torch": h.torch,
            "device": h.device, "checkpoints": len(man.checkpoints()),
            "anchors": [a.model_dump() for a in man.anchors]}
-    emit(out, as_json)
+    emit(out, as_json, lambda: fields_table({**out, "anchors": len(man.anchors)}))
 
 
 @app.command()
