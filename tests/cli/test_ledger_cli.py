@@ -413,3 +413,13 @@ def test_status_is_lines_for_people_and_json_on_request(project, cli):
     lines = {ln.split()[0]: ln.split()[1:] for ln in human.out.splitlines() if ln.strip()}
     assert lines["head"] == [str(head)] and lines["identity"] == ["admin"]
     assert "rpc_url" not in lines  # empty fields are left to --json
+
+
+def test_roles_list_and_history_name_local_identities(project, cli):
+    """Accounts with a local identity read ``name (0x12345678…)``, one renderer for both."""
+    rows = cli("roles", "list", "--json", cwd=project).json()
+    alice = next(r for r in rows if r["name"] == "alice")["address"]
+    out = cli("roles", "list", cwd=project).out
+    assert f"alice ({alice[:10]}…)" in out and alice not in out
+    cli("--as", "alice", "register", "data", "-k", "dataset", "--name", "d", cwd=project)
+    assert f"alice ({alice[:10]}…)" in cli("history", "d", cwd=project).out

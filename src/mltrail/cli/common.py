@@ -158,6 +158,15 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None
         raise MltrailError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
+def actor(address: str, name: str | None, full: bool = False) -> str:
+    """An account for people: ``name (0x12345678…)`` when a local identity has that address,
+    else the address (cut to ``0x12345678…`` unless ``full``). Rich markup is escaped."""
+    short = f"{address[:10]}…" if len(address) > 10 else address
+    if name:
+        return f"{escape(name)} ({short})"
+    return escape(address if full else short)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
