@@ -423,3 +423,16 @@ def test_roles_list_and_history_name_local_identities(project, cli):
     assert f"alice ({alice[:10]}…)" in out and alice not in out
     cli("--as", "alice", "register", "data", "-k", "dataset", "--name", "d", cwd=project)
     assert f"alice ({alice[:10]}…)" in cli("history", "d", cwd=project).out
+
+
+def test_check_progress_only_on_a_terminal(project, cli, monkeypatch):
+    """`ledger check` draws its bar on a terminal only: nothing on stderr under --json or
+    in a pipe; on a terminal the bar runs and goes (it once crashed Rich's Live)."""
+    monkeypatch.delenv("CI", raising=False)
+    piped = cli("ledger", "check", cwd=project)
+    assert piped.code == 0 and piped.err == "" and "ledger ok" in piped.out
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    quiet = cli("ledger", "check", "--json", cwd=project)
+    assert quiet.code == 0 and quiet.err == "" and quiet.json()["blocks"] > 0
+    tty = cli("ledger", "check", cwd=project)
+    assert tty.code == 0 and "ledger ok" in tty.out, tty.err

@@ -199,24 +199,51 @@ def show_progress(as_json: bool) -> bool:
     return not as_json and sys.stderr.isatty() and not os.environ.get("CI")
 
 
+class Live:
+    """A Rich progress bar's handles; every method is silent without a bar. Calling it is
+    ``advance`` (what the workflows' ``advance(n)`` callbacks take)."""
+
+    def __init__(self, bar: Any = None, task: Any = None) -> None:
+        self.bar, self.task = bar, task
+
+    def __call__(self, n: int = 1) -> None:
+        self.advance(n)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def status(self, text: str) -> None:
+        """The line beside the bar."""
+        if self.bar is not None:
+            self.bar.update(self.task, status=text)
+
+    def line(self, text: str) -> None:
+        """A line printed above the bar."""
+        if self.bar is not None:
+            self.bar.console.print(text, highlight=False)
+
+    @contextmanager
+    def counted(self, total: int | None) -> Iterator[Callable[[int], None]]:
+        """The workflows' ``progress(total)`` on this bar."""
+        if self.bar is not None and total is not None:
+            self.bar.update(self.task, total=total)
+        yield self.advance
+
+
 @contextmanager
-def progress(description: str, total: int | None,
-             enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A Rich progress bar on stderr; yields ``advance(n)``. Silent when not enabled."""
+def progress(description: str, total: int | None, enabled: bool) -> Iterator[Live]:
+    """A Rich progress bar on stderr (see :func:`show_progress`); yields its :class:`Live`,
+    which is also its ``advance(n)``. Silent when not enabled."""
     if not enabled:
-        yield _no_progress
+        yield Live()
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # a real Console: Rich's Live enters it as a context manager, which the lazy proxy
+    # (special methods are looked up on the type) cannot be
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-
-        def advance(n: int = 1) -> None:
-            bar.advance(task, n)
-
-        yield advance
-
-
-def _no_progress(n: int = 1) -> None:
-    """The silent stand-in for a progress bar's ``advance``."""
+                  TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                  console=Console(stderr=True), transient=True) as bar:
+        yield Live(bar, bar.add_task(description, total=total, status=""))
