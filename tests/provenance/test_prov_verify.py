@@ -95,3 +95,23 @@ def test_dsse_statement_checked_against_chain(project, cli):
     assert bad.code == 1 and "not on chain as an artefact of the signer" in bad.err
     (project / "f.json").write_text('{"payload": 1}')
     assert cli("verify", "--statement", "f.json", home=home, cwd=project).code == 2
+
+
+def test_verify_counts_files_hashed_and_draws_only_on_a_terminal(project, cli, monkeypatch):
+    import sys
+
+    from mltrail.provenance.digest import digest_tree
+
+    seen: list[int] = []
+    digest_tree(project / "raw", seen.append)
+    assert seen == [1, 1, 1]  # one per file hashed
+    home = project / ".mltrail"
+    cli("register", "raw", "-k", "dataset", home=home, cwd=project)
+    monkeypatch.delenv("CI", raising=False)
+    piped = cli("verify", "raw", home=home, cwd=project)
+    assert piped.code == 0 and piped.err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    quiet = cli("verify", "--all", "--json", home=home, cwd=project)
+    assert quiet.code == 0 and quiet.err == "" and quiet.json()["ok"]
+    tty = cli("verify", "raw", home=home, cwd=project)
+    assert tty.code == 0 and "matches dataset" in tty.out, tty.err
