@@ -404,3 +404,37 @@ def test_reader_head_from_chain_meta_or_pyevm_keys(project):
     assert IndexReader.open(home) is None  # same height, another block: not current
     index.close()
     chain.close()
+
+
+def test_status_is_lines_for_people_and_json_on_request(project, cli):
+    head = _head(cli, project)
+    human = cli("ledger", "status", cwd=project)
+    assert human.code == 0 and not human.out.lstrip().startswith("{")
+    lines = {ln.split()[0]: ln.split()[1:] for ln in human.out.splitlines() if ln.strip()}
+    assert lines["head"] == [str(head)] and lines["identity"] == ["admin"]
+    assert "rpc_url" not in lines  # empty fields are left to --json
+
+
+def test_roles_list_and_history_name_local_identities(project, cli):
+    """Accounts with a local identity read ``name (0x12345678…)``, one renderer for both."""
+    rows = cli("roles", "list", "--json", cwd=project).json()
+    alice = next(r for r in rows if r["name"] == "alice")["address"]
+    wide = {"COLUMNS": "300"}  # a table cell may wrap on a narrow terminal
+    out = cli("roles", "list", cwd=project, env=wide).out
+    assert f"alice ({alice[:10]}…)" in out and alice not in out
+    cli("--as", "alice", "register", "data", "-k", "dataset", "--name", "d", cwd=project)
+    hist = cli("history", "d", cwd=project, env=wide).out  # the cell may still wrap
+    assert "alice" in hist and f"({alice[:10]}…)" in hist and alice not in hist
+
+
+def test_check_progress_only_on_a_terminal(project, cli, monkeypatch):
+    """`ledger check` draws its bar on a terminal only: nothing on stderr under --json or
+    in a pipe; on a terminal the bar runs and goes (it once crashed Rich's Live)."""
+    monkeypatch.delenv("CI", raising=False)
+    piped = cli("ledger", "check", cwd=project)
+    assert piped.code == 0 and piped.err == "" and "ledger ok" in piped.out
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    quiet = cli("ledger", "check", "--json", cwd=project)
+    assert quiet.code == 0 and quiet.err == "" and quiet.json()["blocks"] > 0
+    tty = cli("ledger", "check", cwd=project)
+    assert tty.code == 0 and "ledger ok" in tty.out, tty.err

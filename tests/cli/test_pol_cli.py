@@ -126,6 +126,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, cli) -> None:
                cwd=tmp_path).code == 0
     res = cli("pol", "inspect", str(tmp_path / "u"), "--json", cwd=tmp_path)
     assert res.code == 0 and res.json()["complete"] is True
+    res = cli("pol", "inspect", str(tmp_path / "u"), cwd=tmp_path)  # lines for people
+    assert res.code == 0 and "{" not in res.out and "training." in res.out
+    assert any(ln.split()[:2] == ["complete", "True"] for ln in res.out.splitlines())
 
 
 def test_failed_train_leaves_nothing_and_the_next_run_works(tmp_path: Path, cli) -> None:

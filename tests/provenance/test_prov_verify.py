@@ -47,8 +47,28 @@ def test_flipped_byte_in_file_and_in_folder(project, cli):
         led.register("dataset", "sha256:" + "ab" * 32, metadata={"path": "digits"})
     everything = cli("verify", "--all", "--json", home=home, cwd=project)
     assert everything.code == 1 and len(everything.json()["checks"]) == 2
+    assert [s["reason"] for s in everything.json()["skipped"]] == ["relative path recorded"]
     assert cli("verify", home=home, cwd=project).code == 2  # nothing to check named
     assert cli("verify", "missing.bin", home=home, cwd=project).code == 2
+
+
+def test_all_counts_skipped_artefacts_apart(project, cli):
+    """An artefact with no recorded path is said as skipped, never counted as matching;
+    skips alone are not a mismatch (exit 0)."""
+    home = project / ".mltrail"
+    (project / "model.bin").write_bytes(b"weights")
+    cli("register", "model.bin", "-k", "model", "--json", home=home, cwd=project)
+    from mltrail.config import Home
+    from mltrail.ledger.client import Ledger
+
+    with Ledger.open(Home(home), password=PASSWORD) as led:  # registered with no location
+        led.register("dataset", "sha256:" + "cd" * 32)
+    res = cli("verify", "--all", home=home, cwd=project)
+    assert res.code == 0, res.err
+    assert "1 of 2 artefacts match, 1 skipped: no path recorded" in res.out
+    data = cli("verify", "--all", "--json", home=home, cwd=project).json()
+    assert data["ok"] and len(data["checks"]) == 1
+    assert data["skipped"][0]["reason"] == "no path recorded"
 
 
 def test_dsse_statement_checked_against_chain(project, cli):
@@ -75,3 +95,23 @@ def test_dsse_statement_checked_against_chain(project, cli):
     assert bad.code == 1 and "not on chain as an artefact of the signer" in bad.err
     (project / "f.json").write_text('{"payload": 1}')
     assert cli("verify", "--statement", "f.json", home=home, cwd=project).code == 2
+
+
+def test_verify_counts_files_hashed_and_draws_only_on_a_terminal(project, cli, monkeypatch):
+    import sys
+
+    from mltrail.provenance.digest import digest_tree
+
+    seen: list[int] = []
+    digest_tree(project / "raw", seen.append)
+    assert seen == [1, 1, 1]  # one per file hashed
+    home = project / ".mltrail"
+    cli("register", "raw", "-k", "dataset", home=home, cwd=project)
+    monkeypatch.delenv("CI", raising=False)
+    piped = cli("verify", "raw", home=home, cwd=project)
+    assert piped.code == 0 and piped.err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    quiet = cli("verify", "--all", "--json", home=home, cwd=project)
+    assert quiet.code == 0 and quiet.err == "" and quiet.json()["ok"]
+    tty = cli("verify", "raw", home=home, cwd=project)
+    assert tty.code == 0 and "matches dataset" in tty.out, tty.err

@@ -158,29 +158,92 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None
         raise MltrailError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
+def actor(address: str, name: str | None, full: bool = False) -> str:
+    """An account for people: ``name (0x12345678…)`` when a local identity has that address,
+    else the address (cut to ``0x12345678…`` unless ``full``). Rich markup is escaped."""
+    short = f"{address[:10]}…" if len(address) > 10 else address
+    if name:
+        return f"{escape(name)} ({short})"
+    return escape(address if full else short)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) if all(
+            not isinstance(v, dict | list) for v in value) else f"{len(value)} item(s)"
+    return str(value)
+
+
+def fields_table(data: dict[str, Any]) -> None:
+    """Print ``data`` for people: one ``key  value`` line each, nested dicts flattened to
+    ``outer.inner`` keys, empty values left out (``--json`` has everything)."""
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None)
+
+    def add(prefix: str, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                add(f"{prefix}{k}.", v)
+            elif v is not None and v != []:
+                t.add_row(f"[bold]{escape(prefix + k)}[/]", escape(_cell(v)))
+
+    add("", data)
+    console.print(t)
+
+
 def show_progress(as_json: bool) -> bool:
     """Progress bars only on a terminal and never in JSON mode."""
     return not as_json and sys.stderr.isatty() and not os.environ.get("CI")
 
 
+class Live:
+    """A Rich progress bar's handles; every method is silent without a bar. Calling it is
+    ``advance`` (what the workflows' ``advance(n)`` callbacks take)."""
+
+    def __init__(self, bar: Any = None, task: Any = None) -> None:
+        self.bar, self.task = bar, task
+
+    def __call__(self, n: int = 1) -> None:
+        self.advance(n)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def status(self, text: str) -> None:
+        """The line beside the bar."""
+        if self.bar is not None:
+            self.bar.update(self.task, status=text)
+
+    def line(self, text: str) -> None:
+        """A line printed above the bar."""
+        if self.bar is not None:
+            self.bar.console.print(text, highlight=False)
+
+    @contextmanager
+    def counted(self, total: int | None) -> Iterator[Callable[[int], None]]:
+        """The workflows' ``progress(total)`` on this bar."""
+        if self.bar is not None and total is not None:
+            self.bar.update(self.task, total=total)
+        yield self.advance
+
+
 @contextmanager
-def progress(description: str, total: int | None,
-             enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A Rich progress bar on stderr; yields ``advance(n)``. Silent when not enabled."""
+def progress(description: str, total: int | None, enabled: bool) -> Iterator[Live]:
+    """A Rich progress bar on stderr (see :func:`show_progress`); yields its :class:`Live`,
+    which is also its ``advance(n)``. Silent when not enabled."""
     if not enabled:
-        yield _no_progress
+        yield Live()
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # a real Console: Rich's Live enters it as a context manager, which the lazy proxy
+    # (special methods are looked up on the type) cannot be
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task(description, total=total)
-
-        def advance(n: int = 1) -> None:
-            bar.advance(task, n)
-
-        yield advance
-
-
-def _no_progress(n: int = 1) -> None:
-    """The silent stand-in for a progress bar's ``advance``."""
+                  TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
+                  console=Console(stderr=True), transient=True) as bar:
+        yield Live(bar, bar.add_task(description, total=total, status=""))

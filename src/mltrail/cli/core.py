@@ -12,6 +12,7 @@ import typer
 from mltrail.cli.common import (
     STATE,
     JsonOpt,
+    actor,
     console,
     emit,
     escape,
@@ -187,10 +188,8 @@ def history(artefact: Annotated[str, typer.Argument(help="Artefact id, unique pr
         console.print(f"[bold]{escape(art.kind)} {escape(art.name or '')}[/] {art.id}")
         t = Table("block", "time (UTC)", "event", "what", "actor")
         for r in rows:
-            who = str(r["actor"])[:10]
             t.add_row(str(r["block"]), str(r["timestamp"]), str(r["event"]),
-                      escape(str(r["what"])),
-                      f"{escape(r['actor_name'])} ({who})" if r["actor_name"] else who)
+                      escape(str(r["what"])), actor(str(r["actor"]), r["actor_name"]))
         console.print(t)
 
     emit({"artefact_id": art.id, "name": art.name, "events": rows}, as_json, human)

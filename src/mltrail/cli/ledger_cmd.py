@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from mltrail.cli.common import JsonOpt, emit, open_ledger, progress, read_index, show_progress
+from mltrail.cli.common import (
+    JsonOpt,
+    emit,
+    fields_table,
+    open_ledger,
+    progress,
+    read_index,
+    show_progress,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -77,11 +85,11 @@ def trust_(
 def status(as_json: JsonOpt = False) -> None:
     """Backend, chain, registry and head of this home's ledger.
 
-    Example: mltrail ledger status --json
+    Example: mltrail ledger status
     """
     with read_index() as reader:
         s = reader.settings
         data = {"home": str(reader.home.root), "backend": s.backend, "rpc_url": s.rpc_url,
                 "chain_id": s.chain_id, "registry": s.registry, "identity": s.identity,
                 "head": reader.head, "lifecycle_digest": s.lifecycle_digest}
-    emit(data, as_json)
+    emit(data, as_json, lambda: fields_table(data))

@@ -16,7 +16,17 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from mltrail.cli.common import STATE, JsonOpt, console, emit, open_ledger, show_progress
+from mltrail.cli.common import (
+    STATE,
+    JsonOpt,
+    Live,
+    console,
+    emit,
+    fields_table,
+    open_ledger,
+    progress,
+    show_progress,
+)
 from mltrail.errors import InputError, MltrailError, VerificationError
 from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RATE
 
@@ -46,49 +56,6 @@ def _threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(n)
-
-
-class _Live:
-    """A Rich progress bar's handles; every method is silent without a bar."""
-
-    def __init__(self, bar: Any = None, task: Any = None) -> None:
-        self.bar, self.task = bar, task
-
-    def advance(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-
-    def status(self, text: str) -> None:
-        """The line beside the bar."""
-        if self.bar is not None:
-            self.bar.update(self.task, status=text)
-
-    def line(self, text: str) -> None:
-        """A line printed above the bar."""
-        if self.bar is not None:
-            self.bar.console.print(text, highlight=False)
-
-    @contextmanager
-    def counted(self, total: int | None) -> Iterator[Callable[[int], None]]:
-        """The workflows' ``progress(total)`` on this bar."""
-        if self.bar is not None and total is not None:
-            self.bar.update(self.task, total=total)
-        yield self.advance
-
-
-@contextmanager
-def _live(description: str, total: int | None, enabled: bool) -> Iterator[_Live]:
-    """A Rich progress bar on stderr, on a terminal only (never in --json or a pipe)."""
-    if not enabled:
-        yield _Live()
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
-                  console=Console(stderr=True), transient=True) as bar:
-        yield _Live(bar, bar.add_task(description, total=total, status=""))
 
 
 @contextmanager
@@ -155,7 +122,7 @@ def train(
                        momentum=momentum, schedule=schedule, epochs=epochs,
                        batch_size=batch_size, k=k, seed=seed, no_init_seed=no_init_seed,
                        name=name)
-    with _live("training", None, show_progress(as_json)) as live, \
+    with progress("training", None, show_progress(as_json)) as live, \
             _ledger_if(ledger) as led:
         result = train_and_publish(req, led, live.counted, status=live.status)
     text = (f"trained {result['steps']} steps; proof in {out} "
@@ -247,14 +214,14 @@ def verify(
                         device=device, code=list(code or []), timeout=timeout, report=report,
                         html=html_out, calibration=calibration)
 
-    bars: list[_Live] = []
+    bars: list[Live] = []
 
     def seen(s: Any) -> None:
         bars[0].line(f"  segment #{s.index} steps {s.start_step}-{s.end_step} ({s.chosen}): error "
              f"{s.error:.3g}" + (f", optimizer {s.optim_error:.3g}" if s.optim_error
                                  is not None else "") + ("" if s.ok else "  [red]FAIL[/]"))
 
-    with _live("replaying", None, show_progress(as_json)) as live, \
+    with progress("replaying", None, show_progress(as_json)) as live, \
             _ledger_if(model is not None, need_home=True) as led:
         bars.append(live)
         rep, out = verify_and_record(req, led, live.counted, on_segment=seen)
@@ -354,7 +321,7 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
             as_json: JsonOpt = False) -> None:
     """Show what a proof bundle claims (no verification).
 
-    Example: mltrail pol inspect proof --json
+    Example: mltrail pol inspect proof
     """
     from mltrail.pol.bundle import read_manifest
 
@@ -366,7 +333,7 @@ def inspect(bundle: Annotated[Path, typer.Argument(help="Proof bundle folder.")]
            "init": h.init.model_dump(), "prover": h.prover, "torch": h.torch,
            "device": h.device, "checkpoints": len(man.checkpoints()),
            "anchors": [a.model_dump() for a in man.anchors]}
-    emit(out, as_json)
+    emit(out, as_json, lambda: fields_table({**out, "anchors": len(man.anchors)}))
 
 
 @app.command()
@@ -439,7 +406,7 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
 
     @contextmanager
     def counting(total: int | None) -> Iterator[Callable[[int], None]]:
-        with _live("calibrating: replays", total, show_progress(as_json)) as live:
+        with progress("calibrating: replays", total, show_progress(as_json)) as live:
             yield live.advance
 
     remote = bool(bundle) and data is not None and not Path(data).exists()

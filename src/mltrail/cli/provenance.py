@@ -20,7 +20,9 @@ from mltrail.cli.common import (
     err_console,
     escape,
     open_ledger,
+    progress,
     read_index,
+    show_progress,
 )
 from mltrail.errors import InputError, VerificationError
 
@@ -115,9 +117,10 @@ def verify(
     """
     from mltrail.provenance.verify import verify_any
 
-    with open_ledger() as led:
+    with open_ledger() as led, progress("hashing files", None,
+                                        show_progress(as_json)) as advance:
         res = verify_any(led, path, artefact_id, all_=all_, proof=proof, statement=statement,
-                         anchored_by=anchored_by)
+                         anchored_by=anchored_by, advance=advance)
     d = res.data
     if res.mode == "proof":
         by = ("its owner" if d["anchored_by_owner"] else
@@ -130,22 +133,20 @@ def verify(
         emit(d, as_json, f"[green]ok[/] signed by {', '.join(d['signers'])}; "
              f"{len(d['subjects'])} subject(s) on chain")
     else:
-        emit({"ok": res.ok, "checks": [c.as_dict() for c in res.checks]}, as_json,
-             lambda: _print_checks(res.checks, all_))
+        emit(res.as_dict(), as_json, lambda: _print_checks(res.checks, res.summary()))
         if not res.ok:
             raise SystemExit(VerificationError.exit_code)
 
 
-def _print_checks(checks: list[Any], all_: bool) -> None:
+def _print_checks(checks: list[Any], summary: str | None) -> None:
     for c in checks:
         if c.ok:
             console.print(f"[green]ok[/] {c.path}: {c.message}; registered by "
                           f"{c.registered_by} at {c.registered_at}", highlight=False)
         else:
             err_console.print(f"[bold red]MISMATCH[/] {c.message}", highlight=False)
-    if all_:
-        good = sum(1 for c in checks if c.ok)
-        console.print(f"{good} of {len(checks)} artefacts match")
+    if summary is not None:
+        console.print(summary, highlight=False)
 
 
 def lineage(

@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from mltrail.cli.common import JsonOpt, console, emit, escape, open_ledger, read_index, tx_fields
+from mltrail.cli.common import (
+    JsonOpt,
+    actor,
+    console,
+    emit,
+    escape,
+    open_ledger,
+    read_index,
+    tx_fields,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -57,9 +66,9 @@ def list_(as_json: JsonOpt = False) -> None:
     def human() -> None:
         from rich.table import Table
 
-        t = Table("address", "name", "roles")
+        t = Table("account", "roles")
         for d in data:
-            t.add_row(str(d["address"]), escape(str(d["name"] or "")), ", ".join(d["roles"]))
+            t.add_row(actor(str(d["address"]), d["name"], full=True), ", ".join(d["roles"]))
         console.print(t)
 
     emit(data, as_json, human)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -81,16 +81,28 @@ def _workers() -> int:
     return max(1, min(32, os.cpu_count() or 1))
 
 
-def dir_manifest(root: str | os.PathLike[str]) -> dict[str, str]:
+def _counted(digests: Any, advance: Callable[[int], None] | None) -> list[str]:
+    out = []
+    for d in digests:
+        out.append(d)
+        if advance is not None:
+            advance(1)
+    return out
+
+
+def dir_manifest(root: str | os.PathLike[str],
+                 advance: Callable[[int], None] | None = None) -> dict[str, str]:
     """Per-file digests of a directory, keyed by POSIX relative path, in model-signing's
-    order. Files are hashed in parallel (hashlib releases the GIL)."""
+    order. Files are hashed in parallel (hashlib releases the GIL); ``advance(1)`` per
+    file hashed."""
     files = _dir_files(Path(root))
     if len(files) <= 1:
-        return {rel: digest_file(p) for rel, p in files}
+        return {rel: d for (rel, _), d in zip(
+            files, _counted((digest_file(p) for _, p in files), advance), strict=True)}
     from concurrent.futures import ThreadPoolExecutor  # only for a folder of files
 
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        digests = list(pool.map(digest_file, [p for _, p in files]))
+        digests = _counted(pool.map(digest_file, [p for _, p in files]), advance)
     return {rel: d for (rel, _), d in zip(files, digests, strict=True)}
 
 
@@ -103,8 +115,10 @@ def manifest_digest(manifest: Mapping[str, str]) -> str:
     return PREFIX + h.hexdigest()
 
 
-def digest_tree(path: str | os.PathLike[str]) -> tuple[str, dict[str, str] | None]:
-    """``(digest, manifest)`` of a path: a folder's per-file manifest, None for a file."""
+def digest_tree(path: str | os.PathLike[str], advance: Callable[[int], None] | None = None,
+                ) -> tuple[str, dict[str, str] | None]:
+    """``(digest, manifest)`` of a path: a folder's per-file manifest, None for a file;
+    ``advance(1)`` per file hashed."""
     p = Path(path)
     if p.is_symlink() and p.is_dir():
         raise InputError(f"refusing a symbolic link to a folder: {p}")
@@ -112,11 +126,11 @@ def digest_tree(path: str | os.PathLike[str]) -> tuple[str, dict[str, str] | Non
         raise NotFoundError(f"path does not exist: {p}")
     try:
         if p.is_dir():
-            manifest = dir_manifest(p)
+            manifest = dir_manifest(p, advance)
             return manifest_digest(manifest), manifest
         if not p.is_file():
             raise InputError(f"not a regular file or folder: {p}")
-        return digest_file(p), None
+        return _counted([digest_file(p)], advance)[0], None
     except OSError as exc:
         raise InputError(f"cannot read {exc.filename or p}: {exc.strerror or exc}") from exc
 

@@ -7,6 +7,7 @@ never writes either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,10 +109,14 @@ def _registered_at(led: Ledger, path: Path) -> list[Artefact]:
     return out
 
 
-def verify_path(led: Ledger, path: str | Path, artefact_id: str | None = None) -> Check:
+Advance = Callable[[int], None] | None  # called with 1 per file hashed
+
+
+def verify_path(led: Ledger, path: str | Path, artefact_id: str | None = None,
+                advance: Advance = None) -> Check:
     """Re-hash ``path``; check it against ``artefact_id``, or find what it matches."""
     p = Path(path)
-    digest, manifest = digest_tree(p)
+    digest, manifest = digest_tree(p, advance)
     if artefact_id is not None:
         return _check(led, p, digest, manifest, led.artefact(artefact_id))
     matches = led.find_by_digest(digest)
@@ -124,18 +129,34 @@ def verify_path(led: Ledger, path: str | Path, artefact_id: str | None = None) -
                  message=f"{p} ({digest}) matches no artefact on the ledger")
 
 
-def verify_all(led: Ledger) -> list[Check]:
+@dataclass
+class Skip:
+    """An artefact ``verify --all`` could not check, and why (no location in this home)."""
+
+    artefact_id: str
+    kind: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_all(led: Ledger, advance: Advance = None) -> tuple[list[Check], list[Skip]]:
     """Check every artefact whose location (an absolute metadata ``path``) is known to
-    this home."""
-    out = []
+    this home; the others are returned as skipped, never counted as matching."""
+    out: list[Check] = []
+    skipped: list[Skip] = []
     for art in led.list_artefacts(limit=100_000):
         meta = artefacts.metadata(led.home.store, art)
         where = meta.get("path") if meta else None
         if not isinstance(where, str) or not Path(where).is_absolute():
+            reason = ("relative path recorded" if isinstance(where, str) and where
+                      else "no path recorded")
+            skipped.append(Skip(art.id, art.kind, reason))
             continue  # no location, or one relative to a folder nobody recorded
         p = Path(where)
         try:
-            digest, manifest = digest_tree(p)
+            digest, manifest = digest_tree(p, advance)
         except NotFoundError:
             out.append(Check(where, "", False, art.as_dict(), _who(led, art.owner),
                              _when(art.timestamp), message=f"{where} is missing"))
@@ -144,7 +165,7 @@ def verify_all(led: Ledger) -> list[Check]:
             out.append(Check(where, "", False, art.as_dict(), message=exc.message))
             continue
         out.append(_check(led, p, digest, manifest, art))
-    return out
+    return out, skipped
 
 
 def verify_envelope(led: Ledger, path: str | Path) -> dict[str, Any]:
@@ -181,20 +202,41 @@ class Outcome:
     mode: str
     data: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    skipped: list[Skip] | None = None  # with --all: the artefacts with no location
 
     @property
     def ok(self) -> bool:
+        """Every check matched; skipped artefacts are not a mismatch (they are reported)."""
         return all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The paths' result: ``ok``, ``checks`` and (with --all) ``skipped``."""
+        out: dict[str, Any] = {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
+        if self.skipped is not None:
+            out["skipped"] = [s.as_dict() for s in self.skipped]
+        return out
+
+    def summary(self) -> str | None:
+        """With --all: ``4 of 5 artefacts match, 1 skipped: no path recorded``."""
+        if self.skipped is None:
+            return None
+        good = sum(1 for c in self.checks if c.ok)
+        reasons: dict[str, int] = {}
+        for s in self.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        return (f"{good} of {len(self.checks) + len(self.skipped)} artefacts match"
+                + "".join(f", {n} skipped: {why}" for why, n in reasons.items()))
 
 
 def verify_any(led: Ledger, path: str | Path | None = None, artefact_id: str | None = None, *,
                all_: bool = False, proof: str | Path | None = None,
-               statement: str | Path | None = None, anchored_by: str | None = None) -> Outcome:
+               statement: str | Path | None = None, anchored_by: str | None = None,
+               advance: Advance = None) -> Outcome:
     """Exactly one of: a path (against ``artefact_id`` or whatever it was registered as),
     every artefact whose location is known (``all_``), a Merkle inclusion ``proof`` file
     (anchored by ``anchored_by`` if given), or a DSSE ``statement`` file. A mismatching
     path is in the result, not raised; a bad proof or statement raises
-    :class:`VerificationError`."""
+    :class:`VerificationError`. ``advance(1)`` is called per file hashed."""
     from mltrail.provenance import batch
 
     if sum((path is not None, all_, proof is not None, statement is not None)) != 1:
@@ -205,5 +247,7 @@ def verify_any(led: Ledger, path: str | Path | None = None, artefact_id: str | N
         return Outcome("proof", batch.verify_proof(led, batch.load_proof(proof), anchored_by))
     if statement is not None:
         return Outcome("statement", verify_envelope(led, statement))
-    checks = verify_all(led) if all_ else [verify_path(led, path or Path("."), artefact_id)]
-    return Outcome("paths", checks=checks)
+    if all_:
+        checks, skipped = verify_all(led, advance)
+        return Outcome("paths", checks=checks, skipped=skipped)
+    return Outcome("paths", checks=[verify_path(led, path or Path("."), artefact_id, advance)])
