@@ -140,12 +140,7 @@ def create_signing_key(home: Home, name: str, password: str | None = None) -> by
 
 
 def _read_signing_keystore(path: Path) -> dict[str, object]:
-    regular_file(path, "Ed25519 keystore")
-    try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read(_MAX_KEYSTORE))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable Ed25519 keystore {path}: {exc}".splitlines()[0]) from exc
+    doc = _read_json(path, "Ed25519 keystore")
     if not isinstance(doc, dict) or doc.get("mltrail_key_type") != "ed25519" \
             or not isinstance(doc.get("crypto"), dict) \
             or not re.fullmatch(r"[0-9a-f]{64}", str(doc.get("public_key", ""))):
@@ -217,12 +212,7 @@ def _checksum(address: str) -> str:
 
 def _read_keystore(path: str | os.PathLike[str]) -> dict[str, object]:
     """A keystore's JSON, checked for the fields every use needs (address, crypto)."""
-    regular_file(path, "keystore")
-    try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read(_MAX_KEYSTORE))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable keystore {path}: {exc}".splitlines()[0]) from exc
+    doc = _read_json(path, "keystore")
     if not isinstance(doc, dict) or not isinstance(doc.get("crypto"), dict) \
             or not _ADDRESS.match(str(doc.get("address", ""))):
         raise InputError(f"malformed keystore {path}: not an Ethereum keystore (v3) with an "
@@ -300,3 +290,14 @@ def _decrypt(keystore: dict[str, Any], pw: str, name: str, what: str,
         raise InputError(f"malformed {what}: {exc}".splitlines()[0]) from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"malformed {what}: missing or bad {exc}") from exc
+
+
+def _read_json(path: str | os.PathLike[str], what: str) -> object:
+    """The JSON of a regular file of at most ``_MAX_KEYSTORE`` bytes; an unreadable one is
+    :class:`InputError` naming ``what``."""
+    regular_file(path, what)
+    try:
+        with open(path, "rb") as fh:
+            return json.loads(fh.read(_MAX_KEYSTORE))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable {what} {path}: {exc}".splitlines()[0]) from exc
