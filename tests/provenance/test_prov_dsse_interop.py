@@ -128,7 +128,7 @@ def test_an_identity_without_the_key_gets_one_on_first_use(home, open_as):
 
 
 def test_profile_keeps_the_node_url_and_the_key(home, open_as):
-    from mltrail.server.exchange import node_url, publish_url
+    from mltrail.provenance.exchange import node_url, publish_url
 
     dev = open_as("dev")
     publish_url(dev, "http://127.0.0.1:8765")

@@ -13,8 +13,8 @@ from mltrail.errors import NotFoundError, VerificationError
 from mltrail.identity import create_identity
 from mltrail.ledger.client import Ledger
 from mltrail.ledger.setup import init_home
+from mltrail.provenance import exchange
 from mltrail.provenance.digest import digest_bytes
-from mltrail.server import exchange
 from mltrail.server.tokens import TokenStore
 from testkit import ANVIL_KEY, PASSWORD, fund
 

@@ -7,7 +7,7 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mltrail.server import exchange
+from mltrail.provenance import exchange
 from mltrail.server.tokens import TokenStore
 
 DIGEST = "sha256:" + "ab" * 32

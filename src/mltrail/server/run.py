@@ -73,8 +73,8 @@ def serve_node(home: Home, *, host: str = "127.0.0.1", port: int = 8470, workers
     ``password`` when it is not already)."""
     from mltrail._fs import atomic_write
     from mltrail.config import ENV_PASSWORD
+    from mltrail.provenance.exchange import publish_url
     from mltrail.server.app import create_app
-    from mltrail.server.exchange import publish_url
 
     if workers > 1 and not os.environ.get(ENV_PASSWORD) and password is not None:
         os.environ[ENV_PASSWORD] = password() if callable(password) else password
