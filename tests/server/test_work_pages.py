@@ -8,6 +8,7 @@ import re
 
 import httpx
 import pytest
+from test_pages import AUDIT
 
 from mltrail.ledger.client import Ledger
 from mltrail.provenance import exchange
@@ -15,6 +16,7 @@ from mltrail.server import work
 from testkit import PASSWORD
 from workkit import seed_work
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MLflow's SQLAlchemy
 RAW = ("{'", "{&#34;", '{"', "&#39;:", "None")  # a dict or JSON dumped into a page
 
 
@@ -77,6 +79,7 @@ def test_compare_two_runs_highlights_differences(served, seeded):
     assert _row(page, "acc").split() == ["diff", "0.9", "0.8"]
     assert _row(page, "epochs").split() == ["same", "3", "3"]
     assert _row(page, "kind").startswith("same")
+    assert _row(page, "lifecycle state").startswith("same")
     assert "fit-a" in page and "fit-b" in page and page.count("svg class=\"lineage\"") == 2
     _raw_free(page)
     row = _row(verdicts, "proof of learning verdict")
@@ -90,6 +93,24 @@ def test_compare_two_runs_highlights_differences(served, seeded):
         assert c.get("/compare", params={"a": a, "b": "0x" + "ab" * 32}).status_code == 404
 
 
+def test_compare_shows_audit_verdicts(served, seeded):
+    import json
+
+    digest = served.home.store.put(json.dumps(AUDIT).encode())
+    sid = served.ids["service"]
+    with Ledger.open(served.home, identity="operator", password=PASSWORD) as op:
+        op.transition(sid, "deployed")
+    with Ledger.open(served.home, identity="auditor", password=PASSWORD) as au:
+        au.transition(sid, "suspended", digest)
+    with _client(served) as c:
+        page = c.get("/compare", params={"a": sid, "b": served.ids["model"]}).text
+        art = c.get(f"/a/{sid}").text
+    assert _row(page, "audit verdict").split()[:5] == ["diff", "fail", "(32", "queries,", "1"]
+    assert _row(page, "lifecycle state").split() == ["diff", "suspended", "verified"]
+    assert 'id="verdicts"' in art and "audit: fail" in art
+    _raw_free(page)
+
+
 def test_downloads_for_readers_only(served, seeded):
     restricted, open_ = seeded["weights_digest"], seeded["open_digest"]
     with _client(served) as c:
@@ -99,6 +120,7 @@ def test_downloads_for_readers_only(served, seeded):
         assert r.headers["content-disposition"] == 'attachment; filename="model.pt"'
         page = c.get(f"/a/{seeded['runs'][0]}").text
         assert f'href="/download/{restricted}?name=model.pt"' in page
+        assert "chosen readers" in page and "every member" in page
         assert c.get(f"/download/sha256:{'0' * 64}").status_code == 404
         assert c.get("/download/not-a-digest").status_code == 400
     with _client(served, None) as c:

@@ -204,11 +204,11 @@ def compare_page(request: Request, caller: CallerDep, a: str = "", b: str = "") 
     if len(sides) == 2:
         x, y = sides
         ctx["sections"] = [
-            ("Artefact", [*work.rows(x["facts"], y["facts"]),
-                          work.Row("lifecycle state", x["a"]["state"], y["a"]["state"],
-                                   x["a"]["state"] != y["a"]["state"], badge=True)]),
-            ("Verdicts", work.rows(work.verdict_summary(x["work"]),
-                                   work.verdict_summary(y["work"]))),
+            ("Artefact", work.rows(x["facts"], y["facts"])),
+            ("Verdicts", [work.Row("lifecycle state", x["a"]["state"], y["a"]["state"],
+                                   x["a"]["state"] != y["a"]["state"], badge=True),
+                          *work.rows(work.verdict_summary(x["work"]),
+                                     work.verdict_summary(y["work"]))]),
             ("Lineage", work.rows(x["lineage"], y["lineage"])),
             ("Parameters", work.rows(x["work"].params, y["work"].params)),
             ("Metrics", work.rows(x["work"].metrics, y["work"].metrics))]
@@ -225,8 +225,7 @@ def _side(node: Node, caller: Caller, ref: str) -> dict[str, Any]:
         "a": art, "work": work.work_of(node, caller, art, detail.metadata,
                                        [e.model_dump() for e in detail.history]),
         "facts": {"kind": art["kind"], "owner": art["owner_name"] or art["owner"],
-                  "content digest": art["content_digest"], "registered in block": art["block"],
-                  "events in history": len(detail.history)},
+                  "content digest": art["content_digest"]},
         "lineage": {"parents": [r.name or r.id[:10] for r in lin.ancestors if r.depth == 1],
                     "ancestors": up, "descendants": down},
         "lineage_svg": Markup(plots.lineage_svg(art, [x.model_dump() for x in lin.ancestors],

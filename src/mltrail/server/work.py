@@ -95,6 +95,7 @@ class File:
     digest: str
     filename: str
     held: bool
+    readers: str = ""  # held: "every member" or "chosen readers" (the blob's readers list)
 
 
 @dataclass
@@ -232,7 +233,8 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
         if kind == "pol":
             segs = [s for s in doc.get("segments") or [] if isinstance(s, dict)]
             worst = max((float(s.get("error") or 0) for s in segs), default=0.0)
-            detail = (f"{len(segs)} segments replayed, largest error {cell(worst)} "
+            detail = (f"{len(segs)} segment{'s' * (len(segs) != 1)} replayed, largest error "
+                      f"{cell(worst)} "
                       f"(threshold {cell(doc.get('threshold'))})")
             v = Verdict("proof of learning", str(doc.get("verdict")),
                         doc.get("verdict") == "accepted", detail, digest, by,
@@ -275,6 +277,9 @@ def work_of(node: Node, caller: Caller, art: dict[str, Any], metadata: dict[str,
             continue
         seen.add(f.digest)
         f.held = store.has(f.digest)
+        if f.held:
+            f.readers = "every member" if access.audience(node, f.digest) == "members" \
+                else "chosen readers"
         files.append(f)
     w.files = files
     w.params = dict(list(w.params.items())[:MAX_ROWS])
