@@ -224,8 +224,10 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
             continue
         try:
             doc = access.document(node, caller, digest, "report", owner, fetch=False)
-        except MltrailError:
-            continue  # not a report this caller may read here: the history links it
+        except MltrailError:  # not one this caller may read here: listed, not parsed
+            work.files.append(File("evidence", digest, f"evidence-{_short(digest)}.json",
+                                   False))
+            continue
         if not isinstance(doc, dict):
             continue
         kind = report_type(doc)
@@ -250,7 +252,7 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
         work.verdicts.append(v)
         name = "pol-report" if kind == "pol" else "audit-report"
         work.files.append(File(f"{v.what} report", digest,
-                               f"{name}-{digest.removeprefix('sha256:')[:12]}.json", False))
+                               f"{name}-{_short(digest)}.json", False))
 
 
 def work_of(node: Node, caller: Caller, art: dict[str, Any], metadata: dict[str, Any] | None,
@@ -285,6 +287,10 @@ def work_of(node: Node, caller: Caller, art: dict[str, Any], metadata: dict[str,
     w.params = dict(list(w.params.items())[:MAX_ROWS])
     w.metrics = dict(list(w.metrics.items())[:MAX_ROWS])
     return w
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
 
 
 def safe_filename(name: str) -> str:
