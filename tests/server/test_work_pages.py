@@ -151,3 +151,42 @@ def test_cells_are_text_for_people():
     rows = work.rows({"lr": "0.10", "acc": 0.9}, {"lr": 0.1, "loss": 1.0})
     assert [(r.label, r.differs) for r in rows] == [("lr", False), ("acc", True),
                                                      ("loss", True)]
+
+
+def test_hostile_work_documents_give_notes_not_errors(served, seeded):
+    """Metadata naming a proof bundle that is no tar, a statement nested 5,000 deep and a
+    'PoL report' with nonsense fields: the page answers 200 and says what it could not read."""
+    import base64
+    import io
+    import json
+    import tarfile
+
+    store = served.home.store
+    deep = (b'{"_type": "https://in-toto.io/Statement/v1", "subject": [], "predicate": '
+            + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001)
+    envelope = store.put(json.dumps({"payloadType": "application/vnd.in-toto+json",
+                                     "payload": base64.b64encode(deep).decode(),
+                                     "signatures": [{"keyid": "x", "sig": "eA=="}]}).encode())
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:  # a 'bundle' whose manifest is a list
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"[]"))
+    odd_tar = store.put(buf.getvalue())
+    report = store.put(json.dumps({"format": "mltrail-pol-report/1", "verdict": "accepted",
+                                   "segments": [{"error": "x"}, 3], "threshold": [],
+                                   "findings": 7}).encode())
+    with Ledger.open(served.home, identity="dev", password=PASSWORD) as dev:
+        bad = dev.register("model", "sha256:" + "7a" * 32, (), {
+            "name": "odd", "pol_bundle": store.put(b"not a tar"),
+            "activity": {"envelope": envelope}}).artefact_id
+        odd = dev.register("model", "sha256:" + "7b" * 32, (), {
+            "name": "odd-tar", "pol_bundle": odd_tar}).artefact_id
+        dev.transition(odd, "trained", report)
+    with _client(served) as c:
+        page = c.get(f"/a/{bad}")
+        assert page.status_code == 200
+        assert "no readable manifest.json" in page.text and "nested deeper" in page.text
+        other = c.get(f"/a/{odd}")
+        assert other.status_code == 200 and "proof of learning: accepted" in other.text
+        assert c.get("/compare", params={"a": bad, "b": odd}).status_code == 200

@@ -30,6 +30,7 @@ BUNDLE_KEY = "pol_bundle"  # the metadata key PoL publishing writes (mltrail.pol
 MAX_CELL = 200  # characters of one rendered value
 MAX_ROWS = 400  # parameters or metrics shown for one artefact
 MANIFEST_MAX = 16 << 20  # bytes of a proof bundle's manifest read for its header
+MAX_MEMBERS = 100_000  # tar members looked through for the manifest
 
 
 def cell(v: Any) -> str:
@@ -139,8 +140,13 @@ def _statement(node: Node, caller: Caller, meta: dict[str, Any], owner: str,
     except MltrailError as exc:
         work.notes.append(f"statement: {exc.message}")
         return
-    bd = (stmt.get("predicate") or {}).get("buildDefinition") or {}
-    ext, internal = bd.get("externalParameters") or {}, bd.get("internalParameters") or {}
+    except RecursionError:
+        stmt = {}
+    if access.depth(stmt) > access.MAX_DEPTH or not stmt:
+        work.notes.append(f"statement: nested deeper than {access.MAX_DEPTH} levels: not shown")
+        return
+    bd = _obj(stmt, "predicate", "buildDefinition")
+    ext, internal = _obj(bd, "externalParameters"), _obj(bd, "internalParameters")
     params = ext.get("parameters")
     if isinstance(params, dict):
         work.params.update(flatten(params))
@@ -162,15 +168,34 @@ def _statement(node: Node, caller: Caller, meta: dict[str, Any], owner: str,
 
 
 def _manifest(data: bytes) -> dict[str, Any] | None:
-    """``manifest.json`` of a packed proof bundle (a tar), without unpacking the rest."""
+    """``manifest.json`` of a packed proof bundle (a tar), without unpacking the rest:
+    at most ``MAX_MEMBERS`` members looked at, ``MANIFEST_MAX`` bytes read, ``MAX_DEPTH``
+    levels deep (the bytes come from whoever published the proof)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            m = tar.getmember("manifest.json")
-            fh = tar.extractfile(m) if m.isreg() and m.size <= MANIFEST_MAX else None
-            doc = json.loads(fh.read(MANIFEST_MAX + 1)) if fh else None
-    except (tarfile.TarError, KeyError, ValueError, EOFError):
+            for n, m in enumerate(tar):
+                if n >= MAX_MEMBERS:
+                    return None
+                if m.name == "manifest.json":
+                    fh = tar.extractfile(m) if m.isreg() and m.size <= MANIFEST_MAX else None
+                    doc = json.loads(fh.read(MANIFEST_MAX + 1)) if fh else None
+                    break
+            else:
+                return None
+    except (tarfile.TarError, ValueError, EOFError, RecursionError, UnicodeError):
         return None
-    return doc if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) and access.depth(doc) <= access.MAX_DEPTH else None
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _obj(doc: Any, *keys: str) -> dict[str, Any]:
+    """``doc[k1][k2]…`` when each is a mapping, else ``{}`` (documents come from others)."""
+    for k in keys:
+        doc = doc.get(k) if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else {}
 
 
 CURVE_KEYS = ("loss", "accuracy", "acc", "val_loss", "val_accuracy")
@@ -191,7 +216,7 @@ def _proof(node: Node, caller: Caller, meta: dict[str, Any], owner: str, work: W
     if man is None:
         work.notes.append("proof bundle: no readable manifest.json")
         return
-    head = man.get("header") or {}
+    head = _obj(man, "header")
     work.source.append("proof of learning")
     training = head.get("training")
     if isinstance(training, dict):
@@ -199,7 +224,7 @@ def _proof(node: Node, caller: Caller, meta: dict[str, Any], owner: str, work: W
     for k in ("k", "device", "torch"):
         if k in head:
             work.params["checkpoint every (k)" if k == "k" else k] = head[k]
-    records = [r for r in man.get("records") or [] if isinstance(r, dict)]
+    records = [r for r in _list(man.get("records")) if isinstance(r, dict)]
     work.metrics["checkpoints"] = sum(r.get("type") == "checkpoint" for r in records)
     for r in records:
         nested = r.get("metrics")
@@ -233,8 +258,8 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
         kind = report_type(doc)
         by = ev.get("actor_name") or ev.get("actor")
         if kind == "pol":
-            segs = [s for s in doc.get("segments") or [] if isinstance(s, dict)]
-            worst = max((float(s.get("error") or 0) for s in segs), default=0.0)
+            segs = [s for s in _list(doc.get("segments")) if isinstance(s, dict)]
+            worst = max((number(s.get("error")) or 0.0 for s in segs), default=0.0)
             detail = (f"{len(segs)} segment{'s' * (len(segs) != 1)} replayed, largest error "
                       f"{cell(worst)} "
                       f"(threshold {cell(doc.get('threshold'))})")
@@ -243,7 +268,7 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
                         int(ev.get("timestamp") or 0))
             work.metrics["PoL replay error (max)"] = worst
         elif kind == "audit":
-            n = len(doc.get("findings") or [])
+            n = len(_list(doc.get("findings")))
             detail = f"{cell(doc.get('queries'))} queries, {n} finding{'s' * (n != 1)}"
             v = Verdict("audit", str(doc.get("verdict")), doc.get("verdict") == "pass",
                         detail, digest, by, int(ev.get("timestamp") or 0))
