@@ -62,8 +62,8 @@ def seed_work(home: Any, tmp: Path, pol: bool = False) -> dict[str, Any]:
         out["open_digest"] = home.store.put(RUNS[1]["weights"])
         exchange.Readers(home).set(out["weights_digest"], [Account.create().address])
         if pol:
+            from mltrail import record_training
             from mltrail.pol.onchain import publish_model
-            from mltrail.pol.recorder import record_training
             from mltrail.reference import load_digits_tensors, pinned_threads
 
             d = load_digits_tensors()

@@ -10,6 +10,7 @@ Screenshots go to tests/e2e/screenshots/ (work-*.png).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from test_browser_dashboard import ARGS, CHROMIUM, SHOTS, page  # noqa: F401 - fixture
@@ -63,8 +64,8 @@ def test_mlflow_run_shows_params_and_metrics(site, page):  # noqa: F811
     _no_raw_dict(page)
     page.screenshot(path=str(SHOTS / "work-mlflow-run.png"), full_page=True)
     page.goto(f"{site['url']}/a/{site['work']['pol']}")
-    assert page.locator("#params tr", has_text="optimizer.lr").locator("td").inner_text() \
-        == "0.1"
+    lr = page.locator("#params th", has_text=re.compile(r"^optimizer\.lr$"))
+    assert lr.locator("xpath=following-sibling::td").inner_text() == "0.1"
     _no_raw_dict(page)
     page.screenshot(path=str(SHOTS / "work-pol-proof.png"), full_page=True)
 

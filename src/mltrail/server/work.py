@@ -31,6 +31,8 @@ MAX_CELL = 200  # characters of one rendered value
 MAX_ROWS = 400  # parameters or metrics shown for one artefact
 MANIFEST_MAX = 16 << 20  # bytes of a proof bundle's manifest read for its header
 MAX_MEMBERS = 100_000  # tar members looked through for the manifest
+NOT_HYPER = frozenset({"program", "code", "source", "file", "constants", "params"})
+CURVE_KEYS = ("loss", "accuracy", "acc", "val_loss", "val_accuracy")  # per checkpoint
 
 
 def cell(v: Any) -> str:
@@ -53,15 +55,30 @@ def cell(v: Any) -> str:
     return out if len(out) <= MAX_CELL else out[: MAX_CELL - 1] + "…"
 
 
-def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys (``optimizer.lr``); lists stay values."""
+TRANSPARENT = frozenset({"options", "kwargs", "groups"})  # spec wrappers, not names
+
+
+def flatten(doc: Any, prefix: str = "", skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Nested mappings as dotted keys (``optimizer.lr``); a list holding one mapping reads
+    as that mapping, several as ``[0].lr`` (at most 16); other lists stay values; the
+    wrappers in ``TRANSPARENT`` add no name (a loop proof's ``optimizer.groups[0].options
+    .lr`` reads ``optimizer.lr``); keys in ``skip`` are left out."""
     if not isinstance(doc, dict):
         return {prefix or "value": doc}
     out: dict[str, Any] = {}
     for k, v in doc.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
+        if k in skip:
+            continue
+        key = prefix if k in TRANSPARENT and prefix and isinstance(v, dict | list) \
+            else f"{prefix}.{k}" if prefix else str(k)
         if isinstance(v, dict) and v:
-            out.update(flatten(v, key))
+            out.update(flatten(v, key, skip))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            if len(v) == 1:
+                out.update(flatten(v[0], key, skip))
+            else:
+                for i, x in enumerate(v[:16]):
+                    out.update(flatten(x, f"{key}[{i}]", skip))
         else:
             out[key] = v
     return out
@@ -110,6 +127,10 @@ class Work:
     verdicts: list[Verdict] = field(default_factory=list)
     files: list[File] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+
+    def curve_columns(self) -> list[str]:
+        """The per-checkpoint values some point of the curve has, in ``CURVE_KEYS`` order."""
+        return [k for k in CURVE_KEYS if any(k in p for p in self.curve)]
 
 
 def _doc(node: Node, caller: Caller, digest: Any, what: str, owner: str,
@@ -198,7 +219,6 @@ def _obj(doc: Any, *keys: str) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-CURVE_KEYS = ("loss", "accuracy", "acc", "val_loss", "val_accuracy")
 
 
 def _proof(node: Node, caller: Caller, meta: dict[str, Any], owner: str, work: Work) -> None:
@@ -219,22 +239,36 @@ def _proof(node: Node, caller: Caller, meta: dict[str, Any], owner: str, work: W
     head = _obj(man, "header")
     work.source.append("proof of learning")
     training = head.get("training")
-    if isinstance(training, dict):
-        work.params.update(flatten(training))
+    if isinstance(training, dict):  # digests and code references are not hyperparameters
+        work.params.update({k: v for k, v in flatten(training, skip=NOT_HYPER).items()
+                            if v is not None
+                            and not (isinstance(v, str) and v.startswith("sha256:"))})
     for k in ("k", "device", "torch"):
         if k in head:
             work.params["checkpoint every (k)" if k == "k" else k] = head[k]
     records = [r for r in _list(man.get("records")) if isinstance(r, dict)]
     work.metrics["checkpoints"] = sum(r.get("type") == "checkpoint" for r in records)
-    for r in records:
-        nested = r.get("metrics")
-        values: dict[str, Any] = nested if isinstance(nested, dict) else r
-        point = {k: values[k] for k in CURVE_KEYS if isinstance(values.get(k), int | float)}
+    _curve(work, [r.get("metrics") if isinstance(r.get("metrics"), dict) else r
+                  for r in records if r.get("type") == "checkpoint"], "prover")
+
+
+def _curve(work: Work, points: list[Any], by: str) -> None:
+    """Loss and accuracy per checkpoint, each marked with who computed it (``source``:
+    the verifier's report, else ``by``); the first source found is kept, its last point
+    becomes metrics (``final loss (verifier)``)."""
+    if work.curve:
+        return
+    for p in points:
+        if not isinstance(p, dict):
+            continue
+        point = {k: p[k] for k in CURVE_KEYS
+                 if isinstance(p.get(k), int | float) and not isinstance(p.get(k), bool)}
         if point:
-            work.curve.append({"step": r.get("step"), **point, "by": "prover"})
+            who = p.get("source") if p.get("source") in ("verifier", "prover") else by
+            work.curve.append({"step": p.get("step"), **point, "by": who})
     if work.curve:
         last = work.curve[-1]
-        work.metrics.update({f"final {k} (prover)": v for k, v in last.items()
+        work.metrics.update({f"final {k} ({last['by']})": v for k, v in last.items()
                              if k in CURVE_KEYS})
 
 
@@ -267,6 +301,10 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
                         doc.get("verdict") == "accepted", detail, digest, by,
                         int(ev.get("timestamp") or 0))
             work.metrics["PoL replay error (max)"] = worst
+            computed = _list(doc.get("curve"))
+            if computed:  # the verifier's numbers rather than the prover's claims
+                work.curve = [c for c in work.curve if c.get("by") != "prover"]
+                _curve(work, computed, "verifier")
         elif kind == "audit":
             n = len(_list(doc.get("findings")))
             detail = f"{cell(doc.get('queries'))} queries, {n} finding{'s' * (n != 1)}"
