@@ -241,7 +241,7 @@ def _proof(node: Node, caller: Caller, meta: dict[str, Any], owner: str, work: W
     training = head.get("training")
     if isinstance(training, dict):  # digests and code references are not hyperparameters
         work.params.update({k: v for k, v in flatten(training, skip=NOT_HYPER).items()
-                            if v is not None
+                            if v is not None and v != []
                             and not (isinstance(v, str) and v.startswith("sha256:"))})
     for k in ("k", "device", "torch"):
         if k in head:
