@@ -21,9 +21,10 @@ from markupsafe import Markup
 
 from mltrail.errors import MltrailError
 from mltrail.provenance import exchange
-from mltrail.server import access, api, plots, queries, views, work
+from mltrail.server import access, api, plots, queries, views
 from mltrail.server.access import Caller, caller_of, exchange_caller, route
 from mltrail.server.app import HERE, Node, node_of, status_of
+from mltrail.server.work import Row, cell, rows, safe_filename, verdict_summary, work_of
 
 router = APIRouter(include_in_schema=False)
 CallerDep = Annotated[Caller, Depends(caller_of)]
@@ -57,7 +58,7 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-templates.env.filters.update(badge=badge, short=short, fmt=fmt, cell=work.cell)
+templates.env.filters.update(badge=badge, short=short, fmt=fmt, cell=cell)
 templates.env.globals["isinstance"] = isinstance
 templates.env.globals["dict"] = dict
 templates.env.globals["list"] = list
@@ -121,7 +122,7 @@ def artefact_page(request: Request, caller: CallerDep, artefact_id: str) -> HTML
     except MltrailError:
         peers = []
     return _page(request, "artefact.html", {
-        "work": work.work_of(node, caller, art, detail.metadata, history), "peers": peers,
+        "work": work_of(node, caller, art, detail.metadata, history), "peers": peers,
         "a": art, "history": [e.model_dump() for e in reversed(detail.history)],
         "metadata": detail.metadata, "metadata_note": detail.metadata_note,
         "next": [m.model_dump() for m in detail.next_states],
@@ -204,14 +205,14 @@ def compare_page(request: Request, caller: CallerDep, a: str = "", b: str = "") 
     if len(sides) == 2:
         x, y = sides
         ctx["sections"] = [
-            ("Artefact", work.rows(x["facts"], y["facts"])),
-            ("Verdicts", [work.Row("lifecycle state", x["a"]["state"], y["a"]["state"],
+            ("Artefact", rows(x["facts"], y["facts"])),
+            ("Verdicts", [Row("lifecycle state", x["a"]["state"], y["a"]["state"],
                                    x["a"]["state"] != y["a"]["state"], badge=True),
-                          *work.rows(work.verdict_summary(x["work"]),
-                                     work.verdict_summary(y["work"]))]),
-            ("Lineage", work.rows(x["lineage"], y["lineage"])),
-            ("Parameters", work.rows(x["work"].params, y["work"].params)),
-            ("Metrics", work.rows(x["work"].metrics, y["work"].metrics))]
+                          *rows(verdict_summary(x["work"]),
+                                     verdict_summary(y["work"]))]),
+            ("Lineage", rows(x["lineage"], y["lineage"])),
+            ("Parameters", rows(x["work"].params, y["work"].params)),
+            ("Metrics", rows(x["work"].metrics, y["work"].metrics))]
     return _page(request, "compare.html", ctx)
 
 
@@ -222,7 +223,7 @@ def _side(node: Node, caller: Caller, ref: str) -> dict[str, Any]:
     up = [r.name or r.id[:10] for r in lin.ancestors]
     down = [r.name or r.id[:10] for r in lin.descendants]
     return {
-        "a": art, "work": work.work_of(node, caller, art, detail.metadata,
+        "a": art, "work": work_of(node, caller, art, detail.metadata,
                                        [e.model_dump() for e in detail.history]),
         "facts": {"kind": art["kind"], "owner": art["owner_name"] or art["owner"],
                   "content digest": art["content_digest"]},
@@ -246,7 +247,7 @@ def download(request: Request, digest: str,
         data = access.read(node, caller, digest, "download", fetch=caller.token is not None)
     except MltrailError as exc:
         return _error(request, exc)
-    filename = work.safe_filename(name) if name else digest.removeprefix("sha256:")[:16]
+    filename = safe_filename(name) if name else digest.removeprefix("sha256:")[:16]
     return Response(data, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"',
                              "X-Content-Type-Options": "nosniff",
