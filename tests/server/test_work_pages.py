@@ -147,6 +147,9 @@ def test_cells_are_text_for_people():
     assert work.cell(0.123456) == "0.1235" and work.cell(None) == "—"
     assert work.cell(True) == "yes" and work.cell(123456) == "123,456"
     assert work.cell("x" * 500).endswith("…") and len(work.cell("x" * 500)) == work.MAX_CELL
+    assert work.safe_filename('a"b\r\nX-Evil: 1/../é.pt') == "_.pt"
+    assert work.safe_filename("C:\\x\\model.pt") == "model.pt"
+    assert len(work.safe_filename("m" * 500)) == 100
     assert work.flatten({"optimizer": {"name": "sgd", "lr": 0.1}, "k": 2}) == {
         "optimizer.name": "sgd", "optimizer.lr": 0.1, "k": 2}
     loop_spec = {"name": "SGD", "groups": [{"options": {"lr": 0.1}, "params": ["w"]}]}

@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 from markupsafe import Markup
 
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError, MltrailError
 from mltrail.provenance import exchange
 from mltrail.server import access, api, plots, queries, views
 from mltrail.server.access import Caller, caller_of, exchange_caller, route
@@ -217,6 +217,9 @@ def compare_page(request: Request, caller: CallerDep, a: str = "", b: str = "") 
 
 
 def _side(node: Node, caller: Caller, ref: str) -> dict[str, Any]:
+    if len(ref) > 200:
+        raise InputError("an artefact is named by an id, an id prefix or a name (at most "
+                         "200 characters)")
     detail = api.get_artefact(node, caller, ref.strip())
     lin = api.get_lineage(node, ref.strip())
     art = detail.artefact.model_dump()

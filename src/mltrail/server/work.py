@@ -357,8 +357,11 @@ def _short(digest: str) -> str:
 
 
 def safe_filename(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name.rsplit("/", 1)[-1])
-    return safe.strip("._") or "content"
+    """A file name for Content-Disposition: the last path part, ``[A-Za-z0-9._-]`` only,
+    at most 100 characters (no quote, separator or control character gets through)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in base)
+    return safe.lstrip(".")[:100] or "content"
 
 
 # -- two artefacts side by side ------------------------------------------------------------
