@@ -4,7 +4,8 @@ Reads the signed step statement an artefact's metadata names (``activity.envelop
 the parameters of a captured step, an imported MLflow run's params and metrics, a DVC
 stage's params), the proof bundle a PoL model names (its training hyperparameters and
 any loss or accuracy the prover recorded per checkpoint), and the PoL and audit reports
-its history cites as evidence (the verdicts). Compares two artefacts side by side.
+its history cites as evidence (the verdicts, and the loss and accuracy per checkpoint
+the verifier computed, which replace the prover's). Compares two artefacts side by side.
 
 Every byte comes through ``access`` (``document``/``read``, the one rule), for the
 caller of the page; what cannot be read is named in ``Work.notes``, never guessed. This
@@ -253,9 +254,9 @@ def _proof(node: Node, caller: Caller, meta: dict[str, Any], owner: str, work: W
 
 
 def _curve(work: Work, points: list[Any], by: str) -> None:
-    """Loss and accuracy per checkpoint, each marked with who computed it (``source``:
-    the verifier's report, else ``by``); the first source found is kept, its last point
-    becomes metrics (``final loss (verifier)``)."""
+    """Loss and accuracy per checkpoint into an empty curve, each point marked with who
+    computed it (its ``source``, else ``by``); the last point also becomes metrics
+    (``final loss (verifier)``)."""
     if work.curve:
         return
     for p in points:
@@ -302,8 +303,8 @@ def _verdicts(node: Node, caller: Caller, history: list[dict[str, Any]], owner: 
                         int(ev.get("timestamp") or 0))
             work.metrics["PoL replay error (max)"] = worst
             computed = _list(doc.get("curve"))
-            if computed:  # the verifier's numbers rather than the prover's claims
-                work.curve = [c for c in work.curve if c.get("by") != "prover"]
+            if computed:  # the newest report's numbers rather than the prover's claims
+                work.curve = []
                 _curve(work, computed, "verifier")
         elif kind == "audit":
             n = len(_list(doc.get("findings")))
