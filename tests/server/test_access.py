@@ -64,7 +64,7 @@ def test_every_route_declares_what_it_returns(served):
             assert (method.upper(), path) in served_ops, (method, path)
     assert {p for k, p in seen if k == "content"} == {
         "/v1/artefacts/{artefact_id}", "/v1/reports/{digest}", "/v1/blobs/{digest}",
-        "/a/{artefact_id}", "/reports/{digest}"}
+        "/a/{artefact_id}", "/reports/{digest}", "/compare", "/download/{digest}"}
 
 
 def test_only_access_touches_blob_bytes():

@@ -1,7 +1,9 @@
 """The dashboard: server-rendered pages over the same library calls as the API.
 
-Pages: artefact list (``/``), artefact (``/a/{id}``), proof and audit reports
-(``/reports/{digest}``), ledger (``/ledger``). Writes from the browser go through the
+Pages: artefact list (``/``), artefact (``/a/{id}``: with its parameters, metrics,
+verdicts and files), two artefacts side by side (``/compare?a=&b=``), downloads
+(``/download/{digest}``), proof and audit reports (``/reports/{digest}``), ledger
+(``/ledger``). Writes from the browser go through the
 API with the visitor's token (sent by ``app.js``); pages never write. Pages read content
 (metadata, reports) through ``access`` with the visitor's token from the dashboard's
 cookie; without one they show chain data and say what is withheld.
@@ -12,16 +14,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 from markupsafe import Markup
 
-from mltrail.errors import MltrailError
+from mltrail.errors import InputError, MltrailError
 from mltrail.provenance import exchange
 from mltrail.server import access, api, plots, queries, views
-from mltrail.server.access import Caller, caller_of, route
+from mltrail.server.access import Caller, caller_of, exchange_caller, route
 from mltrail.server.app import HERE, Node, node_of, status_of
+from mltrail.server.work import Row, cell, rows, safe_filename, verdict_summary, work_of
 
 router = APIRouter(include_in_schema=False)
 CallerDep = Annotated[Caller, Depends(caller_of)]
@@ -55,7 +58,7 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-templates.env.filters.update(badge=badge, short=short, fmt=fmt)
+templates.env.filters.update(badge=badge, short=short, fmt=fmt, cell=cell)
 templates.env.globals["isinstance"] = isinstance
 templates.env.globals["dict"] = dict
 templates.env.globals["list"] = list
@@ -110,7 +113,16 @@ def artefact_page(request: Request, caller: CallerDep, artefact_id: str) -> HTML
     for ev in detail.history:
         if ev.evidence_digest:
             reports[ev.evidence_digest] = _report_kind(node, caller, ev.evidence_digest)
+    history = [e.model_dump() for e in detail.history]
+    try:
+        with node.read_lock:
+            peers = [views.artefact(node.reader, node.names, node.people, p) for p in
+                     queries.list_artefacts(node.reader, node.names, kind=art["kind"],
+                                            limit=50).items if p.id != art["id"]]
+    except MltrailError:
+        peers = []
     return _page(request, "artefact.html", {
+        "work": work_of(node, caller, art, detail.metadata, history), "peers": peers,
         "a": art, "history": [e.model_dump() for e in reversed(detail.history)],
         "metadata": detail.metadata, "metadata_note": detail.metadata_note,
         "next": [m.model_dump() for m in detail.next_states],
@@ -175,3 +187,71 @@ def ledger_page(request: Request) -> HTMLResponse:
         return _error(request, exc)
     return _page(request, "ledger.html", {"info": info.model_dump(),
                                           "identity": node.reader.identity})
+
+
+@router.get("/compare", response_class=HTMLResponse)
+@route("content")
+def compare_page(request: Request, caller: CallerDep, a: str = "", b: str = "") -> HTMLResponse:
+    """Two artefacts side by side: lineage, parameters, metrics, verdicts; differences marked."""
+    node: Node = node_of(request)
+    try:
+        with node.read_lock:
+            recent = [views.artefact(node.reader, node.names, node.people, x) for x in
+                      queries.list_artefacts(node.reader, node.names, limit=100).items]
+        sides = [_side(node, caller, ref) for ref in (a, b) if ref.strip()]
+    except MltrailError as exc:
+        return _error(request, exc)
+    ctx: dict[str, Any] = {"recent": recent, "a": a, "b": b, "sides": sides}
+    if len(sides) == 2:
+        x, y = sides
+        ctx["sections"] = [
+            ("Artefact", rows(x["facts"], y["facts"])),
+            ("Verdicts", [Row("lifecycle state", x["a"]["state"], y["a"]["state"],
+                                   x["a"]["state"] != y["a"]["state"], badge=True),
+                          *rows(verdict_summary(x["work"]),
+                                     verdict_summary(y["work"]))]),
+            ("Lineage", rows(x["lineage"], y["lineage"])),
+            ("Parameters", rows(x["work"].params, y["work"].params)),
+            ("Metrics", rows(x["work"].metrics, y["work"].metrics))]
+    return _page(request, "compare.html", ctx)
+
+
+def _side(node: Node, caller: Caller, ref: str) -> dict[str, Any]:
+    if len(ref) > 200:
+        raise InputError("an artefact is named by an id, an id prefix or a name (at most "
+                         "200 characters)")
+    detail = api.get_artefact(node, caller, ref.strip())
+    lin = api.get_lineage(node, ref.strip())
+    art = detail.artefact.model_dump()
+    up = [r.name or r.id[:10] for r in lin.ancestors]
+    down = [r.name or r.id[:10] for r in lin.descendants]
+    return {
+        "a": art, "work": work_of(node, caller, art, detail.metadata,
+                                       [e.model_dump() for e in detail.history]),
+        "facts": {"kind": art["kind"], "owner": art["owner_name"] or art["owner"],
+                  "content digest": art["content_digest"]},
+        "lineage": {"parents": [r.name or r.id[:10] for r in lin.ancestors if r.depth == 1],
+                    "ancestors": up, "descendants": down},
+        "lineage_svg": Markup(plots.lineage_svg(art, [x.model_dump() for x in lin.ancestors],
+                                                [d.model_dump() for d in lin.descendants]))}
+
+
+@router.get("/download/{digest}", response_model=None,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+@route("content")
+def download(request: Request, digest: str,
+             caller: Annotated[Caller, Depends(exchange_caller)],
+             name: str = "") -> Response:
+    """A blob's bytes as a file, for whoever ``access.authorise`` lets read it (a token of
+    this node, a member among its readers); anyone else gets the refusal and no byte."""
+    node: Node = node_of(request)
+    try:
+        digest = exchange.normalise(digest)
+        data = access.read(node, caller, digest, "download", fetch=caller.token is not None)
+    except MltrailError as exc:
+        return _error(request, exc)
+    filename = safe_filename(name) if name else digest.removeprefix("sha256:")[:16]
+    return Response(data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                             "X-Content-Type-Options": "nosniff",
+                             "Cache-Control": "private, no-store"})
