@@ -177,19 +177,21 @@ def authorise(node: Node, caller: Caller, digest: str, what: str) -> None:
     digest = exchange.normalise(digest)
     try:
         if caller.token is not None:
-            return
-        if caller.member is None:
+            pass  # this organisation's own reader: allowed, and logged below like the rest
+        elif caller.member is None:
             raise Unauthorized(f"{digest} is content: it needs an API token of this node "
                                "or a member's signed request",
                                hint="set an API token (dashboard: top right; API: "
                                     "Authorization: Bearer mlt_...)")
-        readers = exchange.Readers(node.home).get(digest)
-        if readers is not None and caller.member not in readers:
-            raise Forbidden(f"{digest} is for chosen readers and {caller.member} is not one")
-        with node.read_lock:
-            member = bool(node.reader.roles().get(caller.member, 0))
-        if not member:
-            raise Forbidden(f"{caller.member} holds no role on chain: not a member")
+        else:
+            readers = exchange.Readers(node.home).get(digest)
+            if readers is not None and caller.member not in readers:
+                raise Forbidden(f"{digest} is for chosen readers and {caller.member} is not "
+                                "one")
+            with node.read_lock:
+                member = bool(node.reader.roles().get(caller.member, 0))
+            if not member:
+                raise Forbidden(f"{caller.member} holds no role on chain: not a member")
     except MltrailError as exc:
         _log(node, what, digest, caller, f"refused {exc.message}")
         raise
