@@ -136,8 +136,14 @@ def replay_errors(segments: Sequence[Mapping[str, Any]], threshold: float,
     if optim_threshold and optim_threshold > 0 and optim_threshold != threshold:
         ax.axhline(optim_threshold, color=MUTED, ls=":", lw=1,
                    label=f"optimizer threshold {optim_threshold:.3g}")
+    else:
+        ax.text(0.01, 0.98, "threshold 0: the replay must be bit-exact", fontsize=8,
+                color=BAD, transform=ax.transAxes, va="top")
     ax.set_yscale("log")
     ax.set_ylim(lo / 2, hi * 2)
+    if not finite and not thr:  # nothing but exact replays against an exact threshold
+        ax.set_yticks([], [])
+        ax.minorticks_off()
     ax.set_xticks(xs, [f"#{s.get('index')}\n{s.get('start_step')}–{s.get('end_step')}"
                        for s in segments], fontsize=7)
     ax.set_xlim(-0.6, len(segments) - 0.4)
@@ -145,7 +151,8 @@ def replay_errors(segments: Sequence[Mapping[str, Any]], threshold: float,
     ax.set_xlabel("challenged segment (checkpoint #, steps)")
     ax.set_title("replay error per challenged segment")
     ax.grid(axis="y", alpha=0.25)
-    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False, loc="upper right")
     return _svg(fig, "replay-error",
                 "Each dot is a replayed segment: below the dashed threshold it reproduced "
                 "(green), above it it did not (red). Error 0 (an exact replay) is drawn on "
