@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mltrail.lifecycle import load
 from mltrail.render import graph, reports
@@ -60,3 +62,22 @@ def test_every_state_is_drawn_once(state: str) -> None:
     kind = lc.kind("service")
     svg = graph.lifecycle(kind, state, lc.terminal)
     assert sorted(re.findall(r'data-state="([^"]+)"', svg)) == sorted(kind.states)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats()
+                    | st.text(alphabet="abcxyz0123 .:-_", max_size=12),
+                    lambda kids: st.lists(kids, max_size=4)
+                    | st.dictionaries(st.sampled_from(["index", "error", "ok", "step", "loss",
+                                                       "path", "threshold", "name", "x"]),
+                                      kids, max_size=5), max_leaves=12)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional={k: JSON for k in (
+    "verdict", "reasons", "checks", "segments", "curve", "threshold", "q", "challenge",
+    "sequential", "findings", "receipts", "claimed", "robustness", "latency", "queries")}))
+def test_a_report_from_elsewhere_of_any_shape_renders_without_a_repr(doc) -> None:
+    """Reports come from other organisations: whatever their fields hold, the page
+    renders and no cell shows a dict or list repr."""
+    for html in (reports.pol_html(doc), reports.audit_html(doc)):
+        no_raw(html)

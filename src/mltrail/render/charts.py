@@ -57,27 +57,32 @@ def _f(v: Any) -> float | None:
     return x if not math.isnan(x) else None
 
 
+def _i(v: Any) -> str:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else "?"
+
+
 def training_curve(points: Sequence[Mapping[str, Any]],
                    segments: Sequence[Mapping[str, Any]] = ()) -> Markup:
     """Loss and accuracy per checkpoint; a line per source (the verifier's own numbers
     solid, the prover's claims dashed); replayed segments shaded."""
-    pts = [p for p in points if _f(p.get("loss")) is not None or _f(p.get("accuracy"))
-           is not None]
+    pts = [p for p in points if isinstance(p, Mapping) and _f(p.get("step")) is not None
+           and (_f(p.get("loss")) is not None or _f(p.get("accuracy")) is not None)]
     if not pts:
         return Markup("")
     plt = _pyplot()
     has_acc = any(_f(p.get("accuracy")) is not None for p in pts)
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(9 if has_acc else 5.5, 2.8))
     axes = list(axes) if has_acc else [axes]
-    styles = {"verifier": ("-", "o", ACC, "computed by the verifier"),
-              "prover": ("--", "s", MUTED, "recorded by the prover (not checked)")}
+    styles: dict[str, tuple[str, str, str, str]] = {
+        "verifier": ("-", "o", ACC, "computed by the verifier"),
+        "prover": ("--", "s", MUTED, "recorded by the prover (not checked)")}
     for ax, key, title in zip(axes, ("loss", "accuracy"), ("loss", "accuracy"), strict=False):
         for s in segments:
             a, b = _f(s.get("start_step")), _f(s.get("end_step"))
             if a is not None and b is not None:
                 ax.axvspan(a, b, color=GOOD if s.get("ok") else BAD, alpha=0.08, lw=0)
         for src, (ls, mk, col, name) in styles.items():
-            xy = [(float(p["step"]), _f(p.get(key))) for p in pts
+            xy = [(_f(p["step"]), _f(p.get(key))) for p in pts
                   if p.get("source", "verifier") == src and _f(p.get(key)) is not None]
             if xy:
                 ax.plot([x for x, _ in xy], [y for _, y in xy], ls=ls, marker=mk, ms=3.5,
@@ -88,7 +93,7 @@ def training_curve(points: Sequence[Mapping[str, Any]],
             ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.25)
     axes[0].legend(fontsize=8, frameon=False)
-    sources = {str(p.get("source", "verifier")) for p in pts}
+    sources = {str(p.get("source", "verifier")) for p in pts} & set(styles)
     who = " and ".join(styles[s][3] for s in ("verifier", "prover") if s in sources)
     return _svg(fig, "curve", f"Training curve: {who}; shaded: the replayed segments "
                               "(green reproduced, red did not).")
@@ -144,8 +149,8 @@ def replay_errors(segments: Sequence[Mapping[str, Any]], threshold: float,
     if not finite and not thr:  # nothing but exact replays against an exact threshold
         ax.set_yticks([], [])
         ax.minorticks_off()
-    ax.set_xticks(xs, [f"#{s.get('index')}\n{s.get('start_step')}–{s.get('end_step')}"
-                       for s in segments], fontsize=7)
+    ax.set_xticks(xs, [f"#{_i(s.get('index'))}\n{_i(s.get('start_step'))}–"
+                       f"{_i(s.get('end_step'))}" for s in segments], fontsize=7)
     ax.set_xlim(-0.6, len(segments) - 0.4)
     ax.set_ylabel("replay error (relative)")
     ax.set_xlabel("challenged segment (checkpoint #, steps)")
@@ -162,7 +167,8 @@ def replay_errors(segments: Sequence[Mapping[str, Any]], threshold: float,
 def sequential(seq: Mapping[str, Mapping[str, Any]]) -> Markup:
     """Log evidence of every sequential test against the number of queries, with each
     test's rejection threshold (dashed) and where it rejected."""
-    if not any(s.get("path") for s in seq.values()):
+    seq = {k: s for k, s in seq.items() if isinstance(s.get("path"), list) and s["path"]}
+    if not seq:
         return Markup("")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
@@ -198,7 +204,8 @@ def robustness(rob: Mapping[str, Any]) -> Markup:
     for j, a in enumerate(attacks):
         per = a["per_class_median"]
         classes = sorted(per, key=lambda c: int(c) if str(c).isdigit() else str(c))
-        vals = [per[c] if per[c] is not None else a.get("query_cap", 0) for c in classes]
+        vals = [_f(per[c]) if _f(per[c]) is not None else _f(a.get("query_cap")) or 0.0
+                for c in classes]
         ax.bar([k + j * width for k in range(len(classes))], vals, width=width,
                label=str(a.get("attack")))
         ax.set_xticks([k + width * (len(attacks) - 1) / 2 for k in range(len(classes))],
@@ -208,7 +215,8 @@ def robustness(rob: Mapping[str, Any]) -> Markup:
         ax.axhline(cap, color="k", ls=":", lw=0.8, label="query cap")
     ax.set_xlabel("class")
     ax.set_ylabel("median queries to flip")
-    ax.set_title(f"per-class robustness (ε = {attacks[0].get('eps')})")
+    eps = _f(attacks[0].get("eps"))
+    ax.set_title("per-class robustness" + (f" (ε = {eps:g})" if eps is not None else ""))
     ax.legend(fontsize=8, frameon=False)
     return _svg(fig, "robustness", "Higher bars: more queries needed to flip a label.")
 

@@ -51,13 +51,10 @@ def badge(state: Any) -> Markup:
     return Markup('<span class="badge {}">{}</span>').format(tone, s or "—")
 
 
-def _number(v: Any) -> str:
-    if v is None or isinstance(v, Undefined):
-        return "—"
-    try:
-        return values.number(v if isinstance(v, int | float) else float(v))
-    except (TypeError, ValueError):
-        return str(v)
+def _number(v: Any) -> str | Markup:
+    if isinstance(v, int | float):
+        return values.number(v)
+    return values.value(v)  # not a number (a hostile or older report): shown as it is
 
 
 def _shorten(v: Any) -> str:
@@ -86,6 +83,19 @@ def css(page: bool = False) -> Markup:
     return Markup(text)
 
 
+def _list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list | tuple) else [] if v is None else [v]
+
+
+def _rows(v: Any) -> list[Mapping[str, Any]]:
+    """The mappings of a list (a report from elsewhere may hold anything)."""
+    return [x for x in _list(v) if isinstance(x, Mapping)]
+
+
+def _mapping(v: Any) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
+
+
 def _num(v: Any) -> float | None:
     try:
         x = float(v)
@@ -99,10 +109,11 @@ def pol_body(report: Mapping[str, Any], *, digest: str | None = None,
              names: Mapping[str, str] | None = None, links: bool = False) -> Markup:
     """A Proof-of-Learning report (its JSON form) as the body of a page."""
     r = {k: None for k in POL_KEYS} | dict(report)
-    segs = [s for s in r.get("segments") or [] if isinstance(s, Mapping)]
+    r.update(reasons=_list(r["reasons"]), checks=_rows(r["checks"]))
+    segs = _rows(r["segments"])
     errors = [e for e in (_num(s.get("error")) for s in segs) if e is not None]
     threshold = _num(r.get("threshold")) or 0.0
-    charts_ = {"curve": charts.training_curve(r.get("curve") or [], segs),
+    charts_ = {"curve": charts.training_curve(_rows(r["curve"]), segs),
                "replay": charts.replay_errors(segs, threshold, _num(r.get("optim_threshold")))}
     rest = {k: v for k, v in report.items() if k not in POL_KEYS}
     return Markup(env.get_template("pol.html").render(
@@ -115,8 +126,9 @@ def audit_body(report: Mapping[str, Any], *, digest: str | None = None,
                names: Mapping[str, str] | None = None, links: bool = False) -> Markup:
     """An audit report (its JSON form) as the body of a page."""
     r = {k: None for k in AUDIT_KEYS} | {k: None for k, _ in AUDIT_SECTIONS} | dict(report)
-    seq = {str(k): v for k, v in (r.get("sequential") or {}).items() if isinstance(v, Mapping)}
-    r["sequential"] = seq
+    seq = {str(k): v for k, v in _mapping(r["sequential"]).items() if isinstance(v, Mapping)}
+    r.update(sequential=seq, findings=_rows(r["findings"]), receipts=_mapping(r["receipts"]),
+             claimed=_mapping(r["claimed"]))
     charts_ = {"sequential": charts.sequential(seq),
                "robustness": charts.robustness(r["robustness"])
                if isinstance(r.get("robustness"), Mapping) else Markup(""),

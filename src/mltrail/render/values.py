@@ -85,7 +85,7 @@ def value(v: Any, names: Mapping[str, str] | None = None, depth: int = 0) -> Mar
     if isinstance(v, bool):
         return Markup("yes" if v else "no")
     if isinstance(v, int | float):
-        return Markup('<span class="n">{}</span>').format(number(v))
+        return Markup(escape(number(v)))
     if isinstance(v, str):
         return text(v, names)
     if isinstance(v, Mapping):
@@ -120,8 +120,8 @@ def items(xs: list[Any], names: Mapping[str, str] | None = None, depth: int = 0)
         finite = [float(x) for x in xs if math.isfinite(float(x))]
         if not finite:
             return Markup("{} values").format(len(xs))
-        return Markup('{} values from <span class="n">{}</span> to <span class="n">{}</span>'
-                      ).format(len(xs), number(min(finite)), number(max(finite)))
+        return Markup("{} values from {} to {}").format(len(xs), number(min(finite)),
+                                                       number(max(finite)))
     shown, more = xs[:MAX_ITEMS], len(xs) - MAX_ITEMS
     tail = Markup('<span class="more">… {} more</span>').format(more) if more > 0 else ""
     if all(_scalar(x) for x in shown) and all(len(str(x)) <= 40 for x in shown):
