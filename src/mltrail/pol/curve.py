@@ -21,8 +21,8 @@ from mltrail.pol.bundle import Manifest
 from mltrail.pol.report import CurvePoint
 from mltrail.reference import build_model
 
-MAX_POINTS = 200  # checkpoints evaluated at most (evenly spread, first and last kept)
-MAX_SAMPLES = 2048  # training samples each checkpoint is evaluated on (evenly spread)
+MAX_POINTS = 100  # checkpoints evaluated at most (evenly spread, first and last kept)
+MAX_SAMPLES = 512  # training samples each checkpoint is evaluated on (evenly spread)
 State = Mapping[str, torch.Tensor]
 Evaluate = Callable[[State], tuple[float | None, float | None]]
 
