@@ -25,7 +25,7 @@ def test_probes_and_audit_run_exit_codes(tmp_path, cli, supplier,
                               "--html", str(tmp_path / "h.html"), "--json")
     assert code == 0, err
     assert json.loads(out)["verdict"] == "pass"
-    assert "data:image/png;base64," in (tmp_path / "h.html").read_text()
+    assert 'class="plot sequential"' in (tmp_path / "h.html").read_text()
     code, out, err = _mltrail(cli, "audit", "run", "--target",
                               make_proxy(supplier.url, "substitute"), "--model",
                               str(supplier.path), "--pubkey", supplier.pubkey,

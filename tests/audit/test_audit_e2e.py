@@ -46,7 +46,7 @@ def test_honest_provider_raises_no_alarm(supplier, make_proxy, bench, held) -> N
     assert rep.metrics.agreement == 1.0 and rep.metrics.availability == 1.0
     assert rep.receipts.invalid == 0 and rep.first_alarm_at is None
     html = to_html(json.loads(to_json_bytes(rep.to_dict())))
-    assert "Verdict: pass" in html and "data:image/png;base64," in html
+    assert "Verdict: pass" in html and 'class="plot sequential"' in html
 
 
 def test_seeded_rebuild_gives_an_exact_reference(supplier, make_proxy, bench, held) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +126,7 @@ def test_robustness_and_latency_against_claims(supplier, bench) -> None:  # type
     assert lat["errors"] == 0 and lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"]
     assert lat["meets_claim"] is True
     html = to_html(json.loads(to_json_bytes(rep.to_dict())))
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count('<figure class="plot ') == 3
 
 
 def test_a_seed_config_that_does_not_rebuild_the_model_fails(stego, bench) -> None:  # type: ignore[no-untyped-def]

@@ -97,7 +97,7 @@ def test_read_only_token_cannot_transition(site, page):
 def test_report_and_ledger_pages(site, page):
     page.goto(f"{site['url']}/reports/{site['ids']['report']}")
     assert "accepted" in page.locator("h1").inner_text()
-    assert page.locator("svg.plot circle").count() == 1
+    assert page.locator("figure.replay-error svg").count() == 1
     page.screenshot(path=str(SHOTS / "pol-report.png"), full_page=True)
     page.goto(f"{site['url']}/ledger")
     assert page.locator("text=Members and roles").is_visible()

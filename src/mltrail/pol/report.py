@@ -6,7 +6,6 @@ computes nothing about a proof; :mod:`mltrail.pol.verifier` fills it in.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +40,19 @@ class Segment(BaseModel):
     optim_error: float | None = None  # same for the optimizer state
     cosine: float | None = None  # cos(W' - W, W_next - W)
     ok: bool
+
+
+class CurvePoint(BaseModel):
+    """Loss and accuracy of one checkpoint on the training data, and who computed them:
+    the verifier (from the checkpoint's weights) or the prover (a claim, not checked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    epoch: int
+    loss: float | None = None
+    accuracy: float | None = None
+    source: Literal["verifier", "prover"] = "verifier"
 
 
 class AnchorEvent(BaseModel):
@@ -107,6 +119,7 @@ class Report(BaseModel):
     declared_env: dict[str, Any] | None = None  # the prover's environment (header.env)
     replay_env: dict[str, Any] | None = None  # the environment the replay ran in
     publications: list[str] = Field(default_factory=list)  # same weights, published before
+    curve: list[CurvePoint] = Field(default_factory=list)  # per checkpoint, for the plot
 
     @property
     def accepted(self) -> bool:
@@ -173,33 +186,10 @@ class Report(BaseModel):
         return head if self.accepted else head + "\n  " + "\n  ".join(self.reasons)
 
     def to_html(self) -> str:
-        e = html.escape
-        colour = "#1a7f37" if self.accepted else "#cf222e"
-        rows = "".join(
-            f"<tr><td>{e(c.name)}</td><td>{'pass' if c.ok else 'FAIL'}</td>"
-            f"<td>{e(c.detail)}</td></tr>" for c in self.checks)
-        segs = "".join(
-            f"<tr><td>{s.index}</td><td>{s.epoch}</td><td>{s.start_step}-{s.end_step}</td>"
-            f"<td>{s.chosen}</td><td>{s.update_norm:.4g}</td><td>{s.error:.3g}</td>"
-            f"<td>{'' if s.optim_error is None else f'{s.optim_error:.3g}'}</td>"
-            f"<td>{'' if s.cosine is None else f'{s.cosine:.4f}'}</td>"
-            f"<td>{'pass' if s.ok else 'FAIL'}</td></tr>" for s in self.segments)
-        reasons = "".join(f"<li>{e(r)}</li>" for r in self.reasons)
-        return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Proof-of-Learning report</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:3px 8px}}
-table{{border-collapse:collapse}}</style></head><body>
-<h1 style="color:{colour}">Proof {e(self.verdict)}</h1><ul>{reasons}</ul>
-<p>bundle {e(self.bundle)}<br>final model {e(str(self.final_model))}<br>
-data {e(str(self.data_digest))}<br>threshold {self.threshold:.3g}
-{e(str((self.tolerance or {}).get("why", "")))}<br>Q={self.q}, R={self.r},
-verifier seed {self.verifier_seed}, replay {self.replay_seconds:.2f}s of
-{self.total_seconds:.2f}s on {e(self.device)} with {self.torch_threads} threads</p>
-<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>detail</th></tr>{rows}</table>
-<h2>Replayed segments</h2><table><tr><th>#</th><th>epoch</th><th>steps</th><th>chosen</th>
-<th>state change</th><th>error</th><th>optimizer error</th><th>cosine</th><th>result</th></tr>
-{segs}</table></body></html>
-"""
+        """The report as one standalone HTML page (the dashboard's renderer)."""
+        from mltrail.render.reports import pol_html
+
+        return pol_html(self.model_dump())
 
     def save(self, json_path: str | Path | None = None, html_path: str | Path | None = None
              ) -> None:

@@ -27,6 +27,7 @@ from mltrail.pol import checks, environment
 from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
+from mltrail.pol.curve import checkpoint_curve
 from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
 from mltrail.pol.report import Challenge, Check, Report, Segment
@@ -189,6 +190,7 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
             failed = Check(name="files", ok=False, detail=exc.message)
             ok = run(lambda: failed)
     if ok:
+        rep.curve = checkpoint_curve(man, [m for m, _ in states], x, y, device)
         init_check, rep.init_origin = checks.init(man, states[0][0], states[0][1], ledger)
         ok = run(lambda: init_check, lambda: checks.final(man, expected_model))
     if ok:

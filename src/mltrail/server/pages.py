@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from mltrail.errors import InputError, MltrailError
 from mltrail.provenance import exchange
+from mltrail.render import reports
 from mltrail.server import access, api, plots, queries, views
 from mltrail.server.access import Caller, caller_of, exchange_caller, route
 from mltrail.server.app import HERE, Node, node_of, status_of
@@ -157,22 +158,12 @@ def report_page(request: Request, caller: CallerDep, digest: str) -> HTMLRespons
                 cited["actor_name"] = node.people.name(cited["actor"])
     except MltrailError as exc:
         return _error(request, exc)
-    ctx: dict[str, Any] = {"digest": digest, "r": rep.report, "cited": cited, "about": about}
-    if rep.type == "pol":
-        ctx["plot"] = Markup(plots.pol_segments_svg(rep.report.get("segments") or [],
-                                                    float(rep.report.get("threshold") or 0)))
-        return _page(request, "pol_report.html", ctx)
-    if rep.type == "audit":
-        from mltrail.audit import report as audit_report
-
-        seq = rep.report.get("sequential") or {}
-        ctx["plots"] = [p for p in (
-            audit_report.plot_sequential(seq) if seq else None,
-            audit_report.plot_robustness(rep.report["robustness"])
-            if rep.report.get("robustness") else None,
-            audit_report.plot_latency(rep.report["latency"])
-            if rep.report.get("latency") else None) if p]
-        return _page(request, "audit_report.html", ctx)
+    body = {"pol": reports.pol_body, "audit": reports.audit_body}.get(rep.type or "")
+    if body is not None:
+        return _page(request, f"{rep.type}_report.html", {
+            "report_css": reports.css(), "body": body(
+                rep.report, digest=digest, cited=cited, about=about,
+                names=node.people.names(), links=True)})
     return _page(request, "error.html", {"message": f"{digest} is not a proof or audit report",
                                          "hint": None}, 404)
 

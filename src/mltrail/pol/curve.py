@@ -1,0 +1,86 @@
+"""The training curve a verifier computes: loss and accuracy of each checkpoint.
+
+Owns :func:`curve_points` (evaluate checkpoint weights, at most :data:`MAX_POINTS` of
+them, with an evaluator), :func:`evaluator` (loss, and top-1 accuracy for a classifier,
+of one set of weights on a fixed sample of the verifier's own training data, without
+augmentation) and :func:`checkpoint_curve` (both, for a reference-task proof whose
+checkpoints the verifier has loaded and checked). The numbers are the verifier's,
+marked ``source="verifier"``; they are for people reading the report and decide nothing
+about the verdict. It never trusts a number the prover wrote and never trains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from mltrail.pol.bundle import Manifest
+from mltrail.pol.report import CurvePoint
+from mltrail.reference import build_model
+
+MAX_POINTS = 100  # checkpoints evaluated at most (evenly spread, first and last kept)
+MAX_SAMPLES = 512  # training samples each checkpoint is evaluated on (evenly spread)
+State = Mapping[str, torch.Tensor]
+Evaluate = Callable[[State], tuple[float | None, float | None]]
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)``, first and last included."""
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def _finite(t: torch.Tensor) -> float | None:
+    v = float(t)
+    return v if math.isfinite(v) else None
+
+
+def evaluator(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+              = nn.functional.cross_entropy) -> Evaluate:
+    """``evaluate(weights) -> (loss, accuracy)`` of ``model`` with those weights on up to
+    :data:`MAX_SAMPLES` of ``(x, y)``; accuracy only for class scores against labels."""
+    rows = torch.tensor(spread(len(y), MAX_SAMPLES), dtype=torch.int64)
+    xs, ys = x[rows], y[rows]
+    labels = ys.dim() == 1 and not ys.is_floating_point()
+
+    def evaluate(state: State) -> tuple[float | None, float | None]:
+        model.load_state_dict(dict(state), strict=True)
+        model.eval()
+        with torch.no_grad():
+            out = model(xs)
+            acc = _finite((out.argmax(1) == ys).float().mean()) \
+                if labels and out.dim() == 2 else None
+            return _finite(loss(out, ys)), acc
+
+    return evaluate
+
+
+def curve_points(steps: Sequence[int], epochs: Sequence[int], states: Sequence[State],
+                 evaluate: Evaluate) -> list[CurvePoint]:
+    """One point per checkpoint (at most :data:`MAX_POINTS`); stops at weights that do
+    not run (the replay's checks say why)."""
+    out: list[CurvePoint] = []
+    for i in spread(min(len(steps), len(states)), MAX_POINTS):
+        try:
+            loss, acc = evaluate(states[i])
+        except (RuntimeError, ValueError):
+            break
+        out.append(CurvePoint(step=steps[i], epoch=epochs[i], loss=loss, accuracy=acc,
+                              source="verifier"))
+    return out
+
+
+def checkpoint_curve(man: Manifest, states: Sequence[State], x: torch.Tensor,
+                     y: torch.Tensor, device: str = "cpu") -> list[CurvePoint]:
+    """The curve of a reference-task proof: cross-entropy and top-1 accuracy of each
+    checkpoint's weights (``states``, in checkpoint order) on the training data."""
+    spec = man.header.ref_training
+    steps = [c.step for c in man.checkpoints()]
+    epochs = [min(spec.epoch_of(s), spec.epochs - 1) for s in steps]
+    model = build_model(spec.arch).to(device)
+    return curve_points(steps, epochs, states, evaluator(model, x.to(device), y.to(device)))
