@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from mltrail.errors import MltrailError
+from mltrail.render.values import number as show_number
 from mltrail.server import access
 from mltrail.server.access import Caller
 from mltrail.server.app import Node
@@ -37,16 +37,13 @@ CURVE_KEYS = ("loss", "accuracy", "acc", "val_loss", "val_accuracy")  # per chec
 
 
 def cell(v: Any) -> str:
-    """One value as people read it: numbers to 4 significant digits, yes/no, lists and
+    """One value as one line of text (the comparison compares these): numbers and yes/no as
+    the report renderer writes them (:func:`mltrail.render.values.number`), lists and
     mappings as short ``a, b`` / ``k: v`` text (never JSON), at most ``MAX_CELL`` chars."""
     if v is None:
         out = "—"
-    elif isinstance(v, bool):
-        out = "yes" if v else "no"
-    elif isinstance(v, float):
-        out = f"{v:.4g}" if math.isfinite(v) else str(v)
-    elif isinstance(v, int):
-        out = f"{v:,}" if abs(v) >= 10_000 else str(v)
+    elif isinstance(v, int | float):  # bools too: the reports' own number format
+        out = show_number(v)
     elif isinstance(v, dict):
         out = ", ".join(f"{k}: {cell(x)}" for k, x in v.items()) or "—"
     elif isinstance(v, list | tuple):
