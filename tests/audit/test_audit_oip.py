@@ -234,3 +234,30 @@ def test_a_v2_reference_service(supplier, start_cheat, seeded_path) -> None:  # 
                                 reference_url=_v2(supplier.url), max_queries=64, seed=8))
     assert rep.reference.kind == "service" and rep.verdict == "fail"
     assert any(f.check == "reference" for f in rep.findings)
+
+
+def _stock_client() -> OIPClient:
+    """A v2 client whose server declared no tensors (as stock MLServer and KServe do)."""
+    c = OIPClient("http://127.0.0.1:9/v2/models/m")
+    c.probs_name = "predict_proba"
+    c.adopt([64], 3)
+    return c
+
+
+def test_an_undeclared_server_is_read_from_its_one_probability_tensor() -> None:
+    c = _stock_client()
+    path, body = c.request_for(np.zeros((2, 1, 8, 8), np.float32), "n1")
+    assert body["inputs"][0]["shape"] == [2, 64] and "outputs" not in body  # as clients do
+    answer = {"id": "n1", "outputs": [   # KServe-style: output-0, flat row-major data
+        {"name": "output-0", "datatype": "FP64", "shape": [2, 3],
+         "data": [0.2, 0.3, 0.5, 0.7, 0.2, 0.1]}]}
+    outputs, _, _ = c.parse(answer, 2, "n1")
+    assert [o["label"] for o in outputs] == [2, 0] and outputs[1]["probs"] == [0.7, 0.2, 0.1]
+    labels_only = {"id": "n1", "outputs": [
+        {"name": "predict", "datatype": "INT64", "shape": [2, 1], "data": [2, 0]}]}
+    with pytest.raises(ValueError, match=r"predict INT64 \[2, 1\].*declares no outputs.*"
+                       "model-settings.json"):
+        c.parse(labels_only, 2, "n1")
+    c.ask = True   # after the server showed it needs it (classify), outputs are named
+    assert c.request_for(np.zeros((1, 64), np.float32), "n2")[1]["outputs"] == \
+        [{"name": "predict_proba"}]

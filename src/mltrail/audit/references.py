@@ -7,7 +7,8 @@ estimator written as a skops file or an ONNX file, with its card). A
 :class:`ForeignModel` is an ``nn.Module`` whose ``forward`` returns log-probabilities
 (or the ONNX graph's logits), so every consumer of a reference (``models.predict``,
 the audit's tests, ``serve-model``) sees the model's own probabilities after its
-softmax, with no second code path.
+softmax (renormalised to sum 1 in float64: float32 probabilities move by ~1e-7, far
+inside the audit's 1e-4 tolerance), with no second code path.
 
 Safety: the file's bytes are read once; the digest and the loaded model come from those
 same bytes. An ONNX file is parsed by onnxruntime (no code runs; a graph whose weights
