@@ -1,7 +1,8 @@
 """Audits of a stock inference server, with no adapter written for it: a real MLServer
 1.7.1 process (scikit-learn runtime, from ``.venv-mlserver``, made by ``make mlserver``)
-serving scikit-learn pipelines trained here on the digits, audited against scikit-learn
-(skops) and ONNX reference cards. One server serves three models: ``digits`` (stock
+serving the scikit-learn pipelines of ``mltrail audit make-model --kind sklearn``
+(trained here on the digits), audited against its scikit-learn (skops) and ONNX
+reference cards. One server serves three models: ``digits`` (stock
 model settings: the metadata declares no tensors), ``declared`` (the same model, its
 input and ``predict_proba`` output declared) and ``swapped`` (a different model under
 the claimed model's card: a substitute)."""
@@ -24,8 +25,8 @@ import pytest
 from mltrail.audit import models as M
 from mltrail.audit.adapter import parse_adapter
 from mltrail.audit.protocols import OIPClient
-from mltrail.audit.references import write_sklearn_reference
 from mltrail.audit.runner import AuditConfig, run_audit
+from mltrail.audit.workflows import make_sklearn_demo
 from testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,28 +47,6 @@ class Stock:
     onnx: Path
 
 
-def _pipelines() -> tuple[object, object]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x, y, _, _ = M.digits()
-    flat = x.reshape(len(x), -1)
-    honest = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(flat, y)
-    swapped = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=500)
-                            ).fit(flat[:300], y[:300])
-    return honest, swapped
-
-
-def _settings(name: str, declared: bool) -> dict[str, object]:
-    s: dict[str, object] = {"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
-                            "parameters": {"uri": "./model.joblib"}}
-    if declared:
-        s["inputs"] = [{"name": "input-0", "datatype": "FP32", "shape": [-1, 64]}]
-        s["outputs"] = [{"name": "predict_proba", "datatype": "FP64", "shape": [-1, 10]}]
-    return s
-
-
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + 120
     with httpx.Client(timeout=2) as http:
@@ -86,37 +65,32 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stock]:
+    import shutil
+
     import joblib
 
     root = tmp_path_factory.mktemp("mlserver")
-    honest, swapped = _pipelines()
-    for name, model, declared in (("digits", honest, False), ("declared", honest, True),
-                                  ("swapped", swapped, False)):
-        d = root / "models" / name
-        d.mkdir(parents=True)
-        joblib.dump(model, d / "model.joblib")  # MLServer's format; the auditor never reads it
-        (d / "model-settings.json").write_text(json.dumps(_settings(name, declared)))
-    port, grpc = free_port(), free_port()
-    (root / "models" / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "http_port": port, "grpc_port": grpc, "metrics_port": free_port(),
-        "metrics_endpoint": None, "parallel_workers": 0}))
-    card = {"name": "digits", "classes": 10, "input_shape": [64],
-            "claims": {"accuracy": 0.9}}
-    skops = root / "sk" / "digits.skops"
-    onnx = root / "onnx" / "digits.onnx"   # a card lies beside each: NAME.json
-    skops.parent.mkdir()
-    onnx.parent.mkdir()
-    write_sklearn_reference(honest, M.ModelCard(format="skops", **card), skops)
-    write_sklearn_reference(honest, M.ModelCard(format="onnx", **card), onnx)
+    made = make_sklearn_demo(root)   # `mltrail audit make-model --kind sklearn`
+    models = Path(made["mlserver"])
+    shutil.copytree(models / "digits", models / "declared")
+    (models / "declared" / "model-settings.json").write_text(json.dumps({
+        "name": "declared", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib"},
+        "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 64]}],
+        "outputs": [{"name": "predict_proba", "datatype": "FP64", "shape": [-1, 10]}]}))
+    port = free_port()
+    (models / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
+        "metrics_port": free_port(), "metrics_endpoint": None, "parallel_workers": 0}))
+    honest = joblib.load(models / "digits" / "model.joblib")  # written just above, by us
     log = root / "mlserver.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(MLSERVER), "start", str(root / "models")], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
-                                env={**os.environ, "MLSERVER_PARALLEL_WORKERS": "0"})
+        proc = subprocess.Popen([str(MLSERVER), "start", str(models)], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(proc, url, log)
-        yield Stock(url, honest, skops, onnx)
+        yield Stock(url, honest, Path(made["model"]), Path(made["onnx_model"]))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
