@@ -1,12 +1,14 @@
 """The auditor's clients for the protocols it speaks besides mltrail's own.
 
 Owns :class:`OIPClient` (the Open Inference Protocol, KServe / Triton v2 REST: model
-metadata, ``POST .../infer`` with the nonce as the request ``id``, outputs found by
-name, receipts read from the response ``parameters``), :class:`AdapterClient` (any JSON
-API described by an adapter file, :mod:`.adapter`) and :func:`open_target`, which picks
-the protocol. The protocol is chosen from the endpoint, never by probing it: a URL whose
-path is ``/v2/models/NAME`` (optionally ``/versions/V``) speaks v2, an adapter file
-means the adapter, anything else is mltrail's own API. Probing would send requests no
+metadata, stock metadata that declares no tensors included, ``POST .../infer`` with the
+nonce as the request ``id``, outputs found by name and asked for by name once a server
+shows it needs that, receipts read from the response ``parameters``),
+:class:`AdapterClient` (any JSON API described by an adapter file, :mod:`.adapter`) and
+:func:`open_target`, which picks the protocol. The protocol is chosen from the endpoint,
+never by probing it: a URL whose path is ``/v2/models/NAME`` (optionally
+``/versions/V``) speaks v2, an adapter file means the adapter, anything else is
+mltrail's own API. Probing would send requests no
 ordinary client sends, which a provider could key on. It never judges answers.
 """
 
