@@ -115,11 +115,16 @@ def test_stock_metadata_is_read_and_probabilities_asked_for_by_name(stock: Stock
         assert (info.classes, info.input_shape, c.probs_name) == (10, [64], "predict_proba")
 
 
-def test_honest_stock_server_passes_against_a_skops_reference(stock: Stock, cli) -> None:  # type: ignore[no-untyped-def]
+def test_honest_stock_server_passes_against_a_skops_reference(stock: Stock, cli,
+                                                               tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "report.json"
     r = cli("audit", "run", "--target", f"{stock.url}/v2/models/digits", "--model",
-            str(stock.skops), "--max-queries", "96", "--seed", "7", "--json")
+            str(stock.skops), "--max-queries", "96", "--seed", "7", "--latency", "--rate",
+            "20", "--duration", "1", "--out", str(out), "--json")
     assert r.code == 0, r.err
     rep = json.loads(r.out)
+    # the load's requests carry the claimed [N, 64] shape the stock metadata leaves out
+    assert json.loads(out.read_text())["latency"]["error_rate"] == 0.0
     assert rep["verdict"] == "pass" and rep["metrics"]["agreement"] == 1.0
     assert any("reference model's card" in f["message"] for f in rep["findings"])
 
