@@ -95,13 +95,17 @@ def _onnx(raw: bytes, card: ModelCard, where: Path) -> ForeignModel:
                          f"{', '.join(outs)})")
     logits = card.output_kind == "logits" if card.output_kind is not None \
         else name.lower() not in PROB_OUTPUTS
-    rank = len(inp.shape)
+    shape = (-1,) if len(inp.shape) == 2 else tuple(card.input_shape)
 
     def run(x: np.ndarray) -> np.ndarray:
-        arr = x.reshape(len(x), -1) if rank == 2 else x
+        arr = x.reshape(len(x), *shape)
         if dtype in (np.int64, np.int32):
             arr = np.round(arr)
-        got = sess.run([name], {inp.name: arr.astype(dtype)})[0]
+        try:
+            got = sess.run([name], {inp.name: arr.astype(dtype)})[0]
+        except Exception as exc:  # onnxruntime's own error types
+            raise InputError(f"the ONNX reference {where} cannot run on inputs of shape "
+                             f"{list(arr.shape)}: {str(exc).splitlines()[0][:200]}") from exc
         if isinstance(got, list):  # skl2onnx's ZipMap: one {class: probability} per row
             return np.array([[row[k] for k in sorted(row)] for row in got], dtype=np.float64)
         return np.asarray(got, dtype=np.float64)
