@@ -261,3 +261,44 @@ def test_an_undeclared_server_is_read_from_its_one_probability_tensor() -> None:
     c.ask = True   # after the server showed it needs it (classify), outputs are named
     assert c.request_for(np.zeros((1, 64), np.float32), "n2")[1]["outputs"] == \
         [{"name": "predict_proba"}]
+
+
+@pytest.fixture(scope="module")
+def sk_pair(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A scikit-learn pipeline with its skops reference card, and a cheap substitute."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mltrail.audit.models import ModelCard
+    from mltrail.audit.references import write_sklearn_reference
+
+    x, y, _, _ = digits()
+    flat = x.reshape(len(x), -1)
+    good = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(flat, y)
+    cheap = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=300)
+                          ).fit(flat[:300], y[:300])
+    ref = tmp_path_factory.mktemp("sk") / "digits.skops"
+    write_sklearn_reference(good, ModelCard(name="digits", format="skops", classes=10,
+                                            input_shape=[64]), ref)
+    return good, cheap, ref
+
+
+@pytest.mark.parametrize("mode", ["honest", "labelswap"])
+def test_substituting_only_the_default_labels_of_a_stock_server_is_caught(sk_pair, mode) -> None:  # type: ignore[no-untyped-def]
+    from mltrail.testing.stock_v2 import serve
+
+    good, cheap, ref = sk_pair
+    srv = serve("digits", good.predict_proba, cheap.predict_proba, mode)
+    try:
+        # ~30 requests: a plain cross-check misses all of them with p < 0.1 % (about one
+        # request in four is cross-checked; bench/stock_servers.py measures the rates)
+        rep = run_audit(AuditConfig(target=f"{srv.url}/v2/models/digits", model_path=str(ref),
+                                    max_queries=480, seed=11))
+    finally:
+        srv.stop()
+    if mode == "honest":
+        assert rep.verdict == "pass", rep.findings
+    else:
+        assert rep.verdict == "fail" and rep.failed("malformed"), rep.findings
+        assert any("answers plain requests differently" in f.message for f in rep.findings)

@@ -15,6 +15,7 @@ ordinary client sends, which a provider could key on. It never judges answers.
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any, Literal
 
 import numpy as np
@@ -32,6 +33,7 @@ FLOAT_TYPES = ("FP16", "FP32", "FP64", "BF16")
 PROB_NAMES = ("probs", "probabilities", "predict_proba", "scores", "softmax", "output_probs",
               "output_probability")
 LABEL_NAMES = ("label", "labels", "class", "classes", "predicted_label")
+PLAIN_EVERY = 4                 # after the switch, 1 request in 4 is also sent plain
 STOCK_PROBS = "predict_proba"   # MLServer's and KServe's sklearn/XGBoost/LightGBM runtimes
 
 
@@ -55,6 +57,8 @@ class OIPClient(Target):
         self.declared = False           # the metadata declares the probability output
         self.classes: int | None = None
         self.ask = False                # name the outputs in each request (see classify)
+        self._plain_output: str | None = None   # the integer output of a plain answer
+        self._last: dict[Any, Any] = {}         # the last answer's tensors, by name
 
     def info(self) -> ServiceInfo:
         """The model's v2 metadata, as far as the auditor can read it. A stock server may
@@ -117,7 +121,9 @@ class OIPClient(Target):
             "name": self.input_name, "shape": [len(batch), *shape],
             "datatype": self.input_type, "data": data}]}
         if self.ask:
-            body["outputs"] = [{"name": n} for n in (self.probs_name, self.label_name) if n]
+            names = dict.fromkeys(n for n in (self.probs_name, self.label_name,
+                                              self._plain_output) if n)
+            body["outputs"] = [{"name": n} for n in names]
         return self.model_path + "/infer", body
 
     def classify(self, batch: np.ndarray, nonce: str | None = None,
@@ -128,14 +134,43 @@ class OIPClient(Target):
         answer only ``predict`` (labels) then. So the first answer without the
         probability output switches this client to naming it (``"outputs"``, as every
         client of that server must) and the same batch is sent again with a fresh id;
-        the client never asks by name before a server shows it needs it."""
+        the client never asks by name before a server shows it needs it.
+
+        Such a server has two kinds of customers: those who name the probabilities and
+        those who take its default labels. A provider could substitute for the second
+        kind only. So, after the switch, about one request in :data:`PLAIN_EVERY` is
+        sent plain like theirs, and the same batch again naming the probabilities and the
+        plain answer's own integer output: the two must carry the same values, or the
+        answer is a :class:`ServiceFailure` saying so (a deterministic server always
+        repeats itself)."""
+        if self.ask and self._plain_output is not None and secrets.randbelow(PLAIN_EVERY):
+            return super().classify(batch, nonce, classes)
+        if self.ask and self._plain_output is None:
+            return super().classify(batch, nonce, classes)
+        was, self.ask = self.ask, False
         try:
             return super().classify(batch, nonce, classes)
         except ServiceFailure as exc:
-            if self.ask or not isinstance(exc.__cause__, _NoProbs):
+            if not isinstance(exc.__cause__, _NoProbs):
                 raise
+            plain = exc.__cause__.tensors
+        finally:
+            self.ask = was or self.ask
+        if not self.ask:
             self.ask = True
-            return super().classify(batch, None, classes)
+            ints = [k for k, t in plain.items() if str(t.get("datatype")).startswith(
+                ("INT", "UINT"))]
+            self._plain_output = str(ints[0]) if ints else None
+        r = super().classify(batch, None, classes)
+        name = self._plain_output
+        if name is not None and name in plain:
+            again = self._last.get(name)
+            if again is None or _values(again) != _values(plain[name]):
+                raise ServiceFailure("malformed", f"{self.url} answers plain requests "
+                                     f"differently: its default output {name!r} differs "
+                                     "from the same inputs' answer when the probabilities "
+                                     "are asked for", r.elapsed_ms)
+        return r
 
     def _probs_tensor(self, by_name: dict[Any, Any], n: int) -> dict[str, Any]:
         t = by_name.get(self.probs_name or oip.PROBS)
@@ -151,7 +186,7 @@ class OIPClient(Target):
                 "; the model's metadata declares no outputs: declare its [batch, classes] "
                 "probability output (MLServer: \"outputs\" in model-settings.json)")
             raise _NoProbs(f"no output {self.probs_name or oip.PROBS!r} "
-                             f"(the answer has {got or 'none'}){hint}")
+                           f"(the answer has {got or 'none'}){hint}", by_name)
         return dict(t)
 
     def parse(self, data: Any, n: int, nonce: str) -> tuple[Any, Any, str | None]:
@@ -160,6 +195,7 @@ class OIPClient(Target):
         if data.get("id") != nonce:
             raise ValueError("the response does not echo the request id")
         by_name = {o.get("name"): o for o in data["outputs"] if isinstance(o, dict)}
+        self._last = by_name
         t = self._probs_tensor(by_name, n)
         if t.get("datatype") not in FLOAT_TYPES:
             raise ValueError(f"output {t.get('name')!r} is not a float tensor")
@@ -185,6 +221,25 @@ class OIPClient(Target):
 
 class _NoProbs(ValueError):
     """The answer lacks the probability output (the request may have to name it)."""
+
+    def __init__(self, message: str, tensors: dict[Any, Any]) -> None:
+        super().__init__(message)
+        self.tensors = tensors
+
+
+def _values(t: Any) -> tuple[Any, Any]:
+    """A tensor's shape and flat values, for comparing two answers."""
+    flat: list[Any] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, list):
+            for x in v:
+                walk(x)
+        else:
+            flat.append(v)
+
+    walk(t.get("data") if isinstance(t, dict) else None)
+    return (t.get("shape") if isinstance(t, dict) else None), flat
 
 
 def _tensor(t: dict[str, Any], n: int) -> np.ndarray:
