@@ -8,7 +8,7 @@ JOBS    ?= 2
 BENCHES := bench/ledger_forgeries.py bench/pol.py bench/pol_loop.py bench/audit.py bench/cli.py \
   bench/capture.py bench/server.py bench/oracle.py bench/audit_protocols.py
 
-.PHONY: setup demo test bench lint typecheck contracts clean graphviz browser
+.PHONY: setup demo test bench lint typecheck contracts clean graphviz browser mlserver
 
 setup: $(STAMP) $(ANVIL) graphviz
 
@@ -37,7 +37,20 @@ browser:
 demo: setup
 	SERVE=$(SERVE) bash demo/run.sh
 
-test: setup browser
+# A stock MLServer 1.7.1 (scikit-learn runtime) for tests/audit/test_audit_stock_servers.py,
+# in its own venv: its pins (fastapi, pydantic, ...) are not ours. About 30 s, once. Its
+# scikit-learn is ours (the tests pickle a model here and MLServer unpickles it there).
+MLSERVER := .venv-mlserver
+$(MLSERVER)/.installed: | $(STAMP)
+	$(PY) -m venv $(MLSERVER)
+	$(MLSERVER)/bin/pip install -q --upgrade pip
+	$(MLSERVER)/bin/pip install -q mlserver==1.7.1 mlserver-sklearn==1.7.1 \
+	  scikit-learn==$$($(BIN)/python -c 'import sklearn; print(sklearn.__version__)')
+	touch $@
+
+mlserver: $(MLSERVER)/.installed
+
+test: setup browser mlserver
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider
 
 bench: setup
@@ -52,4 +65,4 @@ contracts: setup
 	$(BIN)/python -m mltrail.ledger.contracts
 
 clean:
-	rm -rf $(VENV) node_modules demo-out
+	rm -rf $(VENV) $(MLSERVER) node_modules demo-out

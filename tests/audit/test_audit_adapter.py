@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_audit_cli import _mltrail
 
-from mltrail.audit.adapter import AdapterSpec, parse_adapter
+from mltrail.audit.adapter import AdapterSpec, fill, parse_adapter, read_outputs
 from mltrail.audit.models import predict
 from mltrail.audit.runner import AuditConfig, run_audit
 from mltrail.errors import InputError
@@ -83,6 +83,34 @@ def test_bad_adapter_files_exit_2_naming_the_field(supplier, adapter_file, cli,
                             "--adapter", spec)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert field in err.split(".yaml: ", 1)[1], err
+
+
+V2_BY_HAND = {"v": 1, "name": "v2 by hand", "input_shape": [2, 2], "classes": 3,
+              "request": {"path": "/v2/models/m/infer", "layout": "row-major", "body": {
+                  "id": "$nonce", "inputs": [{"name": "x", "shape": ["$n", 4],
+                                              "datatype": "FP32", "data": "$inputs"}],
+                  "outputs": [{"name": "predict_proba"}]}},
+              "response": {"outputs": "/outputs/0/data", "layout": "row-major"}}
+
+
+def test_row_major_requests_and_flat_v2_output_tensors() -> None:
+    import numpy as np
+
+    spec = parse_adapter(json.dumps(V2_BY_HAND))
+    _, body = fill(spec, np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2), "n")
+    assert body["id"] == "n" and body["inputs"][0]["shape"] == [2, 4]
+    assert body["inputs"][0]["data"] == [float(i) for i in range(8)]
+    answer = {"outputs": [{"name": "predict_proba", "shape": [2, 3],
+                           "data": [0.1, 0.2, 0.7, 0.6, 0.3, 0.1]}]}
+    outputs, _, _ = read_outputs(spec, answer, 2)
+    assert outputs == [{"label": 2, "probs": [0.1, 0.2, 0.7]},
+                       {"label": 0, "probs": [0.6, 0.3, 0.1]}]
+    with pytest.raises(ValueError, match="flat list of 3 x 3"):
+        read_outputs(spec, answer, 3)
+    for bad in ({"probs": ""}, {"label": "/0"}):
+        doc = {**V2_BY_HAND, "response": {**V2_BY_HAND["response"], **bad}}
+        with pytest.raises(InputError, match="row-major"):
+            parse_adapter(json.dumps(doc))
 
 
 def test_yaml_aliases_and_non_mappings_are_refused() -> None:

@@ -234,3 +234,71 @@ def test_a_v2_reference_service(supplier, start_cheat, seeded_path) -> None:  # 
                                 reference_url=_v2(supplier.url), max_queries=64, seed=8))
     assert rep.reference.kind == "service" and rep.verdict == "fail"
     assert any(f.check == "reference" for f in rep.findings)
+
+
+def _stock_client() -> OIPClient:
+    """A v2 client whose server declared no tensors (as stock MLServer and KServe do)."""
+    c = OIPClient("http://127.0.0.1:9/v2/models/m")
+    c.probs_name = "predict_proba"
+    c.adopt([64], 3)
+    return c
+
+
+def test_an_undeclared_server_is_read_from_its_one_probability_tensor() -> None:
+    c = _stock_client()
+    path, body = c.request_for(np.zeros((2, 1, 8, 8), np.float32), "n1")
+    assert body["inputs"][0]["shape"] == [2, 64] and "outputs" not in body  # as clients do
+    answer = {"id": "n1", "outputs": [   # KServe-style: output-0, flat row-major data
+        {"name": "output-0", "datatype": "FP64", "shape": [2, 3],
+         "data": [0.2, 0.3, 0.5, 0.7, 0.2, 0.1]}]}
+    outputs, _, _ = c.parse(answer, 2, "n1")
+    assert [o["label"] for o in outputs] == [2, 0] and outputs[1]["probs"] == [0.7, 0.2, 0.1]
+    labels_only = {"id": "n1", "outputs": [
+        {"name": "predict", "datatype": "INT64", "shape": [2, 1], "data": [2, 0]}]}
+    with pytest.raises(ValueError, match=r"predict INT64 \[2, 1\].*declares no outputs.*"
+                       "model-settings.json"):
+        c.parse(labels_only, 2, "n1")
+    c.ask = True   # after the server showed it needs it (classify), outputs are named
+    assert c.request_for(np.zeros((1, 64), np.float32), "n2")[1]["outputs"] == \
+        [{"name": "predict_proba"}]
+
+
+@pytest.fixture(scope="module")
+def sk_pair(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A scikit-learn pipeline with its skops reference card, and a cheap substitute."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mltrail.audit.models import ModelCard
+    from mltrail.audit.references import write_sklearn_reference
+
+    x, y, _, _ = digits()
+    flat = x.reshape(len(x), -1)
+    good = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(flat, y)
+    cheap = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=300)
+                          ).fit(flat[:300], y[:300])
+    ref = tmp_path_factory.mktemp("sk") / "digits.skops"
+    write_sklearn_reference(good, ModelCard(name="digits", format="skops", classes=10,
+                                            input_shape=[64]), ref)
+    return good, cheap, ref
+
+
+@pytest.mark.parametrize("mode", ["honest", "labelswap"])
+def test_substituting_only_the_default_labels_of_a_stock_server_is_caught(sk_pair, mode) -> None:  # type: ignore[no-untyped-def]
+    from mltrail.testing.stock_v2 import serve
+
+    good, cheap, ref = sk_pair
+    srv = serve("digits", good.predict_proba, cheap.predict_proba, mode)
+    try:
+        # ~30 requests: a plain cross-check misses all of them with p < 0.1 % (about one
+        # request in four is cross-checked; bench/stock_servers.py measures the rates)
+        rep = run_audit(AuditConfig(target=f"{srv.url}/v2/models/digits", model_path=str(ref),
+                                    max_queries=480, seed=11))
+    finally:
+        srv.stop()
+    if mode == "honest":
+        assert rep.verdict == "pass", rep.findings
+    else:
+        assert rep.verdict == "fail" and rep.failed("malformed"), rep.findings
+        assert any("answers plain requests differently" in f.message for f in rep.findings)

@@ -3,11 +3,14 @@ mltrail's own nor the Open Inference Protocol.
 
 Owns the adapter file's format (:class:`AdapterSpec`, YAML or JSON, documented in
 docs/audit.md): a request template (method, path, headers, a JSON body in which the
-string ``"$inputs"`` stands for the batch and ``"$nonce"`` for the request's fresh
-nonce) and response paths as JSON Pointers (RFC 6901, the ``jsonpointer`` package): where
-the per-input list is, and within each item the probability vector, or a list of
-``{label, score}`` pairs, and optionally the label; where a receipt and a model digest
-are, if the API returns them. :func:`load_adapter` reads and validates a file (bounded
+string ``"$inputs"`` stands for the batch, ``"$n"`` for its size and ``"$nonce"`` for
+the request's fresh nonce; the batch nested, one flat row per input, or all of it as one
+row-major list, as an Open Inference Protocol ``data`` field is) and response paths as
+JSON Pointers (RFC 6901, the ``jsonpointer`` package): where the per-input list is, and
+within each item the probability vector, or a list of ``{label, score}`` pairs, and
+optionally the label; or where one row-major list of ``n x classes`` probabilities is
+(a v2 output tensor's flat ``data``); where a receipt and a model digest are, if the API
+returns them. :func:`load_adapter` reads and validates a file (bounded
 size, no YAML aliases, every pointer parsed); any problem is one :class:`InputError`
 naming the field. :func:`fill` and :func:`read_outputs` apply a spec to one exchange.
 It never sends a request (the client in :mod:`.protocols` does).
@@ -29,6 +32,7 @@ from mltrail.errors import InputError
 MAX_FILE = 1 << 20
 INPUTS = "$inputs"
 NONCE = "$nonce"
+BATCH = "$n"
 
 
 def _pointer(value: str | None) -> str | None:
@@ -59,7 +63,8 @@ class AdapterRequest(BaseModel):
     path: str = Field(pattern=r"^/[\x21-\x7e]*$", max_length=500)
     headers: dict[str, str] = Field(default_factory=dict, max_length=32)
     body: Any
-    layout: Literal["nested", "flat"] = "nested"   # each input as input_shape or flat
+    # each input as input_shape (nested), each input flat, or the batch as one flat list
+    layout: Literal["nested", "flat", "row-major"] = "nested"
     input_type: Literal["float", "int"] = "float"
 
     @model_validator(mode="after")
@@ -77,6 +82,9 @@ class AdapterResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outputs: str                      # pointer to the list of per-input items
+    # items: one item per input; row-major: outputs is one flat list of n x classes
+    # probabilities (a v2 output tensor's data), read as [n, classes]
+    layout: Literal["items", "row-major"] = "items"
     probs: str | None = None          # pointer within an item to its probabilities
     scores: LabelScores | None = None
     label: str | None = None          # pointer within an item to its label (default argmax)
@@ -87,7 +95,11 @@ class AdapterResponse(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> AdapterResponse:
-        if (self.probs is None) == (self.scores is None):
+        if self.layout == "row-major":
+            if self.probs is not None or self.scores is not None or self.label is not None:
+                raise ValueError("with layout row-major, outputs is the flat probability "
+                                 "list: give no probs, scores or label")
+        elif (self.probs is None) == (self.scores is None):
             raise ValueError("give exactly one of probs and scores")
         return self
 
@@ -169,8 +181,8 @@ def load_adapter(path: str | Path) -> AdapterSpec:
 
 def fill(spec: AdapterSpec, batch: np.ndarray, nonce: str) -> tuple[dict[str, str], Any]:
     """(headers, body) of the request for ``batch``."""
-    shape = (len(batch), *spec.input_shape) if spec.request.layout == "nested" \
-        else (len(batch), -1)
+    shape = {"nested": (len(batch), *spec.input_shape), "flat": (len(batch), -1),
+             "row-major": (-1,)}[spec.request.layout]
     arr = np.ascontiguousarray(batch, dtype=np.float32).reshape(shape)
     values = arr.round().astype(np.int64).tolist() if spec.request.input_type == "int" \
         else arr.tolist()
@@ -180,6 +192,8 @@ def fill(spec: AdapterSpec, batch: np.ndarray, nonce: str) -> tuple[dict[str, st
             return values
         if obj == NONCE:
             return nonce
+        if obj == BATCH:
+            return len(batch)
         if isinstance(obj, dict):
             return {k: sub(v) for k, v in obj.items()}
         if isinstance(obj, list):
@@ -211,6 +225,12 @@ def read_outputs(spec: AdapterSpec, data: Any, n: int
     :class:`ValueError` naming what is missing."""
     r = spec.response
     items = _at(data, r.outputs)
+    if r.layout == "row-major":
+        if not isinstance(items, list) or len(items) != n * spec.classes:
+            raise ValueError(f"{r.outputs} holds no flat list of {n} x {spec.classes} "
+                             "probabilities")
+        items = [items[i * spec.classes:(i + 1) * spec.classes] for i in range(n)]
+        r = r.model_copy(update={"probs": ""})
     if not isinstance(items, list) or len(items) != n:
         raise ValueError(f"{r.outputs} holds no list of {n} items")
     outputs = []

@@ -5,7 +5,9 @@ Owns :func:`target_info` (the target's self-description; a failure is an availab
 finding, never an error) and :func:`claims_of` (the claimed fields and the claims check:
 ledger claims compared with what the target advertises; for a v2 or adapter-described
 target without ledger claims, the reference model's card; otherwise the target's own
-description, with a warning). It never sends a probe.
+description, with a warning). What the claims say and a stock v2 server's metadata left
+out (its input shape, its class count) is handed to the v2 client. It never sends a
+probe.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from mltrail.audit.claims import ServiceClaims, compare_advertised
 from mltrail.audit.client import Target
+from mltrail.audit.protocols import OIPClient
 from mltrail.audit.result import Findings
 from mltrail.audit.wire import ServiceInfo
 from mltrail.errors import InputError, MltrailError
@@ -32,8 +35,17 @@ def target_info(client: Target, fs: Findings) -> ServiceInfo | None:
 
 
 def claims_of(ledger_claims: ServiceClaims | None, model_path: str | None,
-              info: ServiceInfo | None, fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
+              info: ServiceInfo | None, fs: Findings, target: Target | None = None,
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(claimed fields, claims check) from the ledger, or from the target if none."""
+    claimed, check = _claims_of(ledger_claims, model_path, info, fs)
+    if isinstance(target, OIPClient):
+        target.adopt(claimed.get("input_shape"), claimed.get("classes"))
+    return claimed, check
+
+
+def _claims_of(ledger_claims: ServiceClaims | None, model_path: str | None,
+               info: ServiceInfo | None, fs: Findings) -> tuple[dict[str, Any], dict[str, Any]]:
     if ledger_claims is not None:
         c = ledger_claims
         claimed = {"name": c.name, "model_digest": c.model_digest, "public_key": c.public_key,
@@ -47,7 +59,9 @@ def claims_of(ledger_claims: ServiceClaims | None, model_path: str | None,
         return claimed, {"source": "ledger", "differences": diffs,
                          "advertised_checked": info is not None}
     if info is None:
-        raise InputError("no ledger claims and the target does not describe itself")
+        raise InputError("no ledger claims and the target does not describe itself: give "
+                         "the claimed model file with its card (--model FILE) or audit a "
+                         "registered service")
     if info.protocol != "mltrail" and model_path:
         return _claims_of_card(model_path, info, fs)
     fs.add("warn", "claims", f"claims taken from the target's own {_info_name(info)}, not "

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mltrail.audit import probes as P
-from mltrail.audit.client import ServiceFailure
-from mltrail.audit.protocols import open_target
+from mltrail.audit.client import ServiceFailure, Target
+from mltrail.audit.protocols import OIPClient, open_target
 from mltrail.audit.result import AuditReport, Findings, Skipped
 from mltrail.audit.wire import ServiceInfo
 
@@ -38,6 +38,14 @@ def _robustness_data(pr: P.ProbeSet) -> tuple[np.ndarray, np.ndarray] | str:
     return x, pr.y[labelled]
 
 
+def _as_audited(c: Target, info: ServiceInfo | None, rep: AuditReport) -> None:
+    """A fresh v2 client set up as the audit's was: the metadata's input names and types,
+    and what a stock server's metadata leaves out taken from the claims."""
+    if info is not None and info.protocol == "oip" and isinstance(c, OIPClient):
+        c.info()
+        c.adopt(rep.claimed.get("input_shape"), rep.claimed.get("classes"))
+
+
 def run_extras(cfg: AuditConfig, target: str, info: ServiceInfo | None,
                claims: dict[str, Any], rep: AuditReport, fs: Findings,
                pr: P.ProbeSet) -> None:
@@ -61,8 +69,7 @@ def run_extras(cfg: AuditConfig, target: str, info: ServiceInfo | None,
         try:
             with open_target(target, protocol=cfg.protocol, adapter=cfg.adapter,
                              timeout=cfg.timeout_s) as c:
-                if info is not None and info.protocol == "oip":
-                    c.info()  # input names and types
+                _as_audited(c, info, rep)
                 mb = int((info.max_batch if info is not None else None) or 256)
 
                 def query(b: np.ndarray) -> np.ndarray:
@@ -83,8 +90,7 @@ def run_extras(cfg: AuditConfig, target: str, info: ServiceInfo | None,
         rate = float(cfg.latency.get("rate_qps", (lc or {}).get("rate_qps", 50)))
         with open_target(target, protocol=cfg.protocol, adapter=cfg.adapter,
                          timeout=cfg.timeout_s) as c:
-            if info is not None and info.protocol == "oip":
-                c.info()
+            _as_audited(c, info, rep)
             res = latency.run_load(target, pr.x[:64], rate_qps=rate,
                                    duration_s=float(cfg.latency.get("duration_s", 2.0)),
                                    client=c)

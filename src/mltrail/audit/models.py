@@ -1,9 +1,10 @@
 """Model files, model cards and the small models the audit code trains.
 
-A served model is two files: the model file (``NAME.safetensors``, its state dict, or a
-TorchScript archive ``NAME.pt``; the model's digest is the SHA-256 of these bytes, as
-everywhere in mltrail) and ``NAME.json``, the *card* (:class:`ModelCard`, documented in
-docs/audit.md): the file format, the architecture (a spec understood by
+A served model is two files: the model file (``NAME.safetensors``, its state dict, a
+TorchScript archive ``NAME.pt``, an ONNX file ``NAME.onnx`` or a scikit-learn model saved
+with skops, ``NAME.skops``: see :mod:`.references`; the model's digest is the SHA-256 of
+these bytes, as everywhere in mltrail) and ``NAME.json``, the *card* (:class:`ModelCard`,
+documented in docs/audit.md): the file format, the architecture (a spec understood by
 :func:`mltrail.reference.build_model`, or a factory named by import path), input shape
 and dtype, preprocessing, class count and names, the file's digest, the supplier's
 claims (accuracy, robustness, latency) and, when the supplier offers seeded
@@ -27,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import nn
 
 from mltrail._fs import atomic_write
+from mltrail.audit.references import FOREIGN, load_foreign
 from mltrail.errors import InputError, NotFoundError
-from mltrail.provenance.digest import digest_file, save_state_dict
+from mltrail.provenance.digest import digest_bytes, digest_file, save_state_dict
 
 INPUT_SHAPE = (1, 8, 8)
 
@@ -83,7 +85,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = "model"
-    format: Literal["safetensors", "torchscript"] = "safetensors"
+    format: Literal["safetensors", "torchscript", "onnx", "skops"] = "safetensors"
     arch: dict[str, Any] | None = None
     factory: str | None = Field(default=None, pattern=r"^[\w.]+:[\w]+$")
     classes: int = Field(ge=2)
@@ -95,9 +97,16 @@ class ModelCard(BaseModel):
     message_class: int | None = None
     claims: Claims = Field(default_factory=Claims)
     seed_config: dict[str, Any] | None = None
+    output: str | None = Field(default=None, min_length=1, max_length=200)  # ONNX output
+    output_kind: Literal["logits", "probabilities"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:
+        if self.output is not None and self.format != "onnx":
+            raise ValueError("output names an ONNX model's output (format onnx)")
+        if self.output_kind == "probabilities" and self.format in ("safetensors",
+                                                                   "torchscript"):
+            raise ValueError("a PyTorch model's output is its logits")
         if self.format == "safetensors" and self.arch is None and self.factory is None:
             raise ValueError("arch or factory is required for a safetensors model")
         if self.labels is not None and len(self.labels) != self.classes:
@@ -177,14 +186,20 @@ def load_model(path: str | Path) -> tuple[nn.Module, ModelCard, str]:
     if not p.exists():
         raise NotFoundError(f"model file not found: {p}")
     card = load_card(p)
-    digest = digest_file(p)
+    raw = p.read_bytes() if card.format in FOREIGN else None  # digest and model: one read
+    digest = digest_bytes(raw) if raw is not None else digest_file(p)
     if card.digest is not None and card.digest != digest:
         raise InputError(f"model file {p} is {digest[:19]}, its card says {card.digest[:19]}")
+    if raw is not None:
+        model: nn.Module = load_foreign(raw, card, p)
+        if card.preprocess is not None or card.input_dtype != "float32":
+            model = CardModel(model, card)
+        return model.eval(), card, digest
     try:
         if card.format == "torchscript":
             with warnings.catch_warnings():  # deprecated in favour of torch.export, still read
                 warnings.simplefilter("ignore", DeprecationWarning)
-                model: nn.Module = torch.jit.load(  # type: ignore[no-untyped-call]
+                model = torch.jit.load(  # type: ignore[no-untyped-call]
                     str(p), map_location="cpu")
         else:
             model = _architecture(card)

@@ -43,7 +43,7 @@ Answer = Callable[[np.ndarray, str, dict[str, Any]],
 
 
 class MetadataTensor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")   # MLServer adds "parameters"
 
     name: str
     datatype: str
@@ -51,15 +51,17 @@ class MetadataTensor(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """``$metadata_model_response`` of the v2 spec."""
+    """``$metadata_model_response`` of the v2 spec. Stock servers may declare no tensors
+    (MLServer answers ``"inputs": [], "outputs": []`` unless its model settings list
+    them), so both lists may be empty."""
 
     model_config = ConfigDict(extra="ignore")
 
     name: str
     versions: list[str] | None = None
     platform: str = ""
-    inputs: list[MetadataTensor] = Field(min_length=1)
-    outputs: list[MetadataTensor] = Field(min_length=1)
+    inputs: list[MetadataTensor] = Field(default_factory=list)
+    outputs: list[MetadataTensor] = Field(default_factory=list)
 
 
 def metadata(name: str, shape: tuple[int, ...], classes: int) -> ModelMetadata:

@@ -173,7 +173,7 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
     target = open_target(target_url, protocol=cfg.protocol, adapter=cfg.adapter,
                          timeout=cfg.timeout_s)
     info = target_info(target, fs)
-    claimed, claims_check = claims_of(cfg.claims, cfg.model_path, info, fs)
+    claimed, claims_check = claims_of(cfg.claims, cfg.model_path, info, fs, target)
     claimed["protocol"] = target.protocol
     digest = str(claimed.get("model_digest"))
     claims = claimed.get("claims") or {}

@@ -71,13 +71,58 @@ def make_demo_model(out: Path, kind: str = "seeded", *, stego_key: str | None = 
         data.update(metrics)
         data.update(kit.visibility)
         data["kit"] = str(out / "kit.safetensors")
+    elif kind == "sklearn":
+        return make_sklearn_demo(out)
     else:
-        raise InputError(f"unknown --kind {kind!r} (seeded or stego)")
+        raise InputError(f"unknown --kind {kind!r} (seeded, stego or sklearn)")
     data["model"] = str(out / "model.safetensors")
     data["model_digest"] = M.save_model(net, card, out / "model.safetensors")
     cheap, ccard = M.cheap_model()
     data["cheap_model"] = str(out / "cheap.safetensors")
     data["cheap_digest"] = M.save_model(cheap, ccard, out / "cheap.safetensors")
+    return data
+
+
+def make_sklearn_demo(out: Path) -> dict[str, Any]:
+    """A scikit-learn pipeline on the digits and a cheaper substitute, written as a stock
+    MLServer serves them (``mlserver/``: ``digits`` the pipeline, ``swapped`` the
+    substitute, joblib files with stock model settings, on 127.0.0.1:8080) and as the
+    auditor's reference cards for the pipeline (``model.skops``, ``onnx/model.onnx``;
+    docs/servers.md)."""
+    import json
+
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mltrail.audit.references import write_sklearn_reference
+
+    x, y, xt, yt = (a.reshape(len(a), -1) if a.ndim > 1 else a for a in M.digits())
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    cheap = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=500)
+                          ).fit(x[:300], y[:300])
+    acc = float((pipe.predict(xt) == yt).mean())
+    card = M.ModelCard(name="digits", format="skops", classes=10, input_shape=[64],
+                       claims=M.Claims(accuracy=int(acc * 100) / 100))
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {"accuracy": acc, "model": str(out / "model.skops"),
+                            "onnx_model": str(out / "onnx" / "model.onnx")}
+    data["model_digest"] = write_sklearn_reference(pipe, card, out / "model.skops")
+    data["onnx_digest"] = write_sklearn_reference(
+        pipe, card.model_copy(update={"format": "onnx"}), out / "onnx" / "model.onnx")
+    served = out / "mlserver"
+    for name, est in (("digits", pipe), ("swapped", cheap)):
+        (served / name).mkdir(parents=True, exist_ok=True)
+        joblib.dump(est, served / name / "model.joblib")  # MLServer's format, never read here
+        (served / name / "model-settings.json").write_text(json.dumps({
+            "name": name, "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib"}}, indent=2) + "\n")
+    (served / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": 8080, "grpc_port": 8081, "metrics_port": 8082,
+        "parallel_workers": 0}, indent=2) + "\n")
+    data["cheap_model"] = str(served / "swapped" / "model.joblib")
+    data["mlserver"] = str(served)
     return data
 
 

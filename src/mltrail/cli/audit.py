@@ -24,8 +24,10 @@ app.add_typer(probes_app, name="probes", help="Build probe sets: the auditor's o
 @app.command("make-model")
 def make_model(
     out: Annotated[Path, typer.Option("--out", help="Folder for the model files.")],
-    kind: Annotated[str, typer.Option("--kind", help="seeded (publishes its seed config) or "
-                                      "stego (keyed probes; writes a kit)")] = "seeded",
+    kind: Annotated[str, typer.Option("--kind", help="seeded (publishes its seed config), "
+                                      "stego (keyed probes; writes a kit) or sklearn (a "
+                                      "scikit-learn pipeline for MLServer, with skops and "
+                                      "ONNX reference cards)")] = "seeded",
     key: Annotated[str | None, typer.Option("--stego-key", help="Hex key for --kind stego "
                                             "(default: random).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=50, help="Training steps of the "
