@@ -167,10 +167,10 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
         fraction(rounds, opts.miss_rate, opts.cheat_share)
     challenger = Challenger(secret)
     connect(opts.address, max(1, math.ceil(opts.workers * opts.worker_cpus)))
-    actor_cls = ray.remote(Worker).options(num_cpus=opts.worker_cpus)  # type: ignore[attr-defined]
+    actor_cls: Any = ray.remote(Worker).options(num_cpus=opts.worker_cpus)  # type: ignore[attr-defined]
     behaviours = dict(behaviours or {})
     data_ref, files_ref, state_ref = ray.put(tensors), ray.put(files), ray.put(state0)
-    actors = [actor_cls.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
+    actors: list[Any] = [actor_cls.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
               for j in range(opts.workers)]
     envs = ray.get([a.environment.remote() for a in actors])
     tols = [polapi.tolerance(e) for e in envs]

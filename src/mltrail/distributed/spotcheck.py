@@ -36,12 +36,13 @@ def fraction(rounds: int, miss_rate: float = DEFAULT_MISS_RATE,
     if not 0.0 < miss_rate < 1.0:
         raise InputError("the miss rate must be in (0, 1)")
     c = cheated_updates(rounds, share)
-    return min(1.0, 1.0 - miss_rate ** (1.0 / c))
+    f: float = 1.0 - math.pow(miss_rate, 1.0 / c)
+    return min(1.0, f)
 
 
 def miss_probability(f: float, cheated: int) -> float:
     """Probability that ``cheated`` corrupted updates all go unchecked at fraction f."""
-    return (1.0 - f) ** cheated
+    return math.pow(1.0 - f, cheated)
 
 
 class Challenger:
