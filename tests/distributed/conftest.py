@@ -16,9 +16,12 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray cluster per test module (its start costs seconds)."""
+    """One local Ray cluster and three worker actors per test module (their start costs
+    seconds): yields the actors."""
     import ray
 
+    from mltrail.distributed.coordinator import start_workers
+
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    yield
+    yield start_workers(3)
     ray.shutdown()

@@ -16,21 +16,27 @@ from dpkit import digits_dataset, mlp, save_data, sgd
 from mltrail.distributed.coordinator import Options, train_distributed
 from mltrail.testing import distributed_adversaries as adv
 
-pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.usefixtures("ray_local")]
+pytestmark = pytest.mark.xdist_group("ray")
 
 N = 288  # 3 workers x 16 samples x 6 steps per epoch
 
 
-def _run(out: Path, behaviours=None, **kw):
+@pytest.fixture
+def run(ray_local):
+    return lambda out, behaviours=None, **kw: _run(ray_local, out, behaviours, **kw)
+
+
+def _run(pool, out: Path, behaviours=None, **kw):
     model = mlp()
     opts = Options(workers=3, batch_size=16, epochs=2, k=3, seed=1, worker_cpus=1.0,
                    **kw.pop("opts", {}))
     return train_distributed(out, model, sgd(model), digits_dataset(N), loss="cross_entropy",
-                             opts=opts, behaviours=behaviours, secret=b"s" * 32, **kw)
+                             opts=opts, behaviours=behaviours, secret=b"s" * 32, pool=pool,
+                             **kw)
 
 
 def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
-        home, open_as, cli, tmp_path: Path) -> None:
+        home, open_as, cli, run, tmp_path: Path) -> None:
     from mltrail.provenance.digest import digest_state_dict
 
     admin, dev = open_as("admin"), open_as("dev")
@@ -41,10 +47,10 @@ def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
                          digest_state_dict({"x": ds.tensors[0], "y": ds.tensors[1]}),
                          metadata={"name": "digits"}).artefact_id
 
-    honest = _run(tmp_path / "honest")
+    honest = run(tmp_path / "honest")
     assert honest["caught"] == [] and honest["checks"] > 0
     assert honest["tolerance"]["basis"] == "same-environment"  # bitwise, not a guess
-    summary = _run(tmp_path / "byz", behaviours={2: adv.ScaledUpdate()}, ledger=dev,
+    summary = run(tmp_path / "byz", behaviours={2: adv.ScaledUpdate()}, ledger=dev,
                    opts={"dataset_id": ds_id})
     assert [c["worker"] for c in summary["caught"]] == [2] and summary["excluded"] == [2]
     caught = summary["caught"][0]
@@ -74,7 +80,7 @@ def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
         assert res.json()["tolerance"]["basis"] == "calibrated"  # type: ignore[index]
 
     # a coordinator that keeps a cheating update writes a proof the verifier rejects
-    kept = _run(tmp_path / "kept", behaviours={1: adv.RandomUpdate(4)},
+    kept = run(tmp_path / "kept", behaviours={1: adv.RandomUpdate(4)},
                 opts={"exclude": False, "spot_check": 0.0})
     assert kept["caught"] == []
     res = verify(tmp_path / "kept", "--calibration", str(cal))

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from dpkit import digits_dataset, mlp, sgd
 from mltrail.distributed import polapi
 from mltrail.distributed.coordinator import Options, plan
 from mltrail.distributed.spotcheck import Challenger, fraction, miss_probability
 from mltrail.distributed.worker import Worker
 from mltrail.errors import InputError
 from mltrail.testing import distributed_adversaries as adv
-from dpkit import digits_dataset, mlp, sgd
 
 
 def test_fraction_meets_the_stated_miss_rate() -> None:
@@ -77,7 +77,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
 def _worker(world, behaviour=None) -> Worker:
     spec, files, tensors, state = world
-    return Worker(0, spec, files, tensors, state, behaviour)
+    w = Worker()
+    w.load(0, spec, files, tensors, state, behaviour)
+    return w
 
 
 @pytest.mark.parametrize("make", [

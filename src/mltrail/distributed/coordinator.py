@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,16 @@ def connect(address: str | None, cpus: int) -> None:
                          ) from None
 
 
+def start_workers(n: int, cpus: float = 1.0, address: str | None = None) -> list[Any]:
+    """``n`` worker actors (joining or starting the cluster first); pass them to
+    :func:`train_distributed` as ``pool`` to serve several runs."""
+    import ray
+
+    connect(address, max(1, math.ceil(n * cpus)))
+    actor_cls: Any = ray.remote(Worker).options(num_cpus=cpus)  # type: ignore[attr-defined]
+    return [actor_cls.remote() for _ in range(n)]
+
+
 @dataclass
 class _Round:
     accepted: list[tuple[int, list[int], polapi.State]] = field(default_factory=list)
@@ -130,10 +140,11 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
                       opts: Options, scheduler: Any = None, scheduler_every: str = "step",
                       behaviours: Mapping[int, Behaviour] | None = None,
                       ledger: Any = None, secret: bytes | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                      progress: Callable[[int, int], None] | None = None,
+                      pool: Sequence[Any] | None = None) -> dict[str, Any]:
     """Train ``model`` data-parallel on ``opts.workers`` Ray actors; write the proof to
     ``out``; return the run's summary (see the module doc). ``behaviours`` makes worker i
-    an adversary (tests, bench)."""
+    an adversary (tests, bench); ``pool`` reuses actors of :func:`start_workers`."""
     import ray
 
     opts.check()
@@ -166,13 +177,14 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     f = opts.spot_check if opts.spot_check is not None else \
         fraction(rounds, opts.miss_rate, opts.cheat_share)
     challenger = Challenger(secret)
-    connect(opts.address, max(1, math.ceil(opts.workers * opts.worker_cpus)))
-    actor_cls: Any = ray.remote(Worker).options(num_cpus=opts.worker_cpus)  # type: ignore[attr-defined]
+    if pool is not None and len(pool) < opts.workers:
+        raise InputError(f"the pool has {len(pool)} workers, not {opts.workers}")
+    actors = list(pool[:opts.workers]) if pool is not None else \
+        start_workers(opts.workers, opts.worker_cpus, opts.address)
     behaviours = dict(behaviours or {})
     data_ref, files_ref, state_ref = ray.put(tensors), ray.put(files), ray.put(state0)
-    actors: list[Any] = [actor_cls.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
-              for j in range(opts.workers)]
-    envs = ray.get([a.environment.remote() for a in actors])
+    envs = ray.get([a.load.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
+                    for j, a in enumerate(actors)])
     tols = [polapi.tolerance(e) for e in envs]
     active = set(range(opts.workers))
     caught: list[dict[str, Any]] = []
@@ -249,8 +261,9 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
                     progress(t + 1, rounds)
         rec.finish()
     finally:
-        for a in actors:
-            ray.kill(a)
+        if pool is None:
+            for a in actors:
+                ray.kill(a)
     wall = time.perf_counter() - t0
     out_summary: dict[str, Any] = {
         "bundle": str(out), "workers": opts.workers, "rounds": rounds,

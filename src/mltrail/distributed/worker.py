@@ -43,22 +43,28 @@ class Context:
 
 
 class Worker:
-    """One data-parallel worker (see the module doc)."""
+    """One data-parallel worker (see the module doc); :meth:`load` gives it a run, so one
+    actor can serve several runs."""
 
-    def __init__(self, wid: int, spec: Mapping[str, Any], files: Mapping[str, bytes],
-                 tensors: Mapping[str, torch.Tensor], state0: State,
-                 behaviour: Behaviour | None = None, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1) -> None:
         torch.set_num_threads(threads)
+        self.ctx: Context | None = None
+        self.behaviour: Behaviour | None = None
+
+    def load(self, wid: int, spec: Mapping[str, Any], files: Mapping[str, bytes],
+             tensors: Mapping[str, torch.Tensor], state0: State,
+             behaviour: Behaviour | None = None) -> dict[str, Any]:
+        """Take on run ``spec`` as worker ``wid``; returns the declared environment."""
         self.ctx = Context(wid, spec, files, tensors, state0)
         self.behaviour = behaviour
-
-    def environment(self) -> dict[str, Any]:
         env: dict[str, Any] = polapi.environment().model_dump()
         return env
 
     def compute(self, round_: int, state: State, indices: Sequence[int]
                 ) -> tuple[dict[str, Any], State]:
         """(record, update) for this round: the gradient of the worker's shard."""
+        if self.ctx is None:
+            raise RuntimeError("the worker has no run loaded")
         honest = self.ctx.gradient(state, indices)
         upd = honest if self.behaviour is None else \
             self.behaviour.update(self.ctx, round_, indices, state, honest)
