@@ -105,15 +105,19 @@ class _Feed:
 
 def connect(address: str | None, cpus: int) -> None:
     """Join the Ray cluster at ``address``, or start a local one (no dashboard)."""
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
     try:
         if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         else:
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise InputError(f"cannot reach a Ray cluster at {address}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
