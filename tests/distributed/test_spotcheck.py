@@ -123,6 +123,10 @@ def test_refuses_what_shards_cannot_add_up_to(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="BatchNorm"):
         train_distributed(tmp_path / "p", model, sgd(model), digits_dataset(64),
                           loss="cross_entropy", opts=Options())
+    model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.Dropout(0.1))
+    with pytest.raises(InputError, match="dropout"):
+        train_distributed(tmp_path / "p", model, sgd(model), digits_dataset(64),
+                          loss="cross_entropy", opts=Options())
     with pytest.raises(InputError, match="workers"):
         train_distributed(tmp_path / "p", mlp(), sgd(mlp()), digits_dataset(64),
                           loss="cross_entropy", opts=Options(workers=0))

@@ -159,6 +159,11 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     if any(isinstance(m, _BatchNorm) for m in model.modules()):
         raise InputError("BatchNorm computes statistics over the whole batch: per-shard "
                          "gradients do not add up to it (use GroupNorm or LayerNorm)")
+    from torch.nn.modules.dropout import _DropoutNd
+
+    if any(isinstance(m, _DropoutNd) and m.p > 0 for m in model.modules()):
+        raise InputError("dropout draws per-worker random masks that a replay of the whole "
+                         "batch cannot reproduce: train without dropout across workers")
     tensors = polapi.tensors_of(dataset)
     n = len(next(iter(tensors.values())))
     shards = plan(n, opts)
