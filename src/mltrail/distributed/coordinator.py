@@ -213,7 +213,7 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
                 sref = ray.put(state)
                 jobs = [(j, shards[epoch][s][j]) for j in sorted(active)
                         if shards[epoch][s][j]]
-                got = ray.get([actors[j].compute.remote(t, sref, idx) for j, idx in jobs])
+                got = _gather([actors[j].compute.remote(t, sref, idx) for j, idx in jobs])
                 rnd = _Round()
                 for (j, idx), (record, upd) in zip(jobs, got, strict=True):
                     digest = polapi.digest_state_dict(upd) if _is_state(upd) else "invalid"
@@ -288,6 +288,21 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     if opts.log:
         out_summary["log"] = log
     return out_summary
+
+
+def _gather(futures: list[Any]) -> list[tuple[Any, Any]]:
+    """Each worker's (record, update); a worker that failed or sent something else gets
+    (None, None), which no check accepts."""
+    import ray
+
+    out: list[tuple[Any, Any]] = []
+    for fut in futures:
+        try:
+            got = ray.get(fut)
+        except Exception:  # a worker's failure is its own: it is caught, not us
+            got = None
+        out.append(got if isinstance(got, tuple) and len(got) == 2 else (None, None))
+    return out
 
 
 def _is_state(upd: Any) -> bool:
