@@ -55,6 +55,10 @@ def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
     assert [c["worker"] for c in summary["caught"]] == [2] and summary["excluded"] == [2]
     caught = summary["caught"][0]
     # the exclusion is on chain: an anchor on the dataset whose metadata is the evidence
+    from mltrail.pol.bundle import read_manifest
+
+    epochs = read_manifest(tmp_path / "byz").anchors  # the proof's epoch roots, on chain too
+    assert len(epochs) == 2 and all(a.tx_hash for a in epochs)
     on_chain = [e for e in dev.anchors(ds_id) if e.tx_hash == caught["ledger"]["tx_hash"]]
     assert len(on_chain) == 1 and on_chain[0].actor == dev.address
     assert on_chain[0].args["metadata_digest"] == caught["evidence"]

@@ -175,7 +175,9 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
                                  loss=loss, scheduler=scheduler,
                                  scheduler_every=scheduler_every, epochs=opts.epochs,
                                  k=opts.k, init_seed=opts.seed, grad_clip=opts.grad_clip,
-                                 rng=False)
+                                 rng=False, **(polapi.ledger_anchoring(
+                                     ledger, str(opts.dataset_id)) if ledger is not None
+                                     else {}))
     spec = polapi.spec_json(rec)
     files = polapi.program_files(out, spec)
     state0 = {k: v.detach().clone() for k, v in model.state_dict().items()}

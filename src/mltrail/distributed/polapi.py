@@ -26,7 +26,8 @@ State = dict[str, torch.Tensor]
 
 __all__ = ["State", "digest_state_dict", "start_recording", "spec_json", "program_files",
            "program_code", "dataset_of", "gradient", "tolerance", "environment",
-           "compare", "replaying", "tensors_of"]
+           "compare", "replaying", "tensors_of",
+           "ledger_anchoring"]
 
 
 def start_recording(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -51,6 +52,15 @@ def start_recording(out: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     first.prev = man.header_digest
     first.link = link_of(first)
     return rec
+
+
+def ledger_anchoring(ledger: Any, dataset_id: str) -> dict[str, Any]:
+    """The recorder options that anchor each epoch root on ``dataset_id`` (as ``pol
+    train`` does): :func:`mltrail.pol.onchain.ledger_anchor`."""
+    from mltrail.pol.onchain import ledger_anchor
+
+    return {"anchor": ledger_anchor(ledger, dataset_id), "prover": ledger.address,
+            "anchor_artefact": ledger.resolve(dataset_id)}
 
 
 def spec_json(rec: Any) -> dict[str, Any]:
