@@ -15,6 +15,8 @@ import pytest
     (["--spot-check", "1.5"], "--spot-check"),
     (["--workers", "0"], "--workers"),
     (["--lr", "0"], "--lr"),
+    (["--ray", "127.0.0.1:1"], "cannot reach a Ray cluster"),
+    (["--ray", "nonsense"], "HOST:PORT"),
 ])
 def test_bad_input_exits_2_with_one_line(cli, tmp_path: Path, args, says) -> None:
     out = tmp_path / "proof"

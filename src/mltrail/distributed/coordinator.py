@@ -18,6 +18,7 @@ trusts a worker's digest, index list or state claim without checking it.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ def connect(address: str | None, cpus: int) -> None:
 
     if ray.is_initialized():
         return
+    if address:
+        _reachable(address)
     try:
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -134,6 +137,25 @@ def start_workers(n: int, cpus: float = 1.0, address: str | None = None) -> list
     return [actor_cls.remote() for _ in range(n)]
 
 
+def _reachable(address: str) -> None:
+    """A host:port address must answer a TCP connection within 5 s (Ray itself retries
+    an unreachable one for minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise InputError(f"--ray {address!r}: give HOST:PORT of the cluster's head, "
+                         "'auto' or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}"
+                         ) from None
+
+
 @dataclass
 class _Round:
     accepted: list[tuple[int, list[int], polapi.State]] = field(default_factory=list)
@@ -149,8 +171,6 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     """Train ``model`` data-parallel on ``opts.workers`` Ray actors; write the proof to
     ``out``; return the run's summary (see the module doc). ``behaviours`` makes worker i
     an adversary (tests, bench); ``pool`` reuses actors of :func:`start_workers`."""
-    import ray
-
     opts.check()
     if ledger is not None and opts.dataset_id is None:
         raise InputError("recording exclusions on a ledger needs the dataset's artefact id")
@@ -171,6 +191,31 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     feed = _Feed(steps, opts.workers * opts.batch_size)
     loader: DataLoader[Any] = DataLoader(dataset, batch_sampler=feed)  # type: ignore[arg-type]
     out = Path(out)
+    if pool is not None and len(pool) < opts.workers:
+        raise InputError(f"the pool has {len(pool)} workers, not {opts.workers}")
+    if pool is None:
+        connect(opts.address, max(1, math.ceil(opts.workers * opts.worker_cpus)))
+    fresh = not out.exists()
+    try:
+        return _train(out, model, optimizer, tensors, shards, loader, feed, loss=loss,
+                      opts=opts, scheduler=scheduler, scheduler_every=scheduler_every,
+                      behaviours=behaviours, ledger=ledger, secret=secret,
+                      progress=progress, pool=pool)
+    except BaseException:
+        if fresh:  # nothing half-written: a run that did not finish leaves no folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           tensors: dict[str, torch.Tensor], shards: list[list[list[list[int]]]],
+           loader: DataLoader[Any], feed: _Feed, *, loss: Any, opts: Options,
+           scheduler: Any, scheduler_every: str, behaviours: Mapping[int, Behaviour] | None,
+           ledger: Any, secret: bytes | None, progress: Callable[[int, int], None] | None,
+           pool: Sequence[Any] | None) -> dict[str, Any]:
+    import ray
+
+    steps = len(shards[0])
     rec = polapi.start_recording(out, model, optimizer, loader, workers=opts.workers,
                                  loss=loss, scheduler=scheduler,
                                  scheduler_every=scheduler_every, epochs=opts.epochs,
@@ -188,8 +233,6 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     f = opts.spot_check if opts.spot_check is not None else \
         fraction(rounds, opts.miss_rate, opts.cheat_share)
     challenger = Challenger(secret)
-    if pool is not None and len(pool) < opts.workers:
-        raise InputError(f"the pool has {len(pool)} workers, not {opts.workers}")
     actors = list(pool[:opts.workers]) if pool is not None else \
         start_workers(opts.workers, opts.worker_cpus, opts.address)
     behaviours = dict(behaviours or {})
