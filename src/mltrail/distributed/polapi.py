@@ -27,7 +27,7 @@ State = dict[str, torch.Tensor]
 __all__ = ["State", "digest_state_dict", "start_recording", "spec_json", "program_files",
            "program_code", "dataset_of", "gradient", "tolerance", "environment",
            "compare", "replaying", "tensors_of",
-           "ledger_anchoring"]
+           "ledger_anchoring", "load_tensors_file"]
 
 
 def start_recording(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
@@ -102,6 +102,13 @@ def dataset_of(tensors: Mapping[str, torch.Tensor], transform: Any = None) -> An
     from mltrail.pol.loopdata import ArrayDataset
 
     return ArrayDataset.of(dict(tensors), transform)
+
+
+def load_tensors_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Named tensors from a data file (:func:`mltrail.pol.loopdata.load_tensors_file`)."""
+    from mltrail.pol.loopdata import load_tensors_file as _load
+
+    return _load(path)
 
 
 def tensors_of(dataset: Any) -> dict[str, torch.Tensor]:

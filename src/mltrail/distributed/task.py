@@ -43,7 +43,7 @@ def load_data(data: str) -> TensorDataset:
 
         d = load_digits_tensors()
         return TensorDataset(d.x_train.reshape(len(d.x_train), -1).contiguous(), d.y_train)
-    from mltrail.pol.loopdata import load_tensors_file
+    from mltrail.distributed.polapi import load_tensors_file
 
     if not Path(data).is_file():
         raise InputError(f"no such data file: {data} (a safetensors file with x and y, or "
