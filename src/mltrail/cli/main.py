@@ -54,6 +54,7 @@ GROUPS: dict[str, tuple[str, str]] = {
 # Commands another module adds to a group: group -> (module, function taking the group's app).
 EXTENSIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "audit": (("mltrail.cli.oracle", "install_audit"),),
+    "pol": (("mltrail.cli.distributed", "install_pol"),),
 }
 _GLOBAL_WITH_VALUE = ("--home", "--as")
 
