@@ -60,7 +60,7 @@ run mltrail --as oscar transition "$BASE" deployed
 run mltrail history "$BASE"
 run mltrail lineage "$DS"
 
-for part in demo/speed.sh demo/ledger.sh demo/provenance.sh demo/pol.sh demo/pol_loop.sh demo/audit.sh demo/audit_any.sh demo/oracle.sh demo/node.sh demo/lifecycle.sh; do
+for part in demo/speed.sh demo/ledger.sh demo/provenance.sh demo/pol.sh demo/pol_loop.sh demo/distributed.sh demo/audit.sh demo/audit_any.sh demo/oracle.sh demo/node.sh demo/lifecycle.sh; do
   if [ -f "$part" ]; then
     # shellcheck source=/dev/null
     source "$part"
