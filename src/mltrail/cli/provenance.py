@@ -239,12 +239,15 @@ def anchor(
 ) -> None:
     """Anchor a batch of records (one Merkle root, one transaction).
 
+    On a terminal a progress bar counts the records hashed and the proofs written.
+
     Example: mltrail anchor train-v1 records.jsonl --proofs proofs
     """
     from mltrail.provenance import batch
 
-    with open_ledger() as led:
-        res = batch.anchor_file(led, artefact_id, records, proofs)
+    with open_ledger() as led, progress("anchoring records", None,
+                                        show_progress(as_json)) as live:
+        res = batch.anchor_file(led, artefact_id, records, proofs, live.counted)
     emit(res, as_json, f"anchored {res['count']} records about {res['artefact_id'][:12]}: "
          f"root {res['root'][:16]}...  tx {res['tx_hash']} block {res['block']} "
          f"gas {res['gas_used']}")
