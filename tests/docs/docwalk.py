@@ -17,6 +17,7 @@ This module parses and runs; it asserts nothing (the tests in this folder do).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -173,10 +174,8 @@ def run_page(page: Path, root: Path, timeout: float = 300) -> Walk:
         except subprocess.TimeoutExpired:
             code = 124
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
     return Walk(code, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"),
                 p, time.monotonic() - start)
