@@ -140,8 +140,8 @@ def verify(
 
 def _print_statement(d: dict[str, Any]) -> None:
     for sig in d["signatures"]:
-        console.print(f"[green]ok[/] {sig['scheme']} signature {str(sig['keyid'])[:16]}: "
-                      f"{sig['detail']}, {sig['signer_name']}", highlight=False)
+        console.print(f"[green]ok[/] {sig['scheme']} signature by {sig['signer_name']}: "
+                      f"{sig['detail']} (keyid {str(sig['keyid'])[:16]}…)", highlight=False)
     console.print(f"statement {d['statement_digest']} signed by {', '.join(d['signers'])}; "
                   f"{len(d['subjects'])} subject(s) on chain", highlight=False)
 
