@@ -150,8 +150,7 @@ def environment(root: Path) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "HOME": str(root / "user"), "MLTRAIL_HOME": str(root / "work" / ".mltrail"),
         "MLTRAIL_PASSWORD": "choose-a-password", "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"})
-    env.pop("CI", None)
+        "MKL_NUM_THREADS": "1"})
     return env
 
 
