@@ -154,7 +154,7 @@ def environment(root: Path) -> dict[str, str]:
     return env
 
 
-def run_page(page: Path, root: Path, timeout: float = 300) -> Walk:
+def run_page(page: Path, root: Path, timeout: float = 480) -> Walk:
     """Run ``page``'s plan in ``root/work`` (empty) with :func:`environment`; servers the
     page started in the background are stopped with the whole process group."""
     p = plan(page.read_text())
