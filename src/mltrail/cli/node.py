@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mltrail.cli.common import JsonOpt, console, emit, home
+from mltrail.cli.common import STATE, JsonOpt, console, emit, home
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -18,8 +18,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 8470,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     advertise: Annotated[str | None, typer.Option(
-        "--advertise", help="Publish this URL on chain as your node (other members fetch "
-                            "blobs from it).")] = None,
+        "--advertise", help="Publish this URL on chain as your node (--as, else the "
+                            "home's default identity); other members fetch blobs from it.")] = None,
     port_file: Annotated[Path | None, typer.Option(
         "--port-file", help="Write the bound port here once listening is possible.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64,
@@ -27,7 +27,7 @@ def serve(
 ) -> None:
     """Serve this home's node: REST API (/v1, /docs), blob exchange and the dashboard (/).
 
-    Example: mltrail serve --port 8470 --host 127.0.0.1
+    Example: mltrail --as alice serve --port 8470 --advertise https://node.example.org
     """
     from mltrail.cli.core import ask_password
     from mltrail.server.run import serve_node
@@ -37,7 +37,8 @@ def serve(
         sys.stderr.flush()
 
     serve_node(home(), host=host, port=port, workers=workers, password=ask_password,
-               advertise=advertise, port_file=port_file, notify=notify)
+               advertise=advertise, port_file=port_file, notify=notify,
+               identity=STATE.identity)
 
 
 @app.command("create")

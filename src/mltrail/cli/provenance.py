@@ -102,7 +102,8 @@ def verify(
     proof: Annotated[Path | None, typer.Option("--proof", help="Check a Merkle inclusion "
                                                "proof against the chain.")] = None,
     statement: Annotated[Path | None, typer.Option(
-        "--statement", help="Check a DSSE statement's signature against the chain.")] = None,
+        "--statement", help="Check every signature of a DSSE statement against its "
+        "signer's identity on chain (address, published Ed25519 key).")] = None,
     anchored_by: Annotated[str | None, typer.Option(
         "--anchored-by", help="With --proof: the anchor must be this member's (an address, "
         "an identity, or 'owner').")] = None,
@@ -130,12 +131,19 @@ def verify(
              f"anchored about {d['kind']} {d['artefact_id']} in block {d['anchored_block']} "
              f"by {d['anchored_by']} ({by})")
     elif res.mode == "statement":
-        emit(d, as_json, f"[green]ok[/] signed by {', '.join(d['signers'])}; "
-             f"{len(d['subjects'])} subject(s) on chain")
+        emit(d, as_json, lambda: _print_statement(d))
     else:
         emit(res.as_dict(), as_json, lambda: _print_checks(res.checks, res.summary()))
         if not res.ok:
             raise SystemExit(VerificationError.exit_code)
+
+
+def _print_statement(d: dict[str, Any]) -> None:
+    for sig in d["signatures"]:
+        console.print(f"[green]ok[/] {sig['scheme']} signature by {sig['signer_name']}: "
+                      f"{sig['detail']} (keyid {str(sig['keyid'])[:16]}…)", highlight=False)
+    console.print(f"statement {d['statement_digest']} signed by {', '.join(d['signers'])}; "
+                  f"{len(d['subjects'])} subject(s) on chain", highlight=False)
 
 
 def _print_checks(checks: list[Any], summary: str | None) -> None:
@@ -231,12 +239,15 @@ def anchor(
 ) -> None:
     """Anchor a batch of records (one Merkle root, one transaction).
 
+    On a terminal a progress bar counts the records hashed and the proofs written.
+
     Example: mltrail anchor train-v1 records.jsonl --proofs proofs
     """
     from mltrail.provenance import batch
 
-    with open_ledger() as led:
-        res = batch.anchor_file(led, artefact_id, records, proofs)
+    with open_ledger() as led, progress("anchoring records", None,
+                                        show_progress(as_json)) as live:
+        res = batch.anchor_file(led, artefact_id, records, proofs, live.counted)
     emit(res, as_json, f"anchored {res['count']} records about {res['artefact_id'][:12]}: "
          f"root {res['root'][:16]}...  tx {res['tx_hash']} block {res['block']} "
          f"gas {res['gas_used']}")

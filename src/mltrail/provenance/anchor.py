@@ -10,7 +10,7 @@ shows one record was in it. This module computes; it never sends transactions.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mltrail.errors import InputError
@@ -61,11 +61,18 @@ def record_bytes(record: Any) -> bytes:
     return record if isinstance(record, bytes) else canonical_json(record)
 
 
-def merkle_root(records: Sequence[Any]) -> bytes:
-    """Root over ``records``; the root of no records is SHA256 of the empty string."""
+def merkle_root(records: Sequence[Any],
+                advance: Callable[[int], None] | None = None) -> bytes:
+    """Root over ``records``; the root of no records is SHA256 of the empty string.
+    ``advance(n)`` hears every 1,024 records hashed (and the rest at the end)."""
     if not records:
         return hashlib.sha256(b"").digest()
-    return _root([leaf_hash(record_bytes(r)) for r in records])
+    leaves = []
+    for i, r in enumerate(records, 1):
+        leaves.append(leaf_hash(record_bytes(r)))
+        if advance is not None and (i % 1024 == 0 or i == len(records)):
+            advance(i % 1024 or 1024)
+    return _root(leaves)
 
 
 def path_in(tree: list[list[bytes]], index: int) -> list[bytes]:

@@ -10,7 +10,8 @@ module sends only ``anchor`` transactions and never changes an artefact's state.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
 
 MAX_PROOF_FILE = 1 << 20
+Advance = Callable[[int], None] | None
+# ``progress(total)``: a context manager yielding ``advance(n)`` (a CLI progress bar)
+Progress = Callable[[int | None], AbstractContextManager[Callable[[int], None]]]
 
 
 class InclusionProof(BaseModel):
@@ -57,12 +61,14 @@ def _as_json(record: Any) -> Any:
     return {"hex": record.hex()} if isinstance(record, bytes) else record
 
 
-def anchor_batch(led: Ledger, artefact_id: str, records: Sequence[Any]) -> dict[str, Any]:
-    """Anchor ``records`` about an artefact; keep the batch in the store."""
+def anchor_batch(led: Ledger, artefact_id: str, records: Sequence[Any],
+                 advance: Advance = None) -> dict[str, Any]:
+    """Anchor ``records`` about an artefact; keep the batch in the store. ``advance(n)``
+    hears the records hashed."""
     if not records:
         raise InputError("an empty batch has nothing to anchor")
     batch = led.home.store.put(canonical_json([_as_json(r) for r in records]))
-    root = merkle_root(records)
+    root = merkle_root(records, advance)
     tx = led.anchor(artefact_id, root, len(records), batch)
     return {"artefact_id": led.resolve(artefact_id), "root": root.hex(), "count": len(records),
             "batch": batch, **tx.as_dict()}
@@ -98,8 +104,9 @@ def read_records(path: str | Path) -> list[Any]:
 
 
 def write_proofs(folder: str | Path, artefact_id: str, records: Sequence[Any],
-                 batch: str | None = None) -> list[Path]:
-    """One ``proof-<index>.json`` per record (leaf hashes computed once)."""
+                 batch: str | None = None, advance: Advance = None) -> list[Path]:
+    """One ``proof-<index>.json`` per record (leaf hashes computed once); ``advance(1)``
+    hears each proof written."""
     from mltrail._fs import atomic_write
 
     tree = levels([leaf_hash(record_bytes(r)) for r in records])
@@ -112,18 +119,27 @@ def write_proofs(folder: str | Path, artefact_id: str, records: Sequence[Any],
         target = Path(folder) / f"proof-{i}.json"
         atomic_write(target, proof.model_dump_json(indent=1).encode(), durable=False)
         out.append(target)
+        if advance is not None:
+            advance(1)
     return out
 
 
+def _no_progress(total: int | None) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda n: None)
+
+
 def anchor_file(led: Ledger, artefact_id: str, records: str | Path,
-                proofs: str | Path | None = None) -> dict[str, Any]:
+                proofs: str | Path | None = None,
+                progress: Progress = _no_progress) -> dict[str, Any]:
     """Anchor the records of a JSON Lines file about an artefact; with ``proofs``, write one
-    inclusion proof per record into that folder (named in the result as ``proofs``)."""
+    inclusion proof per record into that folder (named in the result as ``proofs``).
+    ``progress(total)`` counts the records hashed, then the proofs written."""
     rows = read_records(records)
-    res = anchor_batch(led, artefact_id, rows)
-    if proofs is not None:
-        write_proofs(proofs, res["artefact_id"], rows, res["batch"])
-        res["proofs"] = str(proofs)
+    with progress(len(rows) * (1 if proofs is None else 2)) as advance:
+        res = anchor_batch(led, artefact_id, rows, advance)
+        if proofs is not None:
+            write_proofs(proofs, res["artefact_id"], rows, res["batch"], advance)
+            res["proofs"] = str(proofs)
     return res
 
 

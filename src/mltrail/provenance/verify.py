@@ -7,6 +7,7 @@ never writes either.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -168,15 +169,87 @@ def verify_all(led: Ledger, advance: Advance = None) -> tuple[list[Check], list[
     return out, skipped
 
 
+@dataclass
+class SignatureCheck:
+    """One signature of a DSSE envelope, checked against its signer's on-chain identity:
+    an Ethereum one (``eip191``) must recover to its keyid, an ``ed25519`` one must verify
+    with the key a signer published in its on-chain profile."""
+
+    scheme: str
+    keyid: str | None
+    signer: str | None  # the address it binds to (None when it binds to none)
+    ok: bool
+    detail: str
+
+    def describe(self, led: Ledger) -> str:
+        who = _who(led, self.signer) if self.signer else "no signer"
+        return f"{self.scheme} {str(self.keyid or '')[:16]}: {self.detail} ({who})"
+
+
+_ADDRESS = re.compile(r"^mltrail:(0x[0-9a-fA-F]{40})$")
+
+
+def _builder(stmt: dict[str, Any]) -> str | None:
+    """The address the statement names as its builder (``mltrail:<address>``), if any."""
+    try:
+        m = _ADDRESS.match(str(stmt["predicate"]["runDetails"]["builder"]["id"]))
+    except (KeyError, TypeError):
+        return None
+    return m.group(1) if m else None
+
+
+def check_signatures(led: Ledger, env: dict[str, Any],
+                     stmt: dict[str, Any]) -> list[SignatureCheck]:
+    """Every signature of ``env``: Ethereum ones recovered (:func:`attest.signers`, one at a
+    time), Ed25519 ones verified with the key published on chain by a signer (an address
+    an Ethereum signature recovered to, or the statement's builder)."""
+    from mltrail.provenance import signing
+
+    out: list[SignatureCheck] = []
+    for s in env["signatures"]:
+        if attest.is_ed25519(s):
+            continue
+        try:
+            addr = attest.signers({**env, "signatures": [s]})[0]
+        except VerificationError as exc:
+            out.append(SignatureCheck("eip191", s.get("keyid"), None, False, exc.message))
+            continue
+        out.append(SignatureCheck("eip191", s.get("keyid"), addr, True,
+                                  "recovers to its keyid"))
+    candidates = list(dict.fromkeys(
+        [c.signer for c in out if c.signer] + [a for a in [_builder(stmt)] if a]))
+    keys = {a: signing.published_key(led, a) for a in candidates}
+    pae = attest.pae(str(env["payloadType"]), attest.payload_of(env))
+    for s in attest.ed25519_signatures(env):
+        owner = next((a for a, k in keys.items() if k and signing.keyid(k) == s["keyid"]), None)
+        key = keys.get(owner) if owner else None
+        if owner is None or key is None:
+            out.append(SignatureCheck("ed25519", s["keyid"], None, False,
+                                      "not the Ed25519 key any signer published on chain"))
+        elif not signing.verify_ed25519(key, pae, str(s["sig"])):
+            out.append(SignatureCheck("ed25519", s["keyid"], owner, False,
+                                      "does not verify with the key published on chain"))
+        else:
+            out.append(SignatureCheck("ed25519", s["keyid"], owner, True,
+                                      "verifies with the key published on chain"))
+    return out
+
+
 def verify_envelope(led: Ledger, path: str | Path) -> dict[str, Any]:
-    """Check a DSSE statement: each signature recovers to its keyid, and each subject is
-    an artefact on chain registered by a signer. Raises VerificationError otherwise."""
+    """Check a DSSE statement: every signature against its signer's on-chain identity
+    (:func:`check_signatures`), and each subject an artefact on chain registered by a
+    signer. Raises VerificationError (naming every signature) otherwise; InputError when
+    the file is not a readable statement."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"statement file not found: {p}")
     env = attest.parse_envelope(p.read_bytes())
     stmt = attest.statement_of(env)
-    signed_by = attest.signers(env)
+    sigs = check_signatures(led, env, stmt)
+    if not all(c.ok for c in sigs):
+        raise VerificationError("a statement signature does not verify: "
+                                + "; ".join(c.describe(led) for c in sigs))
+    signed_by = list(dict.fromkeys(str(c.signer) for c in sigs))
     subjects = []
     for s in stmt["subject"]:
         hexd = s.get("digest", {}).get("sha256") if isinstance(s, dict) else None
@@ -191,6 +264,8 @@ def verify_envelope(led: Ledger, path: str | Path) -> dict[str, Any]:
         subjects.append({"name": s.get("name"), "digest": "sha256:" + hexd,
                          "artefact_ids": [a.id for a in arts]})
     return {"ok": True, "signers": signed_by, "statement_digest": attest.statement_digest(env),
+            "signatures": [{**asdict(c), "signer_name": _who(led, c.signer) if c.signer
+                            else None} for c in sigs],
             "subjects": subjects, "predicate_type": stmt.get("predicateType")}
 
 

@@ -64,10 +64,12 @@ def serve(app: FastAPI, home: Home, host: str, port: int, workers: int = 1,
 def serve_node(home: Home, *, host: str = "127.0.0.1", port: int = 8470, workers: int = 1,
                password: Callable[[], str] | str | None = None, advertise: str | None = None,
                port_file: Path | None = None,
-               notify: Callable[[str], None] = lambda line: None) -> None:
-    """Build ``home``'s node app and serve it until interrupted.
+               notify: Callable[[str], None] = lambda line: None,
+               identity: str | None = None) -> None:
+    """Build ``home``'s node app, read as ``identity`` (default: the home's), and serve it
+    until interrupted.
 
-    ``advertise`` publishes that URL on chain as this identity's node first; ``port_file``
+    ``advertise`` publishes that URL on chain as ``identity``'s node first; ``port_file``
     gets the bound port once listening is possible; ``notify`` hears one line per step.
     Several workers read the password from ``$MLTRAIL_PASSWORD`` (set here from
     ``password`` when it is not already)."""
@@ -78,7 +80,7 @@ def serve_node(home: Home, *, host: str = "127.0.0.1", port: int = 8470, workers
 
     if workers > 1 and not os.environ.get(ENV_PASSWORD) and password is not None:
         os.environ[ENV_PASSWORD] = password() if callable(password) else password
-    app = create_app(home, password=password)
+    app = create_app(home, password=password, identity=identity)
     try:
         if advertise:
             node = app.state.node
