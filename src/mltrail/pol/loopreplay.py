@@ -421,8 +421,8 @@ def verify_job(job: Mapping[str, Any],
 
     exported = spec.program is not None and isinstance(dataset, ArrayDataset)
     for i, got in map_segments(replay, [i for i, _ in order], (lambda i: segment_job(
-            i, spec, folder, dataset, states[i][0], states[i][1], batches, rng, cks[i].step,
-            cks[i + 1].step, device)) if exported else None, device):
+            i, spec, folder, dataset, states[0][0], states[i][0], states[i][1], batches, rng,
+            cks[i].step, cks[i + 1].step, device)) if exported else None, device):
         why = whys[i]
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         if isinstance(got, str):  # the prover's proof: anything can go wrong

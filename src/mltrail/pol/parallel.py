@@ -26,6 +26,7 @@ judges a segment.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +41,8 @@ import torch
 from mltrail.errors import InputError
 
 MAX_WORKERS = 64
+_CODE: dict[str, Any] = {}  # in a worker: the last proof's rebuilt programs (stateless:
+# each replay deep-copies the model, as the serial replay does)
 State = dict[str, torch.Tensor]
 Replayed = tuple[State, State] | str  # the new states, or why the segment cannot run
 
@@ -152,6 +155,7 @@ class SegmentJob:
     index: int
     spec_json: str
     files: dict[str, bytes]  # the exported programs and their constants, by bundle path
+    w0: State  # checkpoint 0's weights: the programs are rebuilt on them, as in make_code
     m0: State
     o0: State
     rows: dict[str, torch.Tensor]  # the committed data's rows these batches use
@@ -164,8 +168,8 @@ class SegmentJob:
     deterministic: bool = False
 
 
-def segment_job(index: int, spec: Any, folder: Path, dataset: Any, m0: State, o0: State,
-                batches: Mapping[int, list[int]], rng: Mapping[int, torch.Tensor],
+def segment_job(index: int, spec: Any, folder: Path, dataset: Any, w0: State, m0: State,
+                o0: State, batches: Mapping[int, list[int]], rng: Mapping[int, torch.Tensor],
                 start: int, end: int, device: str) -> SegmentJob:
     """The :class:`SegmentJob` of steps ``start..end-1`` of an exported proof."""
     from mltrail.pol.bundle import bundle_path
@@ -181,7 +185,7 @@ def segment_job(index: int, spec: Any, folder: Path, dataset: Any, m0: State, o0
     used = sorted({i for t in range(start, end) for i in batches[t]})
     where = {i: n for n, i in enumerate(used)}
     pick = torch.tensor(used, dtype=torch.long)
-    return SegmentJob(index=index, spec_json=spec.model_dump_json(), files=files, m0=m0,
+    return SegmentJob(index=index, spec_json=spec.model_dump_json(), files=files, w0=w0, m0=m0,
                       o0=o0, rows={k: t[pick] for k, t in dataset.tensors.items()},
                       batches={t: [where[i] for i in batches[t]] for t in range(start, end)},
                       rng={t: rng[t] for t in range(start, end) if t in rng},
@@ -203,12 +207,18 @@ def replay_job(job: SegmentJob) -> tuple[int, Replayed, str]:
     platform = environment.platform_key(environment.current(job.device))
     spec = LoopSpec.model_validate_json(job.spec_json)
     try:
-        with tempfile.TemporaryDirectory(prefix="mltrail-segment-") as tmp:
-            for rel, raw in job.files.items():
-                path = Path(tmp) / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(raw)
-            code: Any = ProgramCode(spec, Path(tmp), job.m0)  # Code's interface
+        key = hashlib.sha256(job.spec_json.encode() + b"".join(
+            hashlib.sha256(job.files[k]).digest() for k in sorted(job.files))).hexdigest()
+        code: Any = _CODE.get(key)
+        if code is None:  # rebuilt once per worker process and proof (it takes seconds)
+            with tempfile.TemporaryDirectory(prefix="mltrail-segment-") as tmp:
+                for rel, raw in job.files.items():
+                    path = Path(tmp) / rel
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(raw)
+                code = ProgramCode(spec, Path(tmp), job.w0)  # as make_code builds it
+            _CODE.clear()  # one proof's programs at a time
+            _CODE[key] = code
         dataset = ArrayDataset.of(job.rows, code.transform)
         got: Replayed = replay_segment(spec, code, dataset, job.m0, job.o0, job.batches,
                                        job.rng, job.start, job.end, job.device)
