@@ -217,6 +217,52 @@ def _anvil(tmp: Path, n: int) -> dict[str, Any] | None:
         proc.terminate()
 
 
+# What the projection assumes (on paper: nothing below is measured here).
+ASSUMPTIONS: dict[str, Any] = {
+    "artefacts": 10_000_000, "organisations": 50,
+    "txs_per_artefact": "1 register (1 parent) + 2 transitions + 0.1 anchor",
+    "qbft_block_seconds": 2, "qbft_block_gas_limit": 50_000_000,
+    "qbft_validators": 7,  # tolerates 2 faulty (n >= 3f + 1), chosen among the members
+    "confirmations_per_identity_per_block": 1,  # mltrail sends one tx, waits, sends the next
+    "member_vm": "4 vCPU, 16 GiB, 1 TB SSD", "member_vm_usd_month": 250,
+    "rollup_usd_per_100k_gas_tx": 0.005,  # an L2 fee including its share of L1 data
+    "reads_per_member_per_s_peak": 50,
+}
+
+
+def projection(emb: dict[str, Any]) -> dict[str, Any]:
+    """10 million artefacts across 50 organisations, from this run's measurements and
+    :data:`ASSUMPTIONS` (see docs/scaling.md for what is tested and what is on paper)."""
+    a = ASSUMPTIONS
+    gas = emb["gas"]
+    per_artefact_gas = gas["register_1_parent"] + 2 * gas["transition"] + 0.1 * gas["anchor"]
+    txs = a["artefacts"] * 3.1
+    total_gas = a["artefacts"] * per_artefact_gas
+    gas_per_s = a["qbft_block_gas_limit"] / a["qbft_block_seconds"]
+    per_member_tx_s = a["confirmations_per_identity_per_block"] / a["qbft_block_seconds"]
+    per_million = emb["storage"]["gb_per_million"]
+    big = max(emb["batch"], key=lambda r: r["records_per_anchor_tx"])
+    return {
+        "gas_per_artefact": round(per_artefact_gas),
+        "transactions": round(txs), "total_gas": round(total_gas),
+        "qbft_chain_capacity_tx_per_s": round(gas_per_s / (per_artefact_gas / 3.1), 1),
+        "qbft_days_of_full_blocks_for_all": round(total_gas / gas_per_s / 86400, 1),
+        "sequential_tx_per_s_all_members": a["organisations"] * per_member_tx_s,
+        "days_to_ingest_at_sequential_rate": round(
+            txs / (a["organisations"] * per_member_tx_s) / 86400, 1),
+        "index_gb_per_member": round(per_million["index"] * a["artefacts"] / 1e6, 1),
+        "content_store_gb_per_member": round(per_million["store"] * a["artefacts"] / 1e6, 1),
+        "embedded_chain_gb_if_one_tx_per_block": round(
+            per_million["chain"] * a["artefacts"] / 1e6, 1),
+        "ledger_check_hours_at_measured_ms_per_tx": round(
+            txs * emb["check"]["ms_per_block"] / 1000 / 3600, 1),
+        "batch_anchor_txs_for_all_as_records": -(-a["artefacts"] // big["records_per_anchor_tx"]),
+        "members_cost_usd_month": a["organisations"] * a["member_vm_usd_month"],
+        "rollup_fees_usd_all_txs": round(txs * per_artefact_gas / 3.1 / 100_000
+                                         * a["rollup_usd_per_100k_gas_tx"]),
+        "assumptions": a}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=40, help="records of each kind timed")
@@ -249,6 +295,7 @@ def main() -> None:
                                                  args.concurrency)}
     print(json.dumps({"node": "done", "at": _now()}), file=sys.stderr, flush=True)
     out["pol"] = {"started_utc": _now(), **pol(args.pol_k, args.pol_epochs)}
+    out["projection"] = projection(out["embedded"])
     out["finished_utc"] = _now()
     out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=2))

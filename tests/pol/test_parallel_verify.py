@@ -70,7 +70,18 @@ def test_bad_worker_counts_exit_2_and_write_nothing(proofs: dict[str, Path],
 
 def test_an_unreachable_cluster_exits_2_before_anything_is_verified(
         proofs: dict[str, Path], tmp_path: Path, cli) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     report = tmp_path / "r.json"
+    web = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)  # a port, not Ray
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        res = cli("pol", "verify", str(proofs["honest"]), "--data", str(proofs["data"]),
+                  "--workers", "2", "--ray", f"127.0.0.1:{web.server_port}")
+    finally:
+        web.shutdown()
+    assert res.code == 2 and "not a Ray cluster" in res.err, res.err
     for address in ("127.0.0.1:9", "ray://127.0.0.1:9", "no-port"):
         res = cli("pol", "verify", str(proofs["honest"]), "--data", str(proofs["data"]),
                   "--workers", "2", "--ray", address, "--report", str(report))

@@ -41,6 +41,7 @@ import torch
 from mltrail.errors import InputError
 
 MAX_WORKERS = 64
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _CODE: dict[str, Any] = {}  # in a worker: the last proof's rebuilt programs (stateless:
 # each replay deep-copies the model, as the serial replay does)
 State = dict[str, torch.Tensor]
@@ -134,15 +135,20 @@ def _join_ray(address: str, n: int) -> bool:
 
 
 def _reachable(address: str, timeout: float = 3.0) -> None:
-    """A TCP connect to ``address`` (``[ray://]host:port``), so a wrong one fails fast."""
+    """``address`` (``[ray://]host:port``) answers like a Ray head: a gRPC (HTTP/2)
+    server, so a wrong host or port fails in seconds (Ray itself retries for minutes)."""
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"--ray {address}: give host:port, ray://host:port, auto or local")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
+            s.sendall(H2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # SETTINGS
+            head = s.recv(9)
     except OSError as exc:
         raise InputError(f"--ray {address}: unreachable ({exc.strerror or exc})") from None
+    if len(head) < 9 or head[3] != 4:  # a server's first frame is its SETTINGS
+        raise InputError(f"--ray {address}: not a Ray cluster (no gRPC server answers there)")
 
 
 # --------------------------------------------------------------------------- the work
