@@ -207,14 +207,16 @@ def replay_job(job: SegmentJob) -> tuple[int, Replayed, str]:
     from mltrail.pol.loopprogram import ProgramCode
     from mltrail.pol.loopreplay import replay_segment
     from mltrail.pol.loopspec import LoopSpec
+    from mltrail.provenance.digest import digest_state_dict
 
     torch.set_num_threads(job.threads)
     torch.use_deterministic_algorithms(job.deterministic)
     platform = environment.platform_key(environment.current(job.device))
     spec = LoopSpec.model_validate_json(job.spec_json)
     try:
-        key = hashlib.sha256(job.spec_json.encode() + b"".join(
-            hashlib.sha256(job.files[k]).digest() for k in sorted(job.files))).hexdigest()
+        key = hashlib.sha256(job.spec_json.encode() + digest_state_dict(job.w0).encode()
+                             + b"".join(hashlib.sha256(job.files[k]).digest()
+                                        for k in sorted(job.files))).hexdigest()
         code: Any = _CODE.get(key)
         if code is None:  # rebuilt once per worker process and proof (it takes seconds)
             with tempfile.TemporaryDirectory(prefix="mltrail-segment-") as tmp:
