@@ -191,6 +191,12 @@ def verify(
         "proof trained on another platform (torch, device, dtype, CPU, BLAS) than this "
         "one. In the declared environment the replay must be exact.")] = None,
     threads: ThreadsOpt = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Replay this many challenged segments at once, each in its own "
+        "process (1 to 64; an exported loop proof). Same verdict and report as one.")] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="With --workers: replay on the Ray cluster at this address "
+        "(host:port, ray://host:port, auto; 'local' starts one here).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a proof by partial replay. Exit 0: accepted; 1: rejected.
@@ -212,7 +218,7 @@ def verify(
                         trusted_code=trusted_code, accept_trusted_code=accept_trusted_code,
                         seed=seed,
                         device=device, code=list(code or []), timeout=timeout, report=report,
-                        html=html_out, calibration=calibration)
+                        html=html_out, calibration=calibration, workers=workers, ray=ray)
 
     bars: list[Live] = []
 

@@ -339,8 +339,11 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": ok, "detail": detail}
 
 
-def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
-    """The child's part of verifying a loop proof (see the module doc); JSON out."""
+def verify_job(job: Mapping[str, Any],
+               on_segment: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The child's part of verifying a loop proof (see the module doc); JSON out.
+    ``on_segment`` sees each replayed segment as it finishes; the segments are replayed
+    by :func:`mltrail.pol.parallel.map_segments` (in parallel inside its ``workers``)."""
     from mltrail.pol.bundle import read_manifest
     from mltrail.pol.limits import MAX_PARAMS
     from mltrail.pol.verifier import optim_threshold, plan, relative_error
@@ -403,19 +406,30 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
     order = list(chosen)
     random.Random(int(job["seed"])).shuffle(order)
     results: dict[int, dict[str, Any]] = {}
-    for i, why in order:
+    whys, failed = dict(order), {}
+
+    def replay(i: int) -> tuple[State, State]:
+        nonlocal code, dataset
+        if spec.program is None:  # the prover's code, freshly imported per segment
+            code = Code(spec, job.get("code_paths", []), fresh=True)
+            dataset = rebind(dataset, code)
+        return replay_segment(spec, code, dataset, states[i][0], states[i][1], batches, rng,
+                              cks[i].step, cks[i + 1].step, device)
+
+    from mltrail.pol.loopdata import ArrayDataset
+    from mltrail.pol.parallel import map_segments, segment_job
+
+    exported = spec.program is not None and isinstance(dataset, ArrayDataset)
+    for i, got in map_segments(replay, [i for i, _ in order], (lambda i: segment_job(
+            i, spec, folder, dataset, states[0][0], states[i][0], states[i][1], batches, rng,
+            cks[i].step, cks[i + 1].step, device)) if exported else None, device):
+        why = whys[i]
         (m0, o0), (m1, o1) = states[i], states[i + 1]
-        try:
-            if spec.program is None:  # the prover's code, freshly imported per segment
-                code = Code(spec, job.get("code_paths", []), fresh=True)
-                dataset = rebind(dataset, code)
-            mr, orr = replay_segment(spec, code, dataset, m0, o0, batches, rng, cks[i].step,
-                                     cks[i + 1].step, device)
-        except Exception as exc:  # the prover's code: anything can go wrong
+        if isinstance(got, str):  # the prover's proof: anything can go wrong
             err, cos, oerr = math.inf, None, None
-            out.setdefault("reasons", []).append(
-                f"segment #{i} cannot be replayed: {type(exc).__name__}: {exc}".splitlines()[0])
+            failed[i] = f"segment #{i} cannot be replayed: {got}".splitlines()[0]
         else:
+            mr, orr = got
             err, cos = relative_error(mr, m0, m1)
             o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
             oerr = relative_error(orr, o0z, o1)[0] if o1 or orr else None
@@ -425,6 +439,10 @@ def verify_job(job: Mapping[str, Any]) -> dict[str, Any]:
                                 "chosen": why, "update_norm": score[i],
                                 "error": err if math.isfinite(err) else 1e300,
                                 "optim_error": oerr, "cosine": cos, "ok": ok})
+        if on_segment is not None:  # as each finishes (in parallel: in any order)
+            on_segment(results[i])
+    if failed:  # in replay order, whichever finished first
+        out.setdefault("reasons", []).extend(failed[i] for i, _ in order if i in failed)
     out["segments"] = [results[i] for i, _ in chosen]
     return out
 

@@ -306,7 +306,8 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                 expected_model: str | None = None, device: str = "cpu",
                 timeout: float | None = None,
                 progress: Callable[[int], None] | None = None,
-                trusted_code: bool = False) -> None:
+                trusted_code: bool = False,
+                on_segment: Callable[[Segment], None] | None = None) -> None:
     """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure.
 
     An exported proof is replayed in this process from its programs; a proof recorded in
@@ -357,8 +358,18 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
         else:  # no code of the prover's: replayed here, from tensors and programs
             from mltrail.pol.loopreplay import verify_job
 
+            def seen(seg: dict[str, Any]) -> None:  # as each finishes (parallel: any order)
+                if on_segment is not None:
+                    on_segment(Segment(**seg))
+                if progress is not None:
+                    progress(1)
+
+            from mltrail.pol.parallel import WorkerError
+
             try:
-                result = verify_job(job)
+                result = verify_job(job, seen)
+            except WorkerError:
+                raise  # the verifier's own workers failed: never a verdict (exit 2)
             except MltrailError as exc:
                 result = {"error": exc.message}
     if "error" in result:
@@ -383,7 +394,7 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
     rep.r = int(rep.r_rule.get("r", 0))
     rep.reasons += result.get("reasons", [])
     rep.segments = [Segment(**s) for s in result["segments"]]
-    if progress is not None:
+    if progress is not None and spec.trusted_code:  # the child's segments, all at once
         progress(len(rep.segments))
     how = "in a separate process (trusted code)" if spec.trusted_code else \
         "from the exported programs"

@@ -162,7 +162,7 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
         verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
                     threshold=thr, code_paths=code_paths, ledger=ledger,
                     expected_model=expected_model, device=device, timeout=timeout,
-                    progress=progress, trusted_code=trusted_code)
+                    progress=progress, trusted_code=trusted_code, on_segment=on_segment)
         rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
             and rep.checks[-1].name == "replay" else "rejected"
         rep.total_seconds = time.perf_counter() - t0

@@ -231,6 +231,8 @@ class VerifyRequest:
     calibration: Path | None = None
     report: Path | None = None
     html: Path | None = None
+    workers: int = 1  # segments replayed at once (mltrail.pol.parallel)
+    ray: str | None = None  # on this Ray cluster ("local": one started here)
 
 
 def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress,
@@ -241,8 +243,10 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
     and what the CLI prints."""
     from mltrail.pol.bundle import read_manifest
     from mltrail.pol.loopspec import LoopSpec
+    from mltrail.pol.parallel import check_workers, workers
     from mltrail.pol.verifier import verify_bundle
 
+    check_workers(req.workers, req.ray)  # bad input refused before anything is read
     if req.bundle is None and req.model is None:
         raise InputError("give a BUNDLE folder or --model ID")
     if req.data is None and req.model is None:
@@ -270,7 +274,7 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
         given = loop_data_location(bundle, req.data, led)
     else:
         given = data_for(req.data, bundle, led)
-    with progress(None) as advance:
+    with workers(req.workers, req.ray), progress(None) as advance:
         rep = verify_bundle(bundle, given, code_paths=[str(c) for c in req.code],
                             timeout=req.timeout, q=req.q, r=req.random_r,
                             miss_rate=req.miss_rate, forged=req.forged,
