@@ -64,6 +64,8 @@ class NearestPublic:
 BLOCK = 4          # each 8×8 pixel counts the on pixels of a 4×4 block of a 32×32 bitmap
 SIDE = 8 * BLOCK
 STRENGTH = 0.4     # the default warp (see fresh_probes)
+MIN_MOVE = 0.5     # × strength: a warp that moves a probe less from its source is redrawn
+RETRIES = 20
 
 
 def bitmaps(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -119,10 +121,10 @@ def fresh_probes(n: int, seed: int, *, strength: float = STRENGTH,
     from. ``source`` defaults to the auditor's own split (:func:`mltrail.audit.heldout.
     auditor_split`), which nobody else holds; a provider running this published code has
     only public digits to feed it. ``seed`` is the auditor's secret. ``strength`` scales
-    the warp: 0 copies the source; the default 0.4 moves a probe about 0.4 (L2 on [0, 1]
-    pixels) from its source, against about 1.0 between a new digit and its nearest
-    neighbour; 1 moves it about 0.9, and a detector trained on the generator's output
-    then starts to see the warp (docs/audit.md, section h)."""
+    the warp: 0 copies the source; the default 0.4 moves a probe about 0.48 (L2 on
+    [0, 1] pixels; a warp that moves it less than 0.2 is redrawn) from its source,
+    against about 1.0 between a new digit and its nearest neighbour; at 1 a detector
+    trained on the generator's output starts to see the warp (docs/audit.md, section h)."""
     rng = np.random.default_rng(seed)
     if source is None:
         from mltrail.audit.heldout import auditor_split
@@ -130,9 +132,14 @@ def fresh_probes(n: int, seed: int, *, strength: float = STRENGTH,
         source = auditor_split()
     x, y = source
     idx = rng.integers(0, len(y), n)
-    bm = bitmaps(x[idx], rng)
-    bent = np.stack([_bend(b, rng, strength) for b in bm]) if n else bm
-    return block_counts(bent), y[idx].astype(np.int64)
+    src = np.round(x[idx] * LEVELS).astype(np.float32) / LEVELS
+    out = src.copy()
+    for i, b in enumerate(bitmaps(src, rng)):
+        for _ in range(RETRIES if strength > 0 else 1):
+            out[i] = block_counts(_bend(b, rng, strength)[None])[0]
+            if float(np.sqrt(((out[i] - src[i]) ** 2).sum())) >= MIN_MOVE * min(strength, 1.0):
+                break
+    return out, y[idx].astype(np.int64)
 
 
 def _quantiles(d: np.ndarray) -> dict[str, float]:
