@@ -6,18 +6,15 @@ drop 0.92 -> 0.88 (<= 320; fixed-sample exact test 613); auditor throughput agai
 local reference service (>= 300 q/s); receipt sign + verify per response (<= 0.3 ms).
 Also: false-alarm rates under H0 and stego-probe visibility (PSNR, detector AUC).
 
-Issue 8 adds (bench/audit_adversaries.py): nearest-public-sample distances per probe set
-against new data; the cheating suppliers of mltrail.testing.audit_* over many seeds
-(queries to the first alarm, verdicts) and the honest false-alarm rate at alpha = 0.05;
-the queries and clients' samples needed to catch a supplier that substitutes 2% of real
-traffic while forwarding every probe; receipt submission throughput.
+bench/audit_adversaries.py measures the audit against cheating suppliers: nearest-public
+distances, verdicts per cheater, the 2% skimmer, submission throughput (--all), and by
+default: detector AUCs per probe source with 95% CIs over seeds (probe_aucs), catch rates
+of detecting, memorising, receipt-dropping and two-faced suppliers and honest false
+alarms (dodges), receipt dropping, client recognition and lying clients through clients'
+submissions (receipts_and_clients), and bench/oracle.py's split-brain providers
+(oracle_split_brain); >= 20 seeds each.
 
-Issue 19 adds (the default run; --all runs everything): detector AUCs per probe source
-(probe_aucs), verdicts of audits of detector / memoriser / detector-plus-receipt-dropping
-suppliers and the honest false-alarm rate (dodges), receipt dropping, client recognition
-and lying clients through clients' submissions (receipts_and_clients); >= 20 seeds each.
-
-    .venv/bin/python bench/audit.py [--quick] [--all | --only NAME[,NAME]]
+    .venv/bin/python bench/audit.py [--quick] [--all | --only NAME[,NAME]] [--out FILE]
 """
 
 from __future__ import annotations
@@ -179,11 +176,24 @@ def main() -> None:
             "probe_aucs": lambda: A.probe_aucs(quick),
             "dodges": lambda: A.dodges(quick),
             "receipts_and_clients": lambda: A.receipts_and_clients(quick),
+            "oracle_split_brain": lambda: A.oracle_split_brain(quick),
         }
-        if only is None and "--all" not in sys.argv:   # issue 19's table by default
-            only = {"probe_aucs", "dodges", "receipts_and_clients"}
-        res = {name: job() for name, job in jobs.items() if only is None or name in only}
-    print(json.dumps(res, indent=2))
+        if only is None and "--all" not in sys.argv:   # the threat-model table by default
+            only = {"probe_aucs", "dodges", "receipts_and_clients", "oracle_split_brain"}
+        t0 = time.perf_counter()
+        res: dict[str, object] = {
+            "_run": {"started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                     "command": "bench/audit.py " + " ".join(sys.argv[1:])}}
+        for name, job in jobs.items():
+            if only is None or name in only:
+                t = time.perf_counter()
+                res[name] = job()
+                print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+        res["_run"]["wall_s"] = round(time.perf_counter() - t0, 1)  # type: ignore[index]
+    text = json.dumps(res, indent=2)
+    if "--out" in sys.argv:
+        Path(sys.argv[sys.argv.index("--out") + 1]).write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

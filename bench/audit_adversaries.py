@@ -1,4 +1,5 @@
-"""Issue 8's measurements (called by bench/audit.py; never part of `make test`).
+"""Measurements of the inference-service audit against cheating suppliers (called by
+bench/audit.py; never part of `make test`).
 
 * distances: nearest-public-sample distance per probe set against new data (AUC of a
   memorising provider's "small distance = probe" rule; 0.5 = cannot tell);
@@ -7,7 +8,14 @@
   honest supplier's false-alarm rate at alpha = 0.05;
 * skimmer: a supplier that substitutes 2% of customers' requests and forwards every
   probe: alarms from probes alone, and clients' samples needed to catch it;
-* submission_throughput: submissions per second through the auditor's inbox.
+* submission_throughput: submissions per second through the auditor's inbox;
+* probe_aucs: per probe source, the AUC of every detector (the audit's own families and
+  mltrail.testing.audit_detector2's, out-of-fold and generator-trained), mean, 95% CI
+  over seeds and max; the reference model's accuracy on each source (labels);
+* dodges: catch rates of detecting, memorising, receipt-dropping and two-faced suppliers
+  and the honest false-alarm rate;
+* receipts_and_clients: receipt dropping, client recognition and lying clients through
+  clients' submissions.
 """
 
 from __future__ import annotations
@@ -251,10 +259,11 @@ def submission_throughput(quick: bool) -> dict[str, Any]:
             "client_request_ms_incl_sampling": client_s * 1000}
 
 
-# ---- issue 19: probes a provider cannot tell from traffic; receipts not optional ----
+# ---- probes a provider cannot tell from traffic; receipts not optional ----
 
-SOURCES = ("auditor-held", "fresh", "fresh, previous generator (no histogram matching)",
-           "benchmark", "augmented public (keyed-kit covers)")
+SOURCES = ("auditor-held", "fresh", "fresh, strength 1.0", "benchmark",
+           "augmented public (keyed-kit covers)")
+GROUPS = 5     # provider detectors trained per feature family (seed mod GROUPS)
 
 
 def _probe_source(name: str, n: int, seed: int) -> Any:
@@ -266,11 +275,8 @@ def _probe_source(name: str, n: int, seed: int) -> Any:
         return P.held(n, seed)
     if name == "fresh":
         return P.fresh(n, seed)
-    if name.startswith("fresh, previous"):
-        from mltrail.audit.fresh import fresh_probes
-
-        x, y = fresh_probes(n, seed, match=False)
-        return P.ProbeSet(x, y, np.full(n, P.ORDINARY, np.int8), {"provenance": "synthetic"})
+    if name == "fresh, strength 1.0":
+        return P.fresh(n, seed, strength=1.0)
     if name == "benchmark":
         return P.benchmark(n, seed)
     x, y = public_heldout()
@@ -280,48 +286,90 @@ def _probe_source(name: str, n: int, seed: int) -> Any:
                       {"source": "keyed", "provenance": "public-derived"})
 
 
+def _summary(v: list[float]) -> dict[str, float]:
+    a = np.asarray(v, dtype=np.float64)
+    half = 1.96 * a.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else 0.0
+    return {"mean": round(float(a.mean()), 3), "ci95": [round(float(a.mean() - half), 3),
+                                                        round(float(a.mean() + half), 3)],
+            "max": round(float(a.max()), 3)}
+
+
+def _genuine(n: int, seed: int, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` public-benchmark digits that are not among ``probes`` (never in any
+    detector's training set here) and their nearest-public distances, leave-one-out."""
+    from mltrail.audit.distinguish import _near
+    from mltrail.audit.heldout import public_heldout
+    from mltrail.audit.models import digits
+
+    x, _ = public_heldout()
+    sent = {r.tobytes() for r in probes.astype(x.dtype)}
+    free = np.array([i for i in range(len(x)) if x[i].tobytes() not in sent])
+    idx = np.random.default_rng(seed).choice(free, min(n, len(free)), replace=False)
+    return x[idx], _near().distance(x[idx], exclude=idx + len(digits()[0]))
+
+
 def probe_aucs(quick: bool) -> dict[str, Any]:
-    """Per probe source, over seeds: the audit's adversarial-validation AUCs per feature
-    family, and the AUC of the dodger's detector (features the audit does not use)."""
-    from sklearn.metrics import roc_auc_score
+    """Per probe source, over seeds: every detector's AUC separating the probes from
+    genuine digits none of the detectors was trained on."""
+    import torch
 
-    from mltrail.audit.distinguish import (
-        GENUINE_DIGITS,
-        _generator_of,
-        adversarial_validation,
-        genuine_digits,
-    )
-    from mltrail.audit.fresh import fresh_probes
-    from mltrail.testing.audit_dodger import Dodger
+    from mltrail.audit.distinguish import _generator_of, adversarial_validation
+    from mltrail.audit.models import digits, predict
+    from mltrail.reference import train_seeded
+    from mltrail.testing.audit_detector2 import KINDS, oof_auc, train_detector
 
-    seeds, n = (5, 150) if quick else (20, 150)
-    dodger = Dodger(seed=99)
-    out: dict[str, Any] = {"seeds": seeds, "probes_per_seed": n,
-                           "genuine": f"public digits, leave-one-out ({GENUINE_DIGITS} per seed)"}
+    seeds, n = (4, 100) if quick else (20, 100)
+    torch.set_num_threads(1)
+    net, _ = train_seeded({"seed": 1, "arch": {"type": "mlp", "hidden": [64]}, "epochs": 2})
+    net.eval()
+    t = time.perf_counter()
+    train_pool = digits()[:2]       # the providers' detectors never see the benchmark
+    provider = {k: [train_detector(k, g, net, pool=train_pool) for g in range(GROUPS)]
+                for k in KINDS}
+    out: dict[str, Any] = {
+        "seeds": seeds, "probes_per_seed": n,
+        "genuine": f"{n} of the 150 public-benchmark digits per seed, none of them a probe "
+                   "(50 for benchmark probes); leave-one-out distances; no provider "
+                   "detector was trained on them",
+        "provider_detectors_train_s": round(time.perf_counter() - t, 1)}
     for src in SOURCES:
         fams: dict[str, list[float]] = {}
-        flagged = 0
+        flagged, acc = 0, []
         t = time.perf_counter()
         for seed in range(seeds):
             pr = _probe_source(src, n, 500 + seed)
-            g, gd = genuine_digits(GENUINE_DIGITS, 700 + seed)
-            gen = _generator_of(pr)
-            if src.startswith("fresh, previous"):
-                def gen(k: int, s: int) -> np.ndarray:
-                    return fresh_probes(k, s, match=False)[0]
+            g, gd = _genuine(n, 700 + seed, pr.x)
             av = adversarial_validation(pr.x, g, genuine_distance=gd, seed=seed,
-                                        generator=gen)
+                                        generator=_generator_of(pr))
             flagged += bool(av["detectable"])
-            for k, v in {**av["auc"], "best": av["best"]}.items():
+            found = {f"audit: {k}": v for k, v in av["auc"].items()}
+            found["audit: best"] = av["best"]
+            y = np.r_[np.ones(len(pr.x)), np.zeros(len(g))]
+            for k in KINDS:
+                found[f"{k}, out-of-fold"] = oof_auc(k, pr.x, g, seed, net)
+                det = provider[k][seed % GROUPS]
+                sc = det.predict_proba(_features(k, np.concatenate([pr.x, g]), net))[:, 1]
+                found[f"{k}, generator-trained"] = _auc(y, sc)
+            for k, v in found.items():
                 fams.setdefault(k, []).append(v)
-            sc = np.r_[dodger.score(pr.x), dodger.score(g)]
-            fams.setdefault("dodger_profile_forest", []).append(float(roc_auc_score(
-                np.r_[np.ones(len(pr.x)), np.zeros(len(g))], sc)))
-        out[src] = {"auc_mean": {k: round(float(np.mean(v)), 4) for k, v in fams.items()},
-                    "auc_max": {k: round(float(np.max(v)), 4) for k, v in fams.items()},
+            acc.append(float((predict(net, pr.x).argmax(1) == pr.y).mean()))
+        out[src] = {"auc": {k: _summary(v) for k, v in fams.items()},
                     "flagged_detectable": f"{flagged}/{seeds}",
+                    "reference_accuracy_on_labels": _summary(acc),
                     "wall_s": round(time.perf_counter() - t, 1)}
     return out
+
+
+def _features(kind: Any, x: np.ndarray, net: Any) -> np.ndarray:
+    from mltrail.testing.audit_detector2 import features
+
+    return features(kind, x, net)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
 
 
 def _verdicts(reps: list[Any]) -> dict[str, Any]:
@@ -334,40 +382,60 @@ def _verdicts(reps: list[Any]) -> dict[str, Any]:
 
 
 def dodges(quick: bool) -> dict[str, Any]:
-    """Audits (auditor's own or fresh probes) of detector / memoriser / dodger suppliers."""
-    from mltrail.audit import probes as P
+    """Audits (64 queries, stop at the first alarm) of detecting, memorising, receipt-
+    dropping and two-faced suppliers; honest suppliers for false alarms and verdicts.
+    Audits of cheaters skip the adversarial validation (it can demote a pass to
+    inconclusive, never make or unmake a fail)."""
     from mltrail.testing.audit_base import Cheat
+    from mltrail.testing.audit_detector2 import Detector2
     from mltrail.testing.audit_dodger import Dodger
     from mltrail.testing.audit_memoriser import Memoriser
+    from mltrail.testing.audit_twofaced import TwoFaced
 
-    seeds, cap = (5, 64) if quick else (20, 64)
+    seeds, honest_seeds, cap = (5, 10, 64) if quick else (20, 60, 64)
     out: dict[str, Any] = {"alpha": ALPHA, "max_queries": cap, "stop_on_alarm": True}
     with tempfile.TemporaryDirectory() as tmp:
         env = _setup(Path(tmp))
         dodger = Dodger(seed=99, drop=False)
-        cases: list[tuple[str, Any, str]] = [
-            ("honest, auditor-held probes", Cheat(), "auditor-held"),
-            ("honest, fresh probes", Cheat(), "fresh"),
-            ("learned detector (profile forest), auditor-held probes", dodger, "auditor-held"),
-            ("learned detector (profile forest), fresh probes", dodger, "fresh"),
-            ("detector + receipt dropping, auditor-held probes",
-             Dodger(seed=99, drop=True, model=dodger.model), "auditor-held"),
-            ("memoriser, benchmark probes", Memoriser(), "benchmark"),
+        pixels = Detector2(kind="pixels", seed=98)
+        clients = {f"127.0.0.{i + 2}" for i in range(4)}
+        cases: list[tuple[str, Any, str, int, bool]] = [
+            ("honest, auditor-held probes", Cheat(), "auditor-held", honest_seeds, True),
+            ("honest, fresh probes", Cheat(), "fresh", seeds, True),
+            ("profile-forest detector (audit_dodger), auditor-held probes", dodger,
+             "auditor-held", seeds, False),
+            ("profile-forest detector (audit_dodger), fresh probes", dodger, "fresh", seeds,
+             False),
+            ("raw-pixel boosting detector (audit_detector2), fresh probes", pixels, "fresh",
+             seeds, False),
+            ("co-occurrence detector (audit_detector2), fresh probes",
+             Detector2(kind="cooccurrence", seed=97), "fresh", seeds, False),
+            ("embedding kNN detector (audit_detector2), fresh probes",
+             Detector2(kind="embedding", seed=96, net=env["net"]), "fresh", seeds, False),
+            ("raw-pixel detector + receipt dropping, fresh probes",
+             Detector2(kind="pixels", drop=True, model=pixels.model), "fresh", seeds, False),
+            ("profile-forest detector + receipt dropping, auditor-held probes",
+             Dodger(seed=99, drop=True, model=dodger.model), "auditor-held", seeds, False),
+            ("memoriser, benchmark probes", Memoriser(), "benchmark", seeds, True),
             ("memoriser, keyed-kit-style probes (public covers)", Memoriser(),
-             "augmented public (keyed-kit covers)"),
-            ("memoriser, auditor-held probes", Memoriser(), "auditor-held")]
-        for name, cheat, src in cases:
+             "augmented public (keyed-kit covers)", seeds, True),
+            ("memoriser, auditor-held probes", Memoriser(), "auditor-held", seeds, False),
+            ("memoriser, fresh probes", Memoriser(), "fresh", seeds, False),
+            ("client recognition + memoriser (audit_twofaced), benchmark probes",
+             TwoFaced(known=clients), "benchmark", seeds, True),
+            ("client recognition + memoriser (audit_twofaced), auditor-held probes",
+             TwoFaced(known=clients), "auditor-held", seeds, False)]
+        for name, cheat, src, n, check in cases:
             srv = _serve(env, cheat)
             claims = _claims(env, srv.url)
             t = time.perf_counter()
             reps = [_run(env, claims, 2000 + s, probes=_probe_source(src, cap, 900 + s),
-                         max_queries=cap) for s in range(seeds)]
+                         max_queries=cap, probe_check=check) for s in range(n)]
             srv.stop()
             out[name] = {**_verdicts(reps), "wall_s": round(time.perf_counter() - t, 1),
                          "missing_receipt_fails": sum(r.failed("receipts") for r in reps)}
-            if src == "auditor-held" and cheat.name == "honest":
-                out["honest_false_alarm_rate"] = out[name]["verdicts"].get("fail", 0) / seeds
-        out["probes"] = {"auditor-held": P.held(1).meta["source"]}
+        honest = out["honest, auditor-held probes"]
+        out["honest_false_alarm_rate"] = honest["verdicts"].get("fail", 0) / honest["seeds"]
     return out
 
 
@@ -403,6 +471,7 @@ def receipts_and_clients(quick: bool) -> dict[str, Any]:
     from mltrail.testing.audit_dropper import Dropper
     from mltrail.testing.audit_liars import fabricate, strip_and_alter
     from mltrail.testing.audit_recogniser import Recogniser
+    from mltrail.testing.audit_twofaced import TwoFaced
 
     seeds, k, reqs = (5, 4, 10) if quick else (20, 4, 10)
     addrs = [f"127.0.0.{i + 2}" for i in range(k)]
@@ -429,13 +498,15 @@ def receipts_and_clients(quick: bool) -> dict[str, Any]:
             "recogniser by address (knows all submitters but one)":
                 lambda s: Recogniser(by="address", known=set(addrs[1:]), seed=s),
             "recogniser by nonce style (submitters use the library's 32-hex nonces)":
-                lambda s: Recogniser(by="nonce", seed=s)}
+                lambda s: Recogniser(by="nonce", seed=s),
+            "client recognition + memoriser (knows all submitters but one)":
+                lambda s: TwoFaced(known=set(addrs[1:]))}
         for name, make in cases.items():
             hits, t = 0, time.perf_counter()
             for s in range(seeds):
                 srv = _serve(env, make(s))
                 cl = _customers(srv.url, env, k, reqs, 40 + s,
-                                addrs if "address" in name else None)
+                                addrs if "address" in name or "recognition" in name else None)
                 srv.stop()
                 hits += caught(audit([x for c in cl for x in c.sample], 3000 + s))
             out[name] = {"seeds": seeds, "caught_rate": hits / seeds,
@@ -462,3 +533,15 @@ def receipts_and_clients(quick: bool) -> dict[str, Any]:
                 "seeds": seeds, "false_alarm_rate": alarms / seeds}
         honest.stop()
     return out
+
+
+def oracle_split_brain(quick: bool) -> dict[str, Any]:
+    """bench/oracle.py's split-brain measurement (one honest oracle's audit per seed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_oracle",
+                                                  Path(__file__).with_name("oracle.py"))
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return dict(mod.split_brain(5 if quick else 20))

@@ -110,5 +110,3 @@ def test_detector_plus_receipt_dropping_is_caught_on_the_auditors_probes(
     # them, unsigned, and a missing receipt is a failure when the claims say it signs
     assert rep.verdict == "fail" and rep.failed("receipts") and rep.receipts.missing > 0
     assert rep.failed("distribution") or rep.failed("identity"), rep.findings
-    # while the published generator's output is what it was trained to spot
-    assert dodger.score(P.fresh(100, seed=1).x).mean() > dodger.score(P.held(100, 1).x).mean()

@@ -107,11 +107,13 @@ def _all_features(x: np.ndarray) -> np.ndarray:
                             _pix(x)])
 
 
-def _generator_auc(generator: Callable[[int, int], np.ndarray], xp: np.ndarray,
-                   xg: np.ndarray, seed: int) -> float:
+Generator = Callable[[int, int, tuple[np.ndarray, np.ndarray]], np.ndarray]
+
+
+def _generator_auc(generator: Generator, xp: np.ndarray, xg: np.ndarray, seed: int) -> float:
     """What a provider running the published generator can do (Kerckhoffs): a boosted
-    detector on every feature family, trained on fresh generator output (its own seed)
-    against public digits the comparison set does not contain."""
+    detector on every feature family, trained on generator output (its own seed, fed half
+    of the public digits the comparison set does not contain) against the other half."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from threadpoolctl import threadpool_limits
@@ -119,11 +121,12 @@ def _generator_auc(generator: Callable[[int, int], np.ndarray], xp: np.ndarray,
     from mltrail.audit.fresh import public_set
 
     rng = np.random.default_rng(seed + 1)
-    pub = public_set()[0]
+    pub, labels = public_set()
     held = {r.tobytes() for r in xg.astype(pub.dtype)}
-    pool = np.array([i for i in range(len(pub)) if pub[i].tobytes() not in held])
-    neg = pub[rng.choice(pool, min(GENERATOR_TRAIN, len(pool)), replace=False)]
-    pos = generator(GENERATOR_TRAIN, int(rng.integers(2**31)))
+    pool = rng.permutation([i for i in range(len(pub)) if pub[i].tobytes() not in held])
+    fed, rest = pool[: len(pool) // 2], pool[len(pool) // 2:]
+    neg = pub[rng.choice(rest, min(GENERATOR_TRAIN, len(rest)), replace=False)]
+    pos = generator(GENERATOR_TRAIN, int(rng.integers(2**31)), (pub[fed], labels[fed]))
     with threadpool_limits(1):
         clf = HistGradientBoostingClassifier(max_iter=60, random_state=seed).fit(
             _all_features(np.concatenate([pos, neg])),
@@ -141,15 +144,14 @@ def adversarial_validation(probes: np.ndarray, genuine: np.ndarray, *, seed: int
                            genuine_distance: np.ndarray | None = None,
                            families: tuple[str, ...] = FAMILIES,
                            bound: float = AUC_BOUND,
-                           generator: Callable[[int, int], np.ndarray] | None = None
-                           ) -> dict[str, Any]:
+                           generator: Generator | None = None) -> dict[str, Any]:
     """Per feature family, the out-of-fold AUC of a detector separating ``probes`` (label
     1) from ``genuine`` (label 0); ``best``, ``bound`` and ``detectable``.
     ``genuine_distance`` gives the genuine inputs' nearest-public distances when they
     are themselves public samples (leave-one-out); otherwise that family measures both
-    sides against the public set. ``generator(n, seed)`` (synthetic probes) adds the
-    provider's own detector: trained on as much of the generator's output as it likes
-    against real digits, then scored on these probes against ``genuine``."""
+    sides against the public set. ``generator(n, seed, source)`` (synthetic probes) adds
+    the provider's own detector: trained on the generator's output, fed public digits,
+    against other real digits, then scored on these probes against ``genuine``."""
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(seed)
@@ -263,14 +265,15 @@ def assess_probes(pr: Any, n: int, traffic: list[Any], shape: Any, *, seed: int 
             "alone": why is None, "why": why}
 
 
-def _generator_of(pr: Any) -> Callable[[int, int], np.ndarray] | None:
-    """The generator behind a synthetic probe set, as a provider could run it."""
+def _generator_of(pr: Any) -> Generator | None:
+    """The generator behind a synthetic probe set, as a provider could run it: on the
+    digits it is given (a provider has no private digits to feed it)."""
     if pr.meta.get("source") != "fresh":
         return None
-    from mltrail.audit.fresh import fresh_probes
+    from mltrail.audit.fresh import STRENGTH, fresh_probes
 
-    strength = float(pr.meta.get("strength", 0.5))
-    return lambda n, seed: fresh_probes(n, seed, strength=strength)[0]
+    strength = float(pr.meta.get("strength", STRENGTH))
+    return lambda n, seed, source: fresh_probes(n, seed, strength=strength, source=source)[0]
 
 
 def demote_probe_tests(power: dict[str, Any], strength: dict[str, Any]) -> dict[str, Any]:

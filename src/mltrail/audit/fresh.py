@@ -1,15 +1,19 @@
 """Fresh probes and nearest-public-sample distances.
 
-Every probe an auditor copies or lightly perturbs from a public data set lies close to
-some public sample, and a provider who holds that data set can recognise it. This
-module owns (1) :func:`fresh_probes`: new inputs made by strong, class-preserving
-deformations of *pairs* of same-class digits (a random blend, then a random affine
-warp and stroke-width change, then quantised to the data set's own 17 grey levels), so
-that a probe is as far from every public sample as new handwriting is; and (2) the
-measurements: :func:`nearest_public_distance` (shift-invariant L2 to the nearest public
-sample, the statistic a memorising provider would use) and :func:`distance_report`
-(its distribution per probe set against that of genuinely new samples, estimated by
-leave-one-out over the public set). It never queries a service.
+A probe an auditor copies or lightly perturbs from a public data set lies close to some
+public sample, and a provider who holds that data set recognises it; a probe that is
+synthesised by resampling and blending leaves fingerprints (grey levels, stroke shape)
+that a detector trained on the published generator's output finds. This module owns
+(1) :func:`fresh_probes`: new inputs made in the data set's own pixel space. The digits
+were made by counting the "on" pixels of 32×32 binary bitmaps in 4×4 blocks (values
+0..16); each probe rebuilds a bitmap consistent with one of the auditor's *private*
+digits (:mod:`.heldout`), bends it with a smooth random warp that keeps its top and
+bottom rows where they were (the data set's size normalisation) and counts the blocks
+again — so its grey levels, saturation and stroke shapes are those of real handwriting
+by construction, and it is labelled with the class of the digit it was made from; and
+(2) the measurements: :class:`NearestPublic` (shift-invariant L2 to the
+nearest public sample, the statistic a memorising provider would use) and
+:func:`distance_report`. It never queries a service.
 """
 
 from __future__ import annotations
@@ -57,73 +61,85 @@ class NearestPublic:
         return best
 
 
-def _warp(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """A random affine warp (rotation, scale, shear, sub-pixel shift) of one 8×8 image,
-    computed on a 4× upsampled copy so strokes stay smooth."""
-    up = np.kron(img, np.ones((4, 4)))
-    ang = np.deg2rad(rng.uniform(-15, 15) * strength)
-    sc = 1.0 + rng.uniform(-0.12, 0.12) * strength
-    sh = rng.uniform(-0.2, 0.2) * strength
-    m = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ \
-        np.array([[1.0, sh], [0.0, 1.0]]) / sc
-    c = (np.array(up.shape) - 1) / 2.0
-    off = c - m @ c + rng.uniform(-2.0, 2.0, 2) * strength
-    out = ndimage.affine_transform(up, m, offset=off, order=1, mode="constant")
-    width = rng.uniform(-0.6, 0.9) * strength  # thinner or thicker strokes
-    if width > 0:
-        out = np.maximum(out, ndimage.grey_dilation(out, size=(3, 3)) * width)
-    elif width < 0:
-        out = out * (1.0 + width) + ndimage.grey_erosion(out, size=(3, 3)) * (-width)
-    small = out.reshape(8, 4, 8, 4).mean(axis=(1, 3))
-    peak = small.max()
-    if peak > 0:  # the data set's strokes reach full intensity
-        small = small * min(4.0, float(img.max()) / peak)
-    return np.asarray(small)
+BLOCK = 4          # each 8×8 pixel counts the on pixels of a 4×4 block of a 32×32 bitmap
+SIDE = 8 * BLOCK
+STRENGTH = 0.4     # the default warp (see fresh_probes)
+MIN_MOVE = 0.5     # × strength: a warp that moves a probe less from its source is redrawn
+RETRIES = 20
 
 
-def fresh_probes(n: int, seed: int, *, strength: float = 0.5, blend: float = 0.5,
-                 source: tuple[np.ndarray, np.ndarray] | None = None, match: bool = True
+def bitmaps(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """N×32×32 binary bitmaps whose block counts are exactly ``x``'s (N×1×8×8 in k/16):
+    in each block the ``k`` pixels nearest the image's smoothed ink go on."""
+    c = np.clip(np.round(x.reshape(len(x), 8, 8) * LEVELS), 0, LEVELS).astype(np.int64)
+    up = np.kron(c.astype(np.float64), np.ones((1, BLOCK, BLOCK)))
+    smooth = ndimage.gaussian_filter(up, (0, 1.5, 1.5)) + rng.uniform(0, 1e-3, up.shape)
+    blocks = smooth.reshape(len(c), 8, BLOCK, 8, BLOCK).transpose(0, 1, 3, 2, 4)
+    rank = blocks.reshape(len(c), 8, 8, -1).argsort(-1).argsort(-1)
+    on = rank >= BLOCK * BLOCK - c[..., None]
+    return np.asarray(on.reshape(len(c), 8, 8, BLOCK, BLOCK).transpose(0, 1, 3, 2, 4)
+                      .reshape(len(c), SIDE, SIDE))
+
+
+def block_counts(bm: np.ndarray) -> np.ndarray:
+    """The data set's own reduction: on pixels per 4×4 block, as k/16 (N×1×8×8)."""
+    n = len(bm)
+    c = bm.reshape(n, 8, BLOCK, 8, BLOCK).sum((2, 4))
+    return np.asarray((c / LEVELS).astype(np.float32)[:, None])
+
+
+def _bend(bm: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """A smooth random warp of one bitmap: vertical stretch and elastic displacement that
+    vanish on its top and bottom rows (the data set scaled every digit to the box's
+    height), horizontal scale, slant and elastic displacement about its centre of ink.
+    Nearest-pixel resampling keeps it binary and its strokes as wide as they were."""
+    rows = np.flatnonzero(bm.any(1))
+    if not len(rows):
+        return bm
+    yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(np.float64)
+    top, h = rows[0], max(int(rows[-1] - rows[0]), 1)
+    pinned = np.sin(np.pi * np.clip((yy - top) / h, 0.0, 1.0))
+    cy, cx = ndimage.center_of_mass(bm.astype(np.float64))
+    sigma = 4.0
+
+    def field() -> np.ndarray:
+        return np.asarray(ndimage.gaussian_filter(rng.normal(0, 1, (SIDE, SIDE)), sigma)
+                          * sigma * 1.2 * strength)
+
+    src_y = yy + (rng.uniform(-0.08, 0.08) * strength * h + field()) * pinned
+    scale = 1.0 + rng.uniform(-0.08, 0.08) * strength
+    src_x = cx + (xx - cx) / scale - rng.uniform(-0.12, 0.12) * strength * (yy - cy) + field()
+    out = ndimage.map_coordinates(bm.astype(np.float64), [src_y, src_x], order=0,
+                                  mode="constant")
+    return np.asarray(out > 0.5)
+
+
+def fresh_probes(n: int, seed: int, *, strength: float = STRENGTH,
+                 source: tuple[np.ndarray, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` new inputs (float32, N×1×8×8, quantised to k/16) and the class they were made
-    from. Each blends two different samples of one class with a random weight and warps
-    the blend; with ``match`` its grey levels are then matched to real handwriting's
-    (:func:`_match_histograms`); ``seed`` is the auditor's secret."""
+    """``n`` new inputs (float32, N×1×8×8, k/16) and the class of the digit each was made
+    from. ``source`` defaults to the auditor's own split (:func:`mltrail.audit.heldout.
+    auditor_split`), which nobody else holds; a provider running this published code has
+    only public digits to feed it. ``seed`` is the auditor's secret. ``strength`` scales
+    the warp: 0 copies the source; the default 0.4 moves a probe about 0.48 (L2 on
+    [0, 1] pixels; a warp that moves it less than 0.2 is redrawn) from its source,
+    against about 1.0 between a new digit and its nearest neighbour; at 1 a detector
+    trained on the generator's output starts to see the warp (docs/audit.md, section h)."""
     rng = np.random.default_rng(seed)
-    x, y = source if source is not None else public_set()
-    by_class = [np.flatnonzero(y == c) for c in range(int(y.max()) + 1)]
-    labels = rng.integers(0, len(by_class), n)
-    out = np.empty((n, 1, 8, 8), dtype=np.float32)
-    for i, c in enumerate(labels):
-        a, b = rng.choice(by_class[c], 2, replace=False)
-        w = 1.0 - rng.uniform(0.0, blend)
-        mixed = w * x[a, 0] + (1.0 - w) * x[b, 0]
-        out[i, 0] = _warp(mixed.astype(np.float64), rng, strength)
-    quantised = np.round(np.clip(out, 0.0, 1.0) * LEVELS) / LEVELS
-    if match:
-        quantised = _match_histograms(quantised, labels, x, y, by_class, rng)
-    return quantised.astype(np.float32), labels.astype(np.int64)
+    if source is None:
+        from mltrail.audit.heldout import auditor_split
 
-
-def _match_histograms(out: np.ndarray, labels: np.ndarray, x: np.ndarray, y: np.ndarray,
-                      by_class: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Give each probe the grey-level distribution of real handwriting of its class: its
-    pixels keep their rank order but take, rank by rank, the value of one of two same-class
-    samples chosen at random. Resampling blurs strokes (more faint ink, fewer
-    saturated pixels); this undoes it without copying any one sample's histogram."""
-    res = out.copy()
-    for i, c in enumerate(labels):
-        a, b = rng.choice(by_class[c], 2, replace=False)
-        pick = rng.random(flat_len(x[a])) < 0.5
-        target = np.sort(np.where(pick, np.sort(x[a].ravel()), np.sort(x[b].ravel())))
-        flat = res[i].ravel().astype(np.float64) + rng.uniform(0.0, 1e-6, flat_len(res[i]))
-        new = np.empty(len(flat))
-        new[np.argsort(flat, kind="stable")] = target
-        res[i] = new.reshape(res[i].shape)
-    return res
-
-
-def flat_len(a: np.ndarray) -> int:
-    return int(np.prod(a.shape))
+        source = auditor_split()
+    x, y = source
+    idx = rng.integers(0, len(y), n)
+    src = np.round(x[idx] * LEVELS).astype(np.float32) / LEVELS
+    out = src.copy()
+    for i, b in enumerate(bitmaps(src, rng)):
+        for _ in range(RETRIES if strength > 0 else 1):
+            out[i] = block_counts(_bend(b, rng, strength)[None])[0]
+            if float(np.sqrt(((out[i] - src[i]) ** 2).sum())) >= MIN_MOVE * min(strength, 1.0):
+                break
+    return out, y[idx].astype(np.int64)
 
 
 def _quantiles(d: np.ndarray) -> dict[str, float]:

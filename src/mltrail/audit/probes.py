@@ -188,15 +188,16 @@ def keyed(kit: StegoKit, *, n_ordinary: int = 200, n_containers: int = 100,
                      "kit_visibility": kit.visibility})
 
 
-def fresh(n: int = 300, seed: int = 0, *, strength: float = 0.5) -> ProbeSet:
-    """New inputs, as far from every public sample as new handwriting is (see
-    :mod:`mltrail.audit.fresh`), labelled with the class they were made from. ``seed`` is
-    the auditor's secret: nobody else can list the pool."""
-    from mltrail.audit.fresh import fresh_probes
+def fresh(n: int = 300, seed: int = 0, *, strength: float | None = None) -> ProbeSet:
+    """New inputs warped from the auditor's own digits in the data set's bitmap space
+    (see :mod:`mltrail.audit.fresh`), labelled with the class of the digit each was made
+    from. ``seed`` is the auditor's secret: nobody else can list the pool."""
+    from mltrail.audit.fresh import STRENGTH, fresh_probes
 
-    x, y = fresh_probes(n, seed, strength=strength)
+    st = STRENGTH if strength is None else strength
+    x, y = fresh_probes(n, seed, strength=st)
     return ProbeSet(x, y, np.full(n, ORDINARY, np.int8),
-                    {"source": "fresh", "seed_digest": _seed_digest(seed), "strength": strength,
+                    {"source": "fresh", "seed_digest": _seed_digest(seed), "strength": st,
                      "provenance": "synthetic"})
 
 

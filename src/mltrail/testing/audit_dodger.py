@@ -49,7 +49,7 @@ def train_detector(seed: int = 0, n: int = 600) -> Any:
     rng = np.random.default_rng(seed)
     pub = public_set()[0]
     neg = pub[rng.choice(len(pub), n, replace=False)]
-    pos = fresh_probes(n, seed=int(rng.integers(2**31)))[0]
+    pos = fresh_probes(n, seed=int(rng.integers(2**31)), source=public_set())[0]
     xs = np.concatenate([profile_features(pos), profile_features(neg)])
     return RandomForestClassifier(200, random_state=seed, min_samples_leaf=2).fit(
         xs, np.r_[np.ones(n), np.zeros(n)])

@@ -68,11 +68,12 @@ class FreshSpotter(Cheat):
     def __post_init__(self) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        from mltrail.audit import probes as P
+        from mltrail.audit.fresh import fresh_probes, public_set
 
         idx = PublicIndex.get()
         self.threshold = float(np.quantile(idx.new_data_distances(), 0.02))
-        gen = P.fresh(self.train_n, seed=987_654_321).x  # its own draws of the generator
+        # its own draws of the generator, fed the only digits it has: public ones
+        gen = fresh_probes(self.train_n, seed=987_654_321, source=public_set())[0]
         pub = idx.public
         x = np.concatenate([histogram_features(gen), histogram_features(pub)])
         y = np.r_[np.ones(len(gen)), np.zeros(len(pub))]
