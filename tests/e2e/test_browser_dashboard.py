@@ -21,6 +21,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+# in file order on one worker with one page: later tests use the token an earlier one saved
+pytestmark = pytest.mark.xdist_group("browser")
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     from mltrail.audit.service import serve_in_thread
@@ -95,6 +98,10 @@ def test_read_only_token_cannot_transition(site, page):
 
 
 def test_report_and_ledger_pages(site, page):
+    page.goto(site["url"] + "/ledger")  # each test stands alone: xdist may give a new page
+    page.locator("details.token summary").click()
+    page.fill("#token", site["viewer"])
+    page.click("#token-save")
     page.goto(f"{site['url']}/reports/{site['ids']['report']}")
     assert "accepted" in page.locator("h1").inner_text()
     assert page.locator("figure.replay-error svg").count() == 1

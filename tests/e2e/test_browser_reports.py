@@ -22,6 +22,9 @@ RAW = re.compile(r"[{}]|\[['\"]|['\"]\]|\bNone\b|\bTrue\b|\bFalse\b|&#34;")
 CELLS = "table td, dl.kv dd"
 
 
+# in file order on one worker with one page: later tests use the token an earlier one saved
+pytestmark = pytest.mark.xdist_group("browser")
+
 @pytest.fixture(scope="module")
 def reports_site(tmp_path_factory):
     """A node whose model was verified with a real proof report (with its curve) and

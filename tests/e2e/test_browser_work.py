@@ -19,7 +19,8 @@ from nodekit import seed
 from testkit import PASSWORD, make_home
 from workkit import seed_work
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MLflow's SQLAlchemy
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # MLflow's SQLAlchemy
+              pytest.mark.xdist_group("browser")]  # in file order, one page: tests build on each other
 RAW = ("{'", '{"', "':", '":', "None", "[{")  # a dict or JSON dumped into a page
 
 
@@ -71,6 +72,7 @@ def test_mlflow_run_shows_params_and_metrics(site, page):  # noqa: F811
 
 
 def test_compare_two_runs(site, page):  # noqa: F811
+    _use_token(page, site)  # each test stands alone: xdist may give this module a new page
     a, b = site["work"]["runs"]
     page.goto(f"{site['url']}/a/{a}")
     page.select_option("#compare-b", b)
@@ -92,6 +94,7 @@ def test_compare_two_runs(site, page):  # noqa: F811
 
 
 def test_download_served_to_a_reader_refused_to_others(site, page):  # noqa: F811
+    _use_token(page, site)
     from mltrail.ledger.client import Ledger
     from mltrail.provenance import exchange
 
