@@ -20,7 +20,7 @@ from testkit import PASSWORD, make_home
 from workkit import seed_work
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # MLflow's SQLAlchemy
-              pytest.mark.xdist_group("browser")]  # in file order, one page: tests build on each other
+              pytest.mark.xdist_group("browser")]  # one worker: one chromium
 RAW = ("{'", '{"', "':", '":', "None", "[{")  # a dict or JSON dumped into a page
 
 
