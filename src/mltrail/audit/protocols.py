@@ -14,8 +14,8 @@ ordinary client sends, which a provider could key on. It never judges answers.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from typing import Any, Literal
 
 import numpy as np
@@ -42,7 +42,7 @@ class OIPClient(Target):
 
     protocol = "oip"
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, seed: int | None = None) -> None:
         m = OIP_PATH.match(url.rstrip("/"))
         if not m:
             raise InputError(f"{url} is not an Open Inference Protocol model URL "
@@ -59,6 +59,9 @@ class OIPClient(Target):
         self.ask = False                # name the outputs in each request (see classify)
         self._plain_output: str | None = None   # the integer output of a plain answer
         self._last: dict[Any, Any] = {}         # the last answer's tensors, by name
+        # which requests are cross-checked plain: drawn from the audit's own seed (a
+        # private 128-bit draw unless the auditor fixes it), so a run can be repeated
+        self._draw = random.Random(seed) if seed is not None else random.SystemRandom()
 
     def info(self) -> ServiceInfo:
         """The model's v2 metadata, as far as the auditor can read it. A stock server may
@@ -143,7 +146,7 @@ class OIPClient(Target):
         plain answer's own integer output: the two must carry the same values, or the
         answer is a :class:`ServiceFailure` saying so (a deterministic server always
         repeats itself)."""
-        if self.ask and self._plain_output is not None and secrets.randbelow(PLAIN_EVERY):
+        if self.ask and self._plain_output is not None and self._draw.randrange(PLAIN_EVERY):
             return super().classify(batch, nonce, classes)
         if self.ask and self._plain_output is None:
             return super().classify(batch, nonce, classes)
@@ -301,9 +304,11 @@ class AdapterClient(Target):
 
 
 def open_target(url: str, *, protocol: ProtocolName = "auto",
-                adapter: AdapterSpec | None = None, timeout: float = 30.0) -> Target:
+                adapter: AdapterSpec | None = None, timeout: float = 30.0,
+                seed: int | None = None) -> Target:
     """The client for ``url``: v2 for ``.../v2/models/NAME``, the adapter when one is
-    given, mltrail's own API otherwise (``protocol`` overrides the choice)."""
+    given, mltrail's own API otherwise (``protocol`` overrides the choice). ``seed``
+    draws the v2 client's plain cross-checks (:meth:`OIPClient.classify`)."""
     if protocol == "auto":
         protocol = "adapter" if adapter is not None else \
             "oip" if OIP_PATH.match(url.rstrip("/")) else "mltrail"
@@ -312,5 +317,5 @@ def open_target(url: str, *, protocol: ProtocolName = "auto",
             raise InputError("the adapter protocol needs an adapter file (--adapter)")
         return AdapterClient(url, adapter, timeout)
     if protocol == "oip":
-        return OIPClient(url, timeout)
+        return OIPClient(url, timeout, seed)
     return ServiceClient(url, timeout)

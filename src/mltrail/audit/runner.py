@@ -171,7 +171,7 @@ def run_audit(cfg: AuditConfig) -> AuditReport:
     if not target_url:
         raise InputError("no target: give a URL or ledger claims with an endpoint")
     target = open_target(target_url, protocol=cfg.protocol, adapter=cfg.adapter,
-                         timeout=cfg.timeout_s)
+                         timeout=cfg.timeout_s, seed=cfg.seed)
     info = target_info(target, fs)
     claimed, claims_check = claims_of(cfg.claims, cfg.model_path, info, fs, target)
     claimed["protocol"] = target.protocol
