@@ -40,9 +40,10 @@ def test_signatures_bind_digest_time_target_and_nonce():
     assert exchange.verify_request(fresh, "sha256:" + "cd" * 32, [NODE], nonces,
                                    now=1_100) is None
     addr, ts, nonce, target, sig = fresh.split(":")
+    flipped = nonce[:-1] + ("1" if nonce.endswith("0") else "0")  # always a different nonce
     for forged in (f"{other}:{ts}:{nonce}:{target}:{sig}", f"{addr}:{ts}:{nonce}:{other}:{sig}",
                    f"{addr}:{int(ts) + 1}:{nonce}:{target}:{sig}",
-                   f"{addr}:{ts}:{nonce[:-1]}0:{target}:{sig}"):
+                   f"{addr}:{ts}:{flipped}:{target}:{sig}"):
         assert exchange.verify_request(forged, DIGEST, [NODE, other], nonces, now=1_100) is None
     assert exchange.verify_request(fresh, DIGEST, [NODE], nonces, now=1_100) is not None
 
