@@ -146,7 +146,8 @@ def test_anchors_claimed_but_not_on_chain_are_rejected(chain, trained, digits, t
     fake = attacks.forge_bundle(tmp_path / "fake", man.header, states,
                                 anchor=lambda e, root, n, h: type(man.anchors[0])(
                                     epoch=e, root=root.hex(), count=n, artefact_id=ds_id,
-                                    tx_hash="0x" + "00" * 32, block=1, timestamp=1))
+                                    tx_hash="0x" + "00" * 32, block=1, timestamp=1),
+                                source=bundle)
     assert fake.anchors[0].artefact_id == ds_id
     rep = verify_bundle(tmp_path / "fake", digits, q=1, r=0, ledger=led["victor"])
     assert not rep.accepted and any("not anchored on the ledger" in r for r in rep.reasons)

@@ -482,20 +482,25 @@ def loop_data_location(bundle: str | Path, data: str | None, ledger: Ledger | No
     with no ``data``, the artefact registered with the proof's data digest — when it
     holds exactly the committed bytes."""
     from mltrail.pol.bundle import read_manifest
+    from mltrail.pol.datafile import BUILTIN
     from mltrail.pol.onchain import find_dataset, metadata
+    from mltrail.pol.reftask import digits_file
     from mltrail.provenance.digest import digest_path
 
     if data is not None and Path(data).exists():
         return data
+    if data == BUILTIN:
+        return str(digits_file())
     spec = read_manifest(bundle).header.training
     if not isinstance(spec, LoopSpec):
         raise InputError(f"{bundle} is not a proof of a user loop")
     want = spec.data.digest
     if ledger is None:
         raise InputError("--data is required: the file or folder the proof's loop consumed"
-                         if data is None else f"no such data file or folder: {data}")
+                         if data is None else f"no data file or folder at {data}")
     art = ledger.artefact(data) if data is not None else find_dataset(ledger, want)
     path = metadata(ledger, art).get("path") if art is not None else None
+    path = str(digits_file()) if path == BUILTIN else path
     if not path or not Path(str(path)).exists():
         raise InputError(f"no file or folder on this machine holds the proof's data "
                          f"{want[:19]}… (give --data)")

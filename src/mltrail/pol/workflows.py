@@ -99,13 +99,14 @@ def _folder_bytes(folder: Path) -> int:
 def train_and_publish(req: TrainRequest, led: Ledger | None,
                       progress: Progress, status: Callable[[str], None] | None = None
                       ) -> dict[str, Any]:
-    """Train the reference task under the recorder into ``req.out``; with a ledger, anchor
-    the epochs on the dataset artefact (registered if new), fix the init seed on chain
-    unless ``no_init_seed``, and register the model. Returns what the CLI prints.
-    ``status`` gets a line per step: step, loss, the last epoch's accuracy, proof size."""
-    from mltrail.pol.bundle import data_commitment
+    """Train the reference task, a loop spec (:mod:`mltrail.pol.reftask`), into
+    ``req.out``; with a ledger, anchor the epochs on the dataset artefact (registered if
+    new), fix the init seed on chain unless ``no_init_seed``, and register the model.
+    Returns what the CLI prints. ``status`` gets a line per step: step, loss, the last
+    epoch's accuracy, proof size."""
     from mltrail.pol.datafile import load_data
-    from mltrail.pol.recorder import record_training
+    from mltrail.pol.loopdata import ArrayDataset, commit
+    from mltrail.pol.reftask import record_reference
 
     out = req.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -117,16 +118,18 @@ def train_and_publish(req: TrainRequest, led: Ledger | None,
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
-        anchor, dataset_id, init_seed, origin = None, None, None, None
+        anchor, dataset_id = None, None
+        ledger_args: dict[str, Any] | None = {} if req.no_init_seed else None
         if led is not None:
-            from mltrail.pol.onchain import ledger_anchor, start_training
+            from mltrail.pol.loop import ledger_init
+            from mltrail.pol.onchain import ledger_anchor
+            from mltrail.reference import build_model
 
-            digest = data_commitment(x, y).digest
-            dataset_id = _register_data(led, req, digest)
+            data = ArrayDataset.of({"x": x, "y": y})
+            dataset_id = _register_data(led, req, commit(data, pin_transform=False)[0].digest)
             anchor = ledger_anchor(led, dataset_id)
             if not req.no_init_seed:
-                init_seed, origin = start_training(led, dataset_id, data_digest=digest,
-                                                   data_seed=req.seed + 1, arch=arch)
+                ledger_args = ledger_init(led, dataset_id, build_model(arch), data)
         steps = -(-len(y) // req.batch_size) * req.epochs
         shown: dict[str, Any] = {"acc": "-", "size": 0}
 
@@ -141,14 +144,13 @@ def train_and_publish(req: TrainRequest, led: Ledger | None,
                    f"proof {int(shown['size']) / 1024:,.0f} KiB")
 
         with progress(steps) as advance:
-            _, man = record_training(stage, x, y, arch=arch, optimizer=opt, k=req.k,
-                                     epochs=req.epochs, batch_size=req.batch_size,
-                                     seed=req.seed, commit_init_seed=not req.no_init_seed,
-                                     schedule={"name": req.schedule}, anchor=anchor,
-                                     prover=led.address if led else None,
-                                     anchor_artefact=dataset_id, init_seed=init_seed,
-                                     init_origin=origin, on_step=lambda _s: advance(1),
-                                     on_loss=on_loss if status is not None else None)
+            man = record_reference(stage, x, y, arch=arch, optimizer=opt,
+                                   schedule=req.schedule, epochs=req.epochs,
+                                   batch_size=req.batch_size, k=req.k, seed=req.seed,
+                                   ledger_args=ledger_args, anchor=anchor,
+                                   on_step=lambda _s: advance(1),
+                                   on_loss=on_loss if status is not None else None)
+        origin = ledger_args["init_origin"] if ledger_args else None
         if out.exists():
             out.rmdir()
         stage.rename(out)
