@@ -95,15 +95,17 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
               device: str | None = None, margin: float = 8.0, optim_margin: float = 3.0,
               floor: float = 1e-3, progress: Callable[[int], None] | None = None
               ) -> dict[str, Any]:
-    """Record each run (kwargs of :func:`~mltrail.pol.recorder.record_training`) on one
-    thread, replay all its segments under each perturbation, return the statistics and
-    the thresholds they imply (``margin`` × the worst honest error for the weights,
-    ``optim_margin`` × for the optimizer state, at least ``floor``), overall and per pair
-    of platforms (``pairs``: what ``mltrail pol verify --calibration`` reads).
-    ``progress(1)`` after each replay of a whole proof."""
+    """Record each run (kwargs of :func:`~mltrail.pol.reftask.record_reference`: the
+    reference task as a loop spec) on one thread, replay all its segments (in the separate
+    replay process) under each perturbation, return the statistics and the thresholds
+    they imply (``margin`` × the worst honest error for the weights, ``optim_margin`` ×
+    for the optimizer state, at least ``floor``), overall and per pair of platforms
+    (``pairs``: what ``mltrail pol verify --calibration`` reads). ``progress(1)`` after
+    each replay of a whole proof."""
     from mltrail.pol import environment
-    from mltrail.pol.recorder import record_training
-    from mltrail.reference import pinned_threads
+    from mltrail.pol.datafile import save_data
+    from mltrail.pol.loopverify import measure_loop
+    from mltrail.pol.reftask import record_reference
 
     if device:
         environment.check_device(device)
@@ -112,10 +114,11 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
     optim: list[float] = []
     rows: list[tuple[str, str, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
+        where = Path(tmp) / "data.safetensors"
+        save_data(data[0], data[1], where)
         for n, run in enumerate(runs):
             folder = Path(tmp) / f"run{n}"
-            with pinned_threads(1):
-                record_training(folder, data[0], data[1], **run)
+            record_reference(folder, data[0], data[1], **run)
             modes: list[tuple[str, int, torch.dtype, str]] = [
                 (f"threads={t}", t, torch.float32, "cpu") for t in threads]
             if float64:
@@ -124,7 +127,8 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
                 modes.append((device, 1, torch.float32, device))
             recorded = environment.platform_key(environment.current("cpu", torch.float32))
             for label, t, dt, dev in modes:
-                errs = measure(folder, data, threads=t, dtype=dt, device=dev)
+                errs = measure_loop(folder, str(where), threads=t, device=dev,
+                                    dtype="float64" if dt == torch.float64 else "float32")
                 w, o = [e[0] for e in errs], [e[1] for e in errs]
                 weights += w
                 optim += o
