@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "record_training": "mltrail.pol.recorder",
     "record_loop": "mltrail.pol.loop",
     "LoopRecorder": "mltrail.pol.loop",
+    "ledger_init": "mltrail.pol.loop",
     "ArrayDataset": "mltrail.pol.loopdata",
     "FolderDataset": "mltrail.pol.loopdata",
     "verify_bundle": "mltrail.pol.verifier",
@@ -87,6 +88,7 @@ __all__ = [
     "check_ledger",
     "create_identity",
     "init_home",
+    "ledger_init",
     "load_adapter",
     "load_claims",
     "open_target",
@@ -140,7 +142,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from mltrail.ledger.check import check as check_ledger
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.setup import init_home
-    from mltrail.pol.loop import LoopRecorder, record_loop
+    from mltrail.pol.loop import LoopRecorder, ledger_init, record_loop
     from mltrail.pol.loopdata import ArrayDataset, FolderDataset
     from mltrail.pol.onchain import publish_model
     from mltrail.pol.onchain import record_verdict as record_pol_verdict
