@@ -11,6 +11,7 @@ user's loop.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,9 +34,10 @@ def digits_file() -> Path:
     path = Path(tempfile.gettempdir()) / "mltrail-digits-train.safetensors"
     if not path.is_file():
         x, y = load_data(BUILTIN)
-        tmp = path.with_name(f".{path.name}.{id(path)}")
-        save_data(x, y, tmp)
-        tmp.replace(path)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        save_data(x, y, name)  # the same bytes from any writer: the last rename wins
+        Path(name).replace(path)
     return path
 
 
