@@ -73,12 +73,12 @@ def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
                    home=home.root)
 
     # the proof declares its data-parallel arithmetic (shards of 16, accumulated as the
-    # coordinator does): the verifier replays it bit for bit, no calibration involved
-    from mltrail.pol.bundle import read_manifest as _read
-
-    for bundle in ("honest", "byz"):
-        assert _read(tmp_path / bundle).header.training.shard_size == 16  # type: ignore[union-attr]
-        res = verify(tmp_path / bundle, "--q", "2")
+    # coordinator does): the verifier replays it bit for bit, no calibration involved,
+    # serially and with segments replayed in parallel processes alike
+    for bundle, extra in (("honest", ()), ("byz", ("--workers", "2"))):
+        spec = read_manifest(tmp_path / bundle).header.training
+        assert spec.shard_size == 16  # type: ignore[union-attr]
+        res = verify(tmp_path / bundle, "--q", "2", *extra)
         assert res.code == 0, res.out + res.err
         rep = res.json()
         assert rep["tolerance"]["basis"] == "same-environment"  # type: ignore[index]
