@@ -12,6 +12,13 @@ local Ray cluster for the whole run) and returns its part of the document:
   because the draws do not depend on f and nothing changes before a catch. Rates for
   several f, the default fraction included, beside the formula's 1 - (1 - f)^c averaged
   over the runs' numbers c of corrupted updates; honest workers' false positives too;
+* ``coordinator``: a dishonest coordinator (honest workers) that scales every step's
+  aggregate gradient by ``1 + eps`` (:mod:`mltrail.testing.distributed_coordinators`),
+  over ``--seeds`` seeds per eps (eps = 0 is the honest control): how often the ordinary
+  verifier (``verify_bundle``, its segment seed = the run's) rejects the proof now (the
+  recorded shards replayed exactly, same-environment tolerance 0) and before issue 22 (the
+  same bundle labelled as then, ``+dp3`` and a full-batch replay, under the calibrated
+  floor 0.001);
 * ``overhead``: the same honest run with spot checks at the default fraction and with
   none, interleaved ``--repeat`` times in this process; the ratio of the median training
   times (target <= 1.15), and the share of the time spent replaying.
@@ -45,6 +52,8 @@ from mltrail.testing import distributed_adversaries as adv
 
 FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 WORKERS, BATCH, EPOCHS = 3, 32, 2
+EPSILONS = (1e-3, 1e-4, 1e-5)
+SECTIONS = ("detection", "coordinator", "overhead")
 
 
 def _data() -> TensorDataset:
@@ -57,10 +66,12 @@ def _opts(seed: int, **kw: Any) -> Options:
 
 
 def _train(pool: list[Any], tmp: Path, seed: int, behaviours: dict[int, Any],
-           **kw: Any) -> dict[str, Any]:
+           coordinator: Any = None, **kw: Any) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    if coordinator is not None:
+        coordinator.install(opt)
     out = Path(tempfile.mkdtemp(dir=tmp))
     secret = hashlib.sha256(f"bench-secret:{seed}".encode()).digest()
     return train_distributed(out / "proof", model, opt, _data(), loss="cross_entropy",
@@ -125,6 +136,41 @@ def detection(pool: list[Any], tmp: Path, seeds: int,
             "adversaries": per}
 
 
+def coordinator(pool: list[Any], tmp: Path, seeds: int,
+                tick: Callable[[str], None]) -> dict[str, Any]:
+    from mltrail.pol.verifier import verify_bundle
+    from mltrail.testing import distributed_coordinators as dc
+
+    d = _data()
+    data = {"x": d.tensors[0], "y": d.tensors[1]}
+    rows: dict[str, Any] = {}
+    for eps in (0.0, *EPSILONS):
+        now, before, bases = [], [], set()
+        for s in range(seeds):
+            res = _train(pool, tmp, s, {}, dc.ScaledAggregate(eps), spot_check=0.0)
+            rep = verify_bundle(res["bundle"], data, seed=s)
+            old_path = Path(res["bundle"]).with_name("before")
+            dc.as_before_issue_22(old_path, res["bundle"], WORKERS)
+            old = verify_bundle(old_path, data, seed=s,
+                                calibration=dc.calibrated_floor(old_path))
+            assert rep.tolerance is not None and old.tolerance is not None
+            bases.add((rep.tolerance["basis"], old.tolerance["basis"]))
+            now.append((not rep.accepted, rep.max_error))
+            before.append((not old.accepted, old.max_error))
+            tick("c")
+        rows[f"{eps:g}"] = {
+            "seeds": seeds, "bases": sorted(f"{a} / {b}" for a, b in bases),
+            "rejected_rate_now": sum(r for r, _ in now) / seeds,
+            "rejected_rate_before": sum(r for r, _ in before) / seeds,
+            "max_error_now": {"min": min(e for _, e in now), "max": max(e for _, e in now)},
+            "max_error_before": {"min": min(e for _, e in before),
+                                 "max": max(e for _, e in before)}}
+    return {"adversary": "scaled aggregate (1 + eps) at every step; eps 0: honest",
+            "before": f"+dp{WORKERS} label, full-batch replay, calibrated floor "
+                      f"{dc.OLD_FLOOR:g}", "now": "recorded shards replayed exactly",
+            "eps": rows}
+
+
 def overhead(pool: list[Any], tmp: Path, repeat: int) -> dict[str, Any]:
     with_check, without, replay_share, fracs = [], [], [], []
     _train(pool, tmp, 0, {})  # warm-up: actors import and load once
@@ -142,11 +188,17 @@ def overhead(pool: list[Any], tmp: Path, repeat: int) -> dict[str, Any]:
             "replay_share_of_training": statistics.median(replay_share)}
 
 
+def _tick(_: str) -> None:
+    print(".", end="", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="3 seeds, 2 repeats")
+    ap.add_argument("--only", action="append", choices=SECTIONS,
+                    help="run only this section (repeatable; default: all)")
     args = ap.parse_args(argv)
     seeds, repeat = (3, 2) if args.quick else (args.seeds, args.repeat)
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -161,11 +213,14 @@ def main(argv: list[str] | None = None) -> int:
             doc: dict[str, Any] = {
                 "bench": "distributed", "utc": started, "python": platform.python_version(),
                 "torch": torch.__version__, "ray": ray.__version__,
-                "cpus": __import__("os").cpu_count(),
-                "detection": detection(pool, tmp, seeds,
-                                       lambda s: print(".", end="", file=sys.stderr,
-                                                       flush=True)),
-                "overhead": overhead(pool, tmp, repeat)}
+                "cpus": __import__("os").cpu_count()}
+            runs: dict[str, Callable[[], dict[str, Any]]] = {
+                "detection": lambda: detection(pool, tmp, seeds, _tick),
+                "coordinator": lambda: coordinator(pool, tmp, seeds, _tick),
+                "overhead": lambda: overhead(pool, tmp, repeat)}
+            for name in SECTIONS:
+                if not args.only or name in args.only:
+                    doc[name] = runs[name]()
         finally:
             ray.shutdown()
     doc["finished_utc"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

@@ -1,9 +1,10 @@
 """Training across untrusted workers on a local Ray cluster: three workers, one Byzantine
 (every update scaled by 1 + 1e-4), which the coordinator's replay catches; the exclusion
 and its evidence are on the (embedded EVM) ledger; the one proof of the run is accepted
-by the ordinary verifier (`mltrail pol verify`, thresholds from `pol calibrate` on an
-honest distributed run), and a coordinator that let a cheating update through writes a
-proof the verifier rejects."""
+by the ordinary verifier (`mltrail pol verify`) with error exactly 0 (its replay adds the
+per-shard gradients as the coordinator did); a coordinator that let a cheating update
+through, or that scales the aggregate gradient by 1 + 1e-5, writes a proof the verifier
+rejects."""
 
 from __future__ import annotations
 
@@ -71,21 +72,52 @@ def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
         return cli("pol", "verify", str(bundle), "--data", str(data), *extra, "--json",
                    home=home.root)
 
-    # the proof declares its data-parallel arithmetic: no silent bitwise claim
-    res = verify(tmp_path / "byz")
-    assert res.code == 2 and "+dp3" in res.err
-    cal = tmp_path / "cal.json"
-    res = cli("pol", "calibrate", "--bundle", str(tmp_path / "honest"), "--data", str(data),
-              "--out", str(cal), "--json", home=home.root)
-    assert res.code == 0, res.err
-    for bundle in ("honest", "byz"):
-        res = verify(tmp_path / bundle, "--calibration", str(cal))
+    # the proof declares its data-parallel arithmetic (shards of 16, accumulated as the
+    # coordinator does): the verifier replays it bit for bit, no calibration involved,
+    # serially and with segments replayed in parallel processes alike
+    for bundle, extra in (("honest", ()), ("byz", ("--workers", "2"))):
+        spec = read_manifest(tmp_path / bundle).header.training
+        assert spec.shard_size == 16  # type: ignore[union-attr]
+        res = verify(tmp_path / bundle, "--q", "2", *extra)
         assert res.code == 0, res.out + res.err
-        assert res.json()["tolerance"]["basis"] == "calibrated"  # type: ignore[index]
+        rep = res.json()
+        assert rep["tolerance"]["basis"] == "same-environment"  # type: ignore[index]
+        assert rep["tolerance"]["threshold"] == 0.0  # type: ignore[index]
+        segments = rep["segments"]  # type: ignore[index]
+        assert segments and all(s["error"] == 0.0 and s["optim_error"] in (None, 0.0)
+                                for s in segments)
 
     # a coordinator that keeps a cheating update writes a proof the verifier rejects
     kept = run(tmp_path / "kept", behaviours={1: adv.RandomUpdate(4)},
                 opts={"exclude": False, "spot_check": 0.0})
     assert kept["caught"] == []
-    res = verify(tmp_path / "kept", "--calibration", str(cal))
+    res = verify(tmp_path / "kept")
     assert res.code == 1, res.out + res.err
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_coordinator_scaling_the_aggregate_is_rejected(ray_local, tmp_path: Path,
+                                                         seed: int) -> None:
+    """A coordinator that scales every step's aggregate gradient by 1 + 1e-5 (honest
+    workers, honest records) writes a proof the exact replay rejects; the same proof
+    labelled as before issue 22 (+dp3, full-batch replay, the calibrated floor 0.001)
+    was accepted: the loophole this closes."""
+    from mltrail.pol.verifier import verify_bundle
+    from mltrail.testing import distributed_coordinators as dc
+
+    model = mlp()
+    opt = sgd(model)
+    dc.ScaledAggregate(1e-5).install(opt)
+    ds = digits_dataset(N)
+    opts = Options(workers=3, batch_size=16, epochs=2, k=3, seed=seed, spot_check=0.0)
+    train_distributed(tmp_path / "p", model, opt, ds, loss="cross_entropy", opts=opts,
+                      secret=b"s" * 32, pool=ray_local)
+    data = {"x": ds.tensors[0], "y": ds.tensors[1]}
+    rep = verify_bundle(tmp_path / "p", data, seed=seed)
+    assert rep.verdict == "rejected" and rep.tolerance["basis"] == "same-environment"
+    assert 0.0 < rep.max_error < dc.OLD_FLOOR
+    dc.as_before_issue_22(tmp_path / "old", tmp_path / "p", 3)
+    old = verify_bundle(tmp_path / "old", data, seed=seed,
+                        calibration=dc.calibrated_floor(tmp_path / "old"))
+    assert old.tolerance["basis"] == "calibrated"
+    assert old.verdict == "accepted", old.reasons

@@ -67,7 +67,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     model = mlp()
     out = tmp_path_factory.mktemp("dp") / "proof"
     loader = DataLoader(ds, batch_size=32)
-    rec = polapi.start_recording(out, model, sgd(model), loader, workers=3,
+    rec = polapi.start_recording(out, model, sgd(model), loader, shard_size=16,
                                  loss="cross_entropy", epochs=1, k=1, init_seed=0)
     spec = polapi.spec_json(rec)
     files = polapi.program_files(out, spec)

@@ -33,7 +33,7 @@ FLOAT_TYPES = ("FP16", "FP32", "FP64", "BF16")
 PROB_NAMES = ("probs", "probabilities", "predict_proba", "scores", "softmax", "output_probs",
               "output_probability")
 LABEL_NAMES = ("label", "labels", "class", "classes", "predicted_label")
-PLAIN_EVERY = 4                 # after the switch, 1 request in 4 is also sent plain
+PLAIN_EVERY = 2                 # after the switch, 1 request in 2 is also sent plain
 STOCK_PROBS = "predict_proba"   # MLServer's and KServe's sklearn/XGBoost/LightGBM runtimes
 
 

@@ -50,8 +50,8 @@ def train_distributed(
     """Train an MLP data-parallel on Ray workers; spot-check their updates by replay;
     exclude (and, with --dataset, record on the ledger) any worker caught; write one proof.
 
-    Verify the proof with 'mltrail pol verify' and a calibration of the data-parallel
-    arithmetic ('mltrail pol calibrate', docs/distributed.md).
+    Verify the proof with 'mltrail pol verify': its replay adds the per-shard gradients
+    as the coordinator did, so it must match exactly (docs/distributed.md).
 
     Example: mltrail pol train-distributed proof --workers 3 --byzantine 2:scaled
     """

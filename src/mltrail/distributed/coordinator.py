@@ -21,6 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,7 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     import ray
 
     steps = len(shards[0])
-    rec = polapi.start_recording(out, model, optimizer, loader, workers=opts.workers,
+    rec = polapi.start_recording(out, model, optimizer, loader, shard_size=opts.batch_size,
                                  loss=loss, scheduler=scheduler,
                                  scheduler_every=scheduler_every, epochs=opts.epochs,
                                  k=opts.k, init_seed=opts.seed, grad_clip=opts.grad_clip,
@@ -240,6 +241,8 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     envs = ray.get([a.load.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
                     for j, a in enumerate(actors)])
     tols = [polapi.tolerance(e) for e in envs]
+    stack = ExitStack()  # the coordinator steps in the workers' declared environment
+    stack.enter_context(polapi.declare_environment(rec, envs))
     active = set(range(opts.workers))
     caught: list[dict[str, Any]] = []
     log: list[dict[str, Any]] = []
@@ -304,7 +307,7 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 if not rnd.accepted:
                     raise MltrailError(f"round {t}: no worker's update was accepted "
                                        "(every worker is excluded)")
-                _apply(rnd, params, optimizer, opts.grad_clip)
+                _apply(rnd, params, optimizer, opts.grad_clip, opts.batch_size)
                 feed.next = [i for _, idx, _ in rnd.accepted for i in idx]
                 next(it)
                 optimizer.step()
@@ -315,6 +318,7 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     progress(t + 1, rounds)
         rec.finish()
     finally:
+        stack.close()
         if pool is None:
             for a in actors:
                 ray.kill(a)
@@ -356,19 +360,16 @@ def _is_state(upd: Any) -> bool:
 
 
 def _apply(rnd: _Round, params: Mapping[str, torch.nn.Parameter],
-           optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+           optimizer: torch.optim.Optimizer, grad_clip: float | None,
+           shard_size: int) -> None:
     """Set each parameter's gradient to the shard-size-weighted mean of the accepted
-    updates (in worker order), then clip as the loop declares."""
-    total = sum(len(idx) for _, idx, _ in rnd.accepted)
+    updates (in worker order), then clip as the loop declares: the arithmetic of
+    :func:`mltrail.distributed.polapi.accumulate`, which the proof's replay runs too, on
+    the split of the recorded batch it gives (checked here to be the accepted shards)."""
+    batch = [i for _, idx, _ in rnd.accepted for i in idx]
+    if polapi.split(batch, shard_size) != [idx for _, idx, _ in rnd.accepted]:
+        raise MltrailError("the accepted shards are not the split a replay would make of "
+                           "the recorded batch")  # pragma: no cover - plan()'s contract
     optimizer.zero_grad(set_to_none=True)
-    for name, p in params.items():
-        acc = torch.zeros_like(p)
-        for _, idx, upd in rnd.accepted:
-            g = upd.get(name)
-            if g is None or g.shape != p.shape or g.dtype != p.dtype:
-                raise MltrailError(f"an accepted update lacks {name!r}")  # pragma: no cover
-            acc.add_(g, alpha=len(idx) / total)
-        p.grad = acc
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(list(params.values()), grad_clip)
-
+    polapi.accumulate(list(params.items()), [(len(idx), upd) for _, idx, upd in rnd.accepted],
+                      grad_clip)

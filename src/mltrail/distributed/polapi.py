@@ -24,34 +24,64 @@ from mltrail.provenance.digest import digest_json, digest_state_dict
 
 State = dict[str, torch.Tensor]
 
-__all__ = ["State", "digest_state_dict", "start_recording", "spec_json", "program_files",
+__all__ = ["State", "digest_state_dict", "start_recording", "declare_environment", "split",
+           "accumulate", "spec_json", "program_files",
            "program_code", "dataset_of", "gradient", "tolerance", "environment",
            "compare", "replaying", "tensors_of",
            "ledger_anchoring", "load_tensors_file"]
 
 
 def start_recording(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                    loader: DataLoader[Any], *, workers: int, **options: Any) -> Any:
-    """A :class:`~mltrail.pol.loop.LoopRecorder` of the global trajectory whose header
-    declares the arithmetic it really ran in: the device of this process followed by
-    ``+dp<workers>`` (each step's gradient is a weighted mean of per-shard gradients, not
-    one backward over the whole batch, so a replay in one process differs in rounding;
-    a verifier replays it under thresholds calibrated for that pair, ``pol calibrate``)."""
-    from mltrail.pol.bundle import link_of
+                    loader: DataLoader[Any], *, shard_size: int, **options: Any) -> Any:
+    """A :class:`~mltrail.pol.loop.LoopRecorder` of the global trajectory whose spec
+    declares the data-parallel arithmetic it really runs: ``shard_size`` samples per
+    worker, each step's gradient accumulated from per-shard gradients
+    (:func:`accumulate`), which the verifier's replay runs the same way, bit for bit."""
     from mltrail.pol.loop import record_loop
 
-    rec = record_loop(out, model, opt, loader, **options)
+    return record_loop(out, model, opt, loader, shard_size=shard_size, **options)
+
+
+def declare_environment(rec: Any, worker_envs: Sequence[Mapping[str, Any]]) -> Any:
+    """Declare in ``rec``'s header (before its first step) the environment the workers
+    computed in — their thread count and deterministic mode, which the coordinator then
+    steps in too (:func:`replaying`) — so that a verifier replays every shard's gradient
+    as the workers computed it. Workers that declare different environments are refused
+    (no replay could reproduce both). Returns the context to train in."""
+    from mltrail.pol.bundle import link_of
+    from mltrail.pol.environment import Environment
+
+    envs = [Environment.model_validate(dict(e)) for e in worker_envs]
+    if not envs or any(e != envs[0] for e in envs):
+        raise InputError("the workers declare different environments (threads, "
+                         "deterministic mode or platform): the proof's replay could not "
+                         "reproduce them all")
     man = rec.manifest
-    env = man.header.env
-    if env is None or len(man.records) != 1:  # pragma: no cover - the recorder's contract
-        raise InputError("the loop recorder declared no environment")
-    dp = env.model_copy(update={"device": f"{env.device}+dp{workers}"})
-    man.header = man.header.model_copy(update={"env": dp})
+    if len(man.records) != 1:  # pragma: no cover - called right after start_recording
+        raise InputError("the environment is declared before the first step")
+    man.header = man.header.model_copy(update={"env": envs[0]})
     man.header_digest = digest_json(man.header.model_dump())
     first = man.records[0]
     first.prev = man.header_digest
     first.link = link_of(first)
-    return rec
+    return replaying(worker_envs[0])
+
+
+def split(batch: Sequence[int], shard_size: int) -> list[list[int]]:
+    """:func:`mltrail.pol.shards.split`: the shards a replay cuts a recorded batch into."""
+    from mltrail.pol.shards import split as _split
+
+    return _split(batch, shard_size)
+
+
+def accumulate(params: Sequence[tuple[str, torch.nn.Parameter]],
+               parts: Sequence[tuple[int, Mapping[str, torch.Tensor]]],
+               grad_clip: float | None) -> None:
+    """:func:`mltrail.pol.shards.accumulate`: the step's gradient from the accepted
+    shards' (the same function the proof's replay runs)."""
+    from mltrail.pol.shards import accumulate as _accumulate
+
+    _accumulate(params, parts, grad_clip)
 
 
 def ledger_anchoring(ledger: Any, dataset_id: str) -> dict[str, Any]:

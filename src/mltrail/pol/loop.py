@@ -205,7 +205,8 @@ class LoopRecorder(BundleWriter):
                  grad_clip: float | None = None, code: Sequence[str] = (),
                  code_paths: Sequence[str] = (), anchor: AnchorFn | None = None,
                  prover: str | None = None, anchor_artefact: str | None = None,
-                 note: str | None = None, init_origin: InitOrigin | None = None) -> None:
+                 note: str | None = None, init_origin: InitOrigin | None = None,
+                 shard_size: int | None = None) -> None:
         self.out = Path(out)
         if (self.out / "manifest.json").exists():
             raise InputError(f"{self.out} already holds a proof bundle; choose a new folder")
@@ -262,7 +263,7 @@ class LoopRecorder(BundleWriter):
             else None, forward=forward, data=data,  # type: ignore[arg-type]
             epochs=epochs, steps_per_epoch=len(loader.batch_sampler),  # type: ignore[arg-type]
             batch_size=int(getattr(loader.batch_sampler, "batch_size", None) or 1),
-            rng=use_rng, grad_clip=grad_clip)
+            rng=use_rng, grad_clip=grad_clip, shard_size=shard_size)
         if not trusted_code:
             self.out.mkdir(parents=True, exist_ok=True)
             self.spec.program = export_programs(self.out, model, loss, loader.dataset,

@@ -31,6 +31,7 @@ from torch.utils.data import default_collate
 
 from mltrail.errors import InputError, MltrailError, VerificationError
 from mltrail.pol.loopspec import CodeRef, FolderData, LoopSpec, TensorData, find_source
+from mltrail.pol.shards import accumulate, split
 from mltrail.provenance.digest import digest_bytes, digest_file, digest_state_dict
 
 State = dict[str, torch.Tensor]
@@ -215,6 +216,15 @@ def _to(batch: Any, device: str, dtype: torch.dtype | None) -> Any:
     return batch
 
 
+def _backward(spec: LoopSpec, code: Code, model: nn.Module, dataset: Any,
+              indices: Sequence[int], device: str, dtype: torch.dtype | None) -> None:
+    """Forward and backward over the batch of ``indices`` (gradients accumulate)."""
+    batch = _to(default_collate([dataset[i] for i in indices]), device, dtype)
+    loss = code.loss(model(batch[0]), batch[1]) if spec.forward == "xy" else \
+        code.loss(model, batch)
+    loss.backward()
+
+
 def run_steps(spec: LoopSpec, code: Code, dataset: Any, model: nn.Module,
               opt: torch.optim.Optimizer, sched: Any, batches: Mapping[int, list[int]],
               rng: Mapping[int, torch.Tensor], start: int, end: int, device: str = "cpu",
@@ -225,15 +235,21 @@ def run_steps(spec: LoopSpec, code: Code, dataset: Any, model: nn.Module,
     for t in range(start, end):
         if spec.rng:
             torch.set_rng_state(rng[t])
-        batch = _to(default_collate([dataset[i] for i in batches[t]]), device, dtype)
         opt.zero_grad(set_to_none=True)
-        if spec.forward == "xy":
-            loss = code.loss(model(batch[0]), batch[1])
-        else:
-            loss = code.loss(model, batch)
-        loss.backward()
-        if spec.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        if spec.shard_size is None:
+            _backward(spec, code, model, dataset, batches[t], device, dtype)
+            if spec.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        else:  # data-parallel: per-shard gradients added as the coordinator adds them
+            params = list(model.named_parameters())
+            parts = []
+            for shard in split(batches[t], spec.shard_size):
+                for _, p in params:
+                    p.grad = None
+                _backward(spec, code, model, dataset, shard, device, dtype)
+                parts.append((len(shard), {n: p.grad.detach().clone() if p.grad is not None
+                                           else torch.zeros_like(p) for n, p in params}))
+            accumulate(params, parts, spec.grad_clip)
         opt.step()
         if sched is not None and (spec.scheduler is None or spec.scheduler.every == "step"
                                   or (t + 1) % spec.steps_per_epoch == 0):

@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
+    model_validator,
 )
 
 from mltrail.errors import InputError
@@ -139,6 +140,9 @@ class LoopSpec(_Strict):
     recorded indices with ``torch.utils.data.default_collate``, ``zero_grad``, forward
     and loss (``forward="xy"``: ``loss(model(batch[0]), batch[1])``; ``"batch"``:
     ``loss(model, batch)``), backward, optimizer step, then the scheduler step when due.
+    With ``shard_size`` (a data-parallel run) the forward and backward run once per shard
+    of the batch and the gradients are accumulated as :mod:`mltrail.pol.shards` does,
+    then clipped; the rest of the step is the same.
     """
 
     kind: Literal["loop"] = "loop"
@@ -156,14 +160,26 @@ class LoopSpec(_Strict):
     batch_size: int = Field(ge=1)  # the largest batch
     rng: bool = False  # the global RNG state is recorded before every step
     grad_clip: float | None = Field(default=None, gt=0.0)  # clip_grad_norm_ before step
+    # data-parallel: each batch is split into consecutive shards of this many samples
+    # (mltrail.pol.shards.split) whose gradients are added as the coordinator adds them
+    # (mltrail.pol.shards.accumulate); None: one backward over the whole batch
+    shard_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> LoopSpec:
+        if self.shard_size is not None and self.shard_size > self.batch_size:
+            raise ValueError("shard_size exceeds the batch size")
+        return self
 
     @model_serializer(mode="wrap")
     def _omit_absent_program(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A spec without programs serialises as before they existed (a trusted-code
-        proof's header digest is what a verifier from before issue 18 computes)."""
+        """A spec without programs (or shards) serialises as before they existed (a
+        trusted-code proof's header digest is what a verifier from before issue 18
+        computes; a single-process loop's, what one from before issue 22 computes)."""
         out: dict[str, Any] = handler(self)
-        if out.get("program") is None:
-            out.pop("program", None)
+        for key in ("program", "shard_size"):
+            if out.get(key) is None:
+                out.pop(key, None)
         return out
 
     @property
