@@ -62,6 +62,7 @@ def test_mlp_tabular_custom_loss_and_transformer_accepted(proofs: dict[str, Path
         rep = mltrail.verify_bundle(proofs[name], loops.loop_data(proofs[name]), seed=3)
         assert rep.verdict == "accepted", (name, rep.reasons)
         assert rep.segments and max(s.error for s in rep.segments) <= 1e-6
+        assert rep.curve and all(p.loss is not None for p in rep.curve)  # own loss programs
     spec = read_manifest(proofs["transformer"]).header.training
     assert isinstance(spec, LoopSpec) and spec.rng  # dropout: RNG state recorded per step
     mlp = read_manifest(proofs["mlp"]).header.training
@@ -203,6 +204,7 @@ def test_a_folder_of_files_is_data_too(tmp_path: Path) -> None:
     rep = mltrail.verify_bundle(tmp_path / "proof", folder, seed=2, trusted_code=True)
     assert rep.verdict == "accepted", rep.reasons
     assert rep.trusted_code and rep.qualifier is not None and "trusted code" in rep.qualifier
+    assert [p.step for p in rep.curve] == [0, 2, 4] and rep.curve[0].accuracy is not None
     (folder / "sample-0003.npy").write_bytes((folder / "sample-0004.npy").read_bytes())
     with pytest.raises(InputError, match="not the committed"):  # the verifier's data
         mltrail.verify_bundle(tmp_path / "proof", folder, seed=2, trusted_code=True)

@@ -25,6 +25,29 @@ def test_verifier_curve_and_replay_error_in_the_standalone_report(
     assert "<img" not in html and "<link" not in html and "{&#34;" not in html
 
 
+def test_loop_proof_curve_is_the_verifiers(tmp_path: Path, digits) -> None:
+    """``pol train``'s proof (a loop spec, exported program): the verifier evaluates each
+    checkpoint with the exported program; the curve is not read from the bundle, and a
+    rejected proof keeps the curve of the checkpoints that loaded."""
+    from mltrail.pol.reftask import record_reference
+    from mltrail.pol.workflows import parse_arch
+    from mltrail.testing.pol_forgeries import tamper_states
+
+    man = record_reference(tmp_path / "p", *digits, arch=parse_arch("mlp"),
+                           optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                           epochs=2, k=10, seed=4)
+    rep = verify_bundle(tmp_path / "p", digits, q=1, r=1, seed=7)
+    assert rep.accepted, rep.reasons
+    assert [p.step for p in rep.curve] == [c.step for c in man.checkpoints()]
+    assert all(p.source == "verifier" for p in rep.curve)
+    assert rep.curve[-1].loss < rep.curve[0].loss
+    assert rep.curve[-1].accuracy > rep.curve[0].accuracy + 0.3
+    tamper_states(tmp_path / "t", tmp_path / "p", "reorder", rechain=True)
+    bad = verify_bundle(tmp_path / "t", digits, q=len(rep.curve), seed=0)
+    assert not bad.accepted and len(bad.curve) == len(rep.curve)
+    assert [p.loss for p in bad.curve] != [p.loss for p in rep.curve]  # the checkpoints' own
+
+
 def test_curve_of_a_regression_has_no_accuracy_and_stops_at_weights_that_do_not_run(
         ) -> None:
     import torch

@@ -383,6 +383,7 @@ def verify_job(job: Mapping[str, Any],
         return out
     checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {what}; "
                          f"{len(batches)} steps of batch indices inside the committed data"))
+    out["curve"] = curve(spec, code, dataset, man, states, str(job.get("device", "cpu")))
     seed = man.header.init.seed
     if states[0][1]:
         checks.append(_check("init", False, "optimizer state at step 0 is not empty"))
@@ -461,6 +462,21 @@ def verify_job(job: Mapping[str, Any],
         out.setdefault("reasons", []).extend(failed[i] for i, _ in order if i in failed)
     out["segments"] = [results[i] for i, _ in chosen]
     return out
+
+
+def curve(spec: LoopSpec, code: Any, dataset: Any, man: Any,
+          states: Sequence[tuple[State, State]], device: str) -> list[dict[str, Any]]:
+    """The verifier's training curve (:func:`mltrail.pol.curve.loop_curve`) as JSON; empty
+    when the weights or the code do not run (it decides nothing: the checks say why)."""
+    from mltrail.pol.curve import loop_curve
+
+    steps = [c.step for c in man.checkpoints()]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            points = loop_curve(spec, code, dataset, steps, [m for m, _ in states], device)
+    except Exception:  # the prover's code or programs: no curve, never a verdict
+        return []
+    return [p.model_dump() for p in points]
 
 
 def rebind(dataset: Any, code: Code) -> Any:

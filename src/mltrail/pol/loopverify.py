@@ -39,7 +39,7 @@ from mltrail.pol import checks
 from mltrail.pol.bundle import Manifest
 from mltrail.pol.limits import MAX_SAMPLES, MAX_TOTAL_STEPS
 from mltrail.pol.loopspec import FolderData, LoopSpec, LossSpec, TensorData, source_digest
-from mltrail.pol.report import Check, Report, Segment
+from mltrail.pol.report import Check, CurvePoint, Report, Segment
 from mltrail.provenance.digest import digest_state_dict
 
 if TYPE_CHECKING:
@@ -376,6 +376,7 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
         run(lambda: Check(name="replay", ok=False,
                           detail=f"the replay failed: {result['error']}"))
         return
+    rep.curve = curve_of(result)
     for c in result["checks"]:
         params = c.pop("params", None)
         if c["name"] == "init" and c["ok"] and man.header.init.origin is not None:
@@ -400,6 +401,20 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
         "from the exported programs"
     run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed {how}, max error "
                                  f"{rep.max_error:.3g} <= {threshold:.3g}"))
+
+
+def curve_of(result: Mapping[str, Any]) -> list[CurvePoint]:
+    """The replay's training curve (computed by the verifier's replay, never read from the
+    bundle); a malformed answer of a trusted-code child gives no curve."""
+    from pydantic import ValidationError
+
+    from mltrail.pol.curve import MAX_POINTS
+
+    try:
+        return [CurvePoint.model_validate({**p, "source": "verifier"})
+                for p in list(result.get("curve") or [])[:MAX_POINTS]]
+    except (ValidationError, TypeError):
+        return []
 
 
 def ledger_origin(man: Manifest, params: list[list[Any]], ledger: Ledger | None) -> Check:
