@@ -31,7 +31,7 @@ def reports_site(tmp_path_factory):
     whose service was audited with a report full of nested sections."""
     from mltrail.audit.service import serve_in_thread
     from mltrail.ledger.client import Ledger
-    from mltrail.pol.recorder import record_training
+    from mltrail.pol.reftask import record_reference
     from mltrail.pol.verifier import verify_bundle
     from mltrail.reference import load_digits_tensors, pinned_threads
     from mltrail.server.app import create_app
@@ -42,9 +42,9 @@ def reports_site(tmp_path_factory):
     ids, _ = seed(home, tmp)
     d = load_digits_tensors()
     with pinned_threads(1):
-        record_training(tmp / "proof", d.x_train, d.y_train, arch={"type": "mlp",
-                        "hidden": [16]}, optimizer={"name": "sgd", "lr": 0.1},
-                        k=8, epochs=2, batch_size=64, seed=5)
+        record_reference(tmp / "proof", d.x_train, d.y_train, arch={"type": "mlp",
+                         "hidden": [16]}, optimizer={"name": "sgd", "lr": 0.1},
+                         k=8, epochs=2, batch_size=64, seed=5)  # pol train's loop spec
         rep = verify_bundle(tmp / "proof", (d.x_train, d.y_train), q=1, r=3, seed=2)
     assert rep.accepted and rep.curve
     pol = home.store.put(rep.to_json())
