@@ -43,27 +43,36 @@ from typing import Any
 
 import torch
 
-from mltrail.pol.recorder import record_training
-from mltrail.pol.replay import TrainingSpec, run_steps
+from mltrail.pol.reftask import record_reference
 from mltrail.pol.verifier import verify_bundle
-from mltrail.reference import build_model, init_weights, load_digits_tensors
+from mltrail.reference import build_model, load_digits_tensors
 
 
 def _baseline(x: torch.Tensor, y: torch.Tensor, run: dict[str, Any]) -> float:
-    model = init_weights(build_model(run["arch"]), "uniform_fan_in", run["seed"])
-    spec = TrainingSpec(arch=run["arch"], optimizer=run["optimizer"],
-                        batch_size=run["batch_size"], epochs=run["epochs"], n_samples=len(y),
-                        data_seed=run["seed"] + 1)
-    opt = spec.make_optimizer(model)
+    """The same loop as :func:`record_reference` runs, without the recorder."""
+    from torch.utils.data import DataLoader
+
+    from mltrail.pol.loopdata import ArrayDataset
+    from mltrail.pol.reftask import _optimizer
+
+    torch.manual_seed(run["seed"])
+    model = build_model(run["arch"])
+    opt = _optimizer(model, run["optimizer"])
+    loader = DataLoader(ArrayDataset.of({"x": x, "y": y}), batch_size=run["batch_size"],
+                        shuffle=True, generator=torch.Generator().manual_seed(run["seed"] + 1))
     t = time.perf_counter()
-    run_steps(spec, model, opt, x, y, 0, spec.total_steps)
+    for _ in range(run["epochs"]):
+        for xb, yb in loader:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
     return time.perf_counter() - t
 
 
 def _recorded(x: torch.Tensor, y: torch.Tensor, run: dict[str, Any], k: int, out: Path
               ) -> float:
     t = time.perf_counter()
-    record_training(out, x, y, k=k, **run)
+    record_reference(out, x, y, k=k, **run)  # pol train's loop spec (exported program)
     return time.perf_counter() - t
 
 
@@ -94,7 +103,7 @@ def bench_task(name: str, x: torch.Tensor, y: torch.Tensor, run: dict[str, Any],
                                     "overhead_pct": round(100 * (best - base) / base, 1)})
             out = Path(tmp) / f"k{k}-0"
             man = verify_bundle(out, (x, y), q=1, seed=0)  # R from the default miss rate
-            cks = len([f for f in (out / "checkpoints").iterdir()]) // 2
+            cks = len(list((out / "checkpoints").glob("*.model.safetensors")))
             per_ck = _dir_size(out / "checkpoints") / cks
             segs = len(man.segments)
             replayed = sum(s.end_step - s.start_step for s in man.segments) / steps
@@ -126,10 +135,10 @@ def _tiny(n: int, out: Path) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(n)
     x = torch.randn(n, 1, 2, 2, generator=gen)
     y = (x.reshape(n, -1).sum(1) > 0).long()
-    record_training(out, x, y, arch={"type": "mlp", "in_features": 4, "hidden": [4],
-                                     "classes": 2},
-                    optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9}, k=1, epochs=1,
-                    batch_size=1, seed=n)
+    record_reference(out, x, y, arch={"type": "mlp", "in_features": 4, "hidden": [4],
+                                      "classes": 2},
+                     optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9}, k=1, epochs=1,
+                     batch_size=1, seed=n)
     return x, y
 
 
@@ -191,9 +200,9 @@ def bench_adversaries(seeds: int) -> dict[str, Any]:
     res: dict[str, Any] = {"seeds": seeds}
     with tempfile.TemporaryDirectory() as tmp:
         honest = Path(tmp) / "honest"
-        record_training(honest, x, y, arch={"type": "mlp", "hidden": [32]},
-                        optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9}, k=1, epochs=1,
-                        batch_size=32, seed=3)
+        record_reference(honest, x, y, arch={"type": "mlp", "hidden": [32]},
+                         optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9}, k=1, epochs=1,
+                         batch_size=32, seed=3)
         adv.forged_optimizer_segment(Path(tmp) / "opt", honest, x, y, 20)
         rate, rule = _rate(Path(tmp) / "opt", (x, y), seeds)
         res["forged_optimizer_state"] = {"measured_detection": rate, "r": rule.get("r"),

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from mltrail.pol.recorder import record_training
+from mltrail.pol.reftask import record_reference
 from mltrail.pol.verifier import verify_bundle
 from mltrail.reference import load_digits_tensors, pinned_threads
 from mltrail.testing.pol_drift import closeness, drift_proof, least_likely
@@ -49,8 +49,11 @@ def _rate(flags: list[bool]) -> float:
 def bench_noise(x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dict[str, Any]:
     """Largest (weights, optimizer) replay error of every segment of a proof recorded at
     1, 2 and 4 threads, replayed at 1, 2 and 4 threads and in float64 (one epoch)."""
-    from mltrail.pol.calibration import measure
+    from mltrail.pol.datafile import save_data
+    from mltrail.pol.loopverify import measure_loop
 
+    where = tmp / "noise-data.safetensors"
+    save_data(x, y, where)
     out: dict[str, Any] = {}
     for name, run in (("cnn sgd k=10", {"arch": {"type": "cnn"}, "k": 10, "epochs": 1,
                                         "batch_size": 32, "optimizer": {
@@ -61,12 +64,13 @@ def bench_noise(x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dict[str, Any]:
         for rec in (1, 2, 4):
             b = tmp / f"noise-{name.split()[0]}-{rec}"
             with pinned_threads(rec):
-                record_training(b, x, y, seed=rec, **run)
+                record_reference(b, x, y, seed=rec, **run)
             for label, threads, dtype in (("threads=1", 1, torch.float32),
                                           ("threads=2", 2, torch.float32),
                                           ("threads=4", 4, torch.float32),
                                           ("float64", rec, torch.float64)):
-                errs = measure(b, (x, y), threads=threads, dtype=dtype)
+                errs = measure_loop(b, str(where), threads=threads,
+                                    dtype="float64" if dtype == torch.float64 else "float32")
                 out[f"{name}, recorded on {rec}, replayed {label}"] = {
                     "max": max(e[0] for e in errs), "optim_max": max(e[1] for e in errs),
                     "segments": len(errs)}
@@ -82,7 +86,7 @@ def bench_honest(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dic
         for s in range(seeds):
             b = tmp / f"h{threads}-{s}"
             with pinned_threads(threads):
-                record_training(b, x, y, k=2, seed=s, **{**RUN, "batch_size": 128})
+                record_reference(b, x, y, k=2, seed=s, **{**RUN, "batch_size": 128})
             rep = verify_bundle(b, (x, y), seed=s)
             ok.append(rep.accepted and rep.max_error == 0.0)
             ideal = rep.q * len(load_states(b)[0].epoch_records()) + rep.r
@@ -99,9 +103,9 @@ def bench_honest(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dic
 
 def bench_drift(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dict[str, Any]:
     honest = tmp / "drift-honest"
-    record_training(honest, x, y, k=1, seed=100, **RUN)
+    record_reference(honest, x, y, k=1, seed=100, **RUN)
     thief = tmp / "drift-stolen"
-    record_training(thief, x, y, k=22, seed=200, **RUN)
+    record_reference(thief, x, y, k=22, seed=200, **RUN)
     stolen = load_states(thief)[1][-1][0]
     hman, hstates = load_states(honest)
     hfinal = hstates[-1][0]
@@ -133,7 +137,7 @@ def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> d
     from mltrail.identity import create_identity
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.setup import init_home
-    from mltrail.pol.onchain import ledger_anchor, start_training
+    from mltrail.pol.onchain import ledger_anchor
     from mltrail.pol.workflows import TrainRequest, _register_data
     from mltrail.testing.pol_grinding import ROUTES, grind
 
@@ -147,16 +151,16 @@ def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> d
     mallory = Ledger.open(home, identity="mallory", password="pw")
     victor = Ledger.open(home, identity="victor", password="pw")
     try:
-        from mltrail.pol.bundle import data_commitment
+        from mltrail.pol.loop import ledger_init
+        from mltrail.pol.loopdata import ArrayDataset, commit
+        from mltrail.reference import build_model
 
-        digest = data_commitment(x, y).digest
+        data = ArrayDataset.of({"x": x, "y": y})
+        digest = commit(data, pin_transform=False)[0].digest
         ds = _register_data(mallory, TrainRequest(out=tmp, name="grind"), digest)
-        iseed, origin = start_training(mallory, ds, data_digest=digest, data_seed=301,
-                                       arch=ARCH)
         honest = tmp / "grind-honest"
-        record_training(honest, x, y, k=1, seed=300, init_seed=iseed, init_origin=origin,
-                        prover=mallory.address, anchor=ledger_anchor(mallory, ds),
-                        anchor_artefact=ds, **RUN)
+        record_reference(honest, x, y, k=1, seed=300, anchor=ledger_anchor(mallory, ds),
+                         ledger_args=ledger_init(mallory, ds, build_model(ARCH), data), **RUN)
         segs = len(load_states(honest)[0].checkpoints()) - 1
         fakes = least_likely(honest, -(-segs // 10))
         stolen = {k: torch.zeros_like(v) for k, v in load_states(honest)[1][-1][0].items()}

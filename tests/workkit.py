@@ -62,12 +62,12 @@ def seed_work(home: Any, tmp: Path, pol: bool = False) -> dict[str, Any]:
         out["open_digest"] = home.store.put(RUNS[1]["weights"])
         exchange.Readers(home).set(out["weights_digest"], [Account.create().address])
         if pol:
-            from mltrail import record_training
             from mltrail.pol.onchain import publish_model
+            from mltrail.pol.reftask import record_reference
             from mltrail.reference import load_digits_tensors, pinned_threads
 
             d = load_digits_tensors()
             with pinned_threads(1):
-                record_training(tmp / "tiny", d.x_train, d.y_train, **TINY)
+                record_reference(tmp / "tiny", d.x_train, d.y_train, **TINY)
             out["pol"] = publish_model(dev, tmp / "tiny", name="tiny-mlp")["model_id"]
     return out

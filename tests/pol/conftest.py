@@ -1,4 +1,6 @@
-"""Shared proofs for the PoL tests: recorded once per test session (per xdist worker)."""
+"""Shared proofs for the PoL tests: recorded once per test session (per xdist worker),
+each the reference task as ``mltrail pol train`` records it (a loop spec: the exported
+reference model, cross_entropy, a named torch.optim optimizer, seeded init)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from mltrail.pol.recorder import record_training
+from mltrail.pol.reftask import record_reference
 from mltrail.reference import load_digits_tensors, pinned_threads
 
 CNN: dict[str, Any] = {"arch": {"type": "cnn"},
@@ -37,7 +39,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 def record(out: Path, data: tuple[torch.Tensor, torch.Tensor], seed: int,
            **overrides: Any) -> Path:
     with pinned_threads(1):
-        record_training(out, data[0], data[1], seed=seed, **{**CNN, **overrides})
+        record_reference(out, data[0], data[1], seed=seed, **{**CNN, **overrides})
     return out
 
 

@@ -8,9 +8,9 @@ from mltrail.pol.calibration import (
     DEFAULT_OPTIM_THRESHOLD,
     DEFAULT_THRESHOLD,
     calibrate,
-    measure,
     reference_runs,
 )
+from mltrail.pol.loopverify import measure_loop
 from mltrail.testing import pol_forgeries as attacks
 
 
@@ -33,7 +33,7 @@ def test_honest_noise_is_measured_and_below_the_default(digits) -> None:
 def test_spoof_errors_are_far_above_the_threshold(tmp_path: Path, honest: Path,
                                                   digits) -> None:
     attacks.interpolation_spoof(tmp_path / "b", honest, lr=None)
-    errs = [w for w, _ in measure(tmp_path / "b", digits)]
+    errs = [w for w, _ in measure_loop(tmp_path / "b", digits)]
     assert min(errs) > 5 * DEFAULT_THRESHOLD
-    honest_errs = [w for w, _ in measure(honest, digits, threads=1)]
+    honest_errs = [w for w, _ in measure_loop(honest, digits, threads=1)]
     assert max(honest_errs) == 0.0  # same arithmetic as the prover: bit-exact

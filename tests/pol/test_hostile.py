@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mltrail.errors import InputError, MltrailError
 from mltrail.pol import bundle as bundle_mod
 from mltrail.pol.bundle import pack, unpack
-from mltrail.pol.recorder import record_training
+from mltrail.pol.reftask import record_reference
 from mltrail.pol.verifier import verify_bundle
 from mltrail.testing import pol_hostile as hostile
 
@@ -27,7 +27,7 @@ TINY = {"arch": {"type": "mlp", "hidden": [8]}, "optimizer": {"name": "sgd", "lr
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory, digits) -> Path:
     out = tmp_path_factory.mktemp("hostile") / "tiny"
-    record_training(out, *digits, **TINY)
+    record_reference(out, *digits, **TINY)  # pol train's loop spec
     return out
 
 
@@ -55,9 +55,9 @@ def test_paths_stay_inside_and_links_are_not_followed(tmp_path: Path, tiny: Path
 
 def test_bounds_come_before_allocation_and_loops(tmp_path: Path, tiny: Path, digits) -> None:
     hostile.huge_epochs(tmp_path / "e", tiny)
-    _rejected(verify_bundle(tmp_path / "e", digits, r=0), "steps exceed")
-    hostile.huge_arch(tmp_path / "a", tiny)
-    _rejected(verify_bundle(tmp_path / "a", digits, r=0), "parameters (at most")
+    _rejected(verify_bundle(tmp_path / "e", digits, r=0), "steps (k=20) exceed")
+    hostile.huge_tensor(tmp_path / "a", tiny)
+    _rejected(verify_bundle(tmp_path / "a", digits, r=0), "does not fit")
     hostile.missing_tensor(tmp_path / "m", tiny)
     _rejected(verify_bundle(tmp_path / "m", digits, r=0), "missing")
 

@@ -218,9 +218,12 @@ def test_calibrate_on_the_users_own_proof(proofs: dict[str, Path], tmp_path: Pat
     assert res["honest_max"] < 1e-3 and res["threshold"] >= 1e-3
 
 
-def test_reference_bundles_keep_their_header_digest(honest: Path) -> None:
-    """A reference-task bundle (no ``kind``) still reads, with the same header digest."""
+def test_pol_train_bundles_are_loop_specs_with_their_header_digest(honest: Path) -> None:
+    """The reference task as ``pol train`` records it is a loop spec (exported program,
+    the whole data shuffled every epoch), its header digest intact."""
     from mltrail.pol.bundle import genesis_ok
 
     man = read_manifest(honest)
-    assert not isinstance(man.header.training, LoopSpec) and genesis_ok(man)
+    spec = man.header.training
+    assert isinstance(spec, LoopSpec) and spec.program is not None and genesis_ok(man)
+    assert spec.sampler == "permutation"

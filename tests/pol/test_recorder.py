@@ -1,4 +1,5 @@
-"""The recorder and the bundle format: what is committed, chained, anchored and written."""
+"""The recorder (``pol train``'s loop spec and a hand-written loop) and the bundle format:
+what is committed, chained, anchored and written."""
 
 from __future__ import annotations
 
@@ -9,27 +10,34 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from mltrail.errors import InputError, NotFoundError
 from mltrail.pol import bundle as B
 from mltrail.pol.checks import expected_layout
-from mltrail.pol.recorder import ProofRecorder
+from mltrail.pol.loop import record_loop
+from mltrail.pol.loopdata import ArrayDataset
+from mltrail.pol.loopspec import LoopSpec, LossSpec
+from mltrail.pol.reftask import record_reference
 from mltrail.pol.verifier import verify_bundle
 from mltrail.provenance.anchor import merkle_root
 from mltrail.provenance.digest import digest_file, digest_json, digest_state_dict
-from mltrail.reference import TrainConfig, build_model, init_weights, train_seeded
+from mltrail.reference import build_model
 
 
 def test_manifest_commits_everything_the_replay_needs(honest: Path, digits) -> None:
     man = B.read_manifest(honest)
     h = man.header
-    assert h.training.optimizer == {"name": "sgd", "lr": 0.05, "momentum": 0.9,
-                                    "weight_decay": 0.0, "nesterov": False}
-    assert h.training.arch == {"type": "cnn"} and h.k == 10 and h.init.seed == 1
-    assert h.data.digest == digest_state_dict({"x": digits[0], "y": digits[1]})
-    assert h.data.n == len(digits[1]) and h.torch == torch.__version__
+    spec = h.training
+    assert isinstance(spec, LoopSpec) and spec.optimizer.name == "SGD"
+    (group,) = spec.optimizer.groups
+    assert group.options["lr"] == 0.05 and group.options["momentum"] == 0.9
+    assert isinstance(spec.loss, LossSpec) and spec.loss.name == "cross_entropy"
+    assert h.k == 10 and h.init.seed == 1 and spec.sampler == "permutation"
+    assert spec.data.digest == digest_state_dict({"x": digits[0], "y": digits[1]})
+    assert spec.data.n == len(digits[1]) and h.torch == torch.__version__
     assert man.header_digest == digest_json(h.model_dump())
-    assert [(r.type, r.step, r.epoch) for r in man.records] == expected_layout(h.training, 10)
+    assert [(r.type, r.step, r.epoch) for r in man.records] == expected_layout(spec, 10)
     for prev, rec in zip([man.header_digest] + [r.link for r in man.records], man.records,
                          strict=False):
         assert rec.prev == prev and rec.link == B.link_of(rec)
@@ -38,10 +46,13 @@ def test_manifest_commits_everything_the_replay_needs(honest: Path, digits) -> N
     assert man.complete and man.final_model == man.checkpoints()[-1].digests["model"]
 
 
-def test_final_digest_equals_seeded_training(honest: Path) -> None:
-    _, digest = train_seeded(TrainConfig(seed=1, arch={"type": "cnn"}, epochs=2, optimizer={
-        "name": "sgd", "lr": 0.05, "momentum": 0.9}))
-    assert B.read_manifest(honest).final_model == digest
+def test_the_same_seed_records_the_same_run(tmp_path: Path, digits) -> None:
+    run = {"arch": {"type": "mlp", "hidden": [8]}, "optimizer": {"name": "sgd", "lr": 0.1},
+           "epochs": 1, "k": 20, "batch_size": 64}
+    a = record_reference(tmp_path / "a", *digits, seed=3, **run)
+    b = record_reference(tmp_path / "b", *digits, seed=3, **run)
+    c = record_reference(tmp_path / "c", *digits, seed=4, **run)
+    assert a.final_model == b.final_model != c.final_model
 
 
 def test_epoch_roots_cover_each_epochs_records(honest: Path) -> None:
@@ -53,25 +64,29 @@ def test_epoch_roots_cover_each_epochs_records(honest: Path) -> None:
         assert a.tx_hash is None  # no ledger: roots computed, nothing anchored
 
 
-def test_plain_loop_with_adam_cosine_and_noise_is_accepted(tmp_path: Path, digits) -> None:
-    """The recorder wraps a hand-written loop; the verifier replays it from the manifest."""
-    arch = {"type": "mlp", "hidden": [32]}
+def test_plain_loop_with_adam_and_a_cosine_schedule_is_accepted(tmp_path: Path,
+                                                                  digits) -> None:
+    """A hand-written loop under the recorder; the verifier replays it from the manifest
+    (named optimizer and scheduler classes, exported model)."""
     x, y = digits[0][:400], digits[1][:400]
-    model = init_weights(build_model(arch), "kaiming_normal", 5)
+    torch.manual_seed(5)
+    model = build_model({"type": "mlp", "hidden": [32]})
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    rec = ProofRecorder(tmp_path / "b", model, opt, (x, y), arch=arch, k=5, epochs=2,
-                        batch_size=50, data_seed=9, init_seed=5, init_scheme="kaiming_normal",
-                        schedule={"name": "cosine", "min_lr": 0.001},
-                        transforms=[{"name": "gaussian_noise", "std": 0.05, "seed": 4}])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=16, eta_min=0.001)
+    loader = DataLoader(ArrayDataset.of({"x": x, "y": y}), batch_size=50, shuffle=True)
     lrs = []
-    for xb, yb in rec.batches():
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xb), yb).backward()
-        opt.step()
-        lrs.append(opt.param_groups[0]["lr"])
-        rec.step()
-    man = rec.finish()
-    assert lrs[0] == pytest.approx(0.01) and lrs[-1] < lrs[0]
+    with record_loop(tmp_path / "b", model, opt, loader, loss="cross_entropy", epochs=2,
+                     k=5, scheduler=sched, init_seed=5) as rec:
+        for _ in range(2):
+            for xb, yb in rec.loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+                sched.step()
+                lrs.append(opt.param_groups[0]["lr"])
+                rec.step()
+    man = rec.manifest
+    assert lrs[-1] < lrs[0] <= 0.01
     assert man.final_model == digest_state_dict(model.state_dict())
     rep = verify_bundle(tmp_path / "b", (x, y), q=2, r=2)
     assert rep.accepted, rep.reasons
@@ -79,30 +94,16 @@ def test_plain_loop_with_adam_cosine_and_noise_is_accepted(tmp_path: Path, digit
 
 
 def test_recorder_refuses_misuse(tmp_path: Path, digits) -> None:
-    arch = {"type": "mlp"}
-    model = init_weights(build_model(arch), "uniform_fan_in", 0)
+    model = build_model({"type": "mlp"})
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    kw = dict(arch=arch, k=5, epochs=1, batch_size=64, data_seed=1)
-    with pytest.raises(InputError, match="init_weights"):
-        ProofRecorder(tmp_path / "a", model, opt, digits, init_seed=1, **kw)
-    with pytest.raises(InputError, match="architecture"):
-        ProofRecorder(tmp_path / "a", model, opt, digits, init_seed=0,
-                      **{**kw, "arch": {"type": "cnn"}})
-    rec = ProofRecorder(tmp_path / "b", model, opt, digits, init_seed=0, **kw)
-    with pytest.raises(InputError, match="without a batch"):
-        rec.step()
-    with pytest.raises(InputError, match="incomplete"):
-        rec.finish()
-    with pytest.raises(InputError, match="call recorder.step"):
-        for _ in rec.batches():
-            pass
-    with pytest.raises(InputError, match="cannot replay optimizer settings: dampening"):
-        ProofRecorder(tmp_path / "d", model, torch.optim.SGD(model.parameters(), lr=0.1,
-                                                             momentum=0.9, dampening=0.5),
-                      digits, init_seed=0, **kw)
-    with pytest.raises(InputError, match="SGD and Adam"):
-        ProofRecorder(tmp_path / "c", model, torch.optim.RMSprop(model.parameters()), digits,
-                      init_seed=0, **kw)
+    data = ArrayDataset.of({"x": digits[0][:64], "y": digits[1][:64]})
+    with pytest.raises(InputError, match="default_collate"):
+        record_loop(tmp_path / "a", model, opt, DataLoader(data, batch_size=8,
+                    collate_fn=lambda b: b), loss="cross_entropy", epochs=1)
+    with pytest.raises(InputError, match="sgd or adam"):
+        record_reference(tmp_path / "c", *digits, arch={"type": "mlp"}, seed=0,
+                         optimizer={"name": "rmsprop", "lr": 0.1})
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
 
 
 def test_bad_bundles_are_one_line_input_errors(tmp_path: Path, honest: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from mltrail.errors import InputError
 from mltrail.pol.bundle import read_manifest
 from mltrail.pol.environment import current, platform_key
-from mltrail.pol.recorder import record_training
+from mltrail.pol.reftask import record_reference
 from mltrail.pol.tolerance import decide
 from mltrail.pol.verifier import verify_bundle
 from mltrail.reference import build_model, init_weights, pinned_threads
@@ -25,7 +25,8 @@ def test_the_header_declares_the_environment_and_old_bundles_keep_their_digest(
     assert env.dtype == "float32" and env.cpu_capability and env.blas
     # a bundle written before environments were declared: same digest rule, still read;
     # the report names the legacy bound and why
-    old = forge_bundle(tmp_path / "old", man.header.model_copy(update={"env": None}), states)
+    old = forge_bundle(tmp_path / "old", man.header.model_copy(update={"env": None}), states,
+                       source=honest_k1)
     assert read_manifest(tmp_path / "old").header.env is None
     assert "env" not in (tmp_path / "old" / "manifest.json").read_text().split('"records"')[0]
     rep = verify_bundle(tmp_path / "old", digits, q=1, r=1)
@@ -38,9 +39,9 @@ def test_the_header_declares_the_environment_and_old_bundles_keep_their_digest(
 def test_a_declared_thread_count_is_reproduced_exactly(tmp_path: Path, digits) -> None:
     b = tmp_path / "t2"
     with pinned_threads(2):
-        record_training(b, *digits, arch={"type": "mlp", "hidden": [32]}, k=20, epochs=1,
-                        batch_size=32, seed=5, optimizer={"name": "sgd", "lr": 0.1,
-                                                          "momentum": 0.9})
+        record_reference(b, *digits, arch={"type": "mlp", "hidden": [32]}, k=20, epochs=1,
+                         batch_size=32, seed=5, optimizer={"name": "sgd", "lr": 0.1,
+                                                           "momentum": 0.9})
     assert read_manifest(b).header.env.threads == 2  # type: ignore[union-attr]
     rep = verify_bundle(b, digits, q=1, r=1)  # the caller runs one thread
     assert rep.accepted and rep.torch_threads == 2 and rep.max_error == 0.0
@@ -51,7 +52,8 @@ def test_another_platform_needs_a_measured_threshold(tmp_path: Path, honest_k1: 
     man, states = load_states(honest_k1)
     assert man.header.env is not None
     other = man.header.env.model_copy(update={"cpu_capability": "NEON", "blas": "open"})
-    forge_bundle(tmp_path / "arm", man.header.model_copy(update={"env": other}), states)
+    forge_bundle(tmp_path / "arm", man.header.model_copy(update={"env": other}), states,
+                 source=honest_k1)
     with pytest.raises(InputError, match="no calibration for that pair"):
         verify_bundle(tmp_path / "arm", digits, q=1, r=1)
     row = {"recorded": platform_key(other), "replayed": platform_key(current()),
@@ -71,7 +73,7 @@ def test_drift_inside_the_old_tolerance_is_rejected(tmp_path: Path, honest_k1: P
     its update (5 %; optimizer state 15 %). The old 0.1 / 0.3 tolerance accepted it;
     replayed in the declared environment any drift at all rejects."""
     x, y = digits
-    arch = read_manifest(honest_k1).header.ref_training.arch
+    arch = {"type": "mlp", "hidden": [32]}  # conftest's MLP_K1
     stolen = init_weights(build_model(arch), "uniform_fan_in", 99).state_dict()
     drift_proof(tmp_path / "d", honest_k1, stolen, x, y, weight_frac=0.05, optim_frac=0.15)
     assert verify_bundle(tmp_path / "d", digits, q=1, r=2, threshold=0.1).accepted  # old

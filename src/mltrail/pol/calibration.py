@@ -106,6 +106,7 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
     from mltrail.pol.datafile import save_data
     from mltrail.pol.loopverify import measure_loop
     from mltrail.pol.reftask import record_reference
+    from mltrail.reference import pinned_threads
 
     if device:
         environment.check_device(device)
@@ -118,7 +119,8 @@ def calibrate(data: tuple[torch.Tensor, torch.Tensor], runs: Sequence[Mapping[st
         save_data(data[0], data[1], where)
         for n, run in enumerate(runs):
             folder = Path(tmp) / f"run{n}"
-            record_reference(folder, data[0], data[1], **run)
+            with pinned_threads(1):  # recorded on one thread, replayed under each mode
+                record_reference(folder, data[0], data[1], **run)
             modes: list[tuple[str, int, torch.dtype, str]] = [
                 (f"threads={t}", t, torch.float32, "cpu") for t in threads]
             if float64:

@@ -263,7 +263,8 @@ class LoopRecorder(BundleWriter):
             else None, forward=forward, data=data,  # type: ignore[arg-type]
             epochs=epochs, steps_per_epoch=len(loader.batch_sampler),  # type: ignore[arg-type]
             batch_size=int(getattr(loader.batch_sampler, "batch_size", None) or 1),
-            rng=use_rng, grad_clip=grad_clip, shard_size=shard_size)
+            rng=use_rng, grad_clip=grad_clip, shard_size=shard_size,
+            sampler="permutation" if whole_data(loader) else None)
         if not trusted_code:
             self.out.mkdir(parents=True, exist_ok=True)
             self.spec.program = export_programs(self.out, model, loss, loader.dataset,
@@ -410,6 +411,20 @@ def ledger_init(ledger: Any, dataset_id: str, model: nn.Module, dataset: Any
                                   scheme=INIT_SCHEME)
     return {"init_seed": seed, "init_origin": origin, "prover": ledger.address,
             "anchor_artefact": origin.artefact_id}
+
+
+def whole_data(loader: DataLoader[Any]) -> bool:
+    """True when every epoch of ``loader`` visits each sample exactly once: torch's own
+    batch sampler, no dropped last batch, over a sequential or a shuffled (without
+    replacement, every sample) sampler."""
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    bs = loader.batch_sampler
+    if type(bs) is not BatchSampler or bs.drop_last:
+        return False
+    s = bs.sampler
+    return type(s) is SequentialSampler or (
+        type(s) is RandomSampler and not s.replacement and s._num_samples is None)
 
 
 def record_loop(out: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,

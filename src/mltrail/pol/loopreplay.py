@@ -337,6 +337,11 @@ def read_bundle(folder: Path, spec: LoopSpec, man: Any, code: Code, max_params: 
                 int(sizes.min()) < 1 or int(sizes.max()) > spec.batch_size:
             raise VerificationError(f"epoch {rec.epoch}: batch indices are malformed or "
                                     "outside the committed data")
+        if spec.sampler == "permutation" and not torch.equal(
+                flat.sort().values, torch.arange(spec.n_samples, dtype=flat.dtype)):
+            raise VerificationError(f"epoch {rec.epoch}: the batches do not visit every "
+                                    "committed sample exactly once, as the declared "
+                                    "shuffle of the whole data does")
         first = rec.epoch * spec.steps_per_epoch
         pos = 0
         for j, size in enumerate(sizes.tolist()):
@@ -381,8 +386,11 @@ def verify_job(job: Mapping[str, Any],
     except MltrailError as exc:
         checks.append(_check("tensors", False, exc.message))
         return out
+    used = len({i for b in batches.values() for i in b})
     checks.append(_check("tensors", True, f"{len(states)} checkpoints fit {what}; "
-                         f"{len(batches)} steps of batch indices inside the committed data"))
+                         f"{len(batches)} steps of batch indices inside the committed data "
+                         f"(they use {used} of {spec.n_samples} samples"
+                         f"{', each once per epoch' if spec.sampler else ''})"))
     out["curve"] = curve(spec, code, dataset, man, states, str(job.get("device", "cpu")))
     seed = man.header.init.seed
     if states[0][1]:

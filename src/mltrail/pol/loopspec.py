@@ -164,6 +164,10 @@ class LoopSpec(_Strict):
     # (mltrail.pol.shards.split) whose gradients are added as the coordinator adds them
     # (mltrail.pol.shards.accumulate); None: one backward over the whole batch
     shard_size: int | None = Field(default=None, ge=1)
+    # "permutation": every epoch's batches visit each committed sample exactly once (the
+    # loader was a shuffled or sequential DataLoader over the whole data; the verifier
+    # checks the recorded indices); None: the loop's own sampling, nothing declared
+    sampler: Literal["permutation"] | None = None
 
     @model_validator(mode="after")
     def _shards_fit(self) -> LoopSpec:
@@ -177,7 +181,7 @@ class LoopSpec(_Strict):
         trusted-code proof's header digest is what a verifier from before issue 18
         computes; a single-process loop's, what one from before issue 22 computes)."""
         out: dict[str, Any] = handler(self)
-        for key in ("program", "shard_size"):
+        for key in ("program", "shard_size", "sampler"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out

@@ -66,11 +66,13 @@ def record_reference(out: Path, x: torch.Tensor, y: torch.Tensor, *, arch: Mappi
                      anchor: Any = None, on_step: Callable[[int], None] | None = None,
                      on_loss: OnLoss | None = None) -> Manifest:
     """Train the reference task under the loop recorder into ``out`` and return its
-    manifest. ``ledger_args`` are :func:`mltrail.pol.loop.ledger_init`'s; without them the
-    init is drawn from ``seed``."""
+    manifest, on the caller's torch thread count (the proof declares it, the verifier
+    reproduces it: ``pol train --threads``). ``ledger_args`` are
+    :func:`mltrail.pol.loop.ledger_init`'s; without them the init is drawn from
+    ``seed``."""
     from mltrail.pol.loop import record_loop
     from mltrail.pol.loopdata import ArrayDataset
-    from mltrail.reference import build_model, pinned_threads
+    from mltrail.reference import build_model
 
     if batch_size < 1:
         raise InputError("--batch-size must be at least 1")
@@ -83,9 +85,8 @@ def record_reference(out: Path, x: torch.Tensor, y: torch.Tensor, *, arch: Mappi
     sched = _scheduler(opt, schedule, epochs * len(loader))
     extra = dict(ledger_args) if ledger_args is not None else {"init_seed": seed}
     step = 0
-    with pinned_threads(1), record_loop(out, model, opt, loader, loss="cross_entropy",
-                                        epochs=epochs, k=k, scheduler=sched, anchor=anchor,
-                                        **extra) as rec:
+    with record_loop(out, model, opt, loader, loss="cross_entropy", epochs=epochs, k=k,
+                     scheduler=sched, anchor=anchor, **extra) as rec:  # the caller's threads
         for _ in range(epochs):
             right = seen = 0
             for i, (xb, yb) in enumerate(rec.loader):

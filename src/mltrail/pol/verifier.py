@@ -1,7 +1,6 @@
 """The verifier: judge a proof bundle by its structure and by partial replay.
 
-Owns :func:`verify_bundle` (one verdict and a :class:`~mltrail.pol.report.Report`) and
-:func:`verify_update` (a coordinator's spot check of an untrusted worker's update).
+Owns :func:`verify_bundle` (one verdict and a :class:`~mltrail.pol.report.Report`).
 Hyperparameters come only from the manifest header; checkpoint files supply tensors
 and nothing else, checked for names and shapes before they are loaded. Which segments
 are replayed is :mod:`mltrail.pol.challenge`'s rule, from a seed the prover cannot steer
@@ -300,23 +299,3 @@ def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
             on_segment(seg)
         if progress is not None:
             progress(1)
-
-
-def verify_update(spec: TrainingSpec, start_step: int, end_step: int, model_state: State,
-                  optim_state: State, reported_model: State,
-                  data: tuple[torch.Tensor, torch.Tensor], *, threshold: float | None = None,
-                  device: str = "cpu") -> Segment:
-    """Spot-check an untrusted worker's update by replaying its segment.
-
-    The coordinator handed the worker ``model_state``/``optim_state`` at ``start_step``
-    and got ``reported_model`` back for ``end_step``. Returns the replayed
-    :class:`Segment`; ``ok`` is False for a wrong or random update.
-    """
-    thr = DEFAULT_THRESHOLD if threshold is None else threshold
-    mr, _ = replay_segment(spec, model_state, optim_state, data[0], data[1], start_step,
-                           end_step, device)
-    err, cos = relative_error(mr, model_state, reported_model)
-    update = float((_flat(reported_model) - _flat(model_state)).norm())
-    return Segment(index=0, epoch=spec.epoch_of(start_step), start_step=start_step,
-                   end_step=end_step, chosen="random", update_norm=update, error=err,
-                   cosine=cos, ok=err <= thr)

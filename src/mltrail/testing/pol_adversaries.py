@@ -17,11 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mltrail.pol.bundle import Manifest, data_commitment
-from mltrail.pol.recorder import ProofRecorder
-from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, run_steps
+from mltrail.pol.bundle import Manifest
 from mltrail.reference import build_model, init_bounds, init_weights
-from mltrail.testing.pol_forgeries import _source, forge_bundle, load_states
+from mltrail.testing.pol_forgeries import Trainer, _source, forge_bundle, load_states
 
 State = dict[str, torch.Tensor]
 
@@ -30,33 +28,28 @@ def _clone(s: State) -> State:
     return {k: v.detach().clone() for k, v in s.items()}
 
 
-def _continue(man: Manifest, start: tuple[State, State], first: int, x: torch.Tensor,
+def _continue(honest: str | Path, start: tuple[State, State], first: int, x: torch.Tensor,
               y: torch.Tensor) -> list[tuple[State, State]]:
     """Honest checkpoints after checkpoint ``first`` when training resumes from ``start``."""
-    spec, cks = man.header.ref_training, man.checkpoints()
-    model = build_model(spec.arch)
-    model.load_state_dict(start[0])
-    opt = spec.make_optimizer(model)
-    load_optimizer_tensors(model, opt, start[1])
-    out = []
+    tr = Trainer(honest, x, y)
+    cks = tr.man.checkpoints()
+    out, state = [], start
     for i in range(first, len(cks) - 1):
-        run_steps(spec, model, opt, x, y, cks[i].step, cks[i + 1].step)
-        out.append((_clone(model.state_dict()), optimizer_tensors(model, opt)))
+        state = tr.replay(*state, cks[i].step, cks[i + 1].step)
+        out.append(state)
     return out
 
 
-def poisoned_target(man: Manifest, w: State, x: torch.Tensor, y: torch.Tensor,
+def poisoned_target(tr: Trainer, w: State, x: torch.Tensor, y: torch.Tensor,
                     steps: int = 30) -> State:
     """Weights the cheater wants: ``w`` trained on shifted labels for ``steps`` steps."""
-    spec = man.header.ref_training
-    model = build_model(spec.arch)
-    model.load_state_dict(w)
-    opt = torch.optim.SGD(model.parameters(), lr=spec.base_lr)
+    model = tr.model(w)
+    opt = torch.optim.SGD(model.parameters(), lr=tr.lr_at(0))
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        idx = torch.randint(0, len(y), (spec.batch_size,), generator=gen)
+        idx = torch.randint(0, len(y), (tr.spec.batch_size,), generator=gen)
         opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), (y[idx] + 1) % 10).backward()
+        tr.loss(model(x[idx]), (y[idx] + 1) % 10).backward()
         opt.step()
     return _clone(model.state_dict())
 
@@ -68,19 +61,19 @@ def forged_optimizer_segment(out: str | Path, honest: str | Path, x: torch.Tenso
     buffer is solved so that an honest replay of segment ``j`` (one SGD step, k = 1)
     lands exactly on ``target`` (default: a poisoned-label model); honest training
     resumes from there. Only the link between segments ``j − 1`` and ``j`` is false."""
+    tr = Trainer(honest, x, y)
     man, states = load_states(honest)
-    spec = man.header.ref_training
-    mu = float(spec.optimizer.get("momentum", 0.0))
-    if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0 or j < 1:
+    opts = tr.spec.optimizer
+    mu = float(opts.groups[0].options.get("momentum", 0.0))
+    if man.header.k != 1 or opts.name != "SGD" or mu == 0.0 or j < 1:
         raise ValueError("built for SGD with momentum, k = 1 and j >= 1")
     w = states[j][0]
-    t = target if target is not None else poisoned_target(man, w, x, y)
-    model = build_model(spec.arch)
-    model.load_state_dict(w)
-    model.zero_grad()
-    idx = spec.batch_indices(man.checkpoints()[j].step)
-    nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-    lr = spec.lr_at(man.checkpoints()[j].step)
+    t = target if target is not None else poisoned_target(tr, w, x, y)
+    model = tr.model(w)
+    step = man.checkpoints()[j].step
+    idx = torch.tensor(tr.batches[step], dtype=torch.int64)
+    tr.loss(model(x[idx]), y[idx]).backward()
+    lr = tr.lr_at(step)
     want, buf = {}, {}
     for name, p in model.named_parameters():
         assert p.grad is not None
@@ -88,10 +81,10 @@ def forged_optimizer_segment(out: str | Path, honest: str | Path, x: torch.Tenso
         buf[name] = (want[name] - p.grad) / mu
     forged_in = (w, {f"{n}.momentum_buffer": v for n, v in buf.items()})
     after = (t, {f"{n}.momentum_buffer": v for n, v in want.items()})
-    tail = _continue(man, after, j + 1, x, y)
+    tail = _continue(honest, after, j + 1, x, y)
     new = states[:j] + [forged_in, after] + tail
     header = man.header.model_copy(update={"note": "forged: optimizer-state segment"})
-    return forge_bundle(out, header, new)
+    return forge_bundle(out, header, new, source=honest)
 
 
 def small_update_fakes(out: str | Path, honest: str | Path, count: int, seed: int = 0
@@ -138,21 +131,25 @@ def forged_segment(out: str | Path, honest: str | Path, x: torch.Tensor, y: torc
         else:
             nudged[k] = v.clone()
     end = (nudged, states[j + 1][1])
-    tail = _continue(man, end, j + 1, x, y)
-    return forge_bundle(out, man.header, states[:j + 1] + [end] + tail)
+    tail = _continue(honest, end, j + 1, x, y)
+    return forge_bundle(out, man.header, states[:j + 1] + [end] + tail, source=honest)
 
 
 def declared_subset(out: str | Path, x: torch.Tensor, y: torch.Tensor, n: int,
                     **run: Any) -> Manifest:
-    """Train honestly on the first ``n`` samples but commit the digests of all the data,
-    so the proof looks like training on the full set (``n_samples`` stays ``n``)."""
-    from mltrail.pol.recorder import record_training
+    """Train honestly (``pol train``'s loop) on the first ``n`` samples but commit the
+    digest of all the data, so the proof looks like training on the full set; the
+    recorded batches, the declared shuffle and the steps per epoch stay the subset's."""
+    from mltrail.pol.loopdata import ArrayDataset, commit
+    from mltrail.pol.reftask import record_reference
 
     tmp = Path(out).with_name(Path(out).name + ".subset")
-    record_training(tmp, x[:n], y[:n], **run)
+    record_reference(tmp, x[:n], y[:n], **run)
     man, states = load_states(tmp)
-    header = man.header.model_copy(update={"data": data_commitment(x, y)})
-    return forge_bundle(out, header, states)
+    full = commit(ArrayDataset.of({"x": x, "y": y}))[0]
+    header = man.header.model_copy(update={"training": man.header.training.model_copy(
+        update={"data": full})})
+    return forge_bundle(out, header, states, source=tmp)
 
 
 def launder_init(stolen: State, arch: dict[str, Any], scheme: str, seed: int,
@@ -176,21 +173,39 @@ def launder_init(stolen: State, arch: dict[str, Any], scheme: str, seed: int,
 
 
 def laundered_proof(out: str | Path, stolen_bundle: str | Path, x: torch.Tensor,
-                    y: torch.Tensor, *, copy_small: bool = True, seed: int = 99) -> Manifest:
-    """Record an honest run of the stolen proof's spec that starts from a laundered init
-    (no init seed committed)."""
+                    y: torch.Tensor, *, arch: dict[str, Any], copy_small: bool = True,
+                    seed: int = 99, claim_seed: bool = False) -> Manifest:
+    """Record an honest run (``pol train``'s loop) of the stolen proof's spec that starts
+    from a laundered init: with no init seed committed, or (``claim_seed``) claiming the
+    stolen proof's seed for it."""
+    from torch.utils.data import DataLoader
+
+    from mltrail.pol.loop import record_loop
+    from mltrail.pol.loopdata import ArrayDataset
+    from mltrail.reference import pinned_threads
+
     man, states = load_states(stolen_bundle)
-    spec, h = man.header.ref_training, man.header
-    model = build_model(spec.arch)
-    model.load_state_dict(launder_init(states[-1][0], spec.arch, h.init.scheme, seed,
+    spec = man.header.training
+    model = build_model(arch)
+    model.load_state_dict(launder_init(states[-1][0], arch, "uniform_fan_in", seed,
                                        copy_small))
-    opt = spec.make_optimizer(model)
-    rec = ProofRecorder(out, model, opt, (x, y), arch=spec.arch, k=h.k, epochs=spec.epochs,
-                        batch_size=spec.batch_size, data_seed=spec.data_seed, init_seed=None,
-                        init_scheme=h.init.scheme, schedule=spec.schedule, prover="mallory")
-    for xb, yb in rec.batches():
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xb), yb).backward()
-        opt.step()
-        rec.step()
-    return rec.finish()
+    g = spec.optimizer.groups[0].options  # type: ignore[union-attr]
+    opt = torch.optim.SGD(model.parameters(), lr=float(g["lr"]),
+                          momentum=float(g.get("momentum", 0.0)), foreach=False)
+    loader = DataLoader(ArrayDataset.of({"x": x, "y": y}), batch_size=spec.batch_size,
+                        shuffle=True, generator=torch.Generator().manual_seed(seed))
+    rec_out = Path(out).with_name(Path(out).name + ".unseeded") if claim_seed else Path(out)
+    with pinned_threads(1), record_loop(rec_out, model, opt, loader, loss="cross_entropy",
+                                        epochs=spec.epochs, k=man.header.k,
+                                        prover="mallory") as rec:
+        for _ in range(spec.epochs):
+            for xb, yb in rec.loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+                rec.step()
+    if not claim_seed:
+        return rec.manifest
+    own, own_states = load_states(rec_out)  # the stolen proof's init commitment, re-chained
+    return forge_bundle(out, own.header.model_copy(update={"init": man.header.init}),
+                        own_states, source=rec_out)

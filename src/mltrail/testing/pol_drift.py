@@ -22,9 +22,8 @@ import torch
 
 from mltrail.pol.bundle import Manifest
 from mltrail.pol.challenge import choose_segments, scores, state_changes
-from mltrail.pol.verifier import replay_segment
 from mltrail.reference import build_model
-from mltrail.testing.pol_forgeries import forge_bundle, load_states
+from mltrail.testing.pol_forgeries import Trainer, forge_bundle, load_states
 
 State = dict[str, torch.Tensor]
 DIRECTED = ("momentum_buffer", "exp_avg")  # optimizer state that moves with the weights
@@ -61,13 +60,12 @@ def drift_proof(out: str | Path, honest: str | Path, stolen: State, x: torch.Ten
     """A proof of ``honest``'s header whose every segment (or only ``segments``) is an
     honest replay nudged towards ``stolen``; self-consistent (files, chain, roots)."""
     man, states = load_states(honest)
-    spec = man.header.ref_training
+    trainer = Trainer(honest, x, y)  # the committed steps, as the proof's programs run them
     cks = man.checkpoints()
-    model = build_model(spec.arch)
     out_states: list[tuple[State, State]] = [states[0]]
     m, o = states[0]
     for i in range(len(cks) - 1):
-        m1, o1 = replay_segment(spec, m, o, x, y, cks[i].step, cks[i + 1].step, model=model)
+        m1, o1 = trainer.replay(m, o, cks[i].step, cks[i + 1].step)
         if segments is None or i in segments:
             step = _norm(m1, m)
             unit = _towards(m1, stolen)
@@ -77,7 +75,7 @@ def drift_proof(out: str | Path, honest: str | Path, stolen: State, x: torch.Ten
                 o1 = _drift_optimizer(o1, o, unit, optim_frac)
         out_states.append((m1, o1))
         m, o = m1, o1
-    return forge_bundle(out, man.header, out_states)
+    return forge_bundle(out, man.header, out_states, source=honest)
 
 
 def _drift_optimizer(o1: State, o0: State, unit: State, frac: float) -> State:

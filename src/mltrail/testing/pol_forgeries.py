@@ -24,7 +24,6 @@ from mltrail.pol.bundle import (
     Header,
     Manifest,
     Record,
-    data_commitment,
     epoch_groups,
     epoch_root,
     link_of,
@@ -49,6 +48,61 @@ def load_states(bundle: str | Path) -> tuple[Manifest, list[tuple[State, State]]
     return man, [(load_tensors(folder, c.files["model"], c.digests["model"]),
                   load_tensors(folder, c.files["optim"], c.digests["optim"]))
                  for c in man.checkpoints()]
+
+
+class Trainer:
+    """An honest proof's own arithmetic, rebuilt as a forger who has the bundle and the
+    data would: its exported model and loss, the committed data, the recorded batches
+    (with the replay's code, :mod:`mltrail.pol.loopreplay`). For the reference task as
+    ``pol train`` records it (exported programs, tensor data ``x``, ``y``)."""
+
+    def __init__(self, bundle: str | Path, x: torch.Tensor, y: torch.Tensor) -> None:
+        from mltrail.pol.limits import MAX_PARAMS
+        from mltrail.pol.loopreplay import build_dataset, make_code, read_bundle
+
+        self.folder = Path(bundle)
+        self.man = read_manifest(self.folder)
+        spec = self.man.header.training
+        if not isinstance(spec, LoopSpec) or spec.program is None:
+            raise ValueError("built for exported loop proofs (pol train's)")
+        self.spec = spec
+        self.code = make_code(spec, self.folder, self.man, [])
+        self.dataset = build_dataset(spec, self.code, None, {"x": x, "y": y})
+        _, self.batches, self.rng, _ = read_bundle(self.folder, spec, self.man, self.code,
+                                                   MAX_PARAMS)
+
+    def model(self, state: State) -> nn.Module:
+        m: nn.Module = self.code.model()
+        m.load_state_dict(state)
+        return m
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss: torch.Tensor = self.code.loss(out, target)
+        return loss
+
+    def lr_at(self, step: int) -> float:
+        """The first group's learning rate at ``step`` (the declared schedule)."""
+        from mltrail.pol.loopreplay import advance, scheduler_position
+        from mltrail.pol.loopverify import _dummy
+
+        opt, sched = _dummy(self.spec)
+        if sched is not None:
+            advance(sched, scheduler_position(self.spec, step, at_checkpoint=False))
+        return float(opt.param_groups[0]["lr"])
+
+    def replay(self, m0: State, o0: State, start: int, end: int,
+               dataset: Any = None) -> tuple[State, State]:
+        """Steps ``start..end-1`` from ``(m0, o0)`` (on ``dataset``, default the data)."""
+        from mltrail.pol.loopreplay import replay_segment
+
+        return replay_segment(self.spec, self.code, self.dataset if dataset is None
+                              else dataset, m0, o0, self.batches, self.rng, start, end)
+
+    def on(self, x: torch.Tensor, y: torch.Tensor) -> Any:
+        """A dataset of other tensors (a forger's perturbed data), unchecked."""
+        from mltrail.pol.loopdata import ArrayDataset
+
+        return ArrayDataset.of({"x": x, "y": y}, self.code.transform)
 
 
 def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, State]],
@@ -248,56 +302,52 @@ def adversarial_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: t
     Returns the manifest and the perturbed inputs. ``commit_perturbed`` commits the
     digest of the perturbed data instead of the real one.
     """
-    from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, train_step
+    from mltrail.pol.loopdata import commit
 
+    tr = Trainer(honest, x, y)
     man, states = load_states(honest)
-    spec = man.header.ref_training
+    spec = tr.spec
     if man.header.k != 1 or spec.epochs != 1:
         raise ValueError("the adversarial spoof is built for k=1, one epoch")
-    init = init_weights(build_model(spec.arch), man.header.init.scheme, man.header.init.seed or 0)
-    w0: State = {k: v.detach().clone() for k, v in init.state_dict().items()}
+    w0 = states[0][0]  # the init the ledger fixed: the forger keeps it
     n = len(states)
     targets = [_lerp(w0, states[-1][0], i / (n - 1)) for i in range(n)]
     xp = x.clone()
     forged: list[tuple[State, State]] = [(targets[0], {})]
-    model = build_model(spec.arch)
-    model.load_state_dict(targets[0])
-    opt = spec.make_optimizer(model)
+    mom = float(spec.optimizer.groups[0].options.get("momentum", 0.0))
     for step in range(spec.total_steps):
-        idx = spec.batch_indices(step)
-        delta = _match_step(model, opt, spec.lr_at(step), x[idx], y[idx], targets[step + 1],
-                            iters, eps)
+        idx = torch.tensor(tr.batches[step], dtype=torch.int64)
+        model = tr.model(targets[step])
+        delta = _match_step(model, tr.loss, forged[-1][1], mom, tr.lr_at(step), x[idx],
+                            y[idx], targets[step + 1], iters, eps)
         xp[idx] = (x[idx] + delta).clamp(0, 1)
         # commit to whatever the real step on the perturbed batch produces, from the target
-        model.load_state_dict(targets[step])
-        load_optimizer_tensors(model, opt, forged[-1][1])
-        train_step(spec, model, opt, xp[idx], y[idx], step)
-        forged.append(({k: v.detach().clone() for k, v in targets[step + 1].items()},
-                       optimizer_tensors(model, opt)))
-        model.load_state_dict(targets[step + 1])
+        _, o1 = tr.replay(targets[step], forged[-1][1], step, step + 1, tr.on(xp, y))
+        forged.append(({k: v.detach().clone() for k, v in targets[step + 1].items()}, o1))
     header = man.header.model_copy(update={"prover": "mallory", "note": "forged: adversarial"})
     if commit_perturbed:
-        header = header.model_copy(update={"data": data_commitment(xp, y)})
-    return forge_bundle(out, header, forged), xp
+        header = header.model_copy(update={"training": spec.model_copy(update={
+            "data": commit(tr.on(xp, y))[0]})})
+    return forge_bundle(out, header, forged, source=honest), xp
 
 
-def _match_step(model: nn.Module, opt: torch.optim.Optimizer, lr: float, xb: torch.Tensor,
-                yb: torch.Tensor, target: State, iters: int, eps: float) -> torch.Tensor:
-    """A perturbation of ``xb`` whose SGD step (lr, momentum buffer as in ``opt``) moves
-    the model's parameters towards ``target``'s."""
+def _match_step(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                optim: State, mom: float, lr: float, xb: torch.Tensor, yb: torch.Tensor,
+                target: State, iters: int, eps: float) -> torch.Tensor:
+    """A perturbation of ``xb`` whose SGD step (lr, momentum buffers ``optim``) moves the
+    model's parameters towards ``target``'s."""
     params = dict(model.named_parameters())
-    mom = float(opt.param_groups[0].get("momentum", 0.0))
-    bufs = {n: opt.state.get(p, {}).get("momentum_buffer") for n, p in params.items()}
+    bufs = {n: optim.get(f"{n}.momentum_buffer", torch.zeros_like(p)) for n, p in params.items()}
     want = {n: (p.detach() - target[n]) / lr for n, p in params.items()}  # desired direction
     delta = torch.zeros_like(xb, requires_grad=True)
     adam = torch.optim.Adam([delta], lr=0.02)
     for _ in range(iters):
-        loss = nn.functional.cross_entropy(model(xb + delta), yb)
+        loss = loss_fn(model(xb + delta), yb)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
-        miss = sum(((mom * bufs[n] if bufs[n] is not None else 0) + g - want[n]).pow(2).sum()
-                   for n, g in zip(params, grads, strict=True))
+        miss = torch.stack([(mom * bufs[n] + g - want[n]).pow(2).sum()
+                            for n, g in zip(params, grads, strict=True)]).sum()
         adam.zero_grad()
-        miss.backward()  # type: ignore[union-attr]
+        miss.backward()
         adam.step()
         with torch.no_grad():
             delta.clamp_(-eps, eps)
@@ -312,39 +362,34 @@ def momentum_spoof(out: str | Path, honest: str | Path, x: torch.Tensor, y: torc
     replayed weights land exactly on W_{t+1}. The first step is honest (the buffer is
     empty at step 0). Only the optimizer-state comparison can catch it.
     """
+    tr = Trainer(honest, x, y)
     man, states = load_states(honest)
-    spec = man.header.ref_training
-    mu = float(spec.optimizer.get("momentum", 0.0))
-    if man.header.k != 1 or spec.optimizer.get("name") != "sgd" or mu == 0.0:
+    opts = tr.spec.optimizer
+    mu = float(opts.groups[0].options.get("momentum", 0.0))
+    if man.header.k != 1 or opts.name != "SGD" or mu == 0.0:
         raise ValueError("the momentum spoof is built for SGD with momentum and k=1")
-    model = build_model(spec.arch)
-    model.load_state_dict(states[0][0])
-    params = dict(model.named_parameters())
 
     def grad_at(w: State, step: int) -> dict[str, torch.Tensor]:
-        model.load_state_dict(w)
-        model.zero_grad()
-        idx = spec.batch_indices(step)
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        model = tr.model(w)
+        params = dict(model.named_parameters())
+        idx = torch.tensor(tr.batches[step], dtype=torch.int64)
+        tr.loss(model(x[idx]), y[idx]).backward()
         return {n: p.grad.detach().clone() for n, p in params.items()
                 if p.grad is not None}
 
     w0 = states[0][0]
-    g0 = grad_at(w0, 0)
-    lr0 = spec.lr_at(0)
-    w1 = {k: (v - lr0 * g0[k]) if k in g0 else v.clone() for k, v in w0.items()}
+    w1, o1 = tr.replay(w0, {}, 0, 1)  # the honest first step
     n = len(states)
     targets = [w0, w1] + [_lerp(w1, states[-1][0], i / (n - 2)) for i in range(1, n - 1)]
-    forged: list[tuple[State, State]] = [(w0, {}),
-                                         (w1, {f"{k}.momentum_buffer": g0[k] for k in g0})]
+    forged: list[tuple[State, State]] = [(w0, {}), (w1, o1)]
     for t in range(1, n - 1):
         g = grad_at(targets[t], t)
-        lr = spec.lr_at(t)
+        lr = tr.lr_at(t)
         m = {k: ((targets[t][k] - targets[t + 1][k]) / lr - g[k]) / mu for k in g}
         forged[t] = (targets[t], {f"{k}.momentum_buffer": v for k, v in m.items()})
         forged.append((targets[t + 1], {f"{k}.momentum_buffer": mu * m[k] + g[k] for k in g}))
     header = man.header.model_copy(update={"prover": "mallory", "note": "forged: momentum"})
-    return forge_bundle(out, header, forged)
+    return forge_bundle(out, header, forged, source=honest)
 
 
 FORGE_KINDS = ("interpolate", "zero-lr", "copy")

@@ -75,13 +75,24 @@ def symlinked_checkpoint(out: str | Path, honest: str | Path, target: str | Path
 
 def huge_epochs(out: str | Path, honest: str | Path, epochs: int = 10 ** 15) -> Manifest:
     def edit(man: Manifest, folder: Path) -> None:
-        man.header.ref_training.epochs = epochs
+        man.header.training.epochs = epochs
     return rewrite(out, honest, edit)
 
 
-def huge_arch(out: str | Path, honest: str | Path, hidden: int = 50_000_000) -> Manifest:
+def huge_tensor(out: str | Path, honest: str | Path, rows: int = 50_000_000) -> Manifest:
+    """Checkpoint 1's model file: a few bytes whose safetensors header declares one of
+    the model's tensors with ``rows`` × 1000 float32 values (200 GB for the default)."""
+    import json
+    import struct
+
     def edit(man: Manifest, folder: Path) -> None:
-        man.header.ref_training.arch = {"type": "mlp", "hidden": [hidden]}
+        rec = man.checkpoints()[1]
+        name = sorted(load_states(honest)[1][1][0])[0]
+        head = json.dumps({name: {"dtype": "F32", "shape": [rows, 1000],
+                                  "data_offsets": [0, rows * 4000]}}).encode()
+        raw = struct.pack("<Q", len(head)) + head + b"\0" * 64
+        (folder / rec.files["model"]).write_bytes(raw)
+        rec.digests["model"] = digest_bytes(raw)
     return rewrite(out, honest, edit)
 
 
