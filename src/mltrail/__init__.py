@@ -34,8 +34,6 @@ _EXPORTS: dict[str, str] = {
     "register_path": "mltrail.provenance.artefacts",
     "activity": "mltrail.provenance.capture",
     # Proof-of-Learning
-    "ProofRecorder": "mltrail.pol.recorder",
-    "record_training": "mltrail.pol.recorder",
     "record_loop": "mltrail.pol.loop",
     "LoopRecorder": "mltrail.pol.loop",
     "ledger_init": "mltrail.pol.loop",
@@ -79,7 +77,6 @@ __all__ = [
     "LoopRecorder",
     "MltrailError",
     "NetworkError",
-    "ProofRecorder",
     "ReceiptVerifier",
     "RefusedError",
     "ServiceInfo",
@@ -97,7 +94,6 @@ __all__ = [
     "record_audit_verdict",
     "record_loop",
     "record_pol_verdict",
-    "record_training",
     "register_path",
     "register_service",
     "run_audit",
@@ -146,7 +142,6 @@ if TYPE_CHECKING:  # for type checkers and editors; never executed
     from mltrail.pol.loopdata import ArrayDataset, FolderDataset
     from mltrail.pol.onchain import publish_model
     from mltrail.pol.onchain import record_verdict as record_pol_verdict
-    from mltrail.pol.recorder import ProofRecorder, record_training
     from mltrail.pol.verifier import verify_bundle
     from mltrail.provenance.artefacts import register_path
     from mltrail.provenance.capture import activity

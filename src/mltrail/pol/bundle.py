@@ -14,16 +14,14 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     SerializerFunctionWrapHandler,
-    Tag,
     ValidationError,
     ValidationInfo,
     model_serializer,
@@ -36,9 +34,8 @@ from mltrail.pol.environment import Environment
 from mltrail.pol.environment import current as current_environment
 from mltrail.pol.limits import MAX_MANIFEST_BYTES, MAX_TAR_MEMBERS, safetensors_header
 from mltrail.pol.loopspec import LoopData, LoopSpec
-from mltrail.pol.replay import TrainingSpec
 from mltrail.provenance.anchor import merkle_root
-from mltrail.provenance.digest import digest_bytes, digest_file, digest_json, digest_state_dict
+from mltrail.provenance.digest import digest_bytes, digest_file, digest_json
 
 FORMAT: Literal["mltrail-pol/1"] = "mltrail-pol/1"
 MANIFEST = "manifest.json"
@@ -47,17 +44,6 @@ GENESIS = "sha256:" + "0" * 64
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DataCommitment(_Strict):
-    """Digests of the exact training bytes: inputs, labels and both together."""
-
-    digest: str  # digest_state_dict({"x": x, "y": y}) == digest of the data file
-    inputs: str  # digest_state_dict({"x": x})
-    labels: str  # digest_state_dict({"y": y})
-    n: int
-    shape: list[int]
-    dtype: str
 
 
 class InitOrigin(_Strict):
@@ -72,34 +58,17 @@ class InitOrigin(_Strict):
 
 class InitCommitment(_Strict):
     scheme: str
-    seed: int | None = None  # None: the verifier runs a statistical test instead
+    seed: int | None = None  # None (scheme "prover"): the initial weights are the prover's
     origin: InitOrigin | None = None  # None: a seed the prover chose
-
-
-def _kind(value: Any) -> str:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return "loop" if kind == "loop" else "reference"
-
-
-def _data_kind(value: Any) -> str:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return "loop" if kind in ("tensors", "folder") else "reference"
-
-
-AnySpec = Annotated[Annotated[TrainingSpec, Tag("reference")] | Annotated[LoopSpec, Tag("loop")],
-                    Discriminator(_kind)]
-"""The reference task's spec (no ``kind``) or a user loop's (``"kind": "loop"``)."""
-AnyData = Annotated[Annotated[DataCommitment, Tag("reference")] | Annotated[LoopData, Tag("loop")],
-                    Discriminator(_data_kind)]
 
 
 class Header(_Strict):
     """Everything fixed before training starts; its digest opens the hash chain."""
 
     format: Literal["mltrail-pol/1"] = FORMAT
-    training: AnySpec
+    training: LoopSpec
     k: int = Field(ge=1)
-    data: AnyData
+    data: LoopData
     init: InitCommitment
     torch: str
     device: str
@@ -126,20 +95,6 @@ class Header(_Strict):
         if out.get("env", 0) is None:
             del out["env"]
         return out
-
-    @property
-    def ref_training(self) -> TrainingSpec:
-        """The spec of a reference-task proof (an error for a user loop's proof)."""
-        if not isinstance(self.training, TrainingSpec):
-            raise InputError("this is a proof of a user's own loop, not of the reference task")
-        return self.training
-
-    @property
-    def ref_data(self) -> DataCommitment:
-        """The data commitment of a reference-task proof."""
-        if not isinstance(self.data, DataCommitment):
-            raise InputError("this is a proof of a user's own loop, not of the reference task")
-        return self.data
 
 
 class Record(_Strict):
@@ -210,13 +165,6 @@ def epoch_root(group: list[Record]) -> bytes:
     return merkle_root([r.model_dump() for r in group])
 
 
-def data_commitment(x: torch.Tensor, y: torch.Tensor) -> DataCommitment:
-    x, y = x.detach().cpu().contiguous(), y.detach().cpu().contiguous()
-    return DataCommitment(digest=digest_state_dict({"x": x, "y": y}),
-                          inputs=digest_state_dict({"x": x}), labels=digest_state_dict({"y": y}),
-                          n=int(y.shape[0]), shape=list(x.shape), dtype=str(x.dtype))
-
-
 # --------------------------------------------------------------------------- I/O
 
 
@@ -242,7 +190,9 @@ def read_manifest(folder: str | Path) -> Manifest:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise InputError(f"{mpath} is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
     try:
-        return Manifest.model_validate_json(mpath.read_bytes(), context={"stored": True})
+        doc = json.loads(mpath.read_bytes())
+        refuse_reference_format(doc, mpath)
+        return Manifest.model_validate(doc, context={"stored": True})
     except (ValueError, RecursionError) as exc:
         if not isinstance(exc, ValidationError):
             raise InputError(f"malformed proof manifest {mpath}: not JSON") from exc
@@ -250,6 +200,21 @@ def read_manifest(folder: str | Path) -> Manifest:
         where = ".".join(str(p) for p in err["loc"])
         text = f"{where}: {err['msg']}".encode("unicode_escape").decode()[:300]
         raise InputError(f"malformed proof manifest {mpath}: {text}") from exc
+
+
+REFERENCE_FORMAT = ("{path}: a proof in the reference-engine format (a TrainingSpec "
+                    "header, written by mltrail 0.1.0 before issue 18); this mltrail verifies "
+                    "loop-spec proofs only: re-record it with 'mltrail pol train' (or "
+                    "mltrail.record_loop)")
+
+
+def refuse_reference_format(doc: Any, path: Path) -> None:
+    """An old reference-task manifest (its training spec has no ``"kind": "loop"`` and
+    names an ``arch``) is the caller's input error, one line, never a verdict."""
+    header = doc.get("header") if isinstance(doc, dict) else None
+    training = header.get("training") if isinstance(header, dict) else None
+    if isinstance(training, dict) and training.get("kind") != "loop" and "arch" in training:
+        raise InputError(REFERENCE_FORMAT.format(path=path))
 
 
 def bundle_path(folder: Path, rel: str) -> Path:

@@ -32,49 +32,6 @@ DEFAULT_OPTIM_THRESHOLD = 0.3
 (0.098); forged momentum buffers that make the weights replay exactly reach 0.58."""
 
 
-def _replay(spec: Any, m0: Mapping[str, torch.Tensor], o0: Mapping[str, torch.Tensor],
-            x: torch.Tensor, y: torch.Tensor, start: int, end: int, dtype: torch.dtype,
-            device: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors, run_steps
-    from mltrail.reference import build_model
-
-    model = build_model(spec.arch).to(device)
-    model.load_state_dict(m0)
-    model.to(dtype)
-    opt = spec.make_optimizer(model)
-    load_optimizer_tensors(model, opt, {k: v.to(dtype) if v.is_floating_point() else v
-                                        for k, v in o0.items()})
-    run_steps(spec, model, opt, x.to(dtype), y, start, end)
-    return ({k: v.detach().to("cpu", m0[k].dtype) for k, v in model.state_dict().items()},
-            {k: v.to(torch.float32) for k, v in optimizer_tensors(model, opt).items()})
-
-
-def measure(bundle: str | Path, data: tuple[torch.Tensor, torch.Tensor], *, threads: int = 1,
-            dtype: torch.dtype = torch.float32, device: str = "cpu"
-            ) -> list[tuple[float, float]]:
-    """(weights, optimizer state) relative errors of every segment of ``bundle`` replayed
-    under the given arithmetic."""
-    from mltrail.pol.verifier import relative_error
-    from mltrail.testing.pol_forgeries import load_states
-
-    man, states = load_states(bundle)
-    cks = man.checkpoints()
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        out = []
-        for i in range(len(cks) - 1):
-            (m0, o0), (m1, o1) = states[i], states[i + 1]
-            mr, orr = _replay(man.header.ref_training, m0, o0, data[0], data[1], cks[i].step,
-                              cks[i + 1].step, dtype, device)
-            o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
-            out.append((relative_error(mr, m0, m1)[0],
-                        relative_error(orr, o0z, o1)[0] if o1 else 0.0))
-        return out
-    finally:
-        torch.set_num_threads(old)
-
-
 def _pairs(rows: list[tuple[str, str, float, float]], *, margin: float,
            optim_margin: float, floor: float) -> list[dict[str, Any]]:
     """Calibration-file rows: per (recorded, replayed) platform pair that differ, the

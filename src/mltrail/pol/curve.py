@@ -3,9 +3,9 @@
 Owns :func:`curve_points` (evaluate checkpoint weights, at most :data:`MAX_POINTS` of
 them, with an evaluator), :func:`evaluator` (loss, and top-1 accuracy for a classifier,
 of one set of weights on a fixed sample of the verifier's own training data, without
-augmentation) and :func:`checkpoint_curve` (both, for a reference-task proof whose
-checkpoints the verifier has loaded and checked). The numbers are the verifier's,
-marked ``source="verifier"``; they are for people reading the report and decide nothing
+augmentation) and :func:`loop_curve` (both, for a proof whose checkpoints the verifier's
+replay has loaded and checked, evaluated with the replay's own code). The numbers are the
+verifier's, marked ``source="verifier"``; they are for people reading the report and decide nothing
 about the verdict. It never trusts a number the prover wrote and never trains.
 """
 
@@ -18,10 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mltrail.pol.bundle import Manifest
 from mltrail.pol.loopspec import LoopSpec
 from mltrail.pol.report import CurvePoint
-from mltrail.reference import build_model
 
 MAX_POINTS = 100  # checkpoints evaluated at most (evenly spread, first and last kept)
 MAX_SAMPLES = 512  # training samples each checkpoint is evaluated on (evenly spread)
@@ -110,14 +108,3 @@ def loop_curve(spec: LoopSpec, code: Any, dataset: Any, steps: Sequence[int],
         return inner(state)   # for every checkpoint and every verifier
 
     return curve_points(steps, epochs, states, evaluate)
-
-
-def checkpoint_curve(man: Manifest, states: Sequence[State], x: torch.Tensor,
-                     y: torch.Tensor, device: str = "cpu") -> list[CurvePoint]:
-    """The curve of a reference-task proof: cross-entropy and top-1 accuracy of each
-    checkpoint's weights (``states``, in checkpoint order) on the training data."""
-    spec = man.header.ref_training
-    steps = [c.step for c in man.checkpoints()]
-    epochs = [min(spec.epoch_of(s), spec.epochs - 1) for s in steps]
-    model = build_model(spec.arch).to(device)
-    return curve_points(steps, epochs, states, evaluator(model, x.to(device), y.to(device)))

@@ -1,72 +1,23 @@
 """Bounds on what a proof bundle may ask the verifier to allocate, read or loop over.
 
 Owns the limits (parameter count, steps, checkpoint and manifest bytes, tar members) and
-the checks that apply them *before* anything is allocated: the architecture is built on
-PyTorch's ``meta`` device (no memory) to count its parameters, and a safetensors file's
-header is read and compared with the expected names and shapes before its tensors are
-loaded. It judges nothing about training and never touches the ledger.
+the reading that applies them *before* anything is allocated: a safetensors file's header
+is read and compared with the expected names and shapes before its tensors are loaded.
+It judges nothing about training and never touches the ledger.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
-from typing import Any
-
-import torch
-
-from mltrail.errors import MltrailError
 
 MAX_PARAMS = 20_000_000
 """Largest model a proof may name (80 MB of float32); ResNet-20 has 0.27 M."""
 MAX_TOTAL_STEPS = 1_000_000
 MAX_SAMPLES = 100_000_000
-MAX_ARCH_JSON = 4096  # bytes of the architecture spec (bounds the number of layers)
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_TAR_MEMBERS = 250_000
 MAX_SAFETENSORS_HEADER = 1 << 20
-
-
-def arch_problems(arch: Mapping[str, Any]) -> tuple[list[str], int]:
-    """Problems with an architecture spec, and its parameter count (built on ``meta``)."""
-    from mltrail.reference import build_model
-
-    try:
-        size = len(json.dumps(arch))
-    except (TypeError, ValueError):
-        return ["the architecture spec is not plain JSON"], 0
-    if size > MAX_ARCH_JSON:
-        return [f"the architecture spec is {size} bytes (at most {MAX_ARCH_JSON})"], 0
-    try:
-        with torch.device("meta"):
-            model = build_model(arch)
-        n = sum(p.numel() for p in model.parameters())
-        n += sum(b.numel() for b in model.buffers())
-    except MltrailError as exc:
-        return [exc.message], 0
-    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
-        return [f"the architecture cannot be built: {str(exc).splitlines()[0]}"], 0
-    if n > MAX_PARAMS:
-        return [f"the architecture has {n:,} parameters (at most {MAX_PARAMS:,})"], n
-    if n == 0:
-        return ["the architecture has no parameters"], n
-    return [], n
-
-
-def spec_problems(spec: Any, k: int) -> list[str]:
-    """Bounds on the training spec: samples, steps, k; then the architecture."""
-    out: list[str] = []
-    if spec.n_samples > MAX_SAMPLES:
-        out.append(f"n_samples {spec.n_samples:,} exceeds {MAX_SAMPLES:,}")
-    elif spec.total_steps > MAX_TOTAL_STEPS:
-        out.append(f"{spec.epochs:,} epochs of {spec.steps_per_epoch:,} steps exceed "
-                   f"{MAX_TOTAL_STEPS:,} steps")
-    if k > MAX_TOTAL_STEPS:
-        out.append(f"k={k:,} exceeds {MAX_TOTAL_STEPS:,}")
-    if out:
-        return out
-    return arch_problems(spec.arch)[0]
 
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,

@@ -261,7 +261,7 @@ def replay_segment(spec: LoopSpec, code: Code, dataset: Any, m0: State, o0: Stat
                    start: int, end: int, device: str = "cpu",
                    dtype: torch.dtype | None = None) -> tuple[State, State]:
     """Steps ``start..end-1`` from the given states; returns the new states (CPU)."""
-    from mltrail.pol.replay import load_optimizer_tensors, optimizer_tensors
+    from mltrail.pol.optstate import load_optimizer_tensors, optimizer_tensors
 
     with torch.random.fork_rng(devices=[]):
         model = code.model()

@@ -1,8 +1,9 @@
-"""The verifier's side for a user loop's proof: every check, and the replay of an
-exported proof, in this process; a trusted-code proof's replay in a child.
+"""The verifier's side of every proof (a loop spec: ``pol train``'s and a user loop's):
+every check, and the replay of an exported proof, in this process; a trusted-code
+proof's replay in a child.
 
-Owns :func:`verify_loop`, called by :func:`mltrail.pol.verifier.verify_bundle` when a
-manifest's training spec is a :class:`~mltrail.pol.loopspec.LoopSpec`. In this process it
+Owns :func:`verify_loop`, called by :func:`mltrail.pol.verifier.verify_bundle` for every
+manifest (:class:`~mltrail.pol.loopspec.LoopSpec`). In this process it
 checks everything that needs none of the prover's code: bounds, hash chain and layout,
 hyperparameters (optimizer and scheduler classes of ``torch.optim``, rates and the
 schedule's trajectory on dummy parameters), the data against its commitment (a mismatch

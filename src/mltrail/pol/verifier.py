@@ -1,8 +1,10 @@
 """The verifier: judge a proof bundle by its structure and by partial replay.
 
-Owns :func:`verify_bundle` (one verdict and a :class:`~mltrail.pol.report.Report`).
-Hyperparameters come only from the manifest header; checkpoint files supply tensors
-and nothing else, checked for names and shapes before they are loaded. Which segments
+Owns :func:`verify_bundle` (one verdict and a :class:`~mltrail.pol.report.Report`, every
+check and replay by :mod:`mltrail.pol.loopverify`), :func:`plan` and
+:func:`relative_error`. Hyperparameters come only from the manifest header; checkpoint
+files supply tensors and nothing else, checked for names and shapes before they are
+loaded. Which segments
 are replayed is :mod:`mltrail.pol.challenge`'s rule, from a seed the prover cannot steer
 (a ledger block after publication, see :mod:`mltrail.pol.onchain`, or the verifier's
 own randomness). It reads anchors from a ledger when given one but never writes to it.
@@ -11,7 +13,6 @@ own randomness). It reads anchors from a ledger when given one but never writes 
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,24 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mltrail.errors import InputError, MltrailError, VerificationError
 from mltrail.pol import challenge as challenge_mod
-from mltrail.pol import checks, environment
-from mltrail.pol.bundle import Manifest, load_tensors, read_manifest
+from mltrail.pol import environment
+from mltrail.pol.bundle import Manifest, read_manifest
 from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.challenge import DEFAULT_FORGED, DEFAULT_MISS_RATE, Why
-from mltrail.pol.curve import checkpoint_curve
-from mltrail.pol.loopspec import LoopSpec
-from mltrail.pol.replay import TrainingSpec, load_optimizer_tensors, optimizer_tensors, run_steps
-from mltrail.pol.report import Challenge, Check, Report, Segment
+from mltrail.pol.report import Challenge, Report, Segment
 from mltrail.pol.tolerance import Tolerance, decide
-from mltrail.reference import build_model
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
 
 State = dict[str, torch.Tensor]
-OPTIMIZER_KEYS = {"sgd": ("momentum_buffer",), "adam": ("step", "exp_avg", "exp_avg_sq")}
 
 
 def _flat(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -66,21 +61,6 @@ def relative_error(replayed: Mapping[str, torch.Tensor], start: Mapping[str, tor
     return num / den, cos
 
 
-def replay_segment(spec: TrainingSpec, model_state: State, optim_state: State,
-                   x: torch.Tensor, y: torch.Tensor, start: int, end: int,
-                   device: str = "cpu", model: torch.nn.Module | None = None
-                   ) -> tuple[State, State]:
-    """Run steps ``start..end-1`` from the given states; returns the new states (CPU).
-    ``model`` (built from ``spec.arch`` on ``device``) is reused when given."""
-    model = build_model(spec.arch).to(device) if model is None else model
-    model.load_state_dict(model_state)
-    opt = spec.make_optimizer(model)
-    load_optimizer_tensors(model, opt, optim_state)
-    run_steps(spec, model, opt, x, y, start, end)
-    return ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            optimizer_tensors(model, opt))
-
-
 def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   r: int | None = None, miss_rate: float = DEFAULT_MISS_RATE,
                   forged: float = DEFAULT_FORGED, threshold: float | None = None,
@@ -103,13 +83,14 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     every check passes; raises :class:`~mltrail.errors.InputError` only when the bundle
     cannot be read at all.
 
-    ``data`` is ``(x, y)`` for the reference task. For a proof recorded from a user's own
-    loop (:class:`~mltrail.pol.loop.LoopRecorder`) it is a data file or folder, a mapping
-    of named tensors, ``(x, y)`` or a tensor dataset; ``code_paths`` are the folders where
-    the prover's pinned code is found, and the replay runs it in a separate process
-    (:mod:`mltrail.pol.loopverify`), ``timeout`` seconds at most — only for a proof
-    recorded in trusted-code mode and only with ``trusted_code=True``; an exported proof
-    runs none of the prover's Python.
+    Every proof is a loop spec (``pol train``'s reference task included) and is checked
+    and replayed by :mod:`mltrail.pol.loopverify`; a manifest in the reference-engine
+    format of mltrail 0.1.0 is refused when read (:class:`~mltrail.errors.InputError`).
+    ``data`` is a data file or folder, a mapping of named tensors, ``(x, y)`` (named
+    ``x`` and ``y``) or a tensor dataset; ``code_paths`` are the folders where the
+    prover's pinned code is found, and the replay runs it in a separate process,
+    ``timeout`` seconds at most — only for a proof recorded in trusted-code mode and only
+    with ``trusted_code=True``; an exported proof runs none of the prover's Python.
 
     The replay runs with the thread count and deterministic mode the proof declares
     (``header.env``); the thresholds are :func:`mltrail.pol.tolerance.decide`'s (exact in
@@ -155,90 +136,16 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
                  torch_threads=torch.get_num_threads(), device=device,
                  tolerance=tol.as_dict(), replay_env=here.model_dump(),
                  declared_env=man.header.env.model_dump() if man.header.env else None)
-    if isinstance(man.header.training, LoopSpec):
-        from mltrail.pol.loopverify import verify_loop
+    from mltrail.pol.loopverify import verify_loop
 
-        verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
-                    threshold=thr, code_paths=code_paths, ledger=ledger,
-                    expected_model=expected_model, device=device, timeout=timeout,
-                    progress=progress, trusted_code=trusted_code, on_segment=on_segment)
-        rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
-            and rep.checks[-1].name == "replay" else "rejected"
-        rep.total_seconds = time.perf_counter() - t0
-        return rep
-    x, y = data
-
-    run = rep.run
-
-    spec = man.header.ref_training
-    ok = run(lambda: checks.bounds(man),
-             lambda: checks.chain(man),
-             lambda: checks.schedule(man),
-             lambda: checks.hyperparameters(spec, man.header.k),
-             lambda: _own_input(checks.data(man, x, y)),
-             lambda: checks.declared(man, x, y))
-    rep.data_digest = man.header.ref_data.digest
-    if ok:
-        anchor_check, rep.anchors = checks.anchors(man, ledger)
-        ok = run(lambda: anchor_check, lambda: checks.batch_order(folder, man))
-    states: list[tuple[State, State]] = []
-    if ok:
-        try:
-            states = load_all_states(folder, man)
-        except VerificationError as exc:
-            failed = Check(name="files", ok=False, detail=exc.message)
-            ok = run(lambda: failed)
-    if ok:
-        rep.curve = checkpoint_curve(man, [m for m, _ in states], x, y, device)
-        init_check, rep.init_origin = checks.init(man, states[0][0], states[0][1], ledger)
-        ok = run(lambda: init_check, lambda: checks.final(man, expected_model))
-    if ok:
-        t1 = time.perf_counter()
-        _replay(man, states, x, y, rep, q, r, miss_rate, forged, tol, device, progress,
-                on_segment)
-        rep.replay_seconds = time.perf_counter() - t1
-        run(lambda: rep.replay_check(
-            f"{len(rep.segments)} segments, max error {rep.max_error:.3g} <= {thr:.3g} "
-            f"(optimizer state <= {othr:.3g}; {tol.basis})", error_bound=thr))
-    rep.verdict = "accepted" if ok and all(c.ok for c in rep.checks) else "rejected"
+    verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
+                threshold=thr, code_paths=code_paths, ledger=ledger,
+                expected_model=expected_model, device=device, timeout=timeout,
+                progress=progress, trusted_code=trusted_code, on_segment=on_segment)
+    rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
+        and rep.checks[-1].name == "replay" else "rejected"
     rep.total_seconds = time.perf_counter() - t0
     return rep
-
-
-def _own_input(check: Check) -> Check:
-    """The verifier's data are its own input: bytes other than the committed ones are an
-    :class:`~mltrail.errors.InputError` (exit 2, nothing recorded), never a verdict."""
-    if not check.ok:
-        raise InputError(f"--data is not the data this proof commits to: {check.detail}")
-    return check
-
-
-def load_all_states(folder: Path, man: Manifest) -> list[tuple[State, State]]:
-    """Every checkpoint's (model, optimizer) tensors, each file's names and shapes checked
-    against the architecture and optimizer before it is loaded."""
-    spec = man.header.ref_training
-    with torch.device("meta"):
-        ref = build_model(spec.arch)
-    shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-    per = {n: tuple(p.shape) for n, p in ref.named_parameters()}
-    keys = OPTIMIZER_KEYS.get(str(spec.optimizer.get("name")), ())
-    limit = 8 * sum(math.prod(s) for s in shapes.values()) + (1 << 20)
-    out = []
-    real = Path(os.path.realpath(folder))
-    for n, c in enumerate(man.checkpoints()):
-        if set(c.files) != {"model", "optim"} or set(c.digests) != {"model", "optim"}:
-            raise VerificationError(f"checkpoint record {n} names files other than model "
-                                    "and optim")
-        model = load_tensors(real, c.files["model"], c.digests["model"], shapes, limit)
-        optim = load_tensors(real, c.files["optim"], c.digests["optim"], None, 2 * limit)
-        for key, t in optim.items():
-            pname, _, skey = key.rpartition(".")
-            if pname not in per or skey not in keys or (
-                    t.dim() > 0 and tuple(t.shape) != per[pname]):
-                raise VerificationError(f"checkpoint {n}: optimizer state {key!r} does not "
-                                        "fit the architecture and optimizer")
-        out.append((model, optim))
-    return out
 
 
 def optim_threshold(threshold: float) -> float:
@@ -265,37 +172,3 @@ def plan(man: Manifest, states: list[tuple[State, State]], q: int, r: int | None
     rule.update(r=r, predicted_miss=challenge_mod.miss_probability(
         pool, challenge_mod.forged_count(len(score), forged), r))
     return challenge_mod.choose_segments(epochs, score, q, r, seed), score, rule
-
-
-def _replay(man: Manifest, states: list[tuple[State, State]], x: torch.Tensor,
-            y: torch.Tensor, rep: Report, q: int, r: int | None, miss_rate: float,
-            forged: float, tol: Tolerance, device: str,
-            progress: Callable[[int], None] | None,
-            on_segment: Callable[[Segment], None] | None = None) -> None:
-    spec = man.header.ref_training
-    cks = man.checkpoints()
-    chosen, score, rule = plan(man, states, q, r, miss_rate, forged, rep.verifier_seed,
-                               len(set(rep.prior_rejections) | set(rep.publications)))
-    rep.r, rep.r_rule = int(rule["r"]), rule
-    model = build_model(spec.arch).to(device)
-    for i, why in chosen:
-        (m0, o0), (m1, o1) = states[i], states[i + 1]
-        try:
-            mr, orr = replay_segment(spec, m0, o0, x, y, cks[i].step, cks[i + 1].step, device,
-                                     model)
-        except (RuntimeError, MltrailError, KeyError, ValueError) as exc:
-            rep.reasons.append(f"segment #{i} cannot be replayed: {exc}".splitlines()[0])
-            err, cos, oerr = math.inf, None, None
-        else:
-            err, cos = relative_error(mr, m0, m1)
-            o0z = {n: o0.get(n, torch.zeros_like(t)) for n, t in o1.items()}
-            oerr = relative_error(orr, o0z, o1)[0] if o1 or orr else None
-        ok = err <= tol.threshold and (oerr is None or oerr <= tol.optim_threshold)
-        seg = Segment(index=i, epoch=spec.epoch_of(cks[i].step), start_step=cks[i].step,
-                      end_step=cks[i + 1].step, chosen=why, update_norm=score[i], error=err,
-                      optim_error=oerr, cosine=cos, ok=ok)
-        rep.segments.append(seg)
-        if on_segment is not None:
-            on_segment(seg)
-        if progress is not None:
-            progress(1)

@@ -2,7 +2,7 @@
 
 Owns :func:`train_and_publish` (record the reference training into a new bundle folder,
 anchored on and registered in the ledger when one is given) and :func:`verify_and_record`
-(replay a bundle, reference or user loop, with the public challenge and recorded verdict
+(replay a bundle, pol train's or a user loop's, with the public challenge and recorded verdict
 when a model artefact is named). ``mltrail.cli.pol`` is argument parsing, one call here
 and printing. A failed training never leaves a partial bundle behind. This module never
 prints.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mltrail.errors import InputError, MltrailError
+from mltrail.errors import InputError
 from mltrail.pol.challenge import DEFAULT_DELAY, DEFAULT_FORGED, DEFAULT_MISS_RATE
 
 if TYPE_CHECKING:
@@ -169,30 +169,6 @@ def train_and_publish(req: TrainRequest, led: Ledger | None,
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def data_for(data: str | None, bundle: Path, led: Ledger | None) -> tuple[Any, Any]:
-    """The verifier's data: ``--data``, else the file the proof's dataset artefact names on
-    the ledger if it holds exactly the committed bytes."""
-    from mltrail.pol.datafile import load_data
-
-    if data is not None:
-        return load_data(data)
-    from mltrail.pol.bundle import data_commitment, read_manifest
-    from mltrail.pol.onchain import find_dataset, metadata
-
-    want = read_manifest(bundle).header.data.digest
-    ds = find_dataset(led, want) if led is not None else None
-    path = metadata(led, ds).get("path") if led is not None and ds is not None else None
-    if path:
-        try:
-            x, y = load_data(str(path))
-            if data_commitment(x, y).digest == want:
-                return x, y
-        except MltrailError:
-            pass
-    raise InputError(f"--data is required: the proof commits to data {want[:19]}…, and no "
-                     "dataset artefact on the ledger names a file with those bytes")
-
-
 def load_calibration(path: Path | None) -> list[dict[str, Any]]:
     """The ``pairs`` of a ``mltrail pol calibrate --out`` file (none without a file)."""
     if path is None:
@@ -244,7 +220,6 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
     take the public challenge from the ledger and record the verdict. Returns the report
     and what the CLI prints."""
     from mltrail.pol.bundle import read_manifest
-    from mltrail.pol.loopspec import LoopSpec
     from mltrail.pol.parallel import check_workers, workers
     from mltrail.pol.verifier import verify_bundle
 
@@ -269,13 +244,10 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
         challenge, prior, others = public_challenge(led, art.id, delay=req.delay,
                                                     secret=parse_secret(req.secret))
     assert bundle is not None
-    given: Any
-    if isinstance(read_manifest(bundle).header.training, LoopSpec):
-        from mltrail.pol.loopverify import loop_data_location
+    from mltrail.pol.loopverify import loop_data_location
 
-        given = loop_data_location(bundle, req.data, led)
-    else:
-        given = data_for(req.data, bundle, led)
+    read_manifest(bundle)  # an unreadable or old-format proof: refused before anything runs
+    given = loop_data_location(bundle, req.data, led)
     with workers(req.workers, req.ray), progress(None) as advance:
         rep = verify_bundle(bundle, given, code_paths=[str(c) for c in req.code],
                             timeout=req.timeout, q=req.q, r=req.random_r,

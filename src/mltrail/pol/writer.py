@@ -2,10 +2,9 @@
 
 Owns :class:`BundleWriter`: the chained records, the checkpoint files (weights and
 optimizer state, plus any extra files a recorder adds), the per-epoch batch-index file
-with its Merkle root anchored as the epoch closes, and the final manifest. The reference
-recorder (:mod:`.recorder`) and the user-loop recorder (:mod:`.loop`) differ only in how
-they run or observe the training; neither writes a record any other way. This module
-never trains and never reads a bundle back.
+with its Merkle root anchored as the epoch closes, and the final manifest, for the loop recorder
+(:mod:`.loop`, which ``pol train`` uses too); no record is written any other way. This
+module never trains and never reads a bundle back.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from mltrail.pol.bundle import (
     save_tensors,
     write_manifest,
 )
-from mltrail.pol.replay import optimizer_tensors
+from mltrail.pol.optstate import optimizer_tensors
 
 AnchorFn = Callable[[int, bytes, int, str], Anchor | None]
 """``anchor(epoch, root, count, header_digest)`` -> the receipt, or None if not anchored."""

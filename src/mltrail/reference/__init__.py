@@ -10,9 +10,9 @@ Owns three things that several packages share and that must stay stable by name:
   PyTorch to one thread while it runs, so the same config gives bit-identical weights
   (and the same digest) on a CPU whatever thread count the caller uses.
 
-The training step itself lives in :mod:`mltrail.pol.replay` so that the prover's
-loop, this function and the verifier's replay are one piece of code. This module
-never touches the ledger or the file system (except scikit-learn's bundled data).
+The seeded run's step is :mod:`mltrail.reference.seeded`'s (``pol train`` records the
+same task as a loop spec, :mod:`mltrail.pol.reftask`). This module never touches the
+ledger or the file system (except scikit-learn's bundled data).
 """
 
 from __future__ import annotations
@@ -281,13 +281,13 @@ def train_seeded(config: TrainConfig | Mapping[str, Any],
     (SHA-256 of its safetensors bytes, equal to the model artefact's content digest).
     Bit-reproducible on CPU: the run is pinned to one thread.
     """
-    from mltrail.pol.replay import TrainingSpec, run_steps
+    from mltrail.reference.seeded import SeededRun, run_steps
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
     if data is None:
         d = load_digits_tensors()
         data = (d.x_train, d.y_train)
-    spec = TrainingSpec.from_config(cfg, n_samples=len(data[1]))
+    spec = SeededRun.from_config(cfg, n_samples=len(data[1]))
     with pinned_threads(1):
         model = init_weights(build_model(cfg.arch), cfg.init_scheme, cfg.init_seed)
         opt = spec.make_optimizer(model)

@@ -34,9 +34,7 @@ from mltrail.pol.bundle import (
 )
 from mltrail.pol.checks import expected_layout
 from mltrail.pol.loopspec import LoopSpec
-from mltrail.pol.replay import TrainingSpec
 from mltrail.provenance.digest import digest_bytes, digest_json
-from mltrail.reference import build_model, init_weights
 
 State = dict[str, torch.Tensor]
 
@@ -148,13 +146,7 @@ def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, Stat
             atomic_write(folder / files["indices"], raw)
             digests = {"indices": digest_bytes(raw)}
         else:
-            assert isinstance(spec, TrainingSpec)
-            order = spec.epoch_order(epoch)
-            sizes = torch.tensor([len(spec.batch_indices(epoch * spec.steps_per_epoch + i))
-                                  for i in range(spec.steps_per_epoch)], dtype=torch.int64)
-            files = {"indices": f"indices/epoch-{epoch:04d}.safetensors"}
-            digests = {"indices": save_tensors(folder, files["indices"],
-                                               {"indices": order, "sizes": sizes})}
+            raise ValueError("a loop proof's forgery copies its batch indices: pass source")
         rec = Record(type=typ, seq=n, epoch=epoch, step=step, files=files,  # type: ignore[arg-type]
                      digests=digests, prev=man.chain_head)
         rec.link = link_of(rec)
@@ -170,9 +162,9 @@ def forge_bundle(out: str | Path, header: Header, states: list[tuple[State, Stat
     return man
 
 
-def _source(man: Manifest, honest: str | Path) -> Path | None:
-    """The honest bundle, when its indices must be copied (a user loop's proof)."""
-    return Path(honest) if isinstance(man.header.training, LoopSpec) else None
+def _source(man: Manifest, honest: str | Path) -> Path:
+    """The honest bundle, whose batch indices (and scheduler states) a forgery copies."""
+    return Path(honest)
 
 
 def _lerp(a: State, b: State, t: float) -> State:
@@ -191,23 +183,12 @@ def interpolation_spoof(out: str | Path, honest: str | Path, *, lr: float | None
     """
     man, states = load_states(honest)
     spec = man.header.training
-    if isinstance(spec, LoopSpec):  # a user loop: keep its spec, start from its init
-        if lr is not None:
-            spec = _with_lr(spec, lr)
-        header = man.header.model_copy(update={"training": spec, "prover": "mallory",
-                                               "note": "forged: interpolation"})
-        w0: State = {k: v.clone() for k, v in states[0][0].items()}
-        source: Path | None = Path(honest)
-    else:
-        opt = dict(spec.optimizer)
-        if lr is not None:
-            opt["lr"] = lr
-        header = man.header.model_copy(update={
-            "training": spec.model_copy(update={"optimizer": opt}), "prover": "mallory",
-            "note": "forged: interpolation"})
-        init = init_weights(build_model(spec.arch), header.init.scheme, header.init.seed or 0)
-        w0 = {k: v.detach().clone() for k, v in init.state_dict().items()}
-        source = None
+    if lr is not None:
+        spec = _with_lr(spec, lr)
+    header = man.header.model_copy(update={"training": spec, "prover": "mallory",
+                                           "note": "forged: interpolation"})
+    w0: State = {k: v.clone() for k, v in states[0][0].items()}  # keep its init
+    source = Path(honest)
     final = states[-1][0]
     n = len(states)
     forged = []
@@ -266,13 +247,10 @@ def edit_hyperparameters(out: str | Path, honest: str | Path, changes: dict[str,
     """Change optimizer settings in the manifest after training (naively or re-chained)."""
     man, states = load_states(honest)
     spec = man.header.training
-    if isinstance(spec, LoopSpec):  # a user loop: the changes apply to every group
-        groups = [g.model_copy(update={"options": {**g.options, **changes}})
-                  for g in spec.optimizer.groups]
-        training: Any = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
-            update={"groups": groups})})
-    else:
-        training = spec.model_copy(update={"optimizer": {**spec.optimizer, **changes}})
+    groups = [g.model_copy(update={"options": {**g.options, **changes}})
+              for g in spec.optimizer.groups]  # the changes apply to every group
+    training = spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
+        update={"groups": groups})})
     header = man.header.model_copy(update={"training": training})
     if rechain:
         return forge_bundle(out, header, states, source=_source(man, honest))

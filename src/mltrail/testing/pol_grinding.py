@@ -72,7 +72,7 @@ def grind(prover: Ledger, verifier: Ledger, bundle: str | Path, fakes: Collectio
         if route == "note":
             pub_bundle = work / f"note-{a}"
             forge_bundle(pub_bundle, man.header.model_copy(update={"note": f"attempt {a}"}),
-                         load_states(src)[1])
+                         load_states(src)[1], source=src)
         model_id = publish_model(prover, pub_bundle, name=f"grind-{os.urandom(4).hex()}",
                                  parents=[dataset])["model_id"]
         _mine(prover, dataset, delay, os.urandom(8) if route == "steer" else bytes([a]))

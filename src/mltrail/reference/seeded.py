@@ -1,24 +1,24 @@
-"""The one training step: batch order, learning-rate schedule, optimizer, loss, replay.
+"""The reference task's seeded training run: batch order, schedule, optimizer, loss.
 
-Owns :class:`TrainingSpec`, the part of a proof manifest that fixes how a step is
-computed, and :func:`run_steps`, the loop that both the prover (through the recorder or
-:func:`~mltrail.reference.train_seeded`) and the verifier run. Everything a step
-needs comes from the spec; nothing is read from checkpoint files except tensors.
-This module does no I/O and never touches the ledger.
+Owns :class:`SeededRun` (how every step of :func:`~mltrail.reference.train_seeded` is
+computed from a :class:`~mltrail.reference.TrainConfig`: a hash-seeded batch order, the
+reference schedules, SGD or Adam) and :func:`run_steps`. The audit's deterministic
+benchmark re-trains a supplier's published config with it and compares digests. It is
+not Proof-of-Learning: proofs are loop specs (:mod:`mltrail.pol.loopspec`), recorded and
+replayed by :mod:`mltrail.pol`. This module does no I/O and never touches the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from torch import nn
 
-from mltrail.errors import InputError
 from mltrail.reference.specs import (
     AdamSpec,
     CosineSchedule,
@@ -47,8 +47,8 @@ class TransformSpec(BaseModel):
     seed: int
 
 
-class TrainingSpec(BaseModel):
-    """How every step of a run is computed. Stored verbatim in the proof manifest."""
+class SeededRun(BaseModel):
+    """How every step of a seeded reference run is computed."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,7 +84,7 @@ class TrainingSpec(BaseModel):
         return v
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, n_samples: int) -> TrainingSpec:
+    def from_config(cls, cfg: TrainConfig, n_samples: int) -> SeededRun:
         return cls(arch=cfg.arch, optimizer=cfg.optimizer, schedule=cfg.schedule,
                    batch_size=cfg.batch_size, epochs=cfg.epochs, n_samples=n_samples,
                    data_seed=cfg.data_seed)
@@ -158,25 +158,7 @@ def hash_seed(*parts: int) -> int:
     return int.from_bytes(raw[:8], "little") >> 1
 
 
-def optimizer_from_spec(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The manifest form of a live optimizer's hyperparameters (read, not claimed)."""
-    g = optimizer.param_groups[0]
-    if len(optimizer.param_groups) != 1:
-        raise InputError("the recorder supports one parameter group")
-    odd = [k for k in ("dampening", "maximize", "amsgrad", "differentiable")
-           if g.get(k) not in (None, False, 0, 0.0)]
-    if odd:
-        raise InputError(f"the recorder cannot replay optimizer settings: {', '.join(odd)}")
-    if isinstance(optimizer, torch.optim.SGD):
-        return {"name": "sgd", "lr": float(g["lr"]), "momentum": float(g["momentum"]),
-                "weight_decay": float(g["weight_decay"]), "nesterov": bool(g["nesterov"])}
-    if isinstance(optimizer, torch.optim.Adam):
-        return {"name": "adam", "lr": float(g["lr"]), "betas": [float(b) for b in g["betas"]],
-                "eps": float(g["eps"]), "weight_decay": float(g["weight_decay"])}
-    raise InputError(f"the recorder supports SGD and Adam, not {type(optimizer).__name__}")
-
-
-def train_step(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
+def train_step(spec: SeededRun, model: nn.Module, opt: torch.optim.Optimizer,
                x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
     """One optimisation step on batch ``(x, y)``; returns the loss (detached)."""
     for g in opt.param_groups:
@@ -188,7 +170,7 @@ def train_step(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
     return loss.detach()
 
 
-def run_steps(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
+def run_steps(spec: SeededRun, model: nn.Module, opt: torch.optim.Optimizer,
               x: torch.Tensor, y: torch.Tensor, start: int, end: int,
               on_step: Callable[[int, torch.Tensor], None] | None = None) -> None:
     """Run global steps ``start .. end-1`` on data ``(x, y)`` in the committed order."""
@@ -199,34 +181,3 @@ def run_steps(spec: TrainingSpec, model: nn.Module, opt: torch.optim.Optimizer,
         loss = train_step(spec, model, opt, x[idx].to(dev), y[idx].to(dev), step)
         if on_step is not None:
             on_step(step, loss)
-
-
-# --------------------------------------------------------------------------- state I/O
-
-
-def optimizer_tensors(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimizer's per-parameter state keyed ``<param name>.<state key>``."""
-    out: dict[str, torch.Tensor] = {}
-    for name, p in model.named_parameters():
-        for key, val in opt.state.get(p, {}).items():
-            t = val if isinstance(val, torch.Tensor) else torch.tensor(float(val))
-            out[f"{name}.{key}"] = t.detach().to("cpu").contiguous().clone()
-    return out
-
-
-def load_optimizer_tensors(model: nn.Module, opt: torch.optim.Optimizer,
-                           tensors: Mapping[str, torch.Tensor]) -> None:
-    """Inverse of :func:`optimizer_tensors` (unknown keys are an error)."""
-    params = dict(model.named_parameters())
-    used = 0
-    for name, p in params.items():
-        state: dict[str, Any] = {}
-        for key, val in tensors.items():
-            pname, _, skey = key.rpartition(".")
-            if pname == name:
-                state[skey] = val.clone().to(p.device)
-                used += 1
-        if state:
-            opt.state[p] = state
-    if used != len(tensors):
-        raise InputError("optimizer state names parameters the model does not have")
