@@ -4,7 +4,9 @@ Owns :class:`Environment` (what the manifest header's ``env`` records: torch ver
 device, dtype, CPU thread count, deterministic-algorithm setting, TF32 on CUDA, CPU
 capability and BLAS), :func:`current` (the running process's), :func:`platform_key` (the
 part of an environment a verifier cannot change from inside its process, and TF32, which
-changes the arithmetic by orders of magnitude more than the rest) and :func:`declared` (a
+changes the arithmetic by orders of magnitude more than the rest), :func:`emulation` (a
+lower CPU capability that replay processes started with ``ATEN_CPU_CAPABILITY`` can
+reproduce, so a prover gains nothing by declaring one) and :func:`declared` (a
 context manager that sets what it can change — threads, deterministic mode and TF32 — to
 a declared environment for the duration of a replay). Which tolerance follows from two
 environments is :mod:`mltrail.pol.tolerance`'s. This module never judges a proof.
@@ -23,6 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from mltrail.errors import InputError
 
 MAX_THREADS = 256  # a declared thread count the verifier will reproduce
+# x86 kernel levels, lowest first: a process started with ATEN_CPU_CAPABILITY=<level>
+# dispatches to that level's kernels on any CPU that has a higher one
+CPU_LEVELS = ("DEFAULT", "AVX2", "AVX512")
 
 
 class Environment(BaseModel):
@@ -98,6 +103,30 @@ def check_device(device: str) -> str:
     return device
 
 
+def emulation(declared: Environment | None, device: str = "cpu") -> str | None:
+    """The ``ATEN_CPU_CAPABILITY`` value that makes a new replay process on this machine
+    run the kernels of the proof's declared CPU capability (a lower x86 level than this
+    machine's), or None when there is nothing to emulate or it cannot be."""
+    if declared is None or torch.device(device).type != "cpu":
+        return None
+    mine = str(torch.backends.cpu.get_cpu_capability())
+    want = declared.cpu_capability
+    if want == mine or want not in CPU_LEVELS or mine not in CPU_LEVELS:
+        return None
+    if CPU_LEVELS.index(want) > CPU_LEVELS.index(mine):
+        return None
+    return want.lower()
+
+
+def emulate(capability: str | None) -> None:
+    """In a fresh replay process, before its first tensor operation: run the kernels of
+    ``capability`` (torch reads ``ATEN_CPU_CAPABILITY`` once, at its first dispatch)."""
+    import os
+
+    if capability:
+        os.environ["ATEN_CPU_CAPABILITY"] = capability
+
+
 def platform_key(env: Environment) -> str:
     """What a verifier cannot set from inside its own process: torch, device, dtype,
     CPU capability and BLAS (threads and deterministic mode it sets with :func:`declared`),
@@ -115,10 +144,12 @@ def describe(env: Environment) -> str:
 
 
 @contextmanager
-def declared(env: Environment | None, device: str = "cpu") -> Iterator[Environment]:
+def declared(env: Environment | None, device: str = "cpu",
+             emulated: str | None = None) -> Iterator[Environment]:
     """Run the block with the declared thread count, deterministic mode and (on CUDA)
     TF32 setting (restored after); yields the environment a replay on ``device`` runs
-    in. ``None`` (a proof that declares none) changes nothing."""
+    in: with ``emulated`` (:func:`emulation`), that of the replay processes started with
+    it. ``None`` (a proof that declares none) changes nothing."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -129,8 +160,11 @@ def declared(env: Environment | None, device: str = "cpu") -> Iterator[Environme
         torch.set_num_threads(env.threads)
         torch.use_deterministic_algorithms(env.deterministic)
         _set_tf32(env.tf32)
+    here = current(device)
+    if emulated:
+        here = here.model_copy(update={"cpu_capability": emulated.upper()})
     try:
-        yield current(device)
+        yield here
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
