@@ -102,5 +102,5 @@ python - "$LOOP/calibration.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 print(f"{c['replays']} replays, honest error at most {c['honest_max']:.2g}; implied threshold "
-      f"{c['threshold']:.3g} (default {c['default_threshold']})")
+      f"{c['threshold']:.3g} (a proof that declares no environment: {c['default_threshold']})")
 PY

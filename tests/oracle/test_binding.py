@@ -132,3 +132,26 @@ def test_an_oracle_audits_the_claims_endpoint_never_the_requester_s(five: Any) -
     assert none is None and "claims" in why
     res = measure(None, ["agreement"], 1, claims_error=why)
     assert res.verdict == "fail" and why in res.report["error"]
+
+
+# an honest oracle's salt from a CI run (round seed 1384883528): its 64 genuine digits
+# happened to be told from public ones by the MLP detector (AUC 0.6845 > 0.6661), so the
+# oracle voted "fail" on an honest service and, with two colluders, flipped the round
+UNLUCKY_SALT = bytes.fromhex("f8e61f0389f3d77650276a81cdc92453fcd3cf766c85794956e2fde33a1a8382")
+UNLUCKY_ROUND_SEED = 1384883528
+
+
+def test_an_oracle_redraws_a_salt_whose_probes_a_detector_tells_apart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mltrail.audit.distinguish import assess_probes
+    from mltrail.oracle import probes as OP
+
+    bad = OP.draw(UNLUCKY_SALT, UNLUCKY_ROUND_SEED)
+    assert not assess_probes(bad, len(bad), [], None, seed=None)["alone"]
+    draws = iter([UNLUCKY_SALT])
+    real = os.urandom
+    monkeypatch.setattr(OP.os, "urandom", lambda n: next(draws, None) or real(n))
+    salt, ps, tries = OP.fresh_salt(UNLUCKY_ROUND_SEED)
+    assert tries == 2 and salt != UNLUCKY_SALT
+    assert OP.digest(ps) == OP.digest(OP.draw(salt, UNLUCKY_ROUND_SEED))  # checkable later
+    assert assess_probes(ps, len(ps), [], None, seed=None)["alone"]

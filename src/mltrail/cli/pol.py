@@ -423,7 +423,8 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "
          f"{sum(m['segments'] for m in res['measurements'])} replays; implied threshold "
-         f"{res['threshold']:.3g} (default in use {res['default_threshold']:.3g})")
+         f"{res['threshold']:.3g} (proofs that declare no environment: "
+         f"{res['default_threshold']:.3g})")
 
 
 @app.command(hidden=True)

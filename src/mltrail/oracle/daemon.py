@@ -17,7 +17,6 @@ contract's, and a refusal is logged, not fatal. One line is logged per finished 
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -229,8 +228,10 @@ class Daemon:
         (before commit)."""
         from mltrail.oracle import probes as OP
 
-        salt = os.urandom(32)
-        private = OP.draw(salt, req.seed)
+        salt, private, tries = OP.fresh_salt(req.seed)
+        if tries > 1:
+            self.log(f"round {req.round}: {tries - 1} private probe set(s) a detector "
+                     "could tell from real digits, redrawn")
         pdigest = OP.digest(private)
         m = self.audit(req, private)
         values = [M.to_units(n, m.values.get(n, 0.0)) if req.metrics >> i & 1 else 0

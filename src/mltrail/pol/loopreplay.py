@@ -445,9 +445,18 @@ def verify_job(job: Mapping[str, Any],
     from mltrail.pol.parallel import map_segments, segment_job
 
     exported = spec.program is not None and isinstance(dataset, ArrayDataset)
+    emulated = job.get("emulated")
+    if emulated and not exported:
+        from mltrail.pol.parallel import WorkerError
+
+        raise WorkerError(f"the proof declares CPU {emulated.upper()}, which only replay "
+                          "processes started in it reproduce, and its data (a folder) "
+                          "cannot be sent to them: verify on such a machine, or pass "
+                          "--calibration for the pair")
     for i, got in map_segments(replay, [i for i, _ in order], (lambda i: segment_job(
             i, spec, folder, dataset, states[0][0], states[i][0], states[i][1], batches, rng,
-            cks[i].step, cks[i + 1].step, device)) if exported else None, device):
+            cks[i].step, cks[i + 1].step, device)) if exported else None, device,
+            emulated):
         why = whys[i]
         (m0, o0), (m1, o1) = states[i], states[i + 1]
         if isinstance(got, str):  # the prover's proof: anything can go wrong

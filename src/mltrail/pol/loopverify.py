@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mltrail.errors import InputError, MltrailError
-from mltrail.pol import checks
+from mltrail.pol import checks, environment
 from mltrail.pol.bundle import Manifest
 from mltrail.pol.limits import MAX_SAMPLES, MAX_TOTAL_STEPS
 from mltrail.pol.loopspec import FolderData, LoopSpec, LossSpec, TensorData, source_digest
@@ -273,23 +273,30 @@ def programs(folder: Path, spec: LoopSpec) -> Check:
                         f"aten operators only; {loss}; no Python of the prover's runs")
 
 
-def child_env() -> dict[str, str]:
+def child_env(emulated: str | None = None) -> dict[str, str]:
     """The replay process's environment: the caller's, minus mltrail's and anything that
-    looks like a secret."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("MLTRAIL") and not any(w in k.upper() for w in SECRET_WORDS)}
+    looks like a secret; with ``emulated``, in that CPU capability
+    (:func:`mltrail.pol.environment.emulation`)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MLTRAIL") and not any(w in k.upper() for w in SECRET_WORDS)}
+    if emulated:
+        env["ATEN_CPU_CAPABILITY"] = emulated
+    return env
 
 
 def run_child(job: dict[str, Any], tmp: Path, timeout: float | None = None) -> dict[str, Any]:
-    """Run :mod:`mltrail.pol.loopreplay` on ``job`` in a separate, isolated process."""
-    job = {**job, "result": str(tmp / "result.json")}
+    """Run :mod:`mltrail.pol.loopreplay` on ``job`` in a separate, isolated process (in
+    the CPU capability ``job["emulated"]`` names: the whole child runs in it)."""
+    emulated = job.get("emulated")
+    job = {**job, "result": str(tmp / "result.json"), "emulated": None}
     job_file = tmp / "job.json"
     job_file.write_text(json.dumps(job))
     work = tmp / "work"
     work.mkdir(exist_ok=True)
     try:
         proc = subprocess.run([sys.executable, "-I", "-m", "mltrail.pol.loopreplay",
-                               str(job_file)], cwd=work, env=child_env(), capture_output=True,
+                               str(job_file)], cwd=work, env=child_env(emulated),
+                              capture_output=True,
                               text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"the replay process ran past {timeout} s"}
@@ -351,7 +358,8 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                "q": q, "r": r, "miss_rate": miss_rate, "forged": forged,
                "threshold": threshold, "seed": rep.verifier_seed,
                "prior": len(rep.prior_rejections), "device": device,
-               "threads": torch.get_num_threads()}
+               "threads": torch.get_num_threads(),
+               "emulated": environment.emulation(man.header.env, device)}
         if spec.trusted_code:
             result = run_child(job, tmp, timeout)
             if result.get("input_error"):

@@ -5,7 +5,9 @@ the verifications inside it use — ``mltrail pol verify --workers N [--ray ADDR
 :func:`check_workers`, and :func:`map_segments`, which the segment loop of
 :func:`mltrail.pol.loopreplay.verify_job` calls: with one worker it calls the serial
 replay in order, exactly as before; with more it hands each segment to a worker as data
-and yields the replayed tensors as each one finishes.
+and yields the replayed tensors as each one finishes. A proof that declares a lower CPU
+capability than this machine's (:func:`mltrail.pol.environment.emulation`) always goes
+to workers, started in that capability (``ATEN_CPU_CAPABILITY``), even with one worker.
 
 What a worker gets is data only (:class:`SegmentJob`): the proof's spec, the bytes of its
 exported programs (digests checked again in the worker), the states the segment starts
@@ -61,14 +63,21 @@ class Plan:
     workers: int = 1
     ray: str | None = None
     pool: Any = None  # the ProcessPoolExecutor, while the block lasts
+    emulated: str | None = None  # the CPU capability the pool's processes were started in
 
-    def executor(self) -> Any:
+    def executor(self, emulated: str | None = None) -> Any:
+        if self.pool is not None and self.emulated != emulated:
+            self.close()
         if self.pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            from mltrail.pol.environment import emulate
+
             self.pool = ProcessPoolExecutor(max_workers=self.workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=emulate, initargs=(emulated,))
+            self.emulated = emulated
         return self.pool
 
     def close(self) -> None:
@@ -239,13 +248,15 @@ def replay_job(job: SegmentJob) -> tuple[int, Replayed, str]:
 
 
 def map_segments(fn: Callable[[int], tuple[State, State]], items: Sequence[int],
-                 job: Callable[[int], SegmentJob] | None = None, device: str = "cpu"
-                 ) -> Iterator[tuple[int, Replayed]]:
+                 job: Callable[[int], SegmentJob] | None = None, device: str = "cpu",
+                 emulated: str | None = None) -> Iterator[tuple[int, Replayed]]:
     """``(i, fn(i))`` for each of ``items`` as it finishes (a failure as its one-line
     text). With one worker (or no ``job`` builder: a proof that is not exported) ``fn``
-    runs here, in order; else each ``job(i)`` is replayed by a worker (see module doc)."""
+    runs here, in order; else each ``job(i)`` is replayed by a worker (see module doc).
+    ``emulated`` (:func:`mltrail.pol.environment.emulation`): every segment goes to
+    workers started in that CPU capability, even with one worker."""
     plan = current()
-    if plan.workers == 1 or job is None or len(items) < 2:
+    if job is None or (emulated is None and (plan.workers == 1 or len(items) < 2)):
         for i in items:
             try:
                 yield i, fn(i)
@@ -254,9 +265,10 @@ def map_segments(fn: Callable[[int], tuple[State, State]], items: Sequence[int],
         return
     from mltrail.pol import environment
 
-    here = environment.platform_key(environment.current(device))
+    with environment.declared(None, device, emulated) as here_env:
+        here = environment.platform_key(here_env)
     runner = _ray_map if plan.ray is not None else _process_map
-    for i, got, platform in runner(plan, job, items):
+    for i, got, platform in runner(plan, job, items, emulated):
         if platform != here:
             raise WorkerError(f"a replay worker runs on another platform ({platform}) than "
                              f"this verifier ({here}): its replay would not be exact; "
@@ -269,8 +281,8 @@ def _died(exc: BaseException) -> WorkerError:
                       [:300] + ": nothing judged; rerun with --workers 1")
 
 
-def _process_map(plan: Plan, job: Callable[[int], SegmentJob], items: Sequence[int]
-                 ) -> Iterator[tuple[int, Replayed, str]]:
+def _process_map(plan: Plan, job: Callable[[int], SegmentJob], items: Sequence[int],
+                 emulated: str | None) -> Iterator[tuple[int, Replayed, str]]:
     from concurrent.futures import FIRST_COMPLETED, Future, wait
 
     pending = list(items)
@@ -278,7 +290,7 @@ def _process_map(plan: Plan, job: Callable[[int], SegmentJob], items: Sequence[i
     try:
         while pending or running:
             while pending and len(running) < plan.workers:  # n segments' tensors in flight
-                running.add(plan.executor().submit(replay_job, job(pending.pop(0))))
+                running.add(plan.executor(emulated).submit(replay_job, job(pending.pop(0))))
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for f in done:
                 try:
@@ -290,13 +302,14 @@ def _process_map(plan: Plan, job: Callable[[int], SegmentJob], items: Sequence[i
         raise
 
 
-def _ray_map(plan: Plan, job: Callable[[int], SegmentJob], items: Sequence[int]
-             ) -> Iterator[tuple[int, Replayed, str]]:
+def _ray_map(plan: Plan, job: Callable[[int], SegmentJob], items: Sequence[int],
+             emulated: str | None) -> Iterator[tuple[int, Replayed, str]]:
     import ray
 
     if not ray.is_initialized():
         raise WorkerError("--ray: not connected to a cluster (use mltrail.pol.parallel.workers)")
-    remote = ray.remote(num_cpus=1, max_retries=0)(replay_job)
+    env: dict[str, Any] = {"env_vars": {"ATEN_CPU_CAPABILITY": emulated}} if emulated else {}
+    remote = ray.remote(num_cpus=1, max_retries=0, runtime_env=env)(replay_job)
     pending = list(items)
     running: list[Any] = []
     while pending or running:
