@@ -105,9 +105,8 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     man = read_manifest(folder)
     environment.check_device(device)
     declared = man.header.env
-    # a loop proof's replay processes can run the declared (lower) CPU capability's kernels
-    emulated = environment.emulation(declared, device) \
-        if isinstance(man.header.training, LoopSpec) else None
+    # the replay processes can run the declared (lower) CPU capability's kernels
+    emulated = environment.emulation(declared, device)
     with environment.declared(declared, device, emulated) as here:
         tol = decide(declared, here, override=threshold, calibration=calibration)
         return _verify(folder, man, data, tol, here, q=q, r=r, miss_rate=miss_rate,
