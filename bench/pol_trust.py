@@ -13,9 +13,18 @@ rate is over ``seeds`` seeds on a loaded 2-core machine in a few minutes:
   c·0.1 and optimizer state c·0.3 of each segment's update), weights only, optimizer
   only, and only in the segments least likely to be drawn; acceptance over verifier
   seeds now, and under the old 0.1 threshold for contrast; how close each got;
+* ``foreign_cpu``: a proof recorded, and drifted, in a process running the kernels of
+  the CPU level below this machine's, verified here with the default emulation and,
+  for contrast, with emulation off and a ``pol calibrate`` row at its 1e-3 floor;
 * ``grinding``: the three re-publication routes of :mod:`mltrail.testing.pol_grinding`
   on the embedded ledger, against the default verifier (secret, publications counted)
-  and, for contrast, the public rule alone.
+  and, for contrast, the public rule alone;
+* ``patching``: a poisoned final model with code that patches the replay
+  (:mod:`mltrail.testing.pol_patching`: in the pinned module, or in the ``--code``
+  folder's start-up hooks), exported and in trusted-code mode, and whether an accepted
+  verdict moves the model to ``verified`` on chain.
+
+``--sections`` (``bench/pol.py``) picks some of them.
 """
 
 from __future__ import annotations
@@ -133,13 +142,83 @@ def bench_drift(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dict
     return out
 
 
-def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> dict[str, Any]:
+FOREIGN = """
+import sys, torch
+from pathlib import Path
+from mltrail.pol.reftask import record_reference
+from mltrail.reference import load_digits_tensors
+from mltrail.testing.pol_drift import drift_proof
+from mltrail.testing.pol_forgeries import load_states
+
+torch.set_num_threads(1)
+run, fracs, tmp = eval(sys.argv[1]), eval(sys.argv[2]), Path(sys.argv[3])
+d = load_digits_tensors()
+x, y = d.x_train, d.y_train
+record_reference(tmp / "foreign-honest", x, y, k=1, seed=100, **run)
+record_reference(tmp / "foreign-stolen", x, y, k=22, seed=200, **run)
+stolen = load_states(tmp / "foreign-stolen")[1][-1][0]
+for w in fracs:
+    drift_proof(tmp / f"foreign-drift-{w:g}", tmp / "foreign-honest", stolen, x, y,
+                weight_frac=w, optim_frac=3 * w)
+"""
+FOREIGN_FRACS = (1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 1e-2)
+
+
+def bench_foreign_cpu(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path
+                      ) -> dict[str, Any]:
+    """A proof recorded (and drifted, by a forger at the same level) in a process running
+    the kernels of the CPU level below this machine's, verified here: with the
+    verifier's emulation (the default), and with it switched off and a ``pol calibrate``
+    row at its floor (1e-3 weights, 3e-3 optimizer) for the pair instead."""
+    import os
+    import subprocess
+    import sys
+
+    from mltrail.pol import environment
+    from mltrail.pol.bundle import read_manifest
+    from mltrail.pol.environment import CPU_LEVELS, current, platform_key
+
+    mine = str(torch.backends.cpu.get_cpu_capability())
+    if mine not in CPU_LEVELS[1:]:
+        return {"skipped": f"CPU {mine}: no lower x86 level to record in"}
+    lower = CPU_LEVELS[CPU_LEVELS.index(mine) - 1]
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": lower.lower(), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", FOREIGN, repr(RUN), repr(FOREIGN_FRACS), str(tmp)],
+                   check=True, env=env)
+    honest = tmp / "foreign-honest"
+    declared = read_manifest(honest).header.env
+    assert declared is not None and declared.cpu_capability == lower
+    row = {"recorded": platform_key(declared), "replayed": platform_key(current()),
+           "threshold": 1e-3, "optim_threshold": 3e-3, "replays": 0}
+    stolen = load_states(tmp / "foreign-stolen")[1][-1][0]
+    hfinal = load_states(honest)[1][-1][0]
+    real = environment.emulation
+    cases: dict[str, Any] = {}
+    for name, b in [("honest", honest)] + [(f"drift w={w:g}, optimizer {3 * w:g}",
+                                            tmp / f"foreign-drift-{w:g}")
+                                           for w in FOREIGN_FRACS]:
+        now = [verify_bundle(b, (x, y), seed=s) for s in range(seeds)]
+        try:
+            environment.emulation = lambda *_a, **_k: None  # a verifier without it
+            off = [verify_bundle(b, (x, y), seed=s, calibration=[row])
+                   for s in range(seeds)]
+        finally:
+            environment.emulation = real
+        cases[name] = {
+            "accepted_emulated": _rate([r.accepted for r in now]),
+            "max_error_emulated": max(r.max_error for r in now),
+            "accepted_calibrated_1e-3": _rate([r.accepted for r in off]),
+            "max_error_calibrated": max(r.max_error for r in off),
+            "reached": closeness(load_states(b)[1][-1][0], stolen, hfinal, ARCH, x)}
+    return {"recorded_at": lower, "verifier": mine, "seeds": seeds,
+            "segments": len(read_manifest(honest).checkpoints()) - 1, "cases": cases}
+
+
+def _chain(tmp: Path) -> tuple[Any, Any]:
+    """An embedded ledger with a prover (data steward, model developer) and a verifier."""
     from mltrail.identity import create_identity
     from mltrail.ledger.client import Ledger
     from mltrail.ledger.setup import init_home
-    from mltrail.pol.onchain import ledger_anchor
-    from mltrail.pol.workflows import TrainRequest, _register_data
-    from mltrail.testing.pol_grinding import ROUTES, grind
 
     home = init_home(tmp / "chain" / ".mltrail", password="pw")
     with Ledger.open(home, identity="admin", password="pw") as admin:
@@ -148,61 +227,134 @@ def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path) -> d
             addr = create_identity(home, name, "pw")
             for role in roles:
                 admin.grant_role(addr, role)
-    mallory = Ledger.open(home, identity="mallory", password="pw")
-    victor = Ledger.open(home, identity="victor", password="pw")
-    try:
-        from mltrail.pol.loop import ledger_init
-        from mltrail.pol.loopdata import ArrayDataset, commit
-        from mltrail.reference import build_model
+    return (Ledger.open(home, identity="mallory", password="pw"),
+            Ledger.open(home, identity="victor", password="pw"))
 
-        data = ArrayDataset.of({"x": x, "y": y})
-        digest = commit(data, pin_transform=False)[0].digest
-        ds = _register_data(mallory, TrainRequest(out=tmp, name="grind"), digest)
-        honest = tmp / "grind-honest"
-        record_reference(honest, x, y, k=1, seed=300, anchor=ledger_anchor(mallory, ds),
-                         ledger_args=ledger_init(mallory, ds, build_model(ARCH), data), **RUN)
-        segs = len(load_states(honest)[0].checkpoints()) - 1
-        fakes = least_likely(honest, -(-segs // 10))
-        stolen = {k: torch.zeros_like(v) for k, v in load_states(honest)[1][-1][0].items()}
-        out: dict[str, Any] = {"segments": segs, "fakes": fakes, "miss_rate": MISS,
-                               "forged": 0.1, "max_publications": ATTEMPTS, "routes": {},
-                               "note": "each campaign forges its own final weights (a "
-                                       "slightly different drift), so campaigns do not "
-                                       "count as publications of each other's weights"}
-        n_forged = 0
-        for route in ROUTES:
-            for secret, n in ((True, seeds), (False, min(seeds, 10))):
+
+def bench_patching(seeds: int, mallory: Any, victor: Any, tmp: Path,
+                   provers: int = 5) -> dict[str, Any]:
+    """Issue 18's third attack: a poisoned final model with code that patches the replay
+    (:mod:`mltrail.testing.pol_patching`), in the pinned module or in the ``--code``
+    folder's start-up hooks, recorded exported and in trusted-code mode; ``seeds``
+    verifications per case (``provers`` proofs, the rest verifier seeds). Trusted-code
+    proofs are published, and every accepted verdict goes through ``record_verdict``."""
+    from mltrail.pol.loopdata import tensors_of
+    from mltrail.pol.onchain import publish_model, record_verdict
+    from mltrail.testing import pol_patching as pp
+    from mltrail.testing.pol_userloops import tabular_data
+
+    per = -(-seeds // provers)
+    rows: dict[str, dict[str, Any]] = {}
+    for p in range(provers):
+        data = tensors_of(tabular_data(n=64, seed=p))
+        assert data is not None
+        for where in ("module", "folder"):
+            for trusted in (False, True):
+                case = f"{where}, {'trusted code' if trusted else 'exported'}"
+                row = rows.setdefault(case, {"accepted": [], "verified": [], "ran": [],
+                                             "seconds": 0.0})
+                canary, tag = tmp / f"canary-{where}-{trusted}-{p}", f"{where}-{trusted}-{p}"
+                if where == "module":
+                    folder = tmp / f"patch-code-{tag}"
+                    b = pp.patched_module(tmp / f"patch-{tag}", folder, p, canary,
+                                          trusted_code=trusted)
+                else:
+                    b, folder = pp.patched_folder(tmp / f"patch-{tag}",
+                                                  tmp / f"patch-code-{tag}", p, canary,
+                                                  trusted_code=trusted)
+                model_id = publish_model(mallory, b, name=f"patched-{tag}")["model_id"]
                 t0 = time.perf_counter()
-                res = []
-                for _ in range(n):
-                    forged = tmp / f"grind-forged-{n_forged}"
-                    drift_proof(forged, honest, stolen, x, y,
-                                weight_frac=0.05 + 1e-4 * n_forged, segments=fakes)
-                    n_forged += 1
-                    res.append(grind(mallory, victor, forged, fakes, (x, y), ds,
-                                     tmp / f"g-{n_forged}", route=route, attempts=ATTEMPTS,
-                                     secret=secret, miss_rate=MISS))
-                key = f"{route}{'' if secret else ' (public rule only, old)'}"
-                out["routes"][key] = {
-                    "accepted": _rate([r["accepted"] for r in res]), "campaigns": n,
-                    "mean_publications": round(sum(r["publications"] for r in res) / n, 2),
-                    "seconds": round(time.perf_counter() - t0, 1)}
-        return out
-    finally:
-        mallory.close()
-        victor.close()
+                for s in range(per):
+                    rep = verify_bundle(b, data, code_paths=[str(folder)], seed=1000 * p + s,
+                                        trusted_code=trusted)
+                    row["accepted"].append(rep.accepted)
+                    row["ran"].append(canary.exists())
+                    if rep.accepted:  # what pol verify --model would record (no override)
+                        rec = record_verdict(victor, model_id, rep, allow_unseeded=True)
+                        row["verified"].append(bool(rec["recorded"]))
+                    else:
+                        row["verified"].append(False)
+                row["seconds"] += time.perf_counter() - t0
+    return {"provers": provers, "verifications_per_case": per * provers,
+            "note": "final model poisoned; the patch returns the bundle's next checkpoint "
+                    "as every replay; 'verified' = moved to verified on chain without "
+                    "--accept-trusted-code (--allow-unseeded given)",
+            "cases": {case: {"accepted": _rate(r["accepted"]),
+                             "moved_to_verified": _rate(r["verified"]),
+                             "patch_ran": _rate(r["ran"]), "n": len(r["accepted"]),
+                             "seconds": round(r["seconds"], 1)}
+                      for case, r in rows.items()}}
 
 
-def bench_trust(seeds: int) -> dict[str, Any]:
+def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path,
+                   mallory: Any, victor: Any) -> dict[str, Any]:
+    from mltrail.pol.loop import ledger_init
+    from mltrail.pol.loopdata import ArrayDataset, commit
+    from mltrail.pol.onchain import ledger_anchor
+    from mltrail.pol.workflows import TrainRequest, _register_data
+    from mltrail.reference import build_model
+    from mltrail.testing.pol_grinding import ROUTES, grind
+
+    data = ArrayDataset.of({"x": x, "y": y})
+    digest = commit(data, pin_transform=False)[0].digest
+    ds = _register_data(mallory, TrainRequest(out=tmp, name="grind"), digest)
+    honest = tmp / "grind-honest"
+    record_reference(honest, x, y, k=1, seed=300, anchor=ledger_anchor(mallory, ds),
+                     ledger_args=ledger_init(mallory, ds, build_model(ARCH), data), **RUN)
+    segs = len(load_states(honest)[0].checkpoints()) - 1
+    fakes = least_likely(honest, -(-segs // 10))
+    stolen = {k: torch.zeros_like(v) for k, v in load_states(honest)[1][-1][0].items()}
+    out: dict[str, Any] = {"segments": segs, "fakes": fakes, "miss_rate": MISS,
+                           "forged": 0.1, "max_publications": ATTEMPTS, "routes": {},
+                           "note": "each campaign forges its own final weights (a "
+                                   "slightly different drift), so campaigns do not "
+                                   "count as publications of each other's weights"}
+    n_forged = 0
+    for route in ROUTES:
+        for secret, n in ((True, seeds), (False, seeds)):
+            t0 = time.perf_counter()
+            res = []
+            for _ in range(n):
+                forged = tmp / f"grind-forged-{n_forged}"
+                drift_proof(forged, honest, stolen, x, y,
+                            weight_frac=0.05 + 1e-4 * n_forged, segments=fakes)
+                n_forged += 1
+                res.append(grind(mallory, victor, forged, fakes, (x, y), ds,
+                                 tmp / f"g-{n_forged}", route=route, attempts=ATTEMPTS,
+                                 secret=secret, miss_rate=MISS))
+            key = f"{route}{'' if secret else ' (public rule only, old)'}"
+            out["routes"][key] = {
+                "accepted": _rate([r["accepted"] for r in res]), "campaigns": n,
+                "mean_publications": round(sum(r["publications"] for r in res) / n, 2),
+                "seconds": round(time.perf_counter() - t0, 1)}
+    return out
+
+
+SECTIONS = ("noise_floor", "honest", "drift", "foreign_cpu", "grinding", "patching")
+
+
+def bench_trust(seeds: int, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
     d = load_digits_tensors()
     x, y = d.x_train, d.y_train
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name, pinned_threads(1):
         tmp = Path(tmp_name)
-        out["noise_floor"] = bench_noise(x, y, tmp)
-        out["honest"] = bench_honest(seeds, x, y, tmp)
-        out["drift"] = bench_drift(seeds, x, y, tmp)
-        out["grinding"] = bench_grinding(seeds, x, y, tmp)
+        for name, fn in (("noise_floor", lambda: bench_noise(x, y, tmp)),
+                         ("honest", lambda: bench_honest(seeds, x, y, tmp)),
+                         ("drift", lambda: bench_drift(seeds, x, y, tmp)),
+                         ("foreign_cpu", lambda: bench_foreign_cpu(seeds, x, y, tmp))):
+            if name in sections:
+                out[name] = fn()
+        if {"grinding", "patching"} & set(sections):
+            mallory, victor = _chain(tmp)
+            try:
+                if "grinding" in sections:
+                    out["grinding"] = bench_grinding(seeds, x, y, tmp, mallory, victor)
+                if "patching" in sections:
+                    out["patching"] = bench_patching(seeds, mallory, victor, tmp)
+            finally:
+                mallory.close()
+                victor.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out

@@ -18,6 +18,7 @@ from mltrail.provenance.digest import save_state_dict
 from mltrail.reference import pinned_threads
 from mltrail.testing import pol_export_adversaries as xadv
 from mltrail.testing import pol_loop_adversaries as adv
+from mltrail.testing import pol_patching
 from mltrail.testing import pol_userloops as loops
 
 
@@ -61,6 +62,41 @@ def test_no_prover_code_runs_and_a_patching_code_folder_is_inert(mlp: Path, tmp_
     assert "no Python of the prover's runs" in next(
         c["detail"] for c in out["checks"] if c["name"] == "program")
     assert not canary.exists()
+
+
+@pytest.mark.parametrize("where", ["module", "folder"])
+def test_code_that_patches_the_replay_runs_only_where_the_verifier_trusts_code(
+        where: str, tmp_path: Path) -> None:
+    """Issue 18's third attack: a poisoned final model, and code that makes every replay
+    return the bundle's next checkpoint. Exported, it never runs and the final segment
+    rejects; in trusted-code mode a patching *pinned module* does run and is accepted
+    (what the mode's label and the on-chain override are for), while start-up hooks and
+    shadowing packages in the --code folder stay inert there too."""
+    from mltrail.pol.loopdata import tensors_of
+
+    tensors = tensors_of(loops.tabular_data(n=64, seed=3))
+    assert tensors is not None
+    for trusted in (False, True):
+        canary = tmp_path / f"canary-{trusted}"
+        with pinned_threads(1):
+            if where == "module":
+                folder = tmp_path / f"code-{trusted}"
+                bundle = pol_patching.patched_module(tmp_path / f"p-{trusted}", folder, 3,
+                                                     canary, trusted_code=trusted)
+            else:
+                bundle, folder = pol_patching.patched_folder(
+                    tmp_path / f"p-{trusted}", tmp_path / f"code-{trusted}", 3, canary,
+                    trusted_code=trusted)
+        rep = mltrail.verify_bundle(bundle, tensors, code_paths=[str(folder)], seed=5,
+                                    trusted_code=trusted)
+        patched = trusted and where == "module"
+        assert canary.exists() == patched
+        if patched:
+            assert rep.verdict == "accepted" and rep.max_error == 0.0 and rep.trusted_code
+        else:
+            assert rep.verdict == "rejected", rep.reasons
+            last = max(rep.segments, key=lambda seg: seg.end_step)
+            assert last.end_step == 12 and last.error > 0.5 and not last.ok
 
 
 def test_trusted_code_is_explicit_and_missing_code_is_input_error(tmp_path: Path,

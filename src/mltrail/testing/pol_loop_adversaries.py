@@ -66,10 +66,11 @@ def write_module(folder: Path, name: str, source: str) -> str:
 
 
 def record_user_module(out: Path, folder: Path, module: str, *, seed: int, epochs: int = 3,
-                       k: int = 1, lr_boost: dict[int, float] | None = None, n: int = 64
-                       ) -> Path:
+                       k: int = 1, lr_boost: dict[int, float] | None = None, n: int = 64,
+                       trusted_code: bool = True) -> Path:
     """Record the tabular loop with ``module``'s model and loss (SGD + momentum, a step
-    schedule); ``lr_boost`` multiplies the rate of given steps (a lie the files hide)."""
+    schedule); ``lr_boost`` multiplies the rate of given steps (a lie the files hide).
+    ``trusted_code=False`` exports the model and the loss instead of pinning them."""
     import importlib
 
     if str(folder) not in sys.path:
@@ -82,8 +83,9 @@ def record_user_module(out: Path, folder: Path, module: str, *, seed: int, epoch
     loader = DataLoader(tabular_data(n=n, seed=seed), batch_size=16, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     with record_loop(out, model, opt, loader, model_factory=f"{module}:make_model",
-                     loss=f"{module}:loss", scheduler=sched, epochs=epochs, k=k,
-                     init_seed=seed, code_paths=[str(folder)], trusted_code=True) as rec:
+                     loss=f"{module}:loss" if trusted_code else mod.loss, scheduler=sched,
+                     epochs=epochs, k=k, init_seed=seed, code_paths=[str(folder)],
+                     trusted_code=trusted_code) as rec:
         for _ in range(epochs):
             for xb, yb in rec.loader:
                 boost = (lr_boost or {}).get(rec.steps_done, 1.0)
