@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dpkit import digits_dataset, mlp, save_data, sgd
 from mltrail.distributed.coordinator import Options, train_distributed
@@ -93,6 +94,34 @@ def test_byzantine_worker_caught_excluded_on_ledger_and_proof_verified(
     assert kept["caught"] == []
     res = verify(tmp_path / "kept")
     assert res.code == 1, res.out + res.err
+
+
+def test_a_worker_caught_after_unchecked_updates_restarts_the_run_without_it(
+        ray_local, tmp_path: Path) -> None:
+    """Worker 2's first update is accepted unchecked and its second caught: that first
+    update is in the model and a whole-segment replay would reject the proof, so the
+    coordinator trains again from the start without worker 2; the proof then verifies
+    with error exactly 0. (Zeros digest alike on every machine, so the secret below gives
+    the same draws everywhere.)"""
+    from mltrail.distributed import polapi
+    from mltrail.distributed.spotcheck import Challenger
+    from mltrail.pol.verifier import verify_bundle
+
+    zeros = polapi.digest_state_dict({n: torch.zeros_like(t)
+                                      for n, t in mlp().state_dict().items()})
+    secret = next(s for s in (bytes([i]) * 32 for i in range(256))
+                  if Challenger(s).draw(0, 2, zeros) >= 0.5 > Challenger(s).draw(1, 2, zeros))
+    model = mlp()
+    opts = Options(workers=3, batch_size=16, epochs=2, k=3, seed=1, spot_check=0.5)
+    summary = train_distributed(tmp_path / "p", model, sgd(model), digits_dataset(N),
+                                loss="cross_entropy", opts=opts, secret=secret,
+                                behaviours={2: adv.ZeroUpdate()}, pool=ray_local)
+    assert summary["restarts"] == [{"worker": 2, "caught_round": 1, "unchecked_rounds": [0]}]
+    assert [c["worker"] for c in summary["caught"]] == [2] and summary["excluded"] == [2]
+    ds = digits_dataset(N)
+    rep = verify_bundle(tmp_path / "p", {"x": ds.tensors[0], "y": ds.tensors[1]}, seed=0,
+                        q=2, r=4)
+    assert rep.verdict == "accepted" and rep.max_error == 0.0, rep.reasons
 
 
 @pytest.mark.parametrize("seed", [3, 4])

@@ -13,6 +13,13 @@ and, with a ledger, anchors the evidence (:mod:`.evidence`). The accepted gradie
 averaged (weighted by shard size), the optimizer (and scheduler) step runs here, and the
 global trajectory is recorded by the ordinary loop recorder into ONE bundle. It never
 trusts a worker's digest, index list or state claim without checking it.
+
+A worker caught after some of its updates were accepted unchecked has put updates into
+the model that nobody replayed (and that the proof's verifier, which replays whole
+segments, would reject): the coordinator then abandons the partial proof and trains
+again from the start without that worker (its exclusion and evidence stay; the summary
+lists the restart), so the one proof it writes holds only updates of workers never
+caught.
 """
 
 from __future__ import annotations
@@ -157,6 +164,14 @@ def _reachable(address: str) -> None:
                          ) from None
 
 
+class _Restart(Exception):
+    """A worker caught after updates of its were accepted unchecked (see the module doc)."""
+
+    def __init__(self, entry: dict[str, Any], unchecked: list[int]) -> None:
+        super().__init__(f"worker {entry['worker']} caught at round {entry['round']}")
+        self.entry, self.unchecked = entry, unchecked
+
+
 @dataclass
 class _Round:
     accepted: list[tuple[int, list[int], polapi.State]] = field(default_factory=list)
@@ -197,15 +212,46 @@ def train_distributed(out: str | Path, model: torch.nn.Module,
     if pool is None:
         connect(opts.address, max(1, math.ceil(opts.workers * opts.worker_cpus)))
     fresh = not out.exists()
+    start = ({k: v.detach().clone() for k, v in model.state_dict().items()},
+             optimizer.state_dict(), scheduler.state_dict() if scheduler is not None else None)
+    excluded: dict[int, dict[str, Any]] = {}
+    restarts: list[dict[str, Any]] = []
     try:
-        return _train(out, model, optimizer, tensors, shards, loader, feed, loss=loss,
-                      opts=opts, scheduler=scheduler, scheduler_every=scheduler_every,
-                      behaviours=behaviours, ledger=ledger, secret=secret,
-                      progress=progress, pool=pool)
+        while True:
+            try:
+                summary = _train(out, model, optimizer, tensors, shards, loader, feed,
+                                 loss=loss, opts=opts, scheduler=scheduler,
+                                 scheduler_every=scheduler_every, behaviours=behaviours,
+                                 ledger=ledger, secret=secret, progress=progress, pool=pool,
+                                 excluded=frozenset(excluded))
+            except _Restart as again:  # from the start, without the worker
+                excluded[again.entry["worker"]] = again.entry
+                restarts.append({"worker": again.entry["worker"],
+                                 "caught_round": again.entry["round"],
+                                 "unchecked_rounds": again.unchecked})
+                _reset(out, fresh, model, optimizer, scheduler, start)
+                continue
+            summary["caught"] = [*excluded.values(), *summary["caught"]]
+            summary["restarts"] = restarts
+            return summary
     except BaseException:
         if fresh:  # nothing half-written: a run that did not finish leaves no folder
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _reset(out: Path, fresh: bool, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: Any, start: tuple[dict[str, torch.Tensor], dict[str, Any], Any]
+           ) -> None:
+    """Back to the state before the first round: the partial proof removed (the folder
+    kept if it was there before, empty), model, optimizer and scheduler restored."""
+    shutil.rmtree(out, ignore_errors=True)
+    if not fresh:
+        out.mkdir(parents=True)
+    model.load_state_dict(start[0])
+    optimizer.load_state_dict(start[1])
+    if scheduler is not None:
+        scheduler.load_state_dict(start[2])
 
 
 def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -213,7 +259,8 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
            loader: DataLoader[Any], feed: _Feed, *, loss: Any, opts: Options,
            scheduler: Any, scheduler_every: str, behaviours: Mapping[int, Behaviour] | None,
            ledger: Any, secret: bytes | None, progress: Callable[[int, int], None] | None,
-           pool: Sequence[Any] | None) -> dict[str, Any]:
+           pool: Sequence[Any] | None, excluded: frozenset[int] = frozenset()
+           ) -> dict[str, Any]:
     import ray
 
     steps = len(shards[0])
@@ -243,7 +290,8 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     tols = [polapi.tolerance(e) for e in envs]
     stack = ExitStack()  # the coordinator steps in the workers' declared environment
     stack.enter_context(polapi.declare_environment(rec, envs))
-    active = set(range(opts.workers))
+    active = set(range(opts.workers)) - excluded
+    unchecked: dict[int, list[int]] = {}  # rounds whose update of worker j nobody replayed
     caught: list[dict[str, Any]] = []
     log: list[dict[str, Any]] = []
     checks = 0
@@ -291,6 +339,8 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                                     "ok": ok, "record_ok": honest_record})
                     if ok:
                         rnd.accepted.append((j, idx, upd))
+                        if not check:
+                            unchecked.setdefault(j, []).append(t)
                         continue
                     claim = {"round": t, "worker": j, "indices": idx, "state": sdig,
                              "update": digest}
@@ -300,6 +350,8 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     if ledger is not None and opts.exclude:
                         entry["ledger"] = record_exclusion(ledger, str(opts.dataset_id), ev)
                     caught.append(entry)
+                    if opts.exclude and unchecked.get(j):
+                        raise _Restart(entry, unchecked[j])
                     if opts.exclude:
                         active.discard(j)
                     else:
@@ -331,6 +383,7 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         "tolerance": tols[0].as_dict() if tols else None,
         "checks": checks, "caught": caught, "excluded": sorted(set(range(opts.workers))
                                                                - active),
+        "restarts": [],
         "challenge": {"commitment": challenger.commitment, "secret": challenger.secret.hex()},
         "header_digest": spec_digest, "wall_s": wall, "replay_s": replay_s,
         "final_model": rec.manifest.final_model}

@@ -11,6 +11,8 @@ catches it: only a replay can). What each one exploits:
   tolerance-based comparison; only an exact one sees it);
 * :class:`StaleUpdate` — its previous round's gradient, computed on an older state
   (a lazy worker that computes every other round);
+* :class:`ZeroUpdate` — zeros, computing nothing (a lazy worker; what it sends, and so
+  the coordinator's draw for it under a given secret, is the same on every machine);
 * :class:`FreeRider` — another worker's update (bit-identical to what the victim sends:
   the shards are public, so it recomputes the victim's instead of its own);
 * :class:`RareCheater` — honest except on a few rounds (a share ``rate``, chosen from its
@@ -61,6 +63,12 @@ class ScaledUpdate:
     def update(self, ctx: Context, round_: int, indices: Sequence[int], state: State,
                honest: State) -> State:
         return {n: t * self.scale for n, t in honest.items()}
+
+
+class ZeroUpdate:
+    def update(self, ctx: Context, round_: int, indices: Sequence[int], state: State,
+               honest: State) -> State:
+        return {n: torch.zeros_like(t) for n, t in honest.items()}
 
 
 class StaleUpdate:
