@@ -83,8 +83,10 @@ def train_distributed(
         where = f"; on the ledger (tx {c['ledger']['tx_hash']})" if "ledger" in c else ""
         lines.append(f"  [bold red]worker {c['worker']} caught[/] at round {c['round']} "
                      f"and excluded; evidence {c['evidence']}{where}")
-    lines += [f"  restarted from round 0 without worker {r['worker']}: its updates of rounds "
-              f"{', '.join(map(str, r['unchecked_rounds']))} had been accepted unchecked"
+    lines += [f"  restarted from round 0 without worker {r['worker']}: it had been caught "
+              f"after {len(r['unchecked_rounds'])} update(s) of its went in unchecked (rounds "
+              f"{', '.join(map(str, r['unchecked_rounds'][:8]))}"
+              f"{', …' if len(r['unchecked_rounds']) > 8 else ''})"
               for r in result.get("restarts", [])] or ([] if caught else ["  no worker caught"])
     emit(result, as_json, "\n".join(lines))
 
