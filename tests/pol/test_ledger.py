@@ -137,6 +137,20 @@ def test_forged_proof_is_rejected_on_the_ledger_and_resubmission_is_seen(
     once = plan(man, states, 1, None, 0.01, 0.1, 0, prior=0)[2]
     twice = plan(man, states, 1, None, 0.01, 0.1, 0, prior=len(prior2))[2]
     assert twice["effective_miss_rate"] == pytest.approx(0.005) and twice["r"] >= once["r"]
+    # alice publishes her honest proof of these weights again: every earlier publication
+    # counts, the rejected forgery and the abandoned, never verified re-submission too (a
+    # grinder walks away from publications), so the miss rate is halved for each
+    alice = led["alice"]
+    third = publish_model(alice, bundle, name="cnn-again", parents=[ds_id])
+    alice.anchor(ds_id, b"\3" * 32, 1)
+    ch3, prior3, others3 = public_challenge(victor, third["model_id"])
+    assert prior3 == [pub["model_id"]] and {pub["model_id"], again["model_id"]} <= set(others3)
+    rep3 = verify_bundle(bundle_for(victor, third["model_id"]), digits, challenge=ch3,
+                         prior_rejections=prior3, publications=others3, ledger=victor,
+                         expected_model=third["content_digest"])
+    assert rep3.accepted, rep3.reasons
+    counted = len(set(prior3) | set(others3))
+    assert counted == 3 and rep3.r_rule["effective_miss_rate"] == pytest.approx(0.01 / 8)
 
 
 def test_anchors_claimed_but_not_on_chain_are_rejected(chain, trained, digits, tmp_path):

@@ -357,7 +357,8 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
         job = {"bundle": str(folder.resolve()), "data": where[0], "code_paths": paths,
                "q": q, "r": r, "miss_rate": miss_rate, "forged": forged,
                "threshold": threshold, "seed": rep.verifier_seed,
-               "prior": len(rep.prior_rejections), "device": device,
+               "prior": len(set(rep.prior_rejections) | set(rep.publications)),
+               "device": device,
                "threads": torch.get_num_threads(),
                "emulated": environment.emulation(man.header.env, device)}
         if spec.trusted_code:
