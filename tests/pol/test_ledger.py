@@ -207,3 +207,21 @@ def test_dispute_plain_copy_has_no_chronology_of_its_own(chain, trained, digits)
     none = settle([Claim(claimant=mallory, bundle=None)], digits, pub["content_digest"],
                   ledger=None)
     assert none.winner is None
+
+
+def test_dispute_a_claimant_who_published_twice_is_not_tied_with_itself(
+        chain, trained, digits) -> None:
+    """Two publications of alice's, anchored by the same epoch roots: alice wins, no tie."""
+    _, led = chain
+    bundle, _, pub = trained
+    alice = led["alice"].address
+    claims = [Claim(claimant=alice, bundle=bundle, model_id="again", registered_block=90),
+              Claim(claimant=alice.lower(), bundle=bundle, model_id="first",
+                    registered_block=12)]
+    d = settle(claims, digits, pub["content_digest"], ledger=led["victor"], q=1, r=0)
+    assert claims[0].first_anchor == claims[1].first_anchor is not None
+    assert d.winner is not None and d.winner.model_id == "first", d.reasoning
+    assert not any("tie" in line for line in d.reasoning)
+    claims[1].claimant = led["mallory"].address  # a rival at the same block is a tie
+    d = settle(claims, digits, pub["content_digest"], ledger=None, q=1, r=0)
+    assert d.winner is None or d.winner.claimant == alice

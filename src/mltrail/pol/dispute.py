@@ -71,6 +71,10 @@ def _chronology(claim: Claim, epochs: int) -> None:
         claim.first_anchor = first[0].block
 
 
+def _same(a: Claim, b: Claim) -> bool:
+    return a.claimant.lower() == b.claimant.lower()
+
+
 def settle(claims: list[Claim], data: tuple[torch.Tensor, torch.Tensor], model_digest: str,
            *, ledger: Ledger | None, q: int = 1, r: int = 1,
            threshold: float | None = None, names: dict[str, str] | None = None) -> Decision:
@@ -104,24 +108,27 @@ def settle(claims: list[Claim], data: tuple[torch.Tensor, torch.Tensor], model_d
             why.append(f"- {c.label}: proof accepted; its epoch roots were anchored by "
                        f"the claimant from block {c.first_anchor}")
     valid = [c for c in claims if c.report is not None and c.report.accepted]
+    # a claimant may publish the same weights twice: its earliest registration stands for it
     dated = sorted((c for c in valid if c.first_anchor is not None),
-                   key=lambda c: c.first_anchor or 0)
+                   key=lambda c: (c.first_anchor or 0, c.registered_block or 0))
+    rivals = [c for c in dated if c.first_anchor == dated[0].first_anchor
+              and not _same(c, dated[0])] if dated else []
     winner: Claim | None = None
     if not valid:
         why.append("no claimant holds a valid proof: nobody is shown to have trained it")
     elif dated:
-        if len(dated) > 1 and dated[0].first_anchor == dated[1].first_anchor:
-            why.append(f"tie: {dated[0].label} and {dated[1].label} anchored in the "
+        if rivals:
+            why.append(f"tie: {dated[0].label} and {rivals[0].label} anchored in the "
                        f"same block {dated[0].first_anchor}; undecided")
         else:
             winner = dated[0]
-            later = [c.label for c in valid if c is not winner]
+            later = sorted({c.label for c in valid if not _same(c, winner)})
             why.append(f"{winner.label} wins: valid proof with the earliest anchored "
                        f"chronology (block {winner.first_anchor})"
                        + (f"; {', '.join(later)} anchored later or not at all, which a "
                           "copier cannot back-date" if later else ""))
-    elif len(valid) == 1:
-        winner = valid[0]
+    elif all(_same(c, valid[0]) for c in valid):
+        winner = min(valid, key=lambda c: c.registered_block or 0)
         why.append(f"{winner.label} wins by validity alone (no claimant anchored its proof)")
     else:
         why.append("several valid proofs and no anchored chronology: undecided")
