@@ -3,6 +3,9 @@ and leave the model's state unchanged; a prover's second honest run is accepted.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,24 @@ def project(tmp_path: Path, cli) -> Path:
         for role in roles:
             assert cli("roles", "grant", name, role, cwd=tmp_path).code == 0
     return tmp_path
+
+
+def _lower_cpu_level() -> str | None:
+    import torch
+
+    from mltrail.pol.environment import CPU_LEVELS
+
+    mine = str(torch.backends.cpu.get_cpu_capability())
+    at = CPU_LEVELS.index(mine) if mine in CPU_LEVELS else 0
+    return CPU_LEVELS[at - 1].lower() if at > 0 else None
+
+
+def _installed(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The installed ``mltrail`` command, in a process of its own (torch reads the CPU
+    level once, at its first operation)."""
+    exe = Path(sys.executable).with_name("mltrail")
+    return subprocess.run([str(exe), *args], cwd=cwd, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600, check=False)
 
 
 def _state(cli, project: Path, model: str) -> str:
@@ -59,6 +80,14 @@ def test_input_errors_are_exit_2_and_a_second_honest_run_is_verified(project: Pa
     assert res.code == 2 and _state(cli, project, m1) == "trained", res.err
     blob.parent.mkdir(parents=True, exist_ok=True)
     (project / "away").rename(blob)
+    # a verifier that lacks the declared environment (a lower CPU level than the proof's:
+    # nothing to emulate) and has no calibration for the pair: exit 2, nothing recorded
+    lower = _lower_cpu_level()
+    if lower is not None:
+        res = _installed(project, "--as", "victor", "pol", "verify", "--model", m1,
+                         env={"ATEN_CPU_CAPABILITY": lower})
+        assert res.returncode == 2 and "no calibration for that pair" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and _state(cli, project, m1) == "trained"
     for model in (m1, m2):
         ok = cli("--as", "victor", "pol", "verify", "--model", model, "--json", cwd=project)
         assert ok.code == 0, ok.err
