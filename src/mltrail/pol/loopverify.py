@@ -374,12 +374,10 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                 if progress is not None:
                     progress(1)
 
-            from mltrail.pol.parallel import WorkerError
-
             try:
                 result = verify_job(job, seen)
-            except WorkerError:
-                raise  # the verifier's own workers failed: never a verdict (exit 2)
+            except InputError:
+                raise  # its workers, data or device (as the child's input_error): exit 2
             except MltrailError as exc:
                 result = {"error": exc.message}
     if "error" in result:
