@@ -93,6 +93,23 @@ def test_input_errors_are_exit_2_and_a_second_honest_run_is_verified(project: Pa
         assert ok.code == 0, ok.err
         assert ok.json()["init_origin"] == "ledger"  # type: ignore[index]
         assert _state(cli, project, model) == "verified"
+    # a copy of the proof with its environment stripped (anyone can), published: no bound
+    # is known to hold for it, so it is refused (exit 2), not held to the old 0.1
+    from mltrail.testing.pol_forgeries import forge_bundle, load_states
+
+    man, states = load_states(project / ".mltrail" / "pol" / bundle)
+    forge_bundle(project / "bare", man.header.model_copy(update={"env": None}), states,
+                 source=project / ".mltrail" / "pol" / bundle)
+    res = cli("--as", "alice", "pol", "publish", str(project / "bare"), "--name", "bare",
+              "--parent", first.json()["dataset_id"], "--json", cwd=project)  # type: ignore[index]
+    assert res.code == 0, res.err
+    bare = res.json()["model_id"]  # type: ignore[index]
+    (project / "more.csv").write_text("x\n1\n")  # mines the block the challenge waits for
+    assert cli("--as", "alice", "register", str(project / "more.csv"), "--kind", "dataset",
+               cwd=project).code == 0
+    res = cli("--as", "victor", "pol", "verify", "--model", bare, cwd=project)
+    assert res.code == 2 and "declares no environment" in res.err, res.err
+    assert _state(cli, project, bare) == "trained"
 
 
 def test_fuzz_exit_3_bugs_are_input_errors(tmp_path: Path, cli) -> None:

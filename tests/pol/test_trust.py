@@ -23,16 +23,17 @@ def test_the_header_declares_the_environment_and_old_bundles_keep_their_digest(
     env = man.header.env
     assert env is not None and env.threads == 1 and env.device == "cpu"
     assert env.dtype == "float32" and env.cpu_capability and env.blas
-    # a bundle written before environments were declared: same digest rule, still read;
-    # the report names the legacy bound and why
+    # a bundle that declares no environment: same digest rule, still read; but no bound
+    # is known to hold for it, so the verifier must choose one (--threshold)
     old = forge_bundle(tmp_path / "old", man.header.model_copy(update={"env": None}), states,
                        source=honest_k1)
     assert read_manifest(tmp_path / "old").header.env is None
     assert "env" not in (tmp_path / "old" / "manifest.json").read_text().split('"records"')[0]
-    rep = verify_bundle(tmp_path / "old", digits, q=1, r=1)
-    assert rep.accepted, rep.reasons
-    assert rep.tolerance is not None and rep.tolerance["basis"] == "undeclared"
-    assert rep.threshold == 0.1 and "declares no environment" in rep.tolerance["why"]
+    with pytest.raises(InputError, match="declares no environment"):
+        verify_bundle(tmp_path / "old", digits, q=1, r=1)
+    rep = verify_bundle(tmp_path / "old", digits, q=1, r=1, threshold=0.0)
+    assert rep.accepted, rep.reasons  # this machine, this thread count: exact
+    assert rep.tolerance is not None and rep.tolerance["basis"] == "given"
     assert old.header_digest != man.header_digest
 
 
@@ -79,6 +80,14 @@ def test_drift_inside_the_old_tolerance_is_rejected(tmp_path: Path, honest_k1: P
     assert verify_bundle(tmp_path / "d", digits, q=1, r=2, threshold=0.1).accepted  # old
     rep = verify_bundle(tmp_path / "d", digits, q=1, r=2)
     assert not rep.accepted and all(not s.ok for s in rep.segments)
+    # the same drift with the environment stripped (anyone can): refused, never held to
+    # the old bound; a verifier who chooses the exact bound rejects it
+    man, states = load_states(tmp_path / "d")
+    forge_bundle(tmp_path / "bare", man.header.model_copy(update={"env": None}), states,
+                 source=tmp_path / "d")
+    with pytest.raises(InputError, match="declares no environment"):
+        verify_bundle(tmp_path / "bare", digits, q=1, r=2)
+    assert not verify_bundle(tmp_path / "bare", digits, q=1, r=2, threshold=0.0).accepted
     # a drift of 0.1 % of the update, only where a random draw alone can reach
     quiet = least_likely(honest_k1, 3)
     drift_proof(tmp_path / "q", honest_k1, stolen, x, y, weight_frac=0.001, segments=quiet)

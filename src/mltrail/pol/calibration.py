@@ -13,7 +13,9 @@ The threshold is ``margin`` × the largest honest error measured, never below ``
 overall and for each pair of platforms (``pairs``, what a verifier replaying on another
 platform than the declared one uses: :mod:`mltrail.pol.tolerance`). In the declared
 environment a replay is exact and no threshold applies. :data:`DEFAULT_THRESHOLD` is
-now only the bound for bundles that declare no environment. It never touches the ledger.
+no verifier's default any more (a proof that declares no environment is refused, not
+held to it); it is reported as the old bound next to what calibration measures, and fixes
+the optimizer/weights ratio. It never touches the ledger.
 """
 
 from __future__ import annotations

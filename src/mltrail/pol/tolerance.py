@@ -12,11 +12,11 @@ take their thresholds from it, and the report records the basis and the reason:
   difference at all is a rejection; ``docs/pol-calibration.md``);
 * **calibrated** — another platform: the thresholds ``mltrail pol calibrate`` measured
   for exactly that (declared, replay) pair, from a calibration file the verifier gives;
-* **given** — the verifier's own ``--threshold`` (recorded as such);
-* **undeclared** — a bundle written before environments were declared: the legacy bounds
-  calibrated across thread counts and float64 (:data:`UNDECLARED`), named as such.
+* **given** — the verifier's own ``--threshold`` (recorded as such).
 
-With none of these (another platform and no calibration for the pair) it refuses with
+With none of these (another platform and no calibration for the pair, or a proof that
+declares no environment: anyone can strip the field, so it must not buy the old 0.1 / 0.3
+bounds, within which drift towards a stolen model passes) it refuses with
 :class:`~mltrail.errors.InputError` — the verifier's missing input, never a verdict, and
 never a silent round-number default. Pure: no I/O.
 """
@@ -28,18 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mltrail.errors import InputError
-from mltrail.pol.calibration import DEFAULT_OPTIM_THRESHOLD, DEFAULT_THRESHOLD
 from mltrail.pol.environment import Environment, describe, platform_key
 
-Basis = Literal["same-environment", "calibrated", "given", "undeclared"]
+Basis = Literal["same-environment", "calibrated", "given"]
 
 SAME_ENVIRONMENT = 0.0
 """Tolerance when replaying in the declared environment: honest replays measured bitwise
 equal (pol-calibration.md: every same-environment replay measured, error exactly 0)."""
-UNDECLARED = (DEFAULT_THRESHOLD, DEFAULT_OPTIM_THRESHOLD)
-"""(weights, optimizer) bounds for bundles that declare no environment, so the verifier
-cannot reproduce their thread count: the bounds calibrated across thread counts and
-float64 on the reference task (pol-calibration.md). Drift inside them is possible."""
 OPTIM_RATIO = 3.0  # optimizer state is noisier than the weights (calibration doc)
 
 
@@ -76,12 +71,10 @@ def decide(declared: Environment | None, replay: Environment, *,
             raise InputError("--threshold must be in [0, 1)")
         return Tolerance(override, override * OPTIM_RATIO, "given",
                          f"--threshold {override:g} given by the verifier")
-    if declared is None:
-        w, o = UNDECLARED
-        return Tolerance(w, o, "undeclared",
-                         "the proof declares no environment (written before mltrail "
-                         "recorded one): the legacy bounds calibrated across thread counts "
-                         "and float64 on the reference task; drift inside them is possible")
+    if declared is None:  # stripping it would otherwise buy a loose bound: refused
+        raise InputError("the proof declares no environment, so no measured bound holds for "
+                         "it (the old 0.1 default let drift through): give --threshold T, a "
+                         "bound you choose and the report records, or have it re-recorded")
     if platform_key(declared) == platform_key(replay):
         return Tolerance(SAME_ENVIRONMENT, SAME_ENVIRONMENT, "same-environment",
                          f"replayed in the declared environment ({describe(declared)}): "
