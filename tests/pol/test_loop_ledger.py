@@ -68,6 +68,13 @@ def test_loop_proofs_on_the_ledger(home, open_as, cli, tmp_path: Path) -> None:
     assert res.code == 2 and "--trusted-code" in res.err and state(tmodel) == "trained"
     res = verify(tmodel, "--trusted-code", "--code", str(tmp_path))
     assert res.code == 2 and "cannot find module" in res.err and state(tmodel) == "trained"
+    res = verify(tmodel, "--trusted-code")  # no --code at all
+    assert res.code == 2 and "cannot find module" in res.err and state(tmodel) == "trained"
+    # the verifier's own time limit, too short for the replay (a child process that must
+    # import torch): nothing judged, so a correct re-verification is still possible
+    res = verify(tmodel, "--trusted-code", "--code", str(code), "--accept-trusted-code",
+                 "--allow-unseeded", "--timeout", "1")
+    assert res.code == 2 and "ran past --timeout" in res.err and state(tmodel) == "trained"
     # a trusted-code proof: accepted, labelled, not verified without the named override
     res = verify(tmodel, "--trusted-code", "--code", str(code))
     assert res.code == 0, res.err

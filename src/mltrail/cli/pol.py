@@ -184,8 +184,8 @@ def verify(
         "code (repeatable); it runs in a separate process after its digests are checked.")
     ] = None,
     timeout: Annotated[float | None, typer.Option(
-        "--timeout", min=1, help="A user-loop proof: stop the replay process after this "
-        "many seconds (rejected).")] = None,
+        "--timeout", min=1, help="A trusted-code proof: stop its replay process after "
+        "this many seconds (exit 2, nothing judged or recorded).")] = None,
     calibration: Annotated[Path | None, typer.Option(
         "--calibration", help="A 'pol calibrate --out' file: thresholds for replaying a "
         "proof trained on another platform (torch, device, dtype, CPU, BLAS) than this "

@@ -298,8 +298,9 @@ def run_child(job: dict[str, Any], tmp: Path, timeout: float | None = None) -> d
                                str(job_file)], cwd=work, env=child_env(emulated),
                               capture_output=True,
                               text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"the replay process ran past {timeout} s"}
+    except subprocess.TimeoutExpired:  # the verifier's own limit: never a verdict
+        return {"input_error": True, "error": f"the replay process ran past --timeout "
+                f"{timeout:g} s: nothing judged; give it longer"}
     result = tmp / "result.json"
     if not result.is_file():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
