@@ -18,7 +18,9 @@ rate is over ``seeds`` seeds on a loaded 2-core machine in a few minutes:
   for contrast, with emulation off and a ``pol calibrate`` row at its 1e-3 floor;
 * ``grinding``: the three re-publication routes of :mod:`mltrail.testing.pol_grinding`
   on the embedded ledger, against the default verifier (secret, publications counted)
-  and, for contrast, the public rule alone;
+  and, for contrast, the public rule alone; and re-forging other weights after each
+  rejection, against the default verifier (the publisher's rejections counted) and,
+  for contrast, counting the same weights only. Each campaign has an identity of its own;
 * ``patching``: a poisoned final model with code that patches the replay
   (:mod:`mltrail.testing.pol_patching`: in the pinned module, or in the ``--code``
   folder's start-up hooks), exported and in trusted-code mode, and whether an accepted
@@ -31,6 +33,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +297,7 @@ def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path,
     from mltrail.pol.onchain import ledger_anchor
     from mltrail.pol.workflows import TrainRequest, _register_data
     from mltrail.reference import build_model
-    from mltrail.testing.pol_grinding import ROUTES, grind
+    from mltrail.testing.pol_grinding import ROUTES, grind, reforge
 
     data = ArrayDataset.of({"x": x, "y": y})
     digest = commit(data, pin_transform=False)[0].digest
@@ -307,27 +311,55 @@ def bench_grinding(seeds: int, x: torch.Tensor, y: torch.Tensor, tmp: Path,
     out: dict[str, Any] = {"segments": segs, "fakes": fakes, "miss_rate": MISS,
                            "forged": 0.1, "max_publications": ATTEMPTS, "routes": {},
                            "note": "each campaign forges its own final weights (a "
-                                   "slightly different drift), so campaigns do not "
-                                   "count as publications of each other's weights"}
+                                   "slightly different drift) and publishes from an "
+                                   "identity of its own, so campaigns do not count "
+                                   "against each other"}
     n_forged = 0
-    for route in ROUTES:
-        for secret, n in ((True, seeds), (False, seeds)):
-            t0 = time.perf_counter()
-            res = []
-            for _ in range(n):
-                forged = tmp / f"grind-forged-{n_forged}"
-                drift_proof(forged, honest, stolen, x, y,
-                            weight_frac=0.05 + 1e-4 * n_forged, segments=fakes)
-                n_forged += 1
-                res.append(grind(mallory, victor, forged, fakes, (x, y), ds,
-                                 tmp / f"g-{n_forged}", route=route, attempts=ATTEMPTS,
-                                 secret=secret, miss_rate=MISS))
-            key = f"{route}{'' if secret else ' (public rule only, old)'}"
-            out["routes"][key] = {
-                "accepted": _rate([r["accepted"] for r in res]), "campaigns": n,
-                "mean_publications": round(sum(r["publications"] for r in res) / n, 2),
-                "seconds": round(time.perf_counter() - t0, 1)}
+
+    def forge(_a: int, folder: Path) -> Path:
+        nonlocal n_forged
+        drift_proof(folder, honest, stolen, x, y, weight_frac=0.05 + 1e-4 * n_forged,
+                    segments=fakes)
+        n_forged += 1
+        return folder
+
+    # every campaign by an identity of its own (a forger with many accounts: the worst
+    # case for counting a publisher's rejections; campaigns stay independent)
+    cases = [(r, {"secret": s}, "" if s else " (public rule only, old)")
+             for r in ROUTES for s in (True, False)]
+    cases += [("reforge", {"by_prover": b}, "" if b else " (same weights only, old)")
+              for b in (True, False)]
+    for route, how, label in cases:
+        t0 = time.perf_counter()
+        res = []
+        for _ in range(seeds):
+            with _prover(mallory, victor, f"g{n_forged}") as prover:
+                work = tmp / f"g-{n_forged}"
+                if route == "reforge":
+                    res.append(reforge(prover, victor, forge, (x, y), ds, work,
+                                       attempts=ATTEMPTS, miss_rate=MISS, **how))
+                else:
+                    res.append(grind(prover, victor, forge(0, tmp / f"gf-{n_forged}"),
+                                     fakes, (x, y), ds, work, route=route,
+                                     attempts=ATTEMPTS, miss_rate=MISS, **how))
+        out["routes"][route + label] = {
+            "accepted": _rate([r["accepted"] for r in res]), "campaigns": seeds,
+            "mean_publications": round(sum(r["publications"] for r in res) / seeds, 2),
+            "seconds": round(time.perf_counter() - t0, 1)}
     return out
+
+
+@contextmanager
+def _prover(mallory: Any, victor: Any, name: str) -> Iterator[Any]:
+    """A new identity with the model developer role, open as a ledger."""
+    from mltrail.identity import create_identity
+    from mltrail.ledger.client import Ledger
+
+    addr = create_identity(mallory.home, name, "pw")
+    with Ledger.open(mallory.home, identity="admin", password="pw") as admin:
+        admin.grant_role(addr, "model_developer")
+    with Ledger.open(mallory.home, identity=name, password="pw") as led:
+        yield led
 
 
 SECTIONS = ("noise_floor", "honest", "drift", "foreign_cpu", "grinding", "patching")

@@ -250,7 +250,8 @@ def verify(
                           f"probability {rule['predicted_miss']:.3g} <= "
                           f"{rule['effective_miss_rate']:.3g}"
                           + (f" ({len(set(rep.prior_rejections) | set(rep.publications))} "
-                             "other publication(s) of these weights)"
+                             "earlier publication(s) of these weights or rejection(s) "
+                             "of its publisher)"
                              if rep.prior_rejections or rep.publications else ""),
                           highlight=False)
         for c in rep.checks:

@@ -527,6 +527,12 @@ class Ledger:
         rows = self.index.by_digest("0x" + to_bytes32(content_digest).hex())
         return [self._artefact(r) for r in rows]
 
+    def find_by_owner(self, owner: str, kind: str) -> list[Artefact]:
+        """Every artefact of ``kind`` registered by ``owner``, oldest first."""
+        self.sync()
+        return [self._artefact(r)
+                for r in self.index.by_owner(owner, self.lifecycle.kind(kind).code)]
+
     def roles(self) -> dict[str, int]:
         """Role masks by address, from the chain's events."""
         self.sync()

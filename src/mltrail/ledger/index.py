@@ -175,6 +175,10 @@ class EventIndex:
         return self.conn.execute("SELECT * FROM artefacts WHERE content_digest=? ORDER BY block",
                                  (content_digest,)).fetchall()
 
+    def by_owner(self, owner: str, kind: int) -> list[tuple[Any, ...]]:
+        return self.conn.execute("SELECT * FROM artefacts WHERE lower(owner)=? AND kind=? "
+                                 "ORDER BY block", (owner.lower(), kind)).fetchall()
+
     def resolve_prefix(self, prefix: str) -> list[str]:
         return [r[0] for r in self.conn.execute(
             "SELECT id FROM artefacts WHERE id >= ? AND id < ? LIMIT 3",

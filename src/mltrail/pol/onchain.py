@@ -71,9 +71,11 @@ def start_training(ledger: Ledger, dataset_id: str, *, data_digest: str, data_se
 
 
 def public_challenge(ledger: Ledger, model_id: str, *, delay: int = DEFAULT_DELAY,
-                     secret: bytes | None = None) -> tuple[Challenge, list[str], list[str]]:
-    """The challenge for a published proof, the earlier rejected publications of the same
-    weights, and every other publication of the same weights (any state, any time).
+                     secret: bytes | None = None, by_prover: bool = True
+                     ) -> tuple[Challenge, list[str], list[str]]:
+    """The challenge for a published proof; the earlier rejections that count against
+    it: of the same weights, and (``by_prover``) of any model its publisher registered
+    before it; and every other publication of the same weights (any state, any time).
 
     The seed comes from the hash of block ``registration + delay`` (refused until that
     block exists), the model id, its bundle digest and the verifier ``secret`` (the
@@ -100,6 +102,9 @@ def public_challenge(ledger: Ledger, model_id: str, *, delay: int = DEFAULT_DELA
     same = [a for a in ledger.find_by_digest(art.content_digest)
             if a.id != art.id and a.kind == art.kind]
     prior = [a.id for a in same if a.state == rejected and a.block < art.block]
+    if by_prover:  # a forger who re-forges other weights after a rejection pays for it too
+        prior += [a.id for a in ledger.find_by_owner(art.owner, art.kind)
+                  if a.state == rejected and a.block < art.block and a.id not in prior]
     return ch, prior, [a.id for a in same]
 
 

@@ -104,7 +104,8 @@ class Report(BaseModel):
     verifier_seed: int
     challenge: Challenge | None = None  # where the seed came from (recheckable)
     r_rule: dict[str, float | int] = Field(default_factory=dict)  # how R was chosen
-    prior_rejections: list[str] = Field(default_factory=list)  # same weights, rejected before
+    prior_rejections: list[str] = Field(default_factory=list)  # rejected before: the same
+    # weights, or any model of the same publisher
     init_origin: Literal["ledger", "seed", "unseeded"] | None = None
     trusted_code: bool = False  # a loop proof replayed by running the prover's Python
     overrides: list[str] = Field(default_factory=list)  # named overrides of the verifier

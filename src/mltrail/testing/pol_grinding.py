@@ -16,14 +16,19 @@ of three routes and walks away from the earlier publication:
 
 When the public draw misses its fakes it asks the verifier, which verifies as the CLI
 does by default (its own fresh secret, every publication of the same weights counted)
-or, with ``secret=False``, as the documented public rule alone. Nothing here is used by
-the prover or the verifier.
+or, with ``secret=False``, as the documented public rule alone.
+
+:func:`reforge` is the route the secret leaves open: ask for verification, and after a
+rejection forge *other* final weights (so no publication of the same weights exists)
+and try again, until one is accepted; verified as by default (the publisher's earlier
+rejections counted) or, with ``by_prover=False``, counting the same weights only.
+Nothing here is used by the prover or the verifier.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,5 +92,32 @@ def grind(prover: Ledger, verifier: Ledger, bundle: str | Path, fakes: Collectio
                         miss_rate=miss_rate, forged=forged, ledger=verifier,
                         expected_model=man.final_model)
     record_verdict(verifier, model_id, rep, allow_unseeded=True)
+    return {"accepted": rep.accepted, "publications": a + 1, "r": rep.r,
+            "effective_miss_rate": rep.r_rule.get("effective_miss_rate")}
+
+
+def reforge(prover: Ledger, verifier: Ledger, forge: Callable[[int, Path], Path],
+            data: tuple[torch.Tensor, torch.Tensor], dataset: str, work: str | Path, *,
+            attempts: int = 3, by_prover: bool = True, miss_rate: float = 0.1,
+            forged: float = 0.1, delay: int = DEFAULT_DELAY) -> dict[str, Any]:
+    """One campaign of the re-forging route: ``forge(a, folder)`` writes attempt ``a``'s
+    proof (other final weights each time); each is published, verified with a fresh
+    secret and recorded, until one is accepted or ``attempts`` are spent."""
+    rep = None
+    for a in range(attempts):
+        bundle = forge(a, Path(work) / f"reforge-{a}")
+        model_id = publish_model(prover, bundle, name=f"reforge-{os.urandom(4).hex()}",
+                                 parents=[dataset])["model_id"]
+        _mine(prover, dataset, delay, bytes([a]))
+        ch, prior, others = public_challenge(verifier, model_id, delay=delay,
+                                             secret=os.urandom(32), by_prover=by_prover)
+        rep = verify_bundle(bundle_for(verifier, model_id), data, challenge=ch,
+                            prior_rejections=prior, publications=others,
+                            miss_rate=miss_rate, forged=forged, ledger=verifier,
+                            expected_model=load_states(bundle)[0].final_model)
+        record_verdict(verifier, model_id, rep, allow_unseeded=True)
+        if rep.accepted:
+            break
+    assert rep is not None
     return {"accepted": rep.accepted, "publications": a + 1, "r": rep.r,
             "effective_miss_rate": rep.r_rule.get("effective_miss_rate")}
