@@ -225,3 +225,73 @@ def test_dispute_a_claimant_who_published_twice_is_not_tied_with_itself(
     claims[1].claimant = led["mallory"].address  # a rival at the same block is a tie
     d = settle(claims, digits, pub["content_digest"], ledger=None, q=1, r=0)
     assert d.winner is None or d.winner.claimant == alice
+
+
+def test_a_publishers_rejections_count_against_its_next_proof(chain, trained, digits,
+                                                              tmp_path) -> None:
+    """Re-forging *other* weights after a rejection (no publication of the same weights
+    exists) still halves the miss rate: the publisher's earlier rejections count."""
+    _, led = chain
+    bundle, ds_id, _ = trained
+    mallory, victor = led["mallory"], led["victor"]
+    man, states = attacks.load_states(bundle)
+
+    def other_weights(i: int):
+        last = {k: v + (i + 1) * 1e-3 if v.is_floating_point() else v
+                for k, v in states[-1][0].items()}
+        forged = attacks.forge_bundle(tmp_path / f"w{i}", man.header,
+                                      [*states[:-1], (last, states[-1][1])], source=bundle)
+        pub = publish_model(mallory, tmp_path / f"w{i}", name=f"w{i}", parents=[ds_id])
+        assert pub["content_digest"] == forged.final_model != man.final_model
+        mallory.anchor(ds_id, bytes([40 + i]) * 32, 1)
+        return pub
+
+    first = other_weights(0)
+    ch, prior, _ = public_challenge(victor, first["model_id"])
+    rep = verify_bundle(bundle_for(victor, first["model_id"]), digits, challenge=ch,
+                        prior_rejections=prior, ledger=victor)
+    assert not rep.accepted  # the final segment does not replay
+    assert record_verdict(victor, first["model_id"], rep)["state"] == "rejected"
+    second = other_weights(1)
+    ch2, prior2, others2 = public_challenge(victor, second["model_id"])
+    assert first["model_id"] in prior2 and first["model_id"] not in others2
+    assert first["model_id"] not in public_challenge(victor, second["model_id"],
+                                                     by_prover=False)[1]
+    rep2 = verify_bundle(bundle_for(victor, second["model_id"]), digits, challenge=ch2,
+                         prior_rejections=prior2, ledger=victor, miss_rate=0.01)
+    assert rep2.r_rule["effective_miss_rate"] <= 0.01 / 2 ** len(prior2)
+    # alice, who was never rejected, is not charged with mallory's rejections
+    assert not (set(public_challenge(victor, trained[2]["model_id"])[1]) & set(prior2))
+
+
+def test_grinding_campaigns_pay_for_every_publication(chain, trained, digits,
+                                                      tmp_path) -> None:
+    """The adversaries of mltrail.testing.pol_grinding against the default verifier:
+    re-publishing the same weights (any route) and re-forging other weights after a
+    rejection each halve the miss rate the final verification is held to."""
+    import torch
+
+    from mltrail.testing.pol_drift import drift_proof, least_likely
+    from mltrail.testing.pol_grinding import ROUTES, grind, reforge
+
+    _, led = chain
+    bundle, ds_id, _ = trained
+    x, y = digits
+    fakes = least_likely(bundle, 1)
+    stolen = {k: torch.zeros_like(v) for k, v in attacks.load_states(bundle)[1][-1][0].items()}
+    made = iter(range(100))
+
+    def forge(_a: int, folder):
+        drift_proof(folder, bundle, stolen, x, y, weight_frac=0.05 + 1e-3 * next(made),
+                    segments=fakes)
+        return folder
+
+    for route in ROUTES:
+        res = grind(led["mallory"], led["victor"], forge(0, tmp_path / route), fakes, digits,
+                    ds_id, tmp_path / f"g-{route}", route=route, attempts=3, miss_rate=0.25)
+        assert 1 <= res["publications"] <= 3
+        assert res["effective_miss_rate"] <= 0.25 / 2 ** (res["publications"] - 1), route
+    res = reforge(led["mallory"], led["victor"], forge, digits, ds_id, tmp_path / "rf",
+                  attempts=3, miss_rate=0.25)
+    # every attempt before the last was rejected, and each rejection counted
+    assert res["effective_miss_rate"] <= 0.25 / 2 ** (res["publications"] - 1)
