@@ -110,8 +110,11 @@ def test_user_loop_adversaries(tmp_path: Path) -> None:
                               trusted_code=True)
     # a loss with hidden state (a call counter): replayed from fresh imports, it diverges
     hidden = adv.hidden_state(tmp_path / "hidden", code, 0)
-    rep = mltrail.verify_bundle(hidden, data, code_paths=[str(code)], seed=1, trusted_code=True)
+    shown: list[tuple[int, float]] = []  # the child's segments, as each finished
+    rep = mltrail.verify_bundle(hidden, data, code_paths=[str(code)], seed=1, trusted_code=True,
+                                on_segment=lambda s: shown.append((s.index, s.error)))
     assert rep.verdict == "rejected" and rep.checks[-1].name == "replay", rep.reasons
+    assert sorted(shown) == sorted((s.index, s.error) for s in rep.segments) and shown
     # one checkpoint's scheduler state edited, the manifest re-chained
     adv.edit_scheduler_state(tmp_path / "sched", honest, 0)
     rep = mltrail.verify_bundle(tmp_path / "sched", data, code_paths=[str(code)], seed=1,

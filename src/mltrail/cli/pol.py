@@ -413,7 +413,8 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
 
     @contextmanager
     def counting(total: int | None) -> Iterator[Callable[[int], None]]:
-        with progress("calibrating: replays", total, show_progress(as_json)) as live:
+        with progress("calibrating: proofs replayed (each mode)", total,
+                      show_progress(as_json)) as live:
             yield live.advance
 
     remote = bool(bundle) and data is not None and not Path(data).exists()
@@ -423,8 +424,8 @@ def calibrate(quick: Annotated[bool, typer.Option("--quick", help="One short run
     if out is not None:
         atomic_write(out, (json.dumps(res, indent=2) + "\n").encode())
     emit(res, as_json, f"honest replay error at most {res['honest_max']:.3g} over "
-         f"{sum(m['segments'] for m in res['measurements'])} replays; implied threshold "
-         f"{res['threshold']:.3g} (proofs that declare no environment: "
+         f"{sum(m['segments'] for m in res['measurements'])} segment replays; implied "
+         f"threshold {res['threshold']:.3g} (the old default was "
          f"{res['default_threshold']:.3g})")
 
 

@@ -548,8 +548,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     job_path = Path(args[0])
     job = json.loads(job_path.read_text())
+    lines = job.get("segments_file")
+
+    def seen(seg: dict[str, Any]) -> None:  # for the parent's display, as each finishes
+        with open(lines, "a") as f:
+            f.write(json.dumps(seg) + "\n")
+
     try:
-        result = calibrate_job(job) if job.get("mode") == "calibrate" else verify_job(job)
+        result = calibrate_job(job) if job.get("mode") == "calibrate" else \
+            verify_job(job, seen if lines else None)
     except InputError as exc:
         result = {"error": exc.message, "input_error": True}
     except MltrailError as exc:

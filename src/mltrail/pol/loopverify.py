@@ -22,12 +22,14 @@ anchors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -284,29 +286,71 @@ def child_env(emulated: str | None = None) -> dict[str, str]:
     return env
 
 
-def run_child(job: dict[str, Any], tmp: Path, timeout: float | None = None) -> dict[str, Any]:
+def run_child(job: dict[str, Any], tmp: Path, timeout: float | None = None,
+              on_segment: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run :mod:`mltrail.pol.loopreplay` on ``job`` in a separate, isolated process (in
-    the CPU capability ``job["emulated"]`` names: the whole child runs in it)."""
+    the CPU capability ``job["emulated"]`` names: the whole child runs in it).
+    ``on_segment`` sees each segment the child reports as it finishes (for display: the
+    result is read from the child's result file once it exits)."""
     emulated = job.get("emulated")
-    job = {**job, "result": str(tmp / "result.json"), "emulated": None}
+    lines = tmp / "segments.jsonl"
+    job = {**job, "result": str(tmp / "result.json"), "emulated": None,
+           "segments_file": str(lines)}
     job_file = tmp / "job.json"
     job_file.write_text(json.dumps(job))
     work = tmp / "work"
     work.mkdir(exist_ok=True)
-    try:
-        proc = subprocess.run([sys.executable, "-I", "-m", "mltrail.pol.loopreplay",
-                               str(job_file)], cwd=work, env=child_env(emulated),
-                              capture_output=True,
-                              text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:  # the verifier's own limit: never a verdict
-        return {"input_error": True, "error": f"the replay process ran past --timeout "
-                f"{timeout:g} s: nothing judged; give it longer"}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with open(tmp / "stderr.txt", "w+") as err:
+        proc = subprocess.Popen([sys.executable, "-I", "-m", "mltrail.pol.loopreplay",
+                                 str(job_file)], cwd=work, env=child_env(emulated),
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        seen = 0
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
+            seen = _stream(lines, seen, on_segment)
+            if proc.returncode is not None:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()  # the verifier's own limit: never a verdict
+                return {"input_error": True, "error": f"the replay process ran past "
+                        f"--timeout {timeout:g} s: nothing judged; give it longer"}
+        err.seek(0)
+        stderr = err.read()
     result = tmp / "result.json"
     if not result.is_file():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"the replay process died (exit {proc.returncode}): {last[:300]}"}
     loaded: dict[str, Any] = json.loads(result.read_text())
     return loaded
+
+
+def _shown(seen: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """``seen`` for a line from the trusted-code child: one that is not a segment is
+    skipped (display only: never an error of the verifier's)."""
+    def show(seg: dict[str, Any]) -> None:
+        with contextlib.suppress(TypeError, ValueError):
+            seen(seg)
+    return show
+
+
+def _stream(lines: Path, seen: int, on_segment: Callable[[dict[str, Any]], None] | None
+            ) -> int:
+    """Pass the complete lines the child appended after byte ``seen``; the new offset."""
+    if on_segment is None or not lines.is_file():
+        return seen
+    with open(lines, "rb") as f:
+        f.seek(seen)
+        chunk = f.read()
+    done = chunk.rfind(b"\n") + 1
+    for raw in chunk[:done].splitlines():
+        try:
+            on_segment(json.loads(raw))
+        except (ValueError, TypeError):
+            continue  # the prover's code may write there too: display only
+    return seen + done
 
 
 def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, q: int,
@@ -362,18 +406,18 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                "device": device,
                "threads": torch.get_num_threads(),
                "emulated": environment.emulation(man.header.env, device)}
-        if spec.trusted_code:
-            result = run_child(job, tmp, timeout)
+        def seen(seg: dict[str, Any]) -> None:  # as each finishes (parallel: any order)
+            if on_segment is not None:
+                on_segment(Segment(**seg))
+            if progress is not None:
+                progress(1)
+
+        if spec.trusted_code:  # the child's lines are shown; its result file decides
+            result = run_child(job, tmp, timeout, on_segment=_shown(seen))
             if result.get("input_error"):
                 raise InputError(str(result["error"]))
         else:  # no code of the prover's: replayed here, from tensors and programs
             from mltrail.pol.loopreplay import verify_job
-
-            def seen(seg: dict[str, Any]) -> None:  # as each finishes (parallel: any order)
-                if on_segment is not None:
-                    on_segment(Segment(**seg))
-                if progress is not None:
-                    progress(1)
 
             try:
                 result = verify_job(job, seen)
