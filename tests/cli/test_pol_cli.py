@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,26 @@ def test_failed_train_leaves_nothing_and_the_next_run_works(tmp_path: Path, cli)
     r = cli("pol", "train", str(out), "--epochs", "1", "--k", "43", "--no-ledger", "--json",
             cwd=tmp_path)
     assert r.code == 0, r.err and (out / "manifest.json").is_file()
+
+
+def test_verify_on_a_terminal_shows_each_segment(tmp_path: Path, cli, monkeypatch) -> None:
+    """On a terminal, `pol verify` prints a line per replayed segment with its error (the
+    bar's total is the challenge's draw); under --json, nothing on stderr."""
+    r = cli("pol", "train", str(tmp_path / "b"), "--epochs", "1", "--k", "43", "--no-ledger",
+            "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    quiet = cli("pol", "verify", str(tmp_path / "b"), "--data", "digits", "--seed", "3",
+                "--json", cwd=tmp_path)
+    assert quiet.code == 0 and quiet.err == ""
+    shown = cli("pol", "verify", str(tmp_path / "b"), "--data", "digits", "--seed", "3",
+                cwd=tmp_path)
+    assert shown.code == 0, shown.err
+    lines = re.findall(r"segment #\d+ steps \d+-\d+[^\n\r]*", shown.err)
+    segs = quiet.json()["segments"]
+    assert len(lines) == len(segs) and segs, shown.err
+    for s in segs:
+        assert any(f"#{s['index']} steps {s['start_step']}-{s['end_step']}" in ln
+                   and "error" in ln for ln in lines), (s, lines)
+    assert f"{len(segs)}/{len(segs)}" in shown.err  # the bar knew the challenge's draw

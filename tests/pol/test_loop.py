@@ -111,10 +111,15 @@ def test_user_loop_adversaries(tmp_path: Path) -> None:
     # a loss with hidden state (a call counter): replayed from fresh imports, it diverges
     hidden = adv.hidden_state(tmp_path / "hidden", code, 0)
     shown: list[tuple[int, float]] = []  # the child's segments, as each finished
+    planned: list[int] = []  # the bar's total, before the first segment
+    counted: list[int] = []
     rep = mltrail.verify_bundle(hidden, data, code_paths=[str(code)], seed=1, trusted_code=True,
-                                on_segment=lambda s: shown.append((s.index, s.error)))
+                                on_segment=lambda s: shown.append((s.index, s.error)),
+                                on_plan=lambda n: planned.append(len(shown) * 1000 + n),
+                                progress=counted.append)
     assert rep.verdict == "rejected" and rep.checks[-1].name == "replay", rep.reasons
     assert sorted(shown) == sorted((s.index, s.error) for s in rep.segments) and shown
+    assert planned == [len(rep.segments)] and sum(counted) == len(rep.segments)
     # one checkpoint's scheduler state edited, the manifest re-chained
     adv.edit_scheduler_state(tmp_path / "sched", honest, 0)
     rep = mltrail.verify_bundle(tmp_path / "sched", data, code_paths=[str(code)], seed=1,

@@ -101,9 +101,13 @@ def test_ray_workers_give_the_serial_reports_and_show_each_segment(
         with pinned_threads(1), workers(n, ray):
             for name in ("honest", "forged"):
                 seen: list[int] = []
+                planned: list[int] = []  # before any segment ended: a bar's total
                 rep = verify_bundle(proofs[name], data, seed=4, r=5,
-                                    on_segment=lambda s, seen=seen: seen.append(s.index))
+                                    on_segment=lambda s, seen=seen: seen.append(s.index),
+                                    on_plan=lambda k, seen=seen, planned=planned:
+                                    planned.append(len(seen) * 1000 + k))
                 assert sorted(seen) == sorted(s.index for s in rep.segments)  # as each ended
+                assert planned == [len(rep.segments)]
                 docs[name, n] = rep.model_dump(exclude=set(TIMING))
     assert docs["honest", 1] == docs["honest", 2] and docs["honest", 1]["verdict"] == "accepted"
     assert docs["forged", 1] == docs["forged", 2] and docs["forged", 1]["verdict"] == "rejected"

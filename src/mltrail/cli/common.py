@@ -213,6 +213,11 @@ class Live:
         if self.bar is not None:
             self.bar.advance(self.task, n)
 
+    def total(self, n: int) -> None:
+        """The bar's total, once it is known."""
+        if self.bar is not None:
+            self.bar.update(self.task, total=n)
+
     def status(self, text: str) -> None:
         """The line beside the bar."""
         if self.bar is not None:

@@ -227,10 +227,11 @@ def verify(
              f"{s.error:.3g}" + (f", optimizer {s.optim_error:.3g}" if s.optim_error
                                  is not None else "") + ("" if s.ok else "  [red]FAIL[/]"))
 
-    with progress("replaying", None, show_progress(as_json)) as live, \
+    with progress("replaying: segments", None, show_progress(as_json)) as live, \
             _ledger_if(model is not None, need_home=True) as led:
         bars.append(live)
-        rep, out = verify_and_record(req, led, live.counted, on_segment=seen)
+        rep, out = verify_and_record(req, led, live.counted, on_segment=seen,
+                                     on_plan=live.total)
 
     def human() -> None:
         ch = rep.challenge

@@ -283,23 +283,23 @@ def _train(out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     challenger = Challenger(secret)
     actors = list(pool[:opts.workers]) if pool is not None else \
         start_workers(opts.workers, opts.worker_cpus, opts.address)
-    behaviours = dict(behaviours or {})
-    data_ref, files_ref, state_ref = ray.put(tensors), ray.put(files), ray.put(state0)
-    envs = ray.get([a.load.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
-                    for j, a in enumerate(actors)])
-    tols = [polapi.tolerance(e) for e in envs]
     stack = ExitStack()  # the coordinator steps in the workers' declared environment
-    stack.enter_context(polapi.declare_environment(rec, envs))
-    active = set(range(opts.workers)) - excluded
-    unchecked: dict[int, list[int]] = {}  # rounds whose update of worker j nobody replayed
-    caught: list[dict[str, Any]] = []
-    log: list[dict[str, Any]] = []
-    checks = 0
-    t0 = time.perf_counter()
-    replay_s = 0.0
-    run_id = spec_digest = rec.manifest.header_digest
-    params = dict(model.named_parameters())
-    try:
+    try:  # the actors are killed and the environment restored on any failure
+        behaviours = dict(behaviours or {})
+        data_ref, files_ref, state_ref = ray.put(tensors), ray.put(files), ray.put(state0)
+        envs = ray.get([a.load.remote(j, spec, files_ref, data_ref, state_ref, behaviours.get(j))
+                        for j, a in enumerate(actors)])
+        tols = [polapi.tolerance(e) for e in envs]
+        stack.enter_context(polapi.declare_environment(rec, envs))
+        active = set(range(opts.workers)) - excluded
+        unchecked: dict[int, list[int]] = {}  # rounds whose update of worker j nobody replayed
+        caught: list[dict[str, Any]] = []
+        log: list[dict[str, Any]] = []
+        checks = 0
+        t0 = time.perf_counter()
+        replay_s = 0.0
+        run_id = spec_digest = rec.manifest.header_digest
+        params = dict(model.named_parameters())
         for epoch in range(opts.epochs):
             it = iter(rec.loader)
             for s in range(steps):

@@ -424,6 +424,8 @@ def verify_job(job: Mapping[str, Any],
                                float(job["miss_rate"]), float(job["forged"]), int(job["seed"]),
                                int(job.get("prior", 0)))
     out["rule"] = rule
+    if on_segment is not None:  # for a progress bar's total (display only)
+        on_segment({"planned": len(chosen)})
     device = str(job.get("device", "cpu"))
     # each segment from freshly imported code, in an order the prover cannot know: state
     # the code keeps between calls (a counter, a cache) is not in any checkpoint, so a

@@ -360,7 +360,8 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                 timeout: float | None = None,
                 progress: Callable[[int], None] | None = None,
                 trusted_code: bool = False,
-                on_segment: Callable[[Segment], None] | None = None) -> None:
+                on_segment: Callable[[Segment], None] | None = None,
+                on_plan: Callable[[int], None] | None = None) -> None:
     """Fill ``rep`` for a loop proof (see the module doc). Stops at the first failure.
 
     An exported proof is replayed in this process from its programs; a proof recorded in
@@ -407,6 +408,10 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                "threads": torch.get_num_threads(),
                "emulated": environment.emulation(man.header.env, device)}
         def seen(seg: dict[str, Any]) -> None:  # as each finishes (parallel: any order)
+            if set(seg) == {"planned"}:  # how many the challenge drew, before the first
+                if on_plan is not None:
+                    on_plan(int(seg["planned"]))
+                return
             if on_segment is not None:
                 on_segment(Segment(**seg))
             if progress is not None:
@@ -448,8 +453,6 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
     rep.r = int(rep.r_rule.get("r", 0))
     rep.reasons += result.get("reasons", [])
     rep.segments = [Segment(**s) for s in result["segments"]]
-    if progress is not None and spec.trusted_code:  # the child's segments, all at once
-        progress(len(rep.segments))
     how = "in a separate process (trusted code)" if spec.trusted_code else \
         "from the exported programs"
     run(lambda: rep.replay_check(f"{len(rep.segments)} segments replayed {how}, max error "

@@ -72,7 +72,8 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                   calibration: Sequence[Mapping[str, Any]] = (),
                   publications: Sequence[str] = (),
                   on_segment: Callable[[Segment], None] | None = None,
-                  trusted_code: bool = False) -> Report:
+                  trusted_code: bool = False,
+                  on_plan: Callable[[int], None] | None = None) -> Report:
     """Verify a proof bundle against the verifier's copy of the training data.
 
     ``r`` random segments, or (``r=None``) as many as make the chance of missing a proof
@@ -98,7 +99,8 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
     verifier's ``threshold``), and a pair with none refuses with
     :class:`~mltrail.errors.InputError`. ``publications`` are the other publications of
     the same weights (each halves the miss rate, like ``prior_rejections``);
-    ``on_segment`` sees each replayed segment as it finishes.
+    ``on_segment`` sees each replayed segment as it finishes, ``on_plan`` how many will be
+    replayed, once the challenge has drawn them.
     """
     t0 = time.perf_counter()
     folder = Path(bundle)
@@ -114,7 +116,8 @@ def verify_bundle(bundle: str | Path, data: Any, *, q: int = 1,
                        prior_rejections=prior_rejections, publications=publications,
                        expected_model=expected_model, ledger=ledger, device=device,
                        progress=progress, code_paths=code_paths, timeout=timeout,
-                       on_segment=on_segment, trusted_code=trusted_code, t0=t0)
+                       on_segment=on_segment, trusted_code=trusted_code, t0=t0,
+                       on_plan=on_plan)
 
 
 def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
@@ -124,7 +127,8 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
             expected_model: str | None, ledger: Ledger | None, device: str,
             progress: Callable[[int], None] | None, code_paths: Sequence[str],
             timeout: float | None, on_segment: Callable[[Segment], None] | None,
-            trusted_code: bool, t0: float) -> Report:
+            trusted_code: bool, t0: float,
+            on_plan: Callable[[int], None] | None = None) -> Report:
     thr, othr = tol.threshold, tol.optim_threshold
     if seed is not None:
         challenge = Challenge(seed=int(seed), source="verifier")
@@ -143,7 +147,8 @@ def _verify(folder: Path, man: Manifest, data: Any, tol: Tolerance,
     verify_loop(folder, man, data, rep, q=q, r=r, miss_rate=miss_rate, forged=forged,
                 threshold=thr, code_paths=code_paths, ledger=ledger,
                 expected_model=expected_model, device=device, timeout=timeout,
-                progress=progress, trusted_code=trusted_code, on_segment=on_segment)
+                progress=progress, trusted_code=trusted_code, on_segment=on_segment,
+                on_plan=on_plan)
     rep.verdict = "accepted" if rep.checks and all(c.ok for c in rep.checks) \
         and rep.checks[-1].name == "replay" else "rejected"
     rep.total_seconds = time.perf_counter() - t0

@@ -214,7 +214,8 @@ class VerifyRequest:
 
 
 def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress,
-                      on_segment: Callable[[Segment], None] | None = None
+                      on_segment: Callable[[Segment], None] | None = None,
+                      on_plan: Callable[[int], None] | None = None
                       ) -> tuple[Report, dict[str, Any]]:
     """Replay ``req.bundle`` (or the bundle ``req.model`` names); with a model artefact,
     take the public challenge from the ledger and record the verdict. Returns the report
@@ -257,7 +258,8 @@ def verify_and_record(req: VerifyRequest, led: Ledger | None, progress: Progress
                             expected_model=expected, ledger=led,
                             device=req.device, progress=advance,
                             calibration=load_calibration(req.calibration),
-                            on_segment=on_segment, trusted_code=req.trusted_code)
+                            on_segment=on_segment, trusted_code=req.trusted_code,
+                            on_plan=on_plan)
     if req.accept_trusted_code and rep.trusted_code:
         rep.overrides.append("accept-trusted-code")  # named, in the report on the ledger
     rep.save(req.report, req.html)
