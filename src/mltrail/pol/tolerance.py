@@ -1,8 +1,8 @@
 """Which replay error a verifier tolerates, and why: one decision for every proof.
 
-Owns :func:`decide`. Both verifiers (the reference task's, :mod:`mltrail.pol.verifier`,
-and a user loop's, :mod:`mltrail.pol.loopverify`, which receives the decided threshold)
-take their thresholds from it, and the report records the basis and the reason:
+Owns :func:`decide`. The one verifier (:mod:`mltrail.pol.verifier`, which hands the
+decided threshold to :mod:`mltrail.pol.loopverify`) takes its thresholds from it, for
+every proof, and the report records the basis and the reason:
 
 * **same environment** — the proof declares an environment (``header.env``) whose
   platform (torch, device, dtype, CPU capability, BLAS) is the verifier's; the verifier
