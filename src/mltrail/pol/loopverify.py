@@ -327,15 +327,6 @@ def run_child(job: dict[str, Any], tmp: Path, timeout: float | None = None,
     return loaded
 
 
-def _shown(seen: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-    """``seen`` for a line from the trusted-code child: one that is not a segment is
-    skipped (display only: never an error of the verifier's)."""
-    def show(seg: dict[str, Any]) -> None:
-        with contextlib.suppress(TypeError, ValueError):
-            seen(seg)
-    return show
-
-
 def _stream(lines: Path, seen: int, on_segment: Callable[[dict[str, Any]], None] | None
             ) -> int:
     """Pass the complete lines the child appended after byte ``seen``; the new offset."""
@@ -349,7 +340,7 @@ def _stream(lines: Path, seen: int, on_segment: Callable[[dict[str, Any]], None]
         try:
             on_segment(json.loads(raw))
         except (ValueError, TypeError):
-            continue  # the prover's code may write there too: display only
+            continue  # not a segment (the prover's code may write there too): display only
     return seen + done
 
 
@@ -418,7 +409,7 @@ def verify_loop(folder: Path, man: Manifest, data: LoopDataArg, rep: Report, *, 
                 progress(1)
 
         if spec.trusted_code:  # the child's lines are shown; its result file decides
-            result = run_child(job, tmp, timeout, on_segment=_shown(seen))
+            result = run_child(job, tmp, timeout, on_segment=seen)
             if result.get("input_error"):
                 raise InputError(str(result["error"]))
         else:  # no code of the prover's: replayed here, from tensors and programs

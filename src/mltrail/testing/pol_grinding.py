@@ -41,6 +41,7 @@ from mltrail.testing.pol_forgeries import forge_bundle, load_states
 
 if TYPE_CHECKING:
     from mltrail.ledger.client import Ledger
+    from mltrail.pol.report import Report
 
 ROUTES = ("name", "note", "steer")
 
@@ -78,21 +79,44 @@ def grind(prover: Ledger, verifier: Ledger, bundle: str | Path, fakes: Collectio
             pub_bundle = work / f"note-{a}"
             forge_bundle(pub_bundle, man.header.model_copy(update={"note": f"attempt {a}"}),
                          load_states(src)[1], source=src)
-        model_id = publish_model(prover, pub_bundle, name=f"grind-{os.urandom(4).hex()}",
-                                 parents=[dataset])["model_id"]
-        _mine(prover, dataset, delay, os.urandom(8) if route == "steer" else bytes([a]))
+        model_id = _publish(prover, pub_bundle, dataset, "grind", delay,
+                            os.urandom(8) if route == "steer" else bytes([a]))
         ch, prior, _ = public_challenge(prover, model_id, delay=delay)  # the public rule
         if not _draw_hits(pub_bundle, ch.seed, fakes, miss_rate=miss_rate, forged=forged,
                           prior=len(prior)):
             break
-    sec = os.urandom(32) if secret else None
-    ch, prior, others = public_challenge(verifier, model_id, delay=delay, secret=sec)
+    rep = _verified(verifier, model_id, data, man.final_model, secret=secret,
+                    by_prover=True, miss_rate=miss_rate, forged=forged, delay=delay)
+    return _outcome(rep, a + 1)
+
+
+def _publish(prover: Ledger, bundle: Path, dataset: str, prefix: str, delay: int,
+             salt: bytes) -> str:
+    """Publish ``bundle`` under a fresh name and mine the blocks its challenge waits for."""
+    model_id: str = publish_model(prover, bundle, name=f"{prefix}-{os.urandom(4).hex()}",
+                                  parents=[dataset])["model_id"]
+    _mine(prover, dataset, delay, salt)
+    return model_id
+
+
+def _verified(verifier: Ledger, model_id: str, data: tuple[torch.Tensor, torch.Tensor],
+              final_model: str | None, *, secret: bool, by_prover: bool, miss_rate: float,
+              forged: float, delay: int) -> Report:
+    """The verifier's verdict on ``model_id``, recorded: with a fresh secret and the other
+    publications counted (``secret``), else by the public rule alone."""
+    ch, prior, others = public_challenge(verifier, model_id, delay=delay,
+                                         secret=os.urandom(32) if secret else None,
+                                         by_prover=by_prover)
     rep = verify_bundle(bundle_for(verifier, model_id), data, challenge=ch,
                         prior_rejections=prior, publications=others if secret else (),
                         miss_rate=miss_rate, forged=forged, ledger=verifier,
-                        expected_model=man.final_model)
+                        expected_model=final_model)
     record_verdict(verifier, model_id, rep, allow_unseeded=True)
-    return {"accepted": rep.accepted, "publications": a + 1, "r": rep.r,
+    return rep
+
+
+def _outcome(rep: Report, publications: int) -> dict[str, Any]:
+    return {"accepted": rep.accepted, "publications": publications, "r": rep.r,
             "effective_miss_rate": rep.r_rule.get("effective_miss_rate")}
 
 
@@ -106,18 +130,11 @@ def reforge(prover: Ledger, verifier: Ledger, forge: Callable[[int, Path], Path]
     rep = None
     for a in range(attempts):
         bundle = forge(a, Path(work) / f"reforge-{a}")
-        model_id = publish_model(prover, bundle, name=f"reforge-{os.urandom(4).hex()}",
-                                 parents=[dataset])["model_id"]
-        _mine(prover, dataset, delay, bytes([a]))
-        ch, prior, others = public_challenge(verifier, model_id, delay=delay,
-                                             secret=os.urandom(32), by_prover=by_prover)
-        rep = verify_bundle(bundle_for(verifier, model_id), data, challenge=ch,
-                            prior_rejections=prior, publications=others,
-                            miss_rate=miss_rate, forged=forged, ledger=verifier,
-                            expected_model=load_states(bundle)[0].final_model)
-        record_verdict(verifier, model_id, rep, allow_unseeded=True)
+        model_id = _publish(prover, bundle, dataset, "reforge", delay, bytes([a]))
+        rep = _verified(verifier, model_id, data, load_states(bundle)[0].final_model,
+                        secret=True, by_prover=by_prover, miss_rate=miss_rate,
+                        forged=forged, delay=delay)
         if rep.accepted:
             break
     assert rep is not None
-    return {"accepted": rep.accepted, "publications": a + 1, "r": rep.r,
-            "effective_miss_rate": rep.r_rule.get("effective_miss_rate")}
+    return _outcome(rep, a + 1)
